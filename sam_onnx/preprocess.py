@@ -1,0 +1,66 @@
+"""Image → encoder input (pure numpy + Pillow).
+
+The recipe of the reference (transformers ``Sam2ImageProcessor`` with the SAM
+2.1 defaults, facebookresearch/sam2 ``SAM2Transforms``): squash the RGB image
+to 1024 x 1024 with bilinear resampling (no aspect ratio kept, no padding),
+scale to [0, 1], normalise with the ImageNet mean and std, channels first.
+
+Pillow's BILINEAR resize antialiases when it shrinks, which matches
+transformers' antialiased resize to within one grey level (model-io.md §2);
+OpenCV's INTER_LINEAR does not, and differs by up to five.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from .errors import InvalidImageError
+from .geometry import MODEL_SIDE, Geometry
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RESCALE_FACTOR = 1.0 / 255.0
+
+# (x * RESCALE_FACTOR - mean) / std == x * _SCALE - _OFFSET, per channel.
+_SCALE = (RESCALE_FACTOR / np.asarray(IMAGENET_STD, dtype=np.float64)).astype(np.float32)
+_OFFSET = (np.asarray(IMAGENET_MEAN, dtype=np.float64) / np.asarray(IMAGENET_STD, dtype=np.float64)).astype(np.float32)
+
+
+def check_rgb_uint8(rgb: np.ndarray) -> None:
+    """Raise :class:`InvalidImageError` unless ``rgb`` is a ``(H, W, 3)`` uint8 array with H, W >= 1."""
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        desc = f"{rgb.dtype} array of shape {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
+        raise InvalidImageError(f"expected an RGB uint8 image of shape (H, W, 3), got a {desc}")
+    if rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise InvalidImageError(f"the image is empty (shape {rgb.shape})")
+
+
+def resize_to_model(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """Squash an ``(H, W, 3)`` uint8 RGB image to ``(1024, 1024, 3)`` uint8 with PIL bilinear."""
+    check_rgb_uint8(rgb)
+    image = Image.fromarray(np.ascontiguousarray(rgb), mode="RGB")
+    return np.asarray(image.resize((MODEL_SIDE, MODEL_SIDE), Image.Resampling.BILINEAR))
+
+
+def normalize(resized: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """``(1024, 1024, 3)`` uint8 → ``(1, 3, 1024, 1024)`` float32, ImageNet-normalised, channels first."""
+    chw = resized.transpose(2, 0, 1).astype(np.float32)
+    chw *= _SCALE[:, None, None]
+    chw -= _OFFSET[:, None, None]
+    return chw[None]
+
+
+def preprocess_image(rgb: NDArray[np.uint8]) -> tuple[NDArray[np.float32], Geometry]:
+    """Make the encoder input ``pixel_values`` for an upright RGB image.
+
+    Args:
+        rgb: ``(H, W, 3)`` uint8 RGB in original pixels (see
+            :func:`sam_onnx.image.to_rgb_uint8` for other inputs).
+
+    Returns:
+        ``pixel_values``: ``(1, 3, 1024, 1024)`` float32 in the model frame, and
+        the :class:`~sam_onnx.geometry.Geometry` recording the original size.
+    """
+    return normalize(resize_to_model(rgb)), Geometry(rgb.shape[:2])
