@@ -1,0 +1,186 @@
+"""Finding the model files: the Hugging Face hub cache (pinned revision) or a local folder.
+
+The only importer of huggingface_hub, and only inside functions: importing
+sam_onnx never touches the network or the disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelLoadError
+from .models import DEFAULT_MODEL, ModelSpec, OnnxFiles, RepoFile
+
+logger = logging.getLogger(__name__)
+
+MODEL_DIR_ENV = "SAM_ONNX_MODEL_DIR"
+"""Environment variable naming a local model folder (same as ``--model-dir``)."""
+
+# Names accepted in a local folder, in order of preference.
+LOCAL_ENCODER_NAMES = ("encoder.onnx", "vision_encoder.onnx", "onnx/vision_encoder.onnx")
+LOCAL_ENCODER_FP16_NAMES = ("encoder_fp16.onnx", "vision_encoder_fp16.onnx", "onnx/vision_encoder_fp16.onnx")
+LOCAL_DECODER_NAMES = ("decoder.onnx", "prompt_encoder_mask_decoder.onnx", "onnx/prompt_encoder_mask_decoder.onnx")
+
+_HASH_CHUNK = 8 * 1024 * 1024
+_MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Paths of an encoder and a decoder graph (their ``.onnx_data`` files sit beside them).
+
+    Attributes:
+        encoder: path of the encoder ``.onnx``.
+        decoder: path of the decoder ``.onnx``.
+        source: where they came from, for logs and the UI.
+    """
+
+    encoder: Path
+    decoder: Path
+    source: str
+
+
+def _first_existing(folder: Path, names: Sequence[str]) -> Path | None:
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def resolve_local_files(model_dir: str | os.PathLike, *, fp16_encoder: bool = False) -> ModelFiles:
+    """Find an encoder and a decoder in a local folder.
+
+    Accepted names: ``encoder.onnx`` + ``decoder.onnx``, or the hub's names
+    (``vision_encoder.onnx``, ``prompt_encoder_mask_decoder.onnx``) directly in
+    the folder or under ``onnx/``; with ``fp16_encoder``, ``encoder_fp16.onnx``
+    or ``vision_encoder_fp16.onnx``. External data is read from beside each file.
+
+    Raises:
+        ModelLoadError: the folder or a file is missing.
+    """
+    folder = Path(model_dir).expanduser()
+    if not folder.is_dir():
+        raise ModelLoadError(f"The model folder {folder} does not exist. Check --model-dir / {MODEL_DIR_ENV}.")
+    encoder_names = LOCAL_ENCODER_FP16_NAMES if fp16_encoder else LOCAL_ENCODER_NAMES
+    encoder = _first_existing(folder, encoder_names)
+    decoder = _first_existing(folder, LOCAL_DECODER_NAMES)
+    for found, names, what in ((encoder, encoder_names, "encoder"), (decoder, LOCAL_DECODER_NAMES, "decoder")):
+        if found is None:
+            raise ModelLoadError(
+                f"No {what} in the model folder {folder}: looked for {', '.join(names)}. "
+                "Put the ONNX files there, or leave --model-dir unset to download the model.")
+    return ModelFiles(encoder, decoder, f"local folder {folder}")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_problem(path: Path, expected: RepoFile) -> str | None:
+    """Why ``path`` is not the pinned file (wrong size or hash), or ``None`` when it is."""
+    size = path.stat().st_size
+    if expected.size is not None and size != expected.size:
+        return f"it has {size:,} bytes instead of {expected.size:,} (partial or damaged download)"
+    if expected.sha256_prefix and not sha256_of(path).startswith(expected.sha256_prefix):
+        return f"its SHA-256 does not start with {expected.sha256_prefix} (damaged file)"
+    return None
+
+
+def _download(spec: ModelSpec, entry: RepoFile, *, cache_dir: str | None, local_files_only: bool,
+              force: bool = False) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+    )
+
+    where = f"{entry.path} of {spec.repo_id} at revision {spec.revision[:12]}"
+    try:
+        return Path(hf_hub_download(spec.repo_id, entry.path, revision=spec.revision, cache_dir=cache_dir,
+                                    local_files_only=local_files_only, force_download=force))
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
+        why = ("downloads are off (HF_HUB_OFFLINE=1 or local_files_only)" if local_files_only or _offline()
+               else "the Hugging Face hub could not be reached")
+        raise ModelLoadError(
+            f"Model file {where} is not in the Hugging Face cache and {why}. Run once with network access "
+            f"so it is downloaded, or point --model-dir / {MODEL_DIR_ENV} at a folder with the ONNX files.") from exc
+    except EntryNotFoundError as exc:
+        raise ModelLoadError(f"Model file {where} does not exist on the hub; check the model table.") from exc
+    except HfHubHTTPError as exc:
+        raise ModelLoadError(f"Downloading {where} failed: {str(exc).splitlines()[0][:200]}") from exc
+    except OSError as exc:  # disk full, permissions
+        raise ModelLoadError(f"Could not store {where} in the Hugging Face cache: {exc.strerror or exc}. "
+                             "Free disk space or set HF_HOME to a writable folder.") from exc
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _fetch_verified(spec: ModelSpec, entry: RepoFile, *, cache_dir: str | None, local_files_only: bool) -> Path:
+    """Cached copy first (no HTTP), then a download; the file is size- and hash-checked either way."""
+    try:
+        path = _download(spec, entry, cache_dir=cache_dir, local_files_only=True)
+    except ModelLoadError:
+        if local_files_only or _offline():
+            raise
+        logger.info("downloading %s from %s (%s MB)", entry.path, spec.repo_id,
+                    f"{entry.size / _MB:.0f}" if entry.size else "?")
+        path = _download(spec, entry, cache_dir=cache_dir, local_files_only=False)
+    problem = file_problem(path, entry)
+    if problem and not (local_files_only or _offline()):
+        logger.warning("cached %s is unusable (%s); downloading it again", entry.path, problem)
+        path = _download(spec, entry, cache_dir=cache_dir, local_files_only=False, force=True)
+        problem = file_problem(path, entry)
+    if problem:
+        raise ModelLoadError(
+            f"Model file {path} is unusable: {problem}. Delete it (or the whole folder "
+            f"models--{spec.repo_id.replace('/', '--')} in the Hugging Face cache) and run again with network "
+            "access.")
+    return path
+
+
+def resolve_hub_files(spec: ModelSpec = DEFAULT_MODEL, *, fp16_encoder: bool = False,
+                      cache_dir: str | os.PathLike | None = None, local_files_only: bool = False) -> ModelFiles:
+    """Get the pinned ONNX files from the Hugging Face cache, downloading them if needed.
+
+    Downloads show huggingface_hub's progress bars; ``HF_HUB_OFFLINE=1`` (or
+    ``local_files_only``) means the cache only. Every file, cached or fresh, is
+    checked against the sizes and SHA-256 prefixes in the model table; a bad
+    cached file is downloaded again once when downloads are allowed.
+
+    Raises:
+        ModelLoadError: with the file, the reason and what to do.
+    """
+    encoder_files: OnnxFiles | None = spec.encoder_fp16 if fp16_encoder else spec.encoder
+    if encoder_files is None:
+        raise ModelLoadError(f"{spec.name} has no fp16 encoder.")
+    cache = None if cache_dir is None else str(cache_dir)
+    paths = {}
+    for entry in (*encoder_files.all, *spec.decoder.all):
+        paths[entry.path] = _fetch_verified(spec, entry, cache_dir=cache, local_files_only=local_files_only)
+    return ModelFiles(paths[encoder_files.graph.path], paths[spec.decoder.graph.path],
+                      f"{spec.repo_id}@{spec.revision[:12]}")
+
+
+def resolve_model_files(model_dir: str | os.PathLike | None = None, *, spec: ModelSpec = DEFAULT_MODEL,
+                        fp16_encoder: bool = False, cache_dir: str | os.PathLike | None = None,
+                        local_files_only: bool = False) -> ModelFiles:
+    """A local folder if one is given (argument or ``SAM_ONNX_MODEL_DIR``), else the pinned hub files."""
+    model_dir = model_dir or os.environ.get(MODEL_DIR_ENV) or None
+    if model_dir:
+        return resolve_local_files(model_dir, fp16_encoder=fp16_encoder)
+    return resolve_hub_files(spec, fp16_encoder=fp16_encoder, cache_dir=cache_dir, local_files_only=local_files_only)

@@ -1,0 +1,265 @@
+"""The stateless predictor: encode an image once, decode any number of prompts.
+
+``Sam2Predictor`` holds two onnxruntime sessions and nothing else that
+changes: per-image data lives in the :class:`~sam_onnx.types.ImageEmbedding`
+value that :meth:`Sam2Predictor.encode` returns, so one predictor serves many
+threads and users at once. It composes the pure steps (preprocess, prompts,
+postprocess) and does no array maths of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import session as ort_session
+from .errors import InferenceError, InvalidPromptError, ModelLoadError
+from .graph_repair import RepairReport, load_repaired_decoder, verify_repair
+from .hub import ModelFiles, resolve_model_files
+from .models import DEFAULT_MODEL, ModelSpec
+from .preprocess import preprocess_image
+from .prompts import DEFAULT_MAX_BATCH, encode_prompts
+from .types import ImageEmbedding, MaskResult, Prompts
+
+logger = logging.getLogger(__name__)
+
+_PROBE_SEED = 0
+_PROBE_POINTS = np.array([[[[300.0, 400.0], [650.0, 210.0], [0.0, 0.0]]]], np.float32)
+_PROBE_LABELS = np.array([[[1, 0, -1]]], np.int64)
+_PROBE_OTHER = {"input_points": np.array([[[[100.0, 900.0]]]], np.float32),
+                "input_labels": np.array([[[1]]], np.int64),
+                "input_boxes": np.array([[[50.0, 600.0, 400.0, 1000.0]]], np.float32)}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a predictor runs, for logs and the UI.
+
+    Attributes:
+        source: where the files came from (hub repo and revision, or a folder).
+        encoder: encoder file path.
+        decoder: decoder file path.
+        providers: execution providers in use, in priority order.
+        encoder_dtype: ``"float32"`` or ``"float16"`` (the encoder's input type).
+        repaired_concats: prompt Concat nodes repaired in the decoder (see
+            :mod:`sam_onnx.graph_repair`).
+        threads: intra-op threads per session.
+    """
+
+    source: str
+    encoder: str
+    decoder: str
+    providers: tuple[str, ...]
+    encoder_dtype: str
+    repaired_concats: int
+    threads: int
+
+
+class Sam2Predictor:
+    """SAM 2.1 image predictor on onnxruntime; stateless after construction, thread-safe.
+
+    Typical use::
+
+        predictor = Sam2Predictor.from_pretrained()        # downloads on first use
+        embedding = predictor.encode(rgb)                  # ~2.5 s on 2 CPU cores
+        result = predictor.decode(embedding, Prompts((Point(410, 220),)))   # ~50 ms
+        result.best_mask                                   # (H, W) bool, original size
+    """
+
+    __slots__ = ("_encoder", "_decoder", "_encoder_dtype", "_info")
+
+    def __init__(self, encoder_session, decoder_session, *, source: str = "sessions", encoder_path: str = "",
+                 decoder_path: str = "", repaired_concats: int = 0, threads: int = 0) -> None:
+        """Wrap two ready sessions (checked against the SAM 2.1 I/O contract).
+
+        Prefer :meth:`from_pretrained` or :meth:`from_files`, which also repair
+        and verify the decoder. Injecting sessions is for tests and custom setups;
+        the keyword arguments only describe the model in :attr:`info`.
+
+        Raises:
+            ModelLoadError: a session's inputs or outputs are not SAM 2.1's.
+        """
+        ort_session.check_contract(encoder_session, ort_session.ENCODER_INPUTS, ort_session.ENCODER_OUTPUTS,
+                                   label=f"encoder {encoder_path}".strip())
+        ort_session.check_contract(decoder_session, ort_session.DECODER_INPUTS, ort_session.DECODER_OUTPUTS,
+                                   label=f"decoder {decoder_path}".strip())
+        self._encoder = encoder_session
+        self._decoder = decoder_session
+        self._encoder_dtype = ort_session.input_type(encoder_session, "pixel_values")
+        self._info = ModelInfo(source, encoder_path, decoder_path, tuple(encoder_session.get_providers()),
+                               np.dtype(self._encoder_dtype).name, repaired_concats, threads)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_files(cls, encoder: str | os.PathLike, decoder: str | os.PathLike, *,
+                   providers: Sequence[str] | None = None, threads: int | None = None,
+                   source: str | None = None) -> Sam2Predictor:
+        """Load an encoder and a decoder ``.onnx`` (external data beside them).
+
+        The decoder is repaired against the onnxruntime Concat quirk in memory
+        and then verified on the live session (plus a repeatability check).
+
+        Raises:
+            ModelLoadError: a file is missing, damaged or of the wrong kind, or
+                a provider is unavailable.
+        """
+        encoder, decoder = Path(encoder), Path(decoder)
+        for path, what in ((encoder, "encoder"), (decoder, "decoder")):
+            if not path.is_file():
+                raise ModelLoadError(f"The {what} file {path} does not exist.")
+        threads = threads or ort_session.default_threads()
+        started = time.perf_counter()
+        enc = ort_session.create_session(encoder, label=f"encoder {encoder}", providers=providers,
+                                         threads=threads)
+        decoder_bytes, report = load_repaired_decoder(decoder)
+        dec = ort_session.create_session(decoder_bytes, label=f"decoder {decoder}", providers=providers,
+                                         threads=threads)
+        predictor = cls(enc, dec, source=source or str(encoder.parent), encoder_path=str(encoder),
+                        decoder_path=str(decoder), repaired_concats=len(report.repaired), threads=threads)
+        _verify_decoder(dec, report)  # after the contract check, so a wrong file fails with a clear message
+        logger.info("model ready in %.2f s: %s", time.perf_counter() - started, predictor.info)
+        return predictor
+
+    @classmethod
+    def from_model_files(cls, files: ModelFiles, **kwargs) -> Sam2Predictor:
+        """:meth:`from_files` for a :class:`~sam_onnx.hub.ModelFiles`."""
+        return cls.from_files(files.encoder, files.decoder, source=files.source, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, spec: ModelSpec = DEFAULT_MODEL, *, model_dir: str | os.PathLike | None = None,
+                        fp16_encoder: bool = False, cache_dir: str | os.PathLike | None = None,
+                        local_files_only: bool = False, providers: Sequence[str] | None = None,
+                        threads: int | None = None) -> Sam2Predictor:
+        """The pinned hub model (downloaded once into the huggingface_hub cache), or a local folder.
+
+        Args:
+            spec: model table entry (revision pinned there).
+            model_dir: a local folder with the ONNX files; default
+                ``$SAM_ONNX_MODEL_DIR``; when set, nothing is downloaded.
+            fp16_encoder: use the half-precision encoder (half the download).
+            cache_dir: huggingface_hub cache folder (default: its standard cache).
+            local_files_only: never download (also implied by ``HF_HUB_OFFLINE=1``).
+            providers: onnxruntime execution providers, e.g.
+                ``["CUDAExecutionProvider", "CPUExecutionProvider"]``; default CPU.
+            threads: intra-op threads per session; default all cores.
+        """
+        files = resolve_model_files(model_dir, spec=spec, fp16_encoder=fp16_encoder, cache_dir=cache_dir,
+                                    local_files_only=local_files_only)
+        return cls.from_model_files(files, providers=providers, threads=threads)
+
+    # ------------------------------------------------------------------ inference
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def encode(self, image: np.ndarray | Image.Image) -> ImageEmbedding:
+        """Run the image encoder once for an image.
+
+        Args:
+            image: upright RGB ``(H, W, 3)`` uint8 in original pixels. Other
+                arrays (grey, RGBA, 16-bit, float) and PIL images are converted
+                by :func:`sam_onnx.image.to_rgb_uint8` (alpha on white).
+
+        Returns:
+            An immutable :class:`ImageEmbedding` (about 17 MB).
+
+        Raises:
+            InvalidImageError: the input is not an image.
+            InferenceError: onnxruntime failed.
+        """
+        rgb = image if _is_rgb_uint8(image) else _to_rgb(image)
+        started = time.perf_counter()
+        pixel_values, geometry = preprocess_image(rgb)
+        prepared = time.perf_counter()
+        outputs = ort_session.run(self._encoder, ort_session.EMBEDDING_NAMES,
+                                  {"pixel_values": pixel_values.astype(self._encoder_dtype, copy=False)},
+                                  label="image encoder")
+        logger.debug("encode %s: preprocess %.0f ms, encoder %.0f ms", geometry.original_hw,
+                     (prepared - started) * 1e3, (time.perf_counter() - prepared) * 1e3)
+        return ImageEmbedding(tuple(o.astype(np.float32, copy=False) for o in outputs), geometry)
+
+    def decode(self, embedding: ImageEmbedding, prompts: Prompts) -> MaskResult:
+        """Masks for one object.
+
+        Args:
+            embedding: from :meth:`encode`.
+            prompts: the object's points and/or box, in original pixels.
+
+        Returns:
+            A :class:`MaskResult`: 3 candidates, their IoU scores, the best
+            index, the low-res logits and the object score.
+
+        Raises:
+            InvalidPromptError: empty prompts, or a prompt outside the image.
+        """
+        return self.decode_many(embedding, (prompts,))[0]
+
+    def decode_many(self, embedding: ImageEmbedding, objects: Sequence[Prompts], *,
+                    max_batch: int = DEFAULT_MAX_BATCH) -> tuple[MaskResult, ...]:
+        """Masks for several objects, batched into as few decoder calls as the graph allows.
+
+        Objects with the same layout (points only / box only / box + points)
+        and the same number of points share a call (up to ``max_batch``).
+
+        Returns:
+            One :class:`MaskResult` per object, in the order given.
+        """
+        if not isinstance(embedding, ImageEmbedding):
+            raise InvalidPromptError(f"expected an ImageEmbedding from encode(), got {type(embedding).__name__}")
+        if isinstance(objects, Prompts):
+            objects = (objects,)
+        if not objects:
+            return ()
+        geometry = embedding.geometry
+        features = dict(zip(ort_session.EMBEDDING_NAMES, embedding.features))
+        results: list[MaskResult | None] = [None] * len(objects)
+        for batch in encode_prompts(objects, geometry, max_batch=max_batch):
+            iou, logits, obj = ort_session.run(self._decoder, ort_session.DECODER_OUTPUT_NAMES,
+                                               {**batch.feeds, **features}, label="mask decoder")
+            if not (np.isfinite(iou).all() and np.isfinite(logits).all()):
+                raise InferenceError("The mask decoder returned non-finite values; the model files may be damaged.")
+            for q, index in enumerate(batch.object_indices):
+                results[index] = MaskResult(logits[0, q], iou[0, q], float(obj[0, q, 0]), geometry)
+        return tuple(results)
+
+
+def _is_rgb_uint8(image) -> bool:
+    return isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+
+
+def _to_rgb(image) -> np.ndarray:
+    from .image import to_rgb_uint8
+
+    return to_rgb_uint8(image)
+
+
+def _verify_decoder(decoder, report: RepairReport) -> None:
+    """Check on the live decoder session that points-only prompts are exact and repeatable.
+
+    1. Every repaired Concat ignores the empty box input (shape witnesses).
+    2. A points-only prompt gives bit-identical outputs before and after an
+       unrelated prompt has dirtied onnxruntime's buffers (the quirk's symptom).
+    """
+    rng = np.random.default_rng(_PROBE_SEED)
+    features = {name: rng.standard_normal((1, *chw), dtype=np.float32)
+                for name, chw in zip(ort_session.EMBEDDING_NAMES, ort_session.EMBEDDING_CHW)}
+    points_only = {"input_points": _PROBE_POINTS, "input_labels": _PROBE_LABELS,
+                   "input_boxes": np.zeros((1, 0, 4), np.float32), **features}
+    verify_repair(decoder, report, points_only)
+    names = list(ort_session.DECODER_OUTPUT_NAMES)
+    first = decoder.run(names, points_only)
+    decoder.run(names, {**_PROBE_OTHER, **features})
+    second = decoder.run(names, points_only)
+    for name, a, b in zip(names, first, second):
+        if not (np.isfinite(a).all() and np.array_equal(a, b)):
+            raise ModelLoadError(
+                f"The decoder gives non-repeatable '{name}' for a points-only prompt (onnxruntime Concat quirk "
+                "on empty input_boxes) and the graph could not be repaired automatically. "
+                "Re-export the decoder so that empty prompt parts are reshaped before the Concat.")
