@@ -1,0 +1,679 @@
+"""Analytic stand-ins for the SAM 2.1 ONNX pair, for tests, benchmarks and load tests.
+
+The two models built here have exactly the I/O contract of the real
+onnx-community/sam2.1-hiera-small-ONNX files (names, dtypes, symbolic dims; see
+``/work/shared/research/model-io.md`` sections 1-4), but their outputs follow a
+closed-form rule, so a test can predict every mask pixel.
+
+Encoder (``build_encoder``)
+    ``pixel_values`` float32 ``[batch_size, 3, 1024, 1024]`` ->
+    ``image_embeddings.0`` ``[batch_size, 32, 256, 256]``,
+    ``image_embeddings.1`` ``[batch_size, 64, 128, 128]``,
+    ``image_embeddings.2`` ``[batch_size, 256, 64, 64]``.
+    Every channel of level k is the average pool (kernel = stride = 4, 8, 16 model
+    pixels) of the channel mean of ``pixel_values``.
+
+Decoder (``build_decoder``)
+    Prompts arrive in the 1024x1024 model frame, pixel-index convention (``xy``
+    order); like the real graph, the decoder adds ``PIXEL_CENTRE_SHIFT`` (0.5) to every
+    point and box corner.  Low-res cell (row i, col j) has its centre at
+    ``(4 j + 2, 4 i + 2)`` in the continuous model frame.  For prompt q and a position
+    c (all distances in model units)::
+
+        pos  = max over label-1 points  of (POS_RADIUS - |c - p|)
+               (+BIG if q has no label-1 point but has a box, -BIG if it has neither)
+        neg  = min over label-0 points  of (|c - p| - NEG_RADIUS)   (+BIG if none)
+        box  = min(cx - x0, x1 - cx, cy - y0, y1 - cy)             (+BIG if no boxes)
+        base = min(pos, neg, box)
+        pred_masks[b, q, k] = base + MASK_OFFSETS[k]
+
+    Labels other than 0 and 1 (the -1 "not a point" pad, the -10 processor pad) are
+    ignored.  ``iou_scores[b, q]`` is ``IOU_WITH_POSITIVE`` if q has a label-1 point,
+    else ``IOU_WITHOUT_POSITIVE``; ``object_score_logits[b, q, 0]`` is the mean of
+    ``image_embeddings.2[b, 0]`` plus ``OBJECT_SCORE_PER_POSITIVE`` per label-1 point.
+
+    Accepted layouts (B = batch): points only (points ``[B,P,N,2]``, labels
+    ``[B,P,N]``, boxes ``[B,0,4]``; Q = P), boxes only (points ``[B,1,0,2]``, labels
+    ``[B,M,0]`` or ``[B,1,0]``, boxes ``[B,M,4]``; Q = M) and points + boxes with P = M.
+    The point-batch, label-batch and box axes broadcast against each other (size 1
+    or Q), so the model accepts a little more than the real graph; layouts that do not
+    broadcast are rejected by onnxruntime, as the real graph rejects them.
+
+The numpy functions ``reference_encoder`` / ``reference_decoder`` compute the same
+outputs independently (per prompt and per point, in float64), and
+``expected_mask_original`` gives the idealised mask directly in the original image
+frame, with ``boundary_band`` / ``tolerance_px`` describing where that idealisation
+may differ from the real pipeline (256x256 logits, then upsampling).
+
+Run as a script to write the pair to a folder::
+
+    python -m tests.analytic_models --out DIR [--external-data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, external_data_helper, helper, numpy_helper
+
+logger = logging.getLogger(__name__)
+
+# --- the I/O contract of the real pair ---------------------------------------------------------
+
+MODEL_SIZE = 1024
+"""Side of the square model frame (pixels of the resized image)."""
+LOWRES_SIZE = 256
+"""Side of the low-resolution mask logits returned by the decoder."""
+CELL_SIZE = MODEL_SIZE // LOWRES_SIZE
+"""Model units covered by one low-res cell along each axis (4)."""
+NUM_CANDIDATES = 3
+"""Masks returned per prompt (multimask output)."""
+PIXEL_CENTRE_SHIFT = 0.5
+"""Added by the decoder graph to every point and box corner (model frame)."""
+
+ENCODER_INPUT = "pixel_values"
+EMBEDDING_NAMES = ("image_embeddings.0", "image_embeddings.1", "image_embeddings.2")
+EMBEDDING_CHW = ((32, 256, 256), (64, 128, 128), (256, 64, 64))
+"""(channels, height, width) of each embedding level, in EMBEDDING_NAMES order."""
+EMBEDDING_POOL = (4, 8, 16)
+"""Average-pool kernel (= stride) in model pixels that produces each level."""
+
+DECODER_PROMPT_INPUTS = ("input_points", "input_labels", "input_boxes")
+DECODER_OUTPUTS = ("iou_scores", "pred_masks", "object_score_logits")
+
+BATCH_DIM = "batch_size"
+POINT_BATCH_DIM = "point_batch_size"
+NUM_POINTS_DIM = "num_points"
+NUM_BOXES_DIM = "num_boxes"
+NUM_MASKS_DIM = "num_masks"
+
+LABEL_POSITIVE = 1
+LABEL_NEGATIVE = 0
+LABEL_NOT_A_POINT = -1
+LABEL_PROCESSOR_PAD = -10
+
+# --- the analytic rule -------------------------------------------------------------------------
+
+POS_RADIUS = 64.0
+"""Radius (model units) of the disc a positive click selects in candidate 1."""
+NEG_RADIUS = 48.0
+"""Radius (model units) of the disc a negative click removes in candidate 1."""
+BIG = 10000.0
+"""Stand-in for an absent term: +BIG never wins the min, -BIG always does."""
+MASK_OFFSETS = (-16.0, 0.0, 16.0)
+"""Added to the base logit for candidates 0, 1, 2: three nested masks (small to large)."""
+IOU_WITH_POSITIVE = (0.80, 0.95, 0.60)
+"""iou_scores of a prompt with at least one positive point (best candidate: 1)."""
+IOU_WITHOUT_POSITIVE = (0.90, 0.70, 0.85)
+"""iou_scores of a prompt without positive points (best candidate: 0)."""
+OBJECT_SCORE_PER_POSITIVE = 0.5
+"""Added to object_score_logits for every positive point of the prompt."""
+
+OPSET = 17
+IR_VERSION = 8
+"""IR version 8 / opset 17: loadable by any recent onnxruntime, like common exports."""
+
+BROKEN_DECODER_KINDS = ("missing_input", "renamed_output", "wrong_dtype")
+RENAMED_PRED_MASKS = "masks"
+"""Name that the "renamed_output" broken decoder uses instead of ``pred_masks``."""
+
+
+def cell_centres() -> np.ndarray:
+    """Centres of the low-res cells along one axis: float64 ``(256,)``, model frame."""
+    return np.arange(LOWRES_SIZE, dtype=np.float64) * CELL_SIZE + CELL_SIZE / 2
+
+
+# --- graph building ----------------------------------------------------------------------------
+
+
+class _GraphBuilder:
+    """Collects nodes and initializers; every helper returns the name of its output."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._count = 0
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+
+    def _fresh(self, hint: str) -> str:
+        self._count += 1
+        return f"{self._prefix}/{hint}_{self._count}"
+
+    def const(self, hint: str, value: np.ndarray) -> str:
+        """Store ``value`` as an initializer (never as a node attribute, so that
+        ``save_as_external_data`` moves it to the sidecar)."""
+        name = self._fresh(hint)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def ints(self, hint: str, *values: int) -> str:
+        return self.const(hint, np.array(values, dtype=np.int64))
+
+    def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs: object) -> str:
+        output = out if out is not None else self._fresh(op_type.lower())
+        self.nodes.append(helper.make_node(op_type, list(inputs), [output], **attrs))
+        return output
+
+    def model(
+        self,
+        name: str,
+        inputs: Sequence[onnx.ValueInfoProto],
+        outputs: Sequence[onnx.ValueInfoProto],
+        doc: str,
+    ) -> onnx.ModelProto:
+        graph = helper.make_graph(
+            self.nodes, name, list(inputs), list(outputs), initializer=self.initializers
+        )
+        graph.doc_string = doc
+        model = helper.make_model(
+            graph,
+            opset_imports=[helper.make_opsetid("", OPSET)],
+            producer_name="tests.analytic_models",
+            ir_version=IR_VERSION,
+        )
+        return model
+
+
+def _embedding_value_infos() -> list[onnx.ValueInfoProto]:
+    return [
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, [BATCH_DIM, *chw])
+        for name, chw in zip(EMBEDDING_NAMES, EMBEDDING_CHW, strict=True)
+    ]
+
+
+def build_encoder() -> onnx.ModelProto:
+    """Analytic image encoder with the real encoder's I/O contract.
+
+    Input ``pixel_values`` float32 ``[batch_size, 3, 1024, 1024]`` (normalised RGB, model
+    frame). Outputs ``image_embeddings.0/1/2`` float32 ``[batch_size, C, S, S]`` with
+    (C, S) = (32, 256), (64, 128), (256, 64): every channel is the (1024/S) x (1024/S)
+    average pool of the channel mean. Level 0 is one strided Conv with weights 1/48;
+    levels 1 and 2 are 2x2 pools of the previous level, which equals the 8x8 / 16x16
+    pool of the full-resolution mean up to float rounding (~1e-7).
+    """
+    g = _GraphBuilder("encoder")
+    # Channel mean and the first pool in one strided convolution (a real weight tensor,
+    # so the encoder has something to put in an external-data sidecar).
+    pool = EMBEDDING_POOL[0]
+    weight = np.full((1, 3, pool, pool), 1.0 / (3 * pool * pool), np.float32)
+    pooled = g.op(
+        "Conv",
+        ENCODER_INPUT,
+        g.const("mean_pool_weight", weight),
+        kernel_shape=[pool, pool],
+        strides=[pool, pool],
+    )  # [B,1,256,256]
+    for level, (name, (channels, _, _)) in enumerate(
+        zip(EMBEDDING_NAMES, EMBEDDING_CHW, strict=True)
+    ):
+        if level > 0:
+            factor = EMBEDDING_POOL[level] // EMBEDDING_POOL[level - 1]
+            pooled = g.op("AveragePool", pooled, kernel_shape=[factor] * 2, strides=[factor] * 2)
+        g.op("Expand", pooled, g.ints("channels", 1, channels, 1, 1), out=name)
+    inputs = [
+        helper.make_tensor_value_info(
+            ENCODER_INPUT, TensorProto.FLOAT, [BATCH_DIM, 3, MODEL_SIZE, MODEL_SIZE]
+        )
+    ]
+    return g.model(
+        "analytic_sam2_encoder", inputs, _embedding_value_infos(), build_encoder.__doc__ or ""
+    )
+
+
+def _append_along(g: _GraphBuilder, tensor: str, filler: np.ndarray, axis: int) -> str:
+    """Concatenate one slice of ``filler`` (shape [1]*axis + [1] + rest) to ``tensor`` along
+    ``axis``, broadcasting the filler over the leading ``axis`` dims of ``tensor``."""
+    lead = g.op("Shape", tensor, start=0, end=axis)
+    target = g.op("Concat", lead, g.ints("filler_tail", 1, *filler.shape[axis + 1 :]), axis=0)
+    block = g.op("Expand", g.const("filler", filler), target)
+    return g.op("Concat", tensor, block, axis=axis)
+
+
+def _coordinate(g: _GraphBuilder, coords: str, index: int, rank_after: int) -> str:
+    """Slice component ``index`` of the last axis of ``coords`` and append singleton axes
+    so the result has ``rank_after`` dims (the last two being 1, 1)."""
+    start, end, last = g.ints("start", index), g.ints("end", index + 1), g.ints("axis", -1)
+    component = g.op("Slice", coords, start, end, last)  # [..., 1]
+    return g.op("Unsqueeze", component, g.ints("axes", rank_after - 1))
+
+
+def build_decoder(
+    *,
+    with_boxes_input: bool = True,
+    pred_masks_name: str = "pred_masks",
+    labels_dtype: int = TensorProto.INT64,
+) -> onnx.ModelProto:
+    """Analytic prompt encoder + mask decoder with the real decoder's I/O contract.
+
+    Inputs: ``input_points`` float32 ``[batch_size, point_batch_size, num_points, 2]``
+    (``xy``, model frame, pixel-index convention), ``input_labels`` int64
+    ``[batch_size, point_batch_size, num_points]``, ``input_boxes`` float32
+    ``[batch_size, num_boxes, 4]`` (x0, y0, x1, y1, model frame) and the three
+    ``image_embeddings``. Outputs: ``iou_scores`` float32 ``[batch_size, num_masks, 3]``,
+    ``pred_masks`` float32 ``[batch_size, num_masks, 3, 256, 256]`` (logits),
+    ``object_score_logits`` float32 ``[batch_size, num_masks, 1]``. See the module
+    docstring for the rule. Distances are computed in float64 and rounded once.
+
+    The keyword arguments exist only for ``build_broken_decoder``.
+    """
+    g = _GraphBuilder("decoder")
+    points, labels, boxes, _, _, emb2 = (*DECODER_PROMPT_INPUTS, *EMBEDDING_NAMES)
+    if not with_boxes_input:
+        boxes = g.const("absent_boxes", np.zeros((1, 0, 4), dtype=np.float32))
+    if labels_dtype != TensorProto.INT64:
+        labels = g.op("Cast", labels, to=TensorProto.INT64)
+
+    centres = cell_centres()
+    grid_x = g.const("cell_centre_x", centres)  # [256]: broadcasts along the last axis
+    grid_y = g.const("cell_centre_y", centres[:, None])  # [256, 1]
+    shift = g.const("pixel_centre_shift", np.array(PIXEL_CENTRE_SHIFT))
+    inf = g.const("inf", np.array(np.inf))
+    big = g.const("big", np.array(BIG))
+    minus_big = g.const("minus_big", np.array(-BIG))
+
+    # Points: append one ignored point (label -1) so the point axis is never empty.
+    pts = _append_along(g, points, np.zeros((1, 1, 1, 2), np.float32), axis=2)  # [B,P,N+1,2]
+    labs = _append_along(g, labels, np.full((1, 1, 1), LABEL_NOT_A_POINT, np.int64), axis=2)
+    pts = g.op("Add", g.op("Cast", pts, to=TensorProto.DOUBLE), shift)
+    px = _coordinate(g, pts, 0, rank_after=5)  # [B,P,N+1,1,1]
+    py = _coordinate(g, pts, 1, rank_after=5)
+    dx = g.op("Sub", grid_x, px)  # [B,P,N+1,1,256]
+    dy = g.op("Sub", grid_y, py)  # [B,P,N+1,256,1]
+    dx2, dy2 = g.op("Mul", dx, dx), g.op("Mul", dy, dy)
+
+    def nearest_distance(label: int) -> tuple[str, str]:
+        """(distance to the nearest point with ``label`` [B,Q,256,256] float64 (inf if
+        none), count of such points [B,Pl,1] float32)."""
+        is_label = g.op("Equal", labs, g.const(f"label_{label}", np.array(label, np.int64)))
+        selector = g.op("Unsqueeze", is_label, g.ints("axes", 3, 4))  # [B,Pl,N+1,1,1]
+        masked_dx2 = g.op("Where", selector, dx2, inf)  # the other points are infinitely far
+        squared = g.op("Add", masked_dx2, dy2)  # [B,Q,N+1,256,256]
+        nearest = g.op("Sqrt", g.op("ReduceMin", squared, axes=[2], keepdims=0))
+        count = g.op(
+            "ReduceSum", g.op("Cast", is_label, to=TensorProto.FLOAT), g.ints("axes", 2), keepdims=1
+        )
+        return nearest, count
+
+    def per_prompt(flag: str) -> str:
+        """[B,Pl,1] bool -> [B,Pl,1,1] for broadcasting against [B,Q,256,256]."""
+        return g.op("Unsqueeze", flag, g.ints("axes", 3))
+
+    zero_f = g.const("zero", np.array(0.0, np.float32))
+    pos_nearest, pos_count = nearest_distance(LABEL_POSITIVE)
+    neg_nearest, neg_count = nearest_distance(LABEL_NEGATIVE)
+    has_pos = g.op("Greater", pos_count, zero_f)  # [B,Pl,1]
+    has_neg = g.op("Greater", neg_count, zero_f)
+
+    num_boxes = g.op("Shape", boxes, start=1, end=2)  # [1]
+    has_box = g.op("Greater", num_boxes, g.ints("zero", 0))  # [1] bool
+    pos_fallback = g.op("Where", has_box, big, minus_big)
+    pos = g.op(
+        "Where",
+        per_prompt(has_pos),
+        g.op("Sub", g.const("pos_radius", np.array(POS_RADIUS)), pos_nearest),
+        pos_fallback,
+    )
+    neg = g.op(
+        "Where",
+        per_prompt(has_neg),
+        g.op("Sub", neg_nearest, g.const("neg_radius", np.array(NEG_RADIUS))),
+        big,
+    )
+
+    # Boxes: append a dummy box and keep max(M, 1) of them, so the axis is never empty;
+    # the dummy (used only when M == 0) is replaced by +BIG below.
+    bxs = _append_along(g, boxes, np.zeros((1, 1, 4), np.float32), axis=1)  # [B,M+1,4]
+    kept = g.op("Max", num_boxes, g.ints("one", 1))
+    bxs = g.op("Slice", bxs, g.ints("start", 0), kept, g.ints("axis", 1))  # [B,max(M,1),4]
+    bxs = g.op("Add", g.op("Cast", bxs, to=TensorProto.DOUBLE), shift)
+    x0, y0, x1, y1 = (_coordinate(g, bxs, i, rank_after=4) for i in range(4))  # [B,K,1,1]
+    inside_x = g.op("Min", g.op("Sub", grid_x, x0), g.op("Sub", x1, grid_x))  # [B,K,1,256]
+    inside_y = g.op("Min", g.op("Sub", grid_y, y0), g.op("Sub", y1, grid_y))  # [B,K,256,1]
+    box = g.op("Where", has_box, g.op("Min", inside_x, inside_y), big)
+
+    base = g.op("Cast", g.op("Min", pos, neg, box), to=TensorProto.FLOAT)  # [B,Q,256,256]
+    offsets = g.const("mask_offsets", np.array(MASK_OFFSETS, np.float32).reshape(-1, 1, 1))
+    g.op("Add", g.op("Unsqueeze", base, g.ints("axes", 2)), offsets, out=pred_masks_name)
+
+    num_masks = g.op("Shape", base, start=1, end=2)
+    iou = g.op(
+        "Where",
+        has_pos,
+        g.const("iou_with_positive", np.array(IOU_WITH_POSITIVE, np.float32)),
+        g.const("iou_without_positive", np.array(IOU_WITHOUT_POSITIVE, np.float32)),
+    )  # [B,Pl,3]
+    g.op(
+        "Expand",
+        iou,
+        g.op("Concat", g.ints("one", 1), num_masks, g.ints("three", NUM_CANDIDATES), axis=0),
+        out="iou_scores",
+    )
+
+    channel0 = g.op("Slice", emb2, g.ints("start", 0), g.ints("end", 1), g.ints("axis", 1))
+    image_score = g.op("ReduceMean", channel0, axes=[1, 2, 3], keepdims=1)  # [B,1,1,1]
+    image_score = g.op("Squeeze", image_score, g.ints("axes", 3))  # [B,1,1]
+    obj = g.op(
+        "Add",
+        image_score,
+        g.op(
+            "Mul",
+            pos_count,
+            g.const("per_positive", np.array(OBJECT_SCORE_PER_POSITIVE, np.float32)),
+        ),
+    )
+    g.op(
+        "Expand",
+        obj,
+        g.op("Concat", g.ints("one", 1), num_masks, g.ints("one", 1), axis=0),
+        out="object_score_logits",
+    )
+
+    inputs = [
+        helper.make_tensor_value_info(
+            "input_points", TensorProto.FLOAT, [BATCH_DIM, POINT_BATCH_DIM, NUM_POINTS_DIM, 2]
+        ),
+        helper.make_tensor_value_info(
+            "input_labels", labels_dtype, [BATCH_DIM, POINT_BATCH_DIM, NUM_POINTS_DIM]
+        ),
+    ]
+    if with_boxes_input:
+        inputs.append(
+            helper.make_tensor_value_info(
+                "input_boxes", TensorProto.FLOAT, [BATCH_DIM, NUM_BOXES_DIM, 4]
+            )
+        )
+    inputs += _embedding_value_infos()
+    outputs = [
+        helper.make_tensor_value_info(
+            "iou_scores", TensorProto.FLOAT, [BATCH_DIM, NUM_MASKS_DIM, NUM_CANDIDATES]
+        ),
+        helper.make_tensor_value_info(
+            pred_masks_name,
+            TensorProto.FLOAT,
+            [BATCH_DIM, NUM_MASKS_DIM, NUM_CANDIDATES, LOWRES_SIZE, LOWRES_SIZE],
+        ),
+        helper.make_tensor_value_info(
+            "object_score_logits", TensorProto.FLOAT, [BATCH_DIM, NUM_MASKS_DIM, 1]
+        ),
+    ]
+    return g.model("analytic_sam2_decoder", inputs, outputs, build_decoder.__doc__ or "")
+
+
+def build_broken_decoder(kind: str) -> onnx.ModelProto:
+    """A valid, loadable decoder that violates the I/O contract in one way.
+
+    ``kind``: ``"missing_input"`` (no ``input_boxes`` input; the graph uses an empty
+    constant instead), ``"renamed_output"`` (``pred_masks`` is called
+    ``RENAMED_PRED_MASKS``), ``"wrong_dtype"`` (``input_labels`` is float32).
+    Raises ValueError for any other kind.
+    """
+    if kind == "missing_input":
+        return build_decoder(with_boxes_input=False)
+    if kind == "renamed_output":
+        return build_decoder(pred_masks_name=RENAMED_PRED_MASKS)
+    if kind == "wrong_dtype":
+        return build_decoder(labels_dtype=TensorProto.FLOAT)
+    raise ValueError(
+        f"unknown broken decoder kind {kind!r}; expected one of {BROKEN_DECODER_KINDS}"
+    )
+
+
+# --- saving ------------------------------------------------------------------------------------
+
+
+def save_model(model: onnx.ModelProto, path: str | Path, *, external_data: bool = False) -> Path:
+    """Write ``model`` to ``path`` and return ``path``.
+
+    With ``external_data`` every floating-point initializer (the weights, grids and
+    tables) goes to the sidecar ``<file name>_data`` next to it (e.g.
+    ``decoder.onnx_data``), like the real onnx-community files. The small int64
+    shape/axes tensors stay inline: onnxruntime refuses to load a graph whose Slice /
+    Unsqueeze / Expand parameters live in external data ("Cannot parse data from
+    external tensors"). ``model`` itself is not modified.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not external_data:
+        onnx.save_model(model, path)
+        return path
+    sidecar = path.parent / f"{path.name}_data"
+    sidecar.unlink(missing_ok=True)  # onnx appends to an existing sidecar
+    detached = onnx.ModelProto()
+    detached.CopyFrom(model)
+    moved = 0
+    for tensor in detached.graph.initializer:
+        if tensor.data_type != TensorProto.INT64:
+            external_data_helper.set_external_data(tensor, location=sidecar.name)
+            moved += 1
+    external_data_helper.write_external_data_tensors(detached, str(path.parent))
+    onnx.save_model(detached, path)
+    logger.debug("saved %s with %d tensors in %s", path, moved, sidecar.name)
+    return path
+
+
+def save_models(
+    out_dir: str | Path,
+    *,
+    external_data: bool = False,
+    encoder_name: str = "encoder.onnx",
+    decoder_name: str = "decoder.onnx",
+) -> tuple[Path, Path]:
+    """Build both analytic models and write them into ``out_dir`` (created if needed).
+
+    Returns ``(encoder_path, decoder_path)``. With ``external_data`` the tensors of each
+    model live in ``<name>_data`` sidecars, like the real onnx-community files.
+    """
+    out = Path(out_dir)
+    encoder = save_model(build_encoder(), out / encoder_name, external_data=external_data)
+    decoder = save_model(build_decoder(), out / decoder_name, external_data=external_data)
+    return encoder, decoder
+
+
+# --- numpy reference ---------------------------------------------------------------------------
+
+
+def reference_encoder(pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What ``build_encoder`` computes: float32 ``[B,3,1024,1024]`` -> the three
+    embeddings ``[B,C,S,S]`` float32 (pooled directly from the full-resolution mean)."""
+    grey = np.asarray(pixel_values, dtype=np.float64).mean(axis=1)  # [B,1024,1024]
+    batch = grey.shape[0]
+    levels = []
+    for (channels, size, _), pool in zip(EMBEDDING_CHW, EMBEDDING_POOL, strict=True):
+        pooled = grey.reshape(batch, size, pool, size, pool).mean(axis=(2, 4))
+        levels.append(np.repeat(pooled[:, None], channels, axis=1).astype(np.float32))
+    return levels[0], levels[1], levels[2]
+
+
+def _base_logits(
+    xs: np.ndarray,
+    ys: np.ndarray,
+    points: np.ndarray,
+    labels: np.ndarray,
+    box: np.ndarray | None,
+) -> np.ndarray:
+    """The base logit of one prompt at positions ``xs`` (W,) x ``ys`` (H,), float64 (H, W).
+
+    ``points`` (N, 2) and ``box`` (4,) are in the continuous model frame (the 0.5 shift
+    already applied); ``labels`` (N,) int.
+    """
+    gx, gy = xs[None, :], ys[:, None]
+    pos = np.full((ys.size, xs.size), -np.inf)
+    neg = np.full((ys.size, xs.size), np.inf)
+    has_pos = has_neg = False
+    for (px, py), label in zip(points, labels, strict=True):
+        distance = np.hypot(gx - px, gy - py)
+        if label == LABEL_POSITIVE:
+            pos, has_pos = np.maximum(pos, POS_RADIUS - distance), True
+        elif label == LABEL_NEGATIVE:
+            neg, has_neg = np.minimum(neg, distance - NEG_RADIUS), True
+    if not has_pos:
+        pos = np.full_like(pos, BIG if box is not None else -BIG)
+    if not has_neg:
+        neg = np.full_like(neg, BIG)
+    if box is None:
+        box_term = np.full_like(pos, BIG)
+    else:
+        x0, y0, x1, y1 = box
+        box_term = np.minimum(np.minimum(gx - x0, x1 - gx), np.minimum(gy - y0, y1 - gy))
+    return np.minimum(np.minimum(pos, neg), box_term)
+
+
+def _broadcast_prompts(points_axis: int, labels_axis: int, boxes_axis: int) -> int:
+    """Number of prompts Q for the given point-batch, label-batch and box axis sizes."""
+    sizes = [points_axis, labels_axis] + ([boxes_axis] if boxes_axis > 0 else [])
+    q = max(sizes)
+    if any(size not in (1, q) for size in sizes):
+        raise ValueError(
+            "prompt axes do not broadcast: "
+            f"points {points_axis}, labels {labels_axis}, boxes {boxes_axis}"
+        )
+    return q
+
+
+def reference_decoder(
+    points: np.ndarray, labels: np.ndarray, boxes: np.ndarray, emb2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What ``build_decoder`` computes, in numpy.
+
+    ``points`` float32 ``[B,P,N,2]``, ``labels`` int ``[B,Pl,N]``, ``boxes`` float32
+    ``[B,M,4]`` (model frame, pixel-index convention, no 0.5 added), ``emb2`` float32
+    ``[B,256,64,64]``. Returns ``(iou [B,Q,3], masks [B,Q,3,256,256], obj [B,Q,1])``, all
+    float32. Raises ValueError for layouts whose prompt axes do not broadcast.
+    """
+    points = np.asarray(points, np.float64) + PIXEL_CENTRE_SHIFT
+    labels = np.asarray(labels)
+    boxes = np.asarray(boxes, np.float64) + PIXEL_CENTRE_SHIFT
+    batch = points.shape[0]
+    q_count = _broadcast_prompts(points.shape[1], labels.shape[1], boxes.shape[1])
+    centres = cell_centres()
+    offsets = np.array(MASK_OFFSETS, np.float32)
+    iou = np.empty((batch, q_count, NUM_CANDIDATES), np.float32)
+    masks = np.empty((batch, q_count, NUM_CANDIDATES, LOWRES_SIZE, LOWRES_SIZE), np.float32)
+    obj = np.empty((batch, q_count, 1), np.float32)
+    for b in range(batch):
+        image_score = np.float32(np.mean(np.asarray(emb2, np.float64)[b, 0]))
+        for q in range(q_count):
+            pts = points[b, min(q, points.shape[1] - 1)]
+            labs = labels[b, min(q, labels.shape[1] - 1)]
+            box = boxes[b, min(q, boxes.shape[1] - 1)] if boxes.shape[1] > 0 else None
+            base = _base_logits(centres, centres, pts, labs, box).astype(np.float32)
+            masks[b, q] = base[None] + offsets[:, None, None]
+            positives = int(np.sum(labs == LABEL_POSITIVE))
+            iou[b, q] = IOU_WITH_POSITIVE if positives else IOU_WITHOUT_POSITIVE
+            obj[b, q, 0] = image_score + np.float32(OBJECT_SCORE_PER_POSITIVE * positives)
+    return iou, masks, obj
+
+
+# --- expectations in the original image frame -------------------------------------------------
+
+
+def expected_logits_original(
+    points_xy_px: Sequence[Sequence[float]] | np.ndarray | None,
+    labels: Sequence[int] | np.ndarray | None,
+    box_xyxy_px: Sequence[float] | None,
+    original_hw: tuple[int, int],
+    candidate: int = 1,
+) -> np.ndarray:
+    """Idealised logit of one prompt at every pixel of the original image, float64 (H, W).
+
+    ``points_xy_px`` (N, 2) ``xy`` and ``box_xyxy_px`` (x0, y0, x1, y1) are in original
+    pixels, as a user clicks them (pixel-index convention). They are mapped to the model
+    frame as the wrapper does (``x * 1024 / W``, ``y * 1024 / H``) plus the graph's 0.5;
+    pixel (row v, col u) is evaluated at the model-frame position of its centre,
+    ``((u + 0.5) * 1024 / W, (v + 0.5) * 1024 / H)`` -- the position that half-pixel
+    upsampling of the 256x256 logits samples. Values are in model units.
+    """
+    height, width = original_hw
+    scale = np.array([MODEL_SIZE / width, MODEL_SIZE / height])
+    pts = (
+        np.zeros((0, 2))
+        if points_xy_px is None
+        else np.asarray(points_xy_px, np.float64).reshape(-1, 2)
+    )
+    labs = np.zeros(0, np.int64) if labels is None else np.asarray(labels).reshape(-1)
+    if len(pts) != len(labs):
+        raise ValueError(f"{len(pts)} points but {len(labs)} labels")
+    pts = pts * scale + PIXEL_CENTRE_SHIFT
+    box = None
+    if box_xyxy_px is not None:
+        box = np.asarray(box_xyxy_px, np.float64) * np.tile(scale, 2) + PIXEL_CENTRE_SHIFT
+    xs = (np.arange(width) + 0.5) * scale[0]
+    ys = (np.arange(height) + 0.5) * scale[1]
+    return _base_logits(xs, ys, pts, labs, box) + MASK_OFFSETS[candidate]
+
+
+def expected_mask_original(
+    points_xy_px: Sequence[Sequence[float]] | np.ndarray | None,
+    labels: Sequence[int] | np.ndarray | None,
+    box_xyxy_px: Sequence[float] | None,
+    original_hw: tuple[int, int],
+    candidate: int = 1,
+) -> np.ndarray:
+    """The mask a user expects for one prompt, bool (H, W), in the original image frame.
+
+    Computed directly per original pixel (``expected_logits_original(...) > 0``): the
+    discs around clicks and the box, mapped into the original frame (ellipses for a
+    non-square image). The real pipeline instead samples the rule at 256x256 cell centres
+    and upsamples, so its mask differs from this one only within about one low-res cell
+    of the boundary: ``CELL_SIZE`` (4) model units, i.e. W/256 original pixels
+    horizontally and H/256 vertically. Ignore that band with ``boundary_band`` (exact) or
+    ``tolerance_px`` (its size in pixels).
+    """
+    return expected_logits_original(points_xy_px, labels, box_xyxy_px, original_hw, candidate) > 0
+
+
+def boundary_band(
+    points_xy_px: Sequence[Sequence[float]] | np.ndarray | None,
+    labels: Sequence[int] | np.ndarray | None,
+    box_xyxy_px: Sequence[float] | None,
+    original_hw: tuple[int, int],
+    candidate: int = 1,
+    margin: float = CELL_SIZE,
+) -> np.ndarray:
+    """Pixels where ``expected_mask_original`` may legitimately differ from the pipeline,
+    bool (H, W): those whose ideal logit is within ``margin`` model units of 0.
+
+    Why this suffices: the logit is 1-Lipschitz in the model frame (it is a min/max of
+    distances and box-edge distances), so a pixel with |logit| > margin lies more than
+    ``margin`` model units from the boundary. Nearest-neighbour or bilinear upsampling
+    reads cell centres at most 2*sqrt(2) ~ 2.83 model units away, so its value differs
+    from the ideal one by less than ``CELL_SIZE`` and keeps the sign.
+    """
+    logits = expected_logits_original(points_xy_px, labels, box_xyxy_px, original_hw, candidate)
+    return np.abs(logits) <= margin
+
+
+def tolerance_px(original_hw: tuple[int, int]) -> tuple[float, float]:
+    """Size of one low-res cell in original pixels, ``(rows, cols)`` = (H/256, W/256):
+    how far from the ideal boundary the pipeline's mask may deviate along each axis."""
+    height, width = original_hw
+    return CELL_SIZE * height / MODEL_SIZE, CELL_SIZE * width / MODEL_SIZE
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.analytic_models",
+        description="Write the analytic encoder.onnx / decoder.onnx pair to a folder.",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
+    parser.add_argument(
+        "--external-data",
+        action="store_true",
+        help="store tensors in <name>.onnx_data sidecars, like the real files",
+    )
+    args = parser.parse_args(argv)
+    for path in save_models(args.out, external_data=args.external_data):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

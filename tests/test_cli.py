@@ -1,0 +1,111 @@
+"""``python -m sam_onnx``: mask PNG, cut-out and JSON from points and boxes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sam_onnx.cli import main
+from tests import analytic_models as am
+from tests.conftest import make_rgb
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(make_rgb(300, 500)).save(path)
+    return path
+
+
+def _run(analytic_dir, *args):
+    return main([*map(str, args), "--model-dir", str(analytic_dir), "--threads", "1", "-q"])
+
+
+def test_points_and_box_write_mask_cutout_and_json(tmp_path, photo, analytic_dir):
+    out, cut, report = tmp_path / "mask.png", tmp_path / "cut.png", tmp_path / "r.json"
+    code = _run(analytic_dir, photo, "--point", "200,120", "--point", "230,120,0", "--box", "400,250,50,20",
+                "--out", out, "--cutout", cut, "--json", report)
+    assert code == 0
+    mask = np.asarray(Image.open(out))
+    assert mask.shape == (300, 500) and set(np.unique(mask)) <= {0, 255}
+    expected = am.expected_mask_original([(200, 120), (230, 120)], [1, 0], (50, 20, 400, 250), (300, 500))
+    band = am.boundary_band([(200, 120), (230, 120)], [1, 0], (50, 20, 400, 250), (300, 500))
+    assert ((mask == 255) == expected)[~band].all()
+    rgba = np.asarray(Image.open(cut))
+    assert rgba.shape == (300, 500, 4)
+    np.testing.assert_array_equal(rgba[..., 3], mask)
+    np.testing.assert_array_equal(rgba[..., :3][mask == 255], make_rgb(300, 500)[mask == 255])
+    data = json.loads(report.read_text())
+    assert len(data["scores"]) == 3 and data["chosen_index"] == data["best_index"] == int(np.argmax(data["scores"]))
+    assert 0 <= data["object_score"] <= 1 and data["width"] == 500 and data["height"] == 300
+    assert data["prompts"]["box"] == [50, 20, 400, 250]
+
+
+def test_mask_index_picks_another_candidate(tmp_path, photo, analytic_dir):
+    small, best = tmp_path / "small.png", tmp_path / "best.png"
+    assert _run(analytic_dir, photo, "--point", "250,150", "--out", best) == 0
+    assert _run(analytic_dir, photo, "--point", "250,150", "--out", small, "--mask-index", "0") == 0
+    assert (np.asarray(Image.open(small)) > 0).sum() < (np.asarray(Image.open(best)) > 0).sum()
+
+
+def test_exif_rotated_photo_uses_upright_coordinates(tmp_path, analytic_dir):
+    upright = make_rgb(200, 120)  # tall as the user sees it
+    stored = np.rot90(upright, k=1)  # stored sideways (120 high, 200 wide), EXIF 6 = rotate 90 cw to show
+    exif = Image.Exif()
+    exif[274] = 6
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(np.ascontiguousarray(stored)).save(path, exif=exif.tobytes(), quality=95)
+    out = tmp_path / "m.png"
+    assert _run(analytic_dir, path, "--point", "30,170", "--out", out) == 0
+    mask = np.asarray(Image.open(out))
+    assert mask.shape == (200, 120) and mask[170, 30] == 255
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--point", "600,10"], "outside the 500×300 image"),
+    (["--box", "5,5,5,50"], "no area"),
+    (["--point", "1,2,7"], "label must be 1"),
+    (["--point", "nan,2"], "finite"),
+    ([], "at least one --point or a --box"),
+])
+def test_bad_prompts_exit_2_with_one_clear_line(tmp_path, photo, analytic_dir, capsys, args, message):
+    with pytest.raises(SystemExit) if "label" in message or "no area" in message or "finite" in message \
+            else _no_raise():
+        code = _run(analytic_dir, photo, *args, "--out", tmp_path / "m.png")
+        assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "m.png").exists()
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_unreadable_image_and_missing_model(tmp_path, analytic_dir, capsys):
+    bad = tmp_path / "notes.png"
+    bad.write_text("hello")
+    assert _run(analytic_dir, bad, "--point", "1,1", "--out", tmp_path / "m.png") == 2
+    assert "Could not read this image" in capsys.readouterr().err
+    photo = tmp_path / "p.png"
+    Image.fromarray(make_rgb(50, 50)).save(photo)
+    code = main([str(photo), "--point", "1,1", "--out", str(tmp_path / "m.png"), "--model-dir", str(tmp_path / "none")])
+    assert code == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_module_entry_point_runs(tmp_path, photo, analytic_dir):
+    out = tmp_path / "m.png"
+    proc = subprocess.run([sys.executable, "-m", "sam_onnx", str(photo), "--point", "100,100", "--out", str(out),
+                           "--model-dir", str(analytic_dir)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "mask 1 of 3" in proc.stdout and out.is_file()
