@@ -1,0 +1,312 @@
+"""The editing session of one image: objects, their prompts, undo/redo. Pure, immutable values.
+
+A UI keeps one :class:`Editor` per user and replaces it with the value each
+operation returns; an operation that fails raises :class:`InvalidPromptError`
+and the old value stays valid, so a bad click never loses work. All
+coordinates are **original image pixels**.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .errors import InvalidPromptError
+from .types import NEGATIVE, POSITIVE, Box, Point, Prompts
+
+MAX_OBJECTS = 256
+"""Objects per image (segment-everything can add many at once)."""
+MAX_HISTORY = 200
+"""Undo steps kept."""
+MAX_NAME_LENGTH = 60
+SESSION_FORMAT = "sam_onnx.session/1"
+
+
+@dataclass(frozen=True)
+class ObjectState:
+    """One object the user segments.
+
+    Attributes:
+        id: stable identifier (1, 2, ...), never reused within a session.
+        name: shown in the object list.
+        prompts: its clicks and box.
+        color_index: index into the overlay palette.
+        candidate: the chosen of the 3 candidate masks; ``None`` = the best-scoring one.
+    """
+
+    id: int
+    name: str
+    prompts: Prompts = Prompts()
+    color_index: int = 0
+    candidate: int | None = None
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """Everything the user has said about one image (the part that undo/redo restores)."""
+
+    image_hw: tuple[int, int]
+    objects: tuple[ObjectState, ...] = ()
+    next_id: int = 1
+
+    def find(self, object_id: int) -> ObjectState:
+        for obj in self.objects:
+            if obj.id == object_id:
+                return obj
+        raise InvalidPromptError(f"There is no object {object_id}.")
+
+
+def _clean_name(name: str, fallback: str) -> str:
+    text = " ".join(str(name).split())[:MAX_NAME_LENGTH]
+    return text or fallback
+
+
+@dataclass(frozen=True)
+class Editor:
+    """An :class:`Annotation` plus selection, undo/redo history and a half-drawn box.
+
+    Attributes:
+        current: the annotation now.
+        selected_id: the object that new prompts go to.
+        undo_stack, redo_stack: earlier and undone annotations (most recent last).
+        pending_corner: ``(x, y)`` of a box's first corner while the second is awaited.
+        hidden: ids of objects not drawn (view state: undo does not change it).
+    """
+
+    current: Annotation
+    selected_id: int | None = None
+    undo_stack: tuple[Annotation, ...] = field(default=(), repr=False)
+    redo_stack: tuple[Annotation, ...] = field(default=(), repr=False)
+    pending_corner: tuple[float, float] | None = None
+    hidden: frozenset[int] = frozenset()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def start(cls, image_hw: tuple[int, int]) -> Editor:
+        """A fresh editor with one empty, selected object."""
+        first = ObjectState(1, "Object 1", color_index=0)
+        return cls(Annotation(tuple(image_hw), (first,), 2), selected_id=1)
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def objects(self) -> tuple[ObjectState, ...]:
+        return self.current.objects
+
+    @property
+    def selected(self) -> ObjectState | None:
+        if self.selected_id is None:
+            return None
+        return next((o for o in self.objects if o.id == self.selected_id), None)
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self.undo_stack) or self.pending_corner is not None
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self.redo_stack)
+
+    # ------------------------------------------------------------------ history
+    def _commit(self, annotation: Annotation, *, selected_id: int | None = None, keep_pending: bool = False) -> Editor:
+        undo = (self.undo_stack + (self.current,))[-MAX_HISTORY:]
+        selected = selected_id if selected_id is not None else self.selected_id
+        if selected is not None and not any(o.id == selected for o in annotation.objects):
+            selected = annotation.objects[-1].id if annotation.objects else None
+        return Editor(annotation, selected, undo, (), self.pending_corner if keep_pending else None, self.hidden)
+
+    def undo(self) -> Editor:
+        """Cancel a half-drawn box, else restore the annotation before the last edit. No-op when there is nothing."""
+        if self.pending_corner is not None:
+            return replace(self, pending_corner=None)
+        if not self.undo_stack:
+            return self
+        previous = self.undo_stack[-1]
+        return self._restore(previous, self.undo_stack[:-1], self.redo_stack + (self.current,))
+
+    def redo(self) -> Editor:
+        """Re-apply the last undone edit. No-op when there is nothing."""
+        if not self.redo_stack:
+            return self
+        following = self.redo_stack[-1]
+        return self._restore(following, self.undo_stack + (self.current,), self.redo_stack[:-1])
+
+    def _restore(self, annotation: Annotation, undo, redo) -> Editor:
+        selected = self.selected_id
+        if not any(o.id == selected for o in annotation.objects):
+            selected = annotation.objects[-1].id if annotation.objects else None
+        return Editor(annotation, selected, undo, redo, None, self.hidden)
+
+    # ------------------------------------------------------------------ prompts
+    def _target(self) -> tuple[Editor, ObjectState]:
+        """The selected object, creating one if none exists."""
+        obj = self.selected
+        if obj is not None:
+            return self, obj
+        editor = self.add_object()
+        return editor, editor.selected
+
+    def _set_prompts(self, obj: ObjectState, prompts: Prompts) -> Editor:
+        prompts.check_inside(self.current.image_hw)
+        objects = tuple(replace(o, prompts=prompts, candidate=None) if o.id == obj.id else o for o in self.objects)
+        return self._commit(replace(self.current, objects=objects), selected_id=obj.id)
+
+    def add_point(self, x: float, y: float, label: int = POSITIVE) -> Editor:
+        """Add a click to the selected object (a new object if none is selected)."""
+        point = Point(x, y, label)
+        point.check_inside(self.current.image_hw)
+        editor, obj = self._target()
+        return editor._set_prompts(obj, obj.prompts.with_point(point))
+
+    def box_corner(self, x: float, y: float) -> Editor:
+        """First call: remember a corner. Second call: set the selected object's box (replacing any)."""
+        Point(x, y).check_inside(self.current.image_hw)
+        if self.pending_corner is None:
+            return replace(self, pending_corner=(float(x), float(y)))
+        first = self.pending_corner
+        cleared = replace(self, pending_corner=None)
+        try:
+            box = Box.from_corners(first, (x, y))
+        except InvalidPromptError:
+            raise InvalidPromptError("The box's two corners are on the same row or column; "
+                                     "click the opposite corner somewhere else.") from None
+        editor, obj = cleared._target()
+        return editor._set_prompts(obj, obj.prompts.with_box(box))
+
+    def clear_object(self) -> Editor:
+        """Remove every prompt of the selected object (undoable)."""
+        obj = self.selected
+        if obj is None or obj.prompts.is_empty:
+            return replace(self, pending_corner=None)
+        return self._set_prompts(obj, Prompts())
+
+    def clear_all(self) -> Editor:
+        """Back to one empty object (undoable)."""
+        if len(self.objects) == 1 and self.objects[0].prompts.is_empty:
+            return replace(self, pending_corner=None)
+        fresh = ObjectState(self.current.next_id, f"Object {self.current.next_id}",
+                            color_index=self._next_color())
+        return self._commit(replace(self.current, objects=(fresh,), next_id=fresh.id + 1), selected_id=fresh.id)
+
+    # ------------------------------------------------------------------ objects
+    def _next_color(self) -> int:
+        used = {o.color_index for o in self.objects}
+        return next((i for i in range(len(used) + 1) if i not in used), len(used))
+
+    def add_object(self, prompts: Prompts = Prompts(), name: str | None = None) -> Editor:
+        """A new object (empty unless ``prompts`` are given), selected."""
+        return self.add_objects([prompts], names=[name] if name else None)
+
+    def add_objects(self, prompts: Sequence[Prompts], names: Sequence[str] | None = None) -> Editor:
+        """Several new objects in one undoable step (e.g. from segment-everything); the last is selected."""
+        if len(self.objects) + len(prompts) > MAX_OBJECTS:
+            raise InvalidPromptError(f"At most {MAX_OBJECTS} objects per image; delete some first.")
+        for p in prompts:
+            p.check_inside(self.current.image_hw)
+        objects = list(self.objects)
+        next_id = self.current.next_id
+        used = {o.color_index for o in objects}
+        color = 0
+        for index, p in enumerate(prompts):
+            while color in used:
+                color += 1
+            used.add(color)
+            fallback = f"Object {next_id}"
+            name = _clean_name(names[index], fallback) if names and index < len(names) else fallback
+            objects.append(ObjectState(next_id, name, p, color_index=color))
+            next_id += 1
+        annotation = replace(self.current, objects=tuple(objects), next_id=next_id)
+        return self._commit(annotation, selected_id=next_id - 1)
+
+    def select(self, object_id: int) -> Editor:
+        """Make ``object_id`` the target of new prompts (not an undoable edit)."""
+        self.current.find(object_id)
+        return replace(self, selected_id=object_id, pending_corner=None)
+
+    def rename(self, object_id: int, name: str) -> Editor:
+        obj = self.current.find(object_id)
+        new_name = _clean_name(name, obj.name)
+        if new_name == obj.name:
+            return self
+        return self._update(object_id, name=new_name)
+
+    def set_visible(self, object_id: int, visible: bool) -> Editor:
+        """Show or hide an object (view state: not undoable)."""
+        self.current.find(object_id)
+        hidden = self.hidden - {object_id} if visible else self.hidden | {object_id}
+        return replace(self, hidden=frozenset(hidden))
+
+    def is_visible(self, object_id: int) -> bool:
+        return object_id not in self.hidden
+
+    def delete(self, object_id: int) -> Editor:
+        self.current.find(object_id)
+        objects = tuple(o for o in self.objects if o.id != object_id)
+        return self._commit(replace(self.current, objects=objects))
+
+    def choose_candidate(self, object_id: int, candidate: int | None) -> Editor:
+        """Pick one of the 3 masks for an object (``None`` = follow the best score)."""
+        if candidate is not None and candidate not in (0, 1, 2):
+            raise InvalidPromptError(f"Mask choice must be 1, 2 or 3, got {candidate}.")
+        if self.current.find(object_id).candidate == candidate:
+            return self
+        return self._update(object_id, candidate=candidate)
+
+    def _update(self, object_id: int, **changes) -> Editor:
+        objects = tuple(replace(o, **changes) if o.id == object_id else o for o in self.objects)
+        return self._commit(replace(self.current, objects=objects))
+
+    # ------------------------------------------------------------------ files
+    def to_dict(self, image_sha256: str | None = None) -> dict[str, Any]:
+        """JSON-ready session: image size (and hash), objects with their prompts and choices."""
+        h, w = self.current.image_hw
+        return {
+            "format": SESSION_FORMAT,
+            "image": {"width": w, "height": h, "sha256": image_sha256},
+            "objects": [{"id": o.id, "name": o.name, "color_index": o.color_index, "visible": self.is_visible(o.id),
+                         "candidate": o.candidate, **o.prompts.to_dict()} for o in self.objects],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], image_hw: tuple[int, int]) -> Editor:
+        """Rebuild a session saved by :meth:`to_dict` for an image of size ``image_hw``.
+
+        Raises:
+            InvalidPromptError: not a session file, made for an image of another
+                size, or holding invalid prompts.
+        """
+        if not isinstance(data, Mapping) or data.get("format") != SESSION_FORMAT:
+            raise InvalidPromptError("This is not a prompts file saved by this app.")
+        image = data.get("image") or {}
+        saved_hw = (image.get("height"), image.get("width"))
+        if tuple(saved_hw) != tuple(image_hw):
+            raise InvalidPromptError(f"These prompts were made for a {saved_hw[1]}×{saved_hw[0]} image; "
+                                     f"this one is {image_hw[1]}×{image_hw[0]}.")
+        raw = data.get("objects")
+        if not isinstance(raw, list) or len(raw) > MAX_OBJECTS:
+            raise InvalidPromptError(f"'objects' must be a list of at most {MAX_OBJECTS} objects.")
+        objects: list[ObjectState] = []
+        hidden: set[int] = set()
+        for index, item in enumerate(raw):
+            if not isinstance(item, Mapping):
+                raise InvalidPromptError(f"Object {index + 1} is not a mapping.")
+            prompts = Prompts.from_dict(item)
+            prompts.check_inside(image_hw)
+            candidate = item.get("candidate")
+            if candidate not in (None, 0, 1, 2):
+                raise InvalidPromptError(f"Object {index + 1}: mask choice must be 0, 1, 2 or null.")
+            object_id = item.get("id", index + 1)
+            if not isinstance(object_id, int) or object_id < 1 or any(o.id == object_id for o in objects):
+                raise InvalidPromptError(f"Object {index + 1}: ids must be distinct positive integers.")
+            color = item.get("color_index", index)
+            objects.append(ObjectState(object_id, _clean_name(item.get("name", ""), f"Object {object_id}"), prompts,
+                                       color if isinstance(color, int) and color >= 0 else index, candidate))
+            if item.get("visible", True) is False:
+                hidden.add(object_id)
+        if not objects:
+            return cls.start(image_hw)
+        annotation = Annotation(tuple(image_hw), tuple(objects), max(o.id for o in objects) + 1)
+        return cls(annotation, selected_id=objects[-1].id, hidden=frozenset(hidden))
+
+
+__all__ = ["NEGATIVE", "POSITIVE", "Annotation", "Editor", "ObjectState"]

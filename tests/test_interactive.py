@@ -1,0 +1,191 @@
+"""The editing session: prompts per object, boxes from two clicks, undo/redo, objects, session files."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sam_onnx import Box, InvalidPromptError, Point, Prompts
+from sam_onnx.interactive import MAX_HISTORY, MAX_OBJECTS, Editor
+
+HW = (300, 500)
+
+
+def test_start_has_one_empty_selected_object():
+    ed = Editor.start(HW)
+    assert [o.name for o in ed.objects] == ["Object 1"] and ed.selected.id == 1
+    assert not ed.can_undo and not ed.can_redo
+
+
+def test_points_go_to_the_selected_object():
+    ed = Editor.start(HW).add_point(10, 20).add_point(30, 40, 0)
+    assert ed.selected.prompts.points == (Point(10, 20, 1), Point(30, 40, 0))
+
+
+def test_box_needs_two_clicks_in_any_corner_order():
+    ed = Editor.start(HW).box_corner(400, 250)
+    assert ed.pending_corner == (400, 250) and ed.selected.prompts.box is None
+    ed = ed.box_corner(100, 50)
+    assert ed.pending_corner is None and ed.selected.prompts.box == Box(100, 50, 400, 250)
+    # A second box replaces the first (one box per object, as SAM takes it).
+    ed = ed.box_corner(0, 0).box_corner(10, 10)
+    assert ed.selected.prompts.box == Box(0, 0, 10, 10)
+
+
+def test_degenerate_box_keeps_work_and_clears_the_corner():
+    ed = Editor.start(HW).add_point(5, 5).box_corner(100, 50)
+    with pytest.raises(InvalidPromptError, match="same row or column"):
+        ed.box_corner(100, 80)
+    assert ed.selected.prompts.points == (Point(5, 5),) and ed.pending_corner == (100, 50)
+
+
+def test_bad_click_raises_and_the_old_value_stays_usable():
+    ed = Editor.start(HW).add_point(10, 10)
+    for args in [(500, 10), (-1, 3), (float("nan"), 2), (1, 2, 5)]:
+        with pytest.raises(InvalidPromptError):
+            ed.add_point(*args)
+    assert ed.selected.prompts.points == (Point(10, 10),)
+
+
+def test_undo_redo_single_prompts():
+    ed = Editor.start(HW).add_point(1, 1).add_point(2, 2).add_point(3, 3, 0)
+    ed = ed.undo()
+    assert ed.selected.prompts.points == (Point(1, 1), Point(2, 2))
+    ed = ed.undo().undo()
+    assert ed.selected.prompts.is_empty and not ed.can_undo
+    assert ed.undo() == ed  # nothing to undo: no-op
+    ed = ed.redo().redo()
+    assert ed.selected.prompts.points == (Point(1, 1), Point(2, 2))
+    ed = ed.add_point(9, 9)  # a new edit drops the redo branch
+    assert not ed.can_redo and ed.redo() == ed
+
+
+def test_undo_first_cancels_a_half_drawn_box():
+    ed = Editor.start(HW).add_point(1, 1).box_corner(50, 50)
+    ed = ed.undo()
+    assert ed.pending_corner is None and ed.selected.prompts.points == (Point(1, 1),)
+
+
+def test_history_is_bounded():
+    ed = Editor.start(HW)
+    for i in range(MAX_HISTORY + 20):
+        full = len(ed.selected.prompts.points) == 30
+        ed = ed.clear_object() if full else ed.add_point(i % 400, 1)
+    assert len(ed.undo_stack) == MAX_HISTORY
+
+
+def test_objects_have_own_prompts_colours_and_selection():
+    ed = Editor.start(HW).add_point(1, 1).add_object().add_point(50, 50)
+    first, second = ed.objects
+    assert first.prompts.points == (Point(1, 1),) and second.prompts.points == (Point(50, 50),)
+    assert first.color_index != second.color_index and ed.selected_id == second.id
+    ed = ed.select(first.id).add_point(2, 2)
+    assert ed.objects[0].prompts.points == (Point(1, 1), Point(2, 2))
+
+
+def test_rename_hide_delete_and_undo_of_structure():
+    ed = Editor.start(HW).add_point(1, 1).add_object().add_point(5, 5)
+    ed = ed.rename(1, "  the   cat ")
+    assert ed.objects[0].name == "the cat"
+    ed = ed.set_visible(1, False)
+    assert not ed.is_visible(1)
+    ed = ed.delete(2)
+    assert [o.id for o in ed.objects] == [1] and ed.selected_id == 1
+    ed = ed.undo()
+    assert [o.id for o in ed.objects] == [1, 2] and not ed.is_visible(1)  # visibility is not history
+    with pytest.raises(InvalidPromptError):
+        ed.select(99)
+
+
+def test_deleting_the_selected_object_then_clicking_creates_a_new_one():
+    ed = Editor.start(HW).add_point(1, 1)
+    ed = ed.delete(1)
+    assert ed.objects == () and ed.selected is None
+    ed = ed.add_point(7, 7)
+    assert len(ed.objects) == 1 and ed.selected.prompts.points == (Point(7, 7),) and ed.selected.id == 2
+
+
+def test_choose_candidate_and_new_prompts_reset_it():
+    ed = Editor.start(HW).add_point(1, 1).choose_candidate(1, 2)
+    assert ed.selected.candidate == 2
+    ed = ed.add_point(3, 3)
+    assert ed.selected.candidate is None
+    with pytest.raises(InvalidPromptError):
+        ed.choose_candidate(1, 3)
+
+
+def test_clear_object_and_clear_all_are_undoable():
+    ed = Editor.start(HW).add_point(1, 1).add_object().add_point(2, 2)
+    cleared = ed.clear_object()
+    assert cleared.selected.prompts.is_empty and cleared.undo().selected.prompts.points == (Point(2, 2),)
+    reset = ed.clear_all()
+    assert len(reset.objects) == 1 and reset.objects[0].prompts.is_empty
+    assert len(reset.undo().objects) == 2
+
+
+def test_add_objects_in_one_step_respects_the_cap():
+    ed = Editor.start(HW)
+    many = [Prompts((Point(i, i),)) for i in range(5)]
+    ed2 = ed.add_objects(many)
+    assert len(ed2.objects) == 6 and len(ed2.undo().objects) == 1
+    with pytest.raises(InvalidPromptError, match=f"At most {MAX_OBJECTS}"):
+        ed.add_objects([Prompts((Point(1, 1),))] * MAX_OBJECTS)
+
+
+def test_session_file_round_trip():
+    ed = (Editor.start(HW).add_point(10.5, 20, 1).box_corner(5, 5).box_corner(100, 90)
+          .add_object().add_point(200, 100, 0).choose_candidate(2, 1).rename(2, "shadow").set_visible(1, False))
+    data = ed.to_dict(image_sha256="abc")
+    back = Editor.from_dict(data, HW)
+    assert back.objects == ed.objects and back.hidden == ed.hidden
+    assert data["image"] == {"width": 500, "height": 300, "sha256": "abc"}
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda d: d.update(format="other"), "not a prompts file"),
+    (lambda d: d["image"].update(width=501), "made for a 501×300 image"),
+    (lambda d: d["objects"][0].update(points=[[600, 1, 1]]), "outside"),
+    (lambda d: d["objects"][0].update(candidate=7), "mask choice"),
+    (lambda d: d["objects"].append(dict(d["objects"][0])), "distinct"),
+    (lambda d: d.update(objects="x"), "must be a list"),
+])
+def test_session_file_errors(mutate, message):
+    data = Editor.start(HW).add_point(1, 1).to_dict()
+    mutate(data)
+    with pytest.raises(InvalidPromptError, match=message):
+        Editor.from_dict(data, HW)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["pos", "neg", "box", "undo", "redo", "add", "clear"]),
+                          st.integers(0, 499), st.integers(0, 299)), max_size=40))
+def test_undo_all_then_redo_all_returns_to_the_same_annotation(ops):
+    ed = Editor.start(HW)
+    for op, x, y in ops:
+        try:
+            if op == "pos":
+                ed = ed.add_point(x, y)
+            elif op == "neg":
+                ed = ed.add_point(x, y, 0)
+            elif op == "box":
+                ed = ed.box_corner(x, y)
+            elif op == "undo":
+                ed = ed.undo()
+            elif op == "redo":
+                ed = ed.redo()
+            elif op == "add":
+                ed = ed.add_object()
+            else:
+                ed = ed.clear_object()
+        except InvalidPromptError:
+            pass
+    ed = ed.undo() if ed.pending_corner else ed
+    final = ed.current
+    steps = len(ed.undo_stack)
+    for _ in range(steps):
+        ed = ed.undo()
+    assert not ed.can_undo
+    for _ in range(steps):
+        ed = ed.redo()
+    assert ed.current == final
