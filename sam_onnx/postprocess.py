@@ -9,6 +9,8 @@ thresholds at 0. :func:`upsample_logits` is that interpolation in numpy.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -60,3 +62,106 @@ def upsample_logits(logits: NDArray[np.float32], out_hw: tuple[int, int]) -> NDA
 def mask_from_logits(logits: NDArray[np.float32], out_hw: tuple[int, int]) -> NDArray[np.bool_]:
     """``upsample_logits(logits, out_hw) > MASK_THRESHOLD``: ``(..., H, W)`` bool."""
     return upsample_logits(logits, out_hw) > MASK_THRESHOLD
+
+
+def _guard_below(logits: NDArray[np.float32], threshold: float) -> float:
+    """How far below ``threshold`` a low-res cell may be and still matter (float32 rounding).
+
+    With ``threshold == 0`` every interpolated value whose four source cells
+    are ``<= 0`` is itself ``<= 0`` in float32 (each ``a + (b - a) * w`` step
+    with ``a, b <= 0`` and ``0 <= w <= 1`` rounds to at most 0), so no guard is
+    needed. For other thresholds two interpolation steps may round up by a few
+    ulps of the largest magnitude, so cells slightly below the threshold count.
+    """
+    if threshold == 0.0:
+        return 0.0
+    finite = logits[np.isfinite(logits)]
+    largest = float(np.abs(finite).max(initial=0.0)) + abs(threshold)
+    if finite.size < logits.size:  # +-inf anywhere: give up on pruning rows/cols by value
+        return float("inf")
+    return 16.0 * float(np.finfo(np.float32).eps) * largest
+
+
+def _output_span(
+    lo_cell: int, hi_cell: int, i0: NDArray[np.intp], i1: NDArray[np.intp]
+) -> tuple[int, int]:
+    """Output indices ``[start, stop)`` whose interpolation reads any cell in ``[lo_cell, hi_cell]``.
+
+    ``i0`` and ``i1`` are non-decreasing (from :func:`_axis_weights`), so the
+    outputs that read the span form one contiguous run.
+    """
+    start = int(np.searchsorted(i1, lo_cell, side="left"))  # first i with i1[i] >= lo_cell
+    stop = int(np.searchsorted(i0, hi_cell, side="right"))  # first i with i0[i] > hi_cell
+    return start, max(start, stop)
+
+
+def mask_crop_from_logits(
+    logits: NDArray[np.float32],
+    out_hw: tuple[int, int],
+    *,
+    threshold: float = MASK_THRESHOLD,
+    margin_cells: int = 1,
+) -> tuple[NDArray[np.bool_], tuple[int, int]]:
+    """The part of ``mask_from_logits(logits, out_hw)`` that can be True, computed only there.
+
+    Finds the low-res cells above ``threshold``, widens their bounding box by
+    ``margin_cells`` cells, and interpolates only the output rows and columns
+    whose bilinear footprint (cells ``i0``/``i1`` of the half-pixel rule) reads
+    that box, with the same index/weight arrays and the same float32
+    operations as :func:`upsample_logits`. The result is therefore bit-for-bit
+    the same as slicing the full mask; everything outside the crop is False.
+    For a small object on a large image this is far cheaper than a full upsample.
+
+    Args:
+        logits: ``(h, w)`` float32 low-res logits of ONE mask (e.g. ``(256, 256)``
+            in the model frame).
+        out_hw: ``(H, W)`` of the full output mask (original or display pixels).
+        threshold: logit above which a pixel is inside (default :data:`MASK_THRESHOLD`).
+        margin_cells: extra low-res cells kept around the True cells, so the crop
+            usually has a False border (handy for contour drawing). ``>= 0``.
+
+    Returns:
+        ``(crop, (row0, col0))``: ``crop`` is ``(H', W')`` bool with
+        ``full[row0:row0 + H', col0:col0 + W'] == crop`` and ``full`` False
+        elsewhere; ``(row0, col0)`` in output pixels. When no cell is above the
+        threshold, ``crop`` is ``(0, 0)`` and the offset ``(0, 0)``.
+    """
+    logits = np.asarray(logits, dtype=np.float32)
+    if logits.ndim != 2:
+        raise ValueError(f"expected (h, w) logits of one mask, got shape {logits.shape}")
+    out_h, out_w = (int(v) for v in out_hw)
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"output size must be positive, got {out_hw}")
+    if margin_cells < 0:
+        raise ValueError(f"margin_cells must be >= 0, got {margin_cells}")
+    empty = np.zeros((0, 0), dtype=bool), (0, 0)
+    in_h, in_w = logits.shape
+    if in_h < 1 or in_w < 1:
+        return empty
+    guard = _guard_below(logits, threshold)
+    hot = np.ones(logits.shape, bool) if math.isinf(guard) else logits > threshold - guard
+    rows_hot = np.flatnonzero(hot.any(axis=1))
+    if rows_hot.size == 0:
+        return empty
+    cols_hot = np.flatnonzero(hot.any(axis=0))
+    lo_r = max(0, int(rows_hot[0]) - margin_cells)
+    hi_r = min(in_h - 1, int(rows_hot[-1]) + margin_cells)
+    lo_c = max(0, int(cols_hot[0]) - margin_cells)
+    hi_c = min(in_w - 1, int(cols_hot[-1]) + margin_cells)
+
+    r0, r1, wr = _axis_weights(in_h, out_h)
+    c0, c1, wc = _axis_weights(in_w, out_w)
+    row_start, row_stop = _output_span(lo_r, hi_r, r0, r1)
+    col_start, col_stop = _output_span(lo_c, hi_c, c0, c1)
+    if row_stop <= row_start or col_stop <= col_start:
+        return empty
+    r0, r1, wr = r0[row_start:row_stop], r1[row_start:row_stop], wr[row_start:row_stop]
+    c0, c1, wc = c0[col_start:col_stop], c1[col_start:col_stop], wc[col_start:col_stop]
+    # Only the low-res columns the window reads; element-wise maths identical to upsample_logits.
+    first_col, last_col = int(c0[0]), int(c1[-1])
+    band = logits[:, first_col : last_col + 1]
+    top = band[r0, :]
+    rows = top + (band[r1, :] - top) * wr[:, None]  # (H', k)
+    left = rows[:, c0 - first_col]
+    values = left + (rows[:, c1 - first_col] - left) * wc  # (H', W')
+    return values > threshold, (row_start, col_start)
