@@ -1,0 +1,643 @@
+"""SAM 2.1 (Hiera-Small, ONNX on CPU) interactive segmentation demo. UI only.
+
+Every handler translates Gradio values into ``sam_onnx`` calls and back; the
+work (image checks, caching, decoding, drawing, exports) is in
+``sam_onnx.service`` and ``sam_onnx.interactive``. Per-user state is a small
+immutable :class:`AppState`; embeddings live in the service's process-wide
+bounded cache.
+
+Run ``python app.py --help`` for host, port and model options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import inspect
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from sam_onnx import InvalidPromptError, Sam2Predictor, SamOnnxError
+from sam_onnx.hub import MODEL_DIR_ENV
+from sam_onnx.interactive import Editor
+from sam_onnx.service import DEFAULT_DISPLAY_SIDE, ImageRecord, SegmentationService, View
+from sam_onnx.types import NEGATIVE, POSITIVE, Box, Point, Prompts
+
+logger = logging.getLogger("sam_app")
+
+HERE = Path(__file__).resolve().parent
+ASSETS = HERE / "assets"
+EXPORT_ROOT = Path(tempfile.gettempdir()) / "sam2-demo-exports"
+EXPORT_MAX_AGE_S = 3600
+
+MODE_POSITIVE = "+ Include (positive point)"
+MODE_NEGATIVE = "− Exclude (negative point)"
+MODE_BOX = "Box (two corners)"
+MODES = (MODE_POSITIVE, MODE_NEGATIVE, MODE_BOX)
+
+QUEUE_MAX_SIZE = 64
+EDIT_QUEUE = "edit"        # clicks and every other state edit: serialised, so no edit is lost
+ENCODE_QUEUE = "encode"    # uploads: one encoder run at a time (two at once only halve the speed)
+EXPORT_QUEUE = "export"
+SESSION_TTL_S = 3600
+MAX_FILE_SIZE = "20mb"
+
+HELP = """**How to use.** Upload or paste an image (or pick an example), then click on it:
+**Include** points add to the mask, **Exclude** points cut regions away, **Box** takes two clicks at opposite
+corners. Each object has its own prompts and colour; pick one of the 3 candidate masks below the objects.
+**Keys:** `P` include · `N` exclude · `B` box · `Z` undo · `Y` / `Shift+Z` redo · `Esc` clear object ·
+`A` new object · `1` `2` `3` choose a mask. On a phone, tap to click."""
+
+
+@dataclass(frozen=True)
+class AppState:
+    """Per-user state: the image record and the editor (small values only)."""
+
+    record: ImageRecord
+    editor: Editor
+
+
+# ---------------------------------------------------------------------------- components
+class UploadedImage(gr.Image):
+    """``gr.Image`` that passes the uploaded file's path through without decoding it.
+
+    ``sam_onnx.image.load_image`` decodes it with format, size and bomb checks
+    and clear messages; Gradio's own decoding would turn such failures into a
+    bare "Error" (reliability.md §2). ``data:`` URLs (API only) are refused
+    because they bypass ``max_file_size``.
+    """
+
+    def get_block_name(self) -> str:
+        return "image"
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):
+            raise gr.Error("Send the image as a file upload (gradio_client.handle_file), not as a data: URL.")
+        if payload.path is None:
+            raise gr.Error("No image file was received.")
+        return str(payload.path)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _user_error(exc: Exception) -> gr.Error:
+    return gr.Error(str(exc), print_exception=False)
+
+
+def bind(fn, *bound):
+    """``functools.partial`` that keeps the signature and type hints Gradio reads.
+
+    Gradio injects ``gr.SelectData`` / ``gr.Progress`` by looking at a handler's
+    annotations and defaults, which a plain ``partial`` hides.
+    """
+
+    @functools.wraps(fn)
+    def handler(*args, **kwargs):
+        return fn(*bound, *args, **kwargs)
+
+    signature = inspect.signature(fn)
+    handler.__signature__ = signature.replace(parameters=list(signature.parameters.values())[len(bound):])
+    return handler
+
+
+def guarded(fn):
+    """Turn the library's expected errors into a message the user sees; state stays as it was."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SamOnnxError as exc:
+            raise _user_error(exc) from None
+
+    return wrapper
+
+
+def _require(state: AppState | None) -> AppState:
+    if state is None:
+        raise InvalidPromptError("Upload an image first (or pick an example).")
+    return state
+
+
+def _display_xy(value, state: AppState) -> tuple[float, float]:
+    """A click position in display pixels, checked (it may come from a forged request)."""
+    try:
+        x, y = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise InvalidPromptError("The click position was not understood.") from None
+    h, w = state.record.display.display_hw
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise InvalidPromptError("Coordinates must be finite numbers.")
+    if not (0 <= x < w and 0 <= y < h):
+        raise InvalidPromptError("Click inside the image.")
+    return x, y
+
+
+def _apply_click(state: AppState, mode: str, x_display: float, y_display: float) -> AppState:
+    x, y = state.record.display.to_original_xy((x_display, y_display)).tolist()
+    editor = state.editor
+    if mode == MODE_BOX:
+        editor = editor.box_corner(x, y)
+    elif mode in (MODE_POSITIVE, MODE_NEGATIVE):
+        editor = editor.add_point(x, y, POSITIVE if mode == MODE_POSITIVE else NEGATIVE)
+    else:
+        raise InvalidPromptError("Choose a prompt mode: include, exclude or box.")
+    return replace(state, editor=editor)
+
+
+def _swatch(color) -> str:
+    return "#%02x%02x%02x" % tuple(color)
+
+
+def _objects_html(view: View) -> str:
+    rows = []
+    for obj in view.objects:
+        score = "—" if obj.score is None else f"IoU {obj.score:.2f} · object {obj.object_score:.2f}"
+        classes = "obj-row" + (" selected" if obj.selected else "") + ("" if obj.visible else " hidden")
+        eye = "" if obj.visible else " (hidden)"
+        rows.append(f'<div class="{classes}" data-object-id="{obj.id}"><span class="swatch" '
+                    f'style="background:{_swatch(obj.color)}"></span><b>{_escape(obj.name)}</b>{eye}'
+                    f'<span class="score">{score}</span></div>')
+    return '<div id="object-list">' + "".join(rows) + "</div>"
+
+
+def _escape(text: str) -> str:
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;"))
+
+
+def _object_choices(view: View) -> tuple[list[tuple[str, int]], int | None]:
+    choices = [(f"{o.name}{'' if o.visible else ' (hidden)'}", o.id) for o in view.objects]
+    selected = next((o.id for o in view.objects if o.selected), None)
+    return choices, selected
+
+
+def _status(service: SegmentationService, state: AppState, view: View, extra: str = "") -> str:
+    info = service.model_summary()
+    h, w = state.record.original_hw
+    dh, dw = state.record.display.display_hw
+    shown = "" if (h, w) == (dh, dw) else f" (shown at {dw}×{dh}; clicks map back to full resolution)"
+    t = view.timings_ms
+    parts = [f"**{w}×{h}**{shown}", f"decode {t.get('decode_ms', 0):.0f} ms", f"render {t.get('render_ms', 0):.0f} ms"]
+    if extra:
+        parts.insert(1, extra)
+    parts.append(f"{', '.join(info['providers'])} · {info['threads']} threads")
+    pending = state.editor.pending_corner is not None
+    hint = " · **Box:** now click the opposite corner" if pending else ""
+    notes = "".join(f"<br>{n}" for n in state.record.notes)
+    return " · ".join(parts) + hint + notes
+
+
+def _outputs(service, state: AppState, view: View, extra: str = ""):
+    """Values for OUTPUTS (see build_demo), in order."""
+    choices, selected = _object_choices(view)
+    gallery = [(thumb, f"{'✓ ' if k == view.chosen_candidate else ''}{k + 1}: IoU {s:.2f}")
+               for k, (thumb, s) in enumerate(zip(view.thumbnails, view.candidate_scores))]
+    selected_obj = next((o for o in view.objects if o.selected), None)
+    return (
+        view.overlay,
+        state,
+        _objects_html(view),
+        gr.update(choices=choices, value=selected),
+        gr.update(value=selected_obj.name if selected_obj else ""),
+        gallery,
+        _status(service, state, view, extra),
+        gr.update(interactive=state.editor.can_undo),
+        gr.update(interactive=state.editor.can_redo),
+    )
+
+
+# ---------------------------------------------------------------------------- handlers
+def open_image(service: SegmentationService, path: str | None, progress=gr.Progress()):
+    """Upload handler (encoder queue): load, check and encode; the result is swapped in by ``show_image``.
+
+    Clearing the upload box (``path`` None) changes nothing: the current image and masks stay.
+    """
+    if path is None:
+        return None
+    try:
+        record, info = service.open_image(path, progress=lambda f, m: progress(f, desc=m))
+    except SamOnnxError as exc:
+        raise _user_error(exc) from None
+    return record, info
+
+
+def show_image(service: SegmentationService, loaded, opacity: float, contour: bool):
+    """Second step of an upload (edit queue, so it never races a click): a fresh editor on the new image."""
+    if loaded is None:
+        return (gr.skip(),) * len(OUTPUT_NAMES)
+    record, info = loaded
+    state = AppState(record, Editor.start(record.original_hw))
+    view = service.render(record, state.editor, opacity=opacity, contour=contour)
+    extra = "cached" if info["cache_hit"] else f"encode {info['encode_ms'] / 1e3:.2f} s"
+    return _outputs(service, state, view, extra)
+
+
+def load_image_api(service: SegmentationService, path: str | None, opacity: float, contour: bool,
+                   progress=gr.Progress()):
+    """Upload and show in one call (for API clients, which do not follow the UI's chained events)."""
+    if path is None:
+        raise gr.Error("Send an image.")
+    return show_image(service, open_image(service, path, progress), opacity, contour)
+
+
+def _edit(service, state: AppState, opacity, contour, change):
+    new_state = change(_require(state))
+    view = service.render(new_state.record, new_state.editor, opacity=opacity, contour=contour)
+    return _outputs(service, new_state, view)
+
+
+@guarded
+def click(service, state, mode, opacity, contour, evt: gr.SelectData):
+    """A click or tap on the displayed image: ``evt.index`` is ``[x, y]`` in display pixels."""
+    state = _require(state)
+    x, y = _display_xy(evt.index, state)
+    return _edit(service, state, opacity, contour, lambda s: _apply_click(s, mode, x, y))
+
+
+@guarded
+def click_api(service, state, x, y, mode, opacity, contour):
+    """The same as a click, with explicit display-pixel coordinates (hidden API for scripts and tests)."""
+    state = _require(state)
+    x, y = _display_xy((x, y), state)
+    return _edit(service, state, opacity, contour, lambda s: _apply_click(s, mode, x, y))
+
+
+def _editor_op(op):
+    @guarded
+    def handler(service, state, opacity, contour):
+        return _edit(service, state, opacity, contour, lambda s: replace(s, editor=op(s.editor)))
+
+    handler.__name__ = op.__name__
+    return handler
+
+
+undo = _editor_op(lambda e: e.undo())
+redo = _editor_op(lambda e: e.redo())
+clear_object = _editor_op(lambda e: e.clear_object())
+clear_all = _editor_op(lambda e: e.clear_all())
+add_object = _editor_op(lambda e: e.add_object())
+
+
+@guarded
+def rerender(service, state, opacity, contour):
+    if state is None:
+        return (gr.skip(),) * len(OUTPUT_NAMES)
+    return _edit(service, state, opacity, contour, lambda s: s)
+
+
+@guarded
+def select_object(service, state, object_id, opacity, contour):
+    if state is None or object_id is None:
+        return (gr.skip(),) * len(OUTPUT_NAMES)
+    return _edit(service, state, opacity, contour, lambda s: replace(s, editor=s.editor.select(int(object_id))))
+
+
+def _selected_id(state: AppState) -> int:
+    obj = state.editor.selected
+    if obj is None:
+        raise InvalidPromptError("Select an object first.")
+    return obj.id
+
+
+@guarded
+def rename_object(service, state, name, opacity, contour):
+    state = _require(state)
+    return _edit(service, state, opacity, contour,
+                 lambda s: replace(s, editor=s.editor.rename(_selected_id(s), name)))
+
+
+@guarded
+def toggle_object(service, state, opacity, contour):
+    state = _require(state)
+    object_id = _selected_id(state)
+    return _edit(service, state, opacity, contour, lambda s: replace(
+        s, editor=s.editor.set_visible(object_id, not s.editor.is_visible(object_id))))
+
+
+@guarded
+def delete_object(service, state, opacity, contour):
+    state = _require(state)
+    return _edit(service, state, opacity, contour,
+                 lambda s: replace(s, editor=s.editor.delete(_selected_id(s))))
+
+
+@guarded
+def choose_candidate(service, state, opacity, contour, evt: gr.SelectData):
+    """A click on one of the 3 candidate thumbnails."""
+    state = _require(state)
+    index = evt.index
+    if not isinstance(index, int) or isinstance(index, bool) or index not in (0, 1, 2):
+        raise InvalidPromptError("Choose mask 1, 2 or 3.")
+    return _edit(service, state, opacity, contour,
+                 lambda s: replace(s, editor=s.editor.choose_candidate(_selected_id(s), index)))
+
+
+@guarded
+def choose_candidate_api(service, state, index, opacity, contour):
+    """Choose candidate ``index`` (1, 2 or 3; 0 = back to the best) for the selected object."""
+    state = _require(state)
+    try:
+        number = int(index)
+    except (TypeError, ValueError):
+        raise InvalidPromptError("Choose mask 1, 2 or 3.") from None
+    if number not in (0, 1, 2, 3) or number != index:
+        raise InvalidPromptError("Choose mask 1, 2 or 3.")
+    candidate = None if number == 0 else number - 1
+    return _edit(service, state, opacity, contour,
+                 lambda s: replace(s, editor=s.editor.choose_candidate(_selected_id(s), candidate)))
+
+
+def choose_fixed_candidate(service, number, state, opacity, contour):
+    """Keyboard shortcut 1/2/3: choose that candidate."""
+    return choose_candidate_api(service, state, number, opacity, contour)
+
+
+@guarded
+def load_prompts(service, state, file_path, opacity, contour):
+    """Load a prompts JSON saved by this app for the same image."""
+    state = _require(state)
+    if not file_path:
+        raise InvalidPromptError("No file received.")
+    path = Path(file_path)
+    if path.stat().st_size > 2 * 1024 * 1024:
+        raise InvalidPromptError("The prompts file is larger than 2 MB.")
+    editor = service.load_session(state.record, path.read_bytes())
+    return _edit(service, state, opacity, contour, lambda s: replace(s, editor=editor))
+
+
+@guarded
+def export_files(service, state):
+    """Masks at the original resolution, label map, cut-out, COCO RLE JSON and the prompts file."""
+    state = _require(state)
+    _prune_exports()
+    out = Path(tempfile.mkdtemp(prefix="export-", dir=_export_root()))
+    started = time.perf_counter()
+    files = service.export(state.record, state.editor, out)
+    logger.info("export %s: %d files in %.0f ms", state.record.key[:12], len(files),
+                (time.perf_counter() - started) * 1e3)
+    return [str(f) for f in files]
+
+
+def _export_root() -> Path:
+    EXPORT_ROOT.mkdir(parents=True, exist_ok=True)
+    return EXPORT_ROOT
+
+
+def _prune_exports(max_age_s: float = EXPORT_MAX_AGE_S) -> None:
+    """Delete export folders older than ``max_age_s`` (Gradio keeps its own copies of served files)."""
+    now = time.time()
+    for folder in _export_root().glob("export-*"):
+        try:
+            if now - folder.stat().st_mtime > max_age_s:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def api_segment(service: SegmentationService, image: str | None, prompts):
+    """Stateless API: an image and a list of objects → masks (COCO RLE) and scores.
+
+    ``prompts`` is a list of objects, each ``{"points": [[x, y, label], ...], "box": [x0, y0, x1, y1] | null}``
+    in original image pixels (label 1 = include, 0 = exclude); a single object may be given without the list.
+    """
+    if image is None:
+        raise gr.Error("Send an image.")
+    try:
+        data = json.loads(prompts) if isinstance(prompts, str) else prompts
+        if isinstance(data, dict):
+            data = [data]
+        if not isinstance(data, list):
+            raise InvalidPromptError("prompts must be a list of objects with 'points' and/or 'box'.")
+        objects = [Prompts.from_dict(item) for item in data]
+        return service.segment(image, objects)
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, SamOnnxError):
+            raise _user_error(exc) from None
+        raise gr.Error("prompts must be JSON: a list of {\"points\": [[x, y, label]], \"box\": [x0, y0, x1, y1]}.",
+                       print_exception=False) from None
+    except SamOnnxError as exc:
+        raise _user_error(exc) from None
+
+
+# ---------------------------------------------------------------------------- layout
+CSS = """
+#display img { cursor: crosshair; }
+#object-list .obj-row { display: flex; align-items: center; gap: .5em; padding: .35em .5em; border-radius: 6px; }
+#object-list .obj-row.selected { outline: 2px solid var(--color-accent); }
+#object-list .obj-row.hidden { opacity: .5; }
+#object-list .swatch { width: 1.1em; height: 1.1em; border-radius: 50%; display: inline-block;
+                       border: 1px solid #0006; flex: none; }
+#object-list .score { margin-left: auto; font-size: .85em; opacity: .8; }
+#mode label { min-height: 44px; }
+.hidden-controls { display: none !important; }
+.tool-row button { min-height: 44px; }
+@media (max-width: 640px) { #status { font-size: .8em; } }
+"""
+
+# Keyboard shortcuts: click the matching control by elem_id; ignore keys typed into text fields.
+HEAD = """
+<script>
+document.addEventListener('keydown', (e) => {
+  const t = e.target;
+  if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
+  if (e.metaKey || e.altKey) return;
+  const k = e.key.toLowerCase();
+  const click = (id) => { const el = document.getElementById(id); if (el) el.click(); return !!el; };
+  const mode = (i) => { const r = document.querySelectorAll('#mode input[type=radio]')[i]; if (r) r.click(); };
+  let handled = true;
+  if (e.ctrlKey) {
+    if (k === 'z' && !e.shiftKey) click('undo_btn');
+    else if (k === 'y' || (k === 'z' && e.shiftKey)) click('redo_btn');
+    else handled = false;
+  } else if (k === 'p' || k === '+') mode(0);
+  else if (k === 'n' || k === '-') mode(1);
+  else if (k === 'b') mode(2);
+  else if (k === 'z' && !e.shiftKey) click('undo_btn');
+  else if (k === 'y' || (k === 'z' && e.shiftKey)) click('redo_btn');
+  else if (k === 'escape') click('clear_btn');
+  else if (k === 'a') click('add_object_btn');
+  else if (k === '1' || k === '2' || k === '3') click('candidate_' + k + '_btn');
+  else handled = false;
+  if (handled) e.preventDefault();
+});
+</script>
+"""
+
+OUTPUT_NAMES = ("display", "state", "objects_html", "object_select", "object_name", "candidates", "status",
+                "undo_btn", "redo_btn")
+
+
+def build_demo(service: SegmentationService) -> gr.Blocks:
+    """The Blocks app for a ready service (no model loading here)."""
+    with gr.Blocks(title="SAM 2.1 segmentation (ONNX, CPU)", delete_cache=(600, 3600)) as demo:
+        gr.Markdown("# Segment Anything 2.1 — click to segment\n"
+                    "SAM 2.1 Hiera-Small on onnxruntime (CPU). The image is encoded once on upload; "
+                    "every click only runs the small mask decoder.")
+        state = gr.State(None, time_to_live=SESSION_TTL_S)
+        loaded = gr.State(None, time_to_live=SESSION_TTL_S)
+        with gr.Row(equal_height=False):
+            image_in = UploadedImage(label="Image (upload or paste)", sources=["upload", "clipboard"],
+                                     type="filepath", elem_id="input_image", height=180, scale=1, min_width=240)
+            examples = sorted(str(p) for p in ASSETS.glob("*.jpg")) + sorted(str(p) for p in ASSETS.glob("*.png"))
+            with gr.Column(scale=2, min_width=240):
+                if examples:
+                    gr.Examples(examples, inputs=image_in, cache_examples=False, label="Examples (click one)",
+                                examples_per_page=8)
+                gr.Markdown(HELP, elem_id="help")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=320):
+                display = gr.Image(label="Click on the image", interactive=False, format="jpeg",
+                                   elem_id="display", height="min(640px, 72vh)", buttons=["fullscreen"],
+                                   placeholder="Upload an image (or pick an example) to start.")
+                mode = gr.Radio(list(MODES), value=MODE_POSITIVE, show_label=False, elem_id="mode")
+                with gr.Row(elem_classes="tool-row"):
+                    undo_btn = gr.Button("↶ Undo", elem_id="undo_btn", interactive=False, size="sm")
+                    redo_btn = gr.Button("↷ Redo", elem_id="redo_btn", interactive=False, size="sm")
+                    clear_btn = gr.Button("Clear object", elem_id="clear_btn", size="sm")
+                    reset_btn = gr.Button("Clear all", elem_id="reset_btn", size="sm", variant="stop")
+                status = gr.Markdown(elem_id="status")
+            with gr.Column(scale=2, min_width=300):
+                with gr.Group():
+                    objects_html = gr.HTML(elem_id="objects")
+                    object_select = gr.Radio([], label="Selected object", elem_id="object_select")
+                    with gr.Row(elem_classes="tool-row"):
+                        add_btn = gr.Button("+ New object", elem_id="add_object_btn", size="sm")
+                        hide_btn = gr.Button("Show/hide", elem_id="hide_btn", size="sm")
+                        delete_btn = gr.Button("Delete", elem_id="delete_btn", size="sm", variant="stop")
+                    object_name = gr.Textbox(label="Name (Enter to rename)", elem_id="object_name", max_lines=1)
+                candidates = gr.Gallery(label="Mask candidates (click to choose)", columns=3, rows=1, height=170,
+                                        allow_preview=False, elem_id="candidates", object_fit="contain")
+                with gr.Row():
+                    opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Mask opacity", elem_id="opacity")
+                    contour = gr.Checkbox(value=True, label="Outline", elem_id="contour")
+                with gr.Row(elem_classes="tool-row"):
+                    export_btn = gr.Button("⬇ Export masks", elem_id="export_btn", variant="primary")
+                    load_btn = gr.UploadButton("Load prompts JSON", file_types=[".json"], elem_id="load_btn",
+                                               size="sm")
+                downloads = gr.File(label="Downloads", file_count="multiple", elem_id="downloads", height=160)
+        # Hidden controls behind the keyboard shortcuts and the scripted API (in the DOM, not shown).
+        with gr.Row(elem_classes="hidden-controls"):
+            api_x = gr.Number(label="x (display pixels)")
+            api_y = gr.Number(label="y (display pixels)")
+            api_click_btn = gr.Button("click", elem_id="api_click_btn")
+            candidate_number = gr.Number(value=1, label="mask (1-3, 0 = best)")
+            candidate_btn = gr.Button("choose mask", elem_id="candidate_btn")
+            candidate_keys = [gr.Button(f"mask {k}", elem_id=f"candidate_{k}_btn") for k in (1, 2, 3)]
+            api_image = UploadedImage(type="filepath", label="image")
+            api_load_btn = gr.Button("load image")
+            api_prompts = gr.JSON(label="prompts")
+            api_result = gr.JSON(label="result")
+            api_btn = gr.Button("segment")
+
+        outputs = [display, state, objects_html, object_select, object_name, candidates, status, undo_btn,
+                   redo_btn]
+        view_inputs = [opacity, contour]
+        edit = {"concurrency_id": EDIT_QUEUE, "concurrency_limit": 1, "show_progress": "hidden"}
+
+        image_in.change(bind(open_image, service), [image_in], [loaded], concurrency_id=ENCODE_QUEUE,
+                        concurrency_limit=1, trigger_mode="always_last", api_name="ui_open_image",
+                        api_visibility="private").success(
+            bind(show_image, service), [loaded, *view_inputs], outputs, **edit, api_name="ui_show_image",
+            api_visibility="private")
+        api_load_btn.click(bind(load_image_api, service), [api_image, *view_inputs], outputs, api_name="load_image",
+                           api_visibility="undocumented", concurrency_id=ENCODE_QUEUE, concurrency_limit=1)
+        display.select(bind(click, service), [state, mode, *view_inputs], outputs, trigger_mode="multiple",
+                       api_name="ui_click", api_visibility="private", **edit)
+        api_click_btn.click(bind(click_api, service), [state, api_x, api_y, mode, *view_inputs], outputs,
+                            api_name="click", api_visibility="undocumented", **edit)
+        for button, handler, name in ((undo_btn, undo, "undo"), (redo_btn, redo, "redo"),
+                                      (clear_btn, clear_object, "clear_object"), (reset_btn, clear_all, "clear_all"),
+                                      (add_btn, add_object, "add_object"), (hide_btn, toggle_object, "toggle_object"),
+                                      (delete_btn, delete_object, "delete_object")):
+            button.click(bind(handler, service), [state, *view_inputs], outputs, api_name=name,
+                         api_visibility="undocumented", **edit)
+        object_select.input(bind(select_object, service), [state, object_select, *view_inputs], outputs,
+                            api_name="select_object", api_visibility="undocumented", **edit)
+        object_name.submit(bind(rename_object, service), [state, object_name, *view_inputs], outputs,
+                           api_name="rename_object", api_visibility="undocumented", **edit)
+        candidates.select(bind(choose_candidate, service), [state, *view_inputs], outputs,
+                          api_name="ui_choose_mask", api_visibility="private", **edit)
+        candidate_btn.click(bind(choose_candidate_api, service), [state, candidate_number, *view_inputs], outputs,
+                            api_name="choose_mask", api_visibility="undocumented", **edit)
+        for k, button in enumerate(candidate_keys, start=1):
+            button.click(bind(choose_fixed_candidate, service, k), [state, *view_inputs], outputs,
+                         api_name=f"ui_mask_key_{k}", api_visibility="private", **edit)
+        for control in (opacity, contour):
+            control.change(bind(rerender, service), [state, *view_inputs], outputs, api_name=f"ui_{control.elem_id}",
+                           api_visibility="private", trigger_mode="always_last", **edit)
+        load_btn.upload(bind(load_prompts, service), [state, load_btn, *view_inputs], outputs,
+                        api_name="load_prompts", api_visibility="undocumented", **edit)
+        export_btn.click(bind(export_files, service), [state], [downloads], api_name="export",
+                         api_visibility="undocumented", concurrency_id=EXPORT_QUEUE, concurrency_limit=1)
+        api_btn.click(bind(api_segment, service), [api_image, api_prompts], [api_result], api_name="segment",
+                      concurrency_id=ENCODE_QUEUE, concurrency_limit=1)
+    demo.queue(max_size=QUEUE_MAX_SIZE)
+    return demo
+
+
+def launch_kwargs(host: str, port: int) -> dict:
+    """Serving settings (gradio.md §4, reliability.md §2)."""
+    return {
+        "server_name": host, "server_port": port, "max_file_size": MAX_FILE_SIZE,
+        "enable_monitoring": False, "show_error": False, "ssr_mode": False,
+        "state_session_capacity": 1000, "css": CSS, "head": HEAD, "theme": gr.themes.Soft(),
+        "footer_links": ["api"],
+    }
+
+
+# ---------------------------------------------------------------------------- entry point
+def parse_args(argv=None) -> argparse.Namespace:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(description="SAM 2.1 interactive segmentation demo (Gradio).")
+    parser.add_argument("--host", default=env("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to listen on (0.0.0.0 for all; env GRADIO_SERVER_NAME)")
+    parser.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")),
+                        help="port (env GRADIO_SERVER_PORT)")
+    parser.add_argument("--model-dir", default=env(MODEL_DIR_ENV),
+                        help=f"local folder with the ONNX files (env {MODEL_DIR_ENV}); default: download the "
+                             "pinned model from the Hugging Face hub on first run")
+    parser.add_argument("--fp16-encoder", action="store_true", default=env("SAM_APP_FP16_ENCODER") == "1",
+                        help="half-precision encoder (env SAM_APP_FP16_ENCODER=1)")
+    parser.add_argument("--provider", action="append", help="onnxruntime execution provider (repeatable)")
+    parser.add_argument("--threads", type=int, default=None, help="threads per onnxruntime session")
+    parser.add_argument("--display-side", type=int, default=int(env("SAM_APP_DISPLAY_SIDE", DEFAULT_DISPLAY_SIDE)),
+                        help="long side of the displayed image in pixels (env SAM_APP_DISPLAY_SIDE)")
+    parser.add_argument("--cache-mb", type=int, default=int(env("SAM_APP_CACHE_MB", "1024")),
+                        help="memory for cached image embeddings, ~22 MB per image (env SAM_APP_CACHE_MB)")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up encode at start")
+    return parser.parse_args(argv)
+
+
+def make_service(args: argparse.Namespace) -> SegmentationService:
+    predictor = Sam2Predictor.from_pretrained(model_dir=args.model_dir, fp16_encoder=args.fp16_encoder,
+                                              providers=args.provider, threads=args.threads)
+    if not args.no_warmup:
+        started = time.perf_counter()
+        predictor.encode(np.zeros((64, 64, 3), np.uint8))
+        logger.info("warm-up encode %.2f s", time.perf_counter() - started)
+    return SegmentationService(predictor, display_max_side=args.display_side, image_cache_mb=args.cache_mb)
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        service = make_service(args)
+    except SamOnnxError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    build_demo(service).launch(**launch_kwargs(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,395 @@
+"""The interactive segmentation service behind the demo: images, caches, rendering, exports.
+
+No UI code: a front end (the Gradio app, a test, a benchmark) keeps a small
+:class:`ImageRecord` and an :class:`~sam_onnx.interactive.Editor` per user and
+calls this service, which is shared by all users and thread-safe.
+
+Memory is bounded by construction: embeddings and display images live in one
+process-wide LRU keyed by the image's content hash, decoder results in
+another keyed by (image, prompts); nothing large is kept per user. A cache
+miss (eviction) is handled by re-reading the image file and encoding again.
+
+Frames: ``ImageRecord.display`` maps display pixels (what the UI shows and
+reports clicks in) to original pixels (what prompts and exports use).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from . import export
+from .cache import BoundedCache
+from .errors import InvalidImageError, InvalidPromptError
+from .geometry import DisplayFrame
+from .image import DEFAULT_LIMITS, ImageLimits, load_image
+from .interactive import Editor, ObjectState
+from .overlay import THUMBNAIL_SIDE, MaskLayer, candidate_thumbnails, color_for, render_overlay, thumbnail_hw
+from .postprocess import mask_crop_from_logits
+from .predictor import Sam2Predictor
+from .types import ImageEmbedding, MaskResult, Prompts
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DISPLAY_SIDE = 1536
+"""Long side of the image the UI shows; clicks come back in this frame."""
+DEFAULT_IMAGE_CACHE_MB = 1024
+DEFAULT_RESULT_CACHE_MB = 256
+_MB = 1024 * 1024
+
+Progress = Callable[[float, str], None]
+
+
+def _no_progress(fraction: float, message: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """What a user's session remembers about its image (small; no pixels).
+
+    Attributes:
+        key: SHA-256 of the upright RGB pixels and their shape (the cache key).
+        path: file to re-read the image from (re-encode after eviction, exports).
+        name: a file-name-safe stem for exported files.
+        display: original ↔ display pixel mapping.
+        notes: user-facing notes from loading (EXIF rotation, first frame...).
+    """
+
+    key: str
+    path: str
+    name: str
+    display: DisplayFrame
+    notes: tuple[str, ...] = ()
+
+    @property
+    def original_hw(self) -> tuple[int, int]:
+        return self.display.original_hw
+
+
+@dataclass(frozen=True, eq=False)
+class CachedImage:
+    """The per-image data shared by every user who opens the same picture."""
+
+    embedding: ImageEmbedding
+    display_rgb: NDArray[np.uint8]  # (h, w, 3) in display pixels, read-only
+
+    @property
+    def nbytes(self) -> int:
+        return self.embedding.nbytes + self.display_rgb.nbytes
+
+
+@dataclass(frozen=True)
+class ObjectView:
+    """One row of the object list."""
+
+    id: int
+    name: str
+    color: tuple[int, int, int]
+    visible: bool
+    selected: bool
+    has_prompts: bool
+    score: float | None          # predicted IoU of the shown candidate
+    candidate: int | None        # shown candidate 0..2 (None when no prompts)
+    object_score: float | None   # probability that an object is there
+
+
+@dataclass(frozen=True, eq=False)
+class View:
+    """Everything a UI needs to show after an edit."""
+
+    overlay: NDArray[np.uint8]                 # (h, w, 3) display image with masks and markers
+    thumbnails: tuple[NDArray[np.uint8], ...]  # the selected object's 3 candidates (empty if none)
+    candidate_scores: tuple[float, ...]        # their IoU scores
+    chosen_candidate: int | None
+    objects: tuple[ObjectView, ...]
+    timings_ms: dict[str, float]
+
+
+def image_key(rgb: NDArray[np.uint8]) -> str:
+    """Content hash of an image: same pixels, same key, whatever the file format was."""
+    digest = hashlib.sha256(f"{rgb.shape}".encode())
+    digest.update(np.ascontiguousarray(rgb).data)
+    return digest.hexdigest()
+
+
+def _safe_stem(path: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem).strip("._") or "image"
+    return stem[:60]
+
+
+def _display_copy(rgb: NDArray[np.uint8], frame: DisplayFrame) -> NDArray[np.uint8]:
+    if frame.is_identity:
+        out = np.array(rgb)
+    else:
+        h, w = frame.display_hw
+        out = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
+    out.setflags(write=False)
+    return out
+
+
+class SegmentationService:
+    """Shared, thread-safe engine of the interactive demo.
+
+    Args:
+        predictor: the (stateless) SAM predictor.
+        display_max_side: long side of display images.
+        image_cache_mb: budget for embeddings + display images (about 22 MB per image).
+        result_cache_mb: budget for decoder results (about 0.8 MB per object).
+        limits: what uploads may be.
+    """
+
+    def __init__(self, predictor: Sam2Predictor, *, display_max_side: int = DEFAULT_DISPLAY_SIDE,
+                 image_cache_mb: int = DEFAULT_IMAGE_CACHE_MB, result_cache_mb: int = DEFAULT_RESULT_CACHE_MB,
+                 limits: ImageLimits = DEFAULT_LIMITS) -> None:
+        self.predictor = predictor
+        self.display_max_side = display_max_side
+        self.limits = limits
+        self._images: BoundedCache[CachedImage] = BoundedCache(image_cache_mb * _MB, lambda v: v.nbytes)
+        self._results: BoundedCache[MaskResult] = BoundedCache(result_cache_mb * _MB,
+                                                               lambda r: r.low_res_logits.nbytes + 64)
+
+    # ------------------------------------------------------------------ images
+    def open_image(self, path: str | os.PathLike, *, progress: Progress = _no_progress) -> tuple[ImageRecord, dict]:
+        """Load, check and encode an uploaded image (or find it in the cache).
+
+        Returns:
+            The record for the user's session, and timings/cache info.
+
+        Raises:
+            InvalidImageError: the file is not a usable image.
+        """
+        started = time.perf_counter()
+        progress(0.05, "Reading the image")
+        loaded = load_image(path, limits=self.limits)
+        loaded_at = time.perf_counter()
+        key = image_key(loaded.rgb)
+        frame = DisplayFrame.fit(loaded.rgb.shape[:2], self.display_max_side)
+        progress(0.2, "Encoding the image (runs once per image)")
+
+        def build() -> CachedImage:
+            return self._build(loaded.rgb, frame)
+
+        _, cached = self._images.get_or_create(key, build)
+        done = time.perf_counter()
+        progress(1.0, "Ready")
+        record = ImageRecord(key, str(path), _safe_stem(str(path)), frame, loaded.notes)
+        info = {"load_ms": (loaded_at - started) * 1e3, "encode_ms": (done - loaded_at) * 1e3, "cache_hit": cached}
+        logger.info("image %s %s: %s", key[:12], loaded.rgb.shape[:2], info)
+        return record, info
+
+    def _build(self, rgb: NDArray[np.uint8], frame: DisplayFrame) -> CachedImage:
+        return CachedImage(self.predictor.encode(rgb), _display_copy(rgb, frame))
+
+    def cached_image(self, record: ImageRecord) -> CachedImage:
+        """The embedding and display image, re-encoding transparently after an eviction."""
+        found = self._images.get(record.key)
+        if found is not None:
+            return found
+
+        def rebuild() -> CachedImage:
+            logger.info("image %s was evicted; encoding it again", record.key[:12])
+            return self._build(self._reload(record), record.display)
+
+        return self._images.get_or_create(record.key, rebuild)[0]
+
+    def _reload(self, record: ImageRecord) -> NDArray[np.uint8]:
+        if not Path(record.path).is_file():
+            raise InvalidImageError("This image is no longer on the server; please upload it again.")
+        rgb = load_image(record.path, limits=self.limits).rgb
+        if image_key(rgb) != record.key:
+            raise InvalidImageError("This image changed on the server; please upload it again.")
+        return rgb
+
+    # ------------------------------------------------------------------ masks
+    def results(self, record: ImageRecord, objects: Sequence[Prompts]) -> list[MaskResult]:
+        """Decoder results for each object's prompts (cached; misses decoded in one batched call)."""
+        keys = [(record.key, p) for p in objects]
+        found = [self._results.get(k) for k in keys]
+        missing = [i for i, r in enumerate(found) if r is None]
+        if missing:
+            embedding = self.cached_image(record).embedding
+            decoded = self.predictor.decode_many(embedding, [objects[i] for i in missing])
+            for i, result in zip(missing, decoded):
+                found[i] = self._results.put(keys[i], result)
+        return found  # type: ignore[return-value]
+
+    def render(self, record: ImageRecord, editor: Editor, *, opacity: float = 0.5, contour: bool = True) -> View:
+        """Decode what changed and draw every visible object on the display image."""
+        t0 = time.perf_counter()
+        cached = self.cached_image(record)
+        active = [o for o in editor.objects if not o.prompts.is_empty]
+        results = dict(zip((o.id for o in active), self.results(record, [o.prompts for o in active])))
+        t1 = time.perf_counter()
+        display = record.display
+        hw = display.display_hw
+        layers = []
+        rows = []
+        for obj in editor.objects:
+            result = results.get(obj.id)
+            visible = editor.is_visible(obj.id)
+            color = color_for(obj.color_index)
+            shown = None if result is None else (result.best_index if obj.candidate is None else obj.candidate)
+            rows.append(ObjectView(obj.id, obj.name, color, visible, obj.id == editor.selected_id,
+                                   result is not None, None if result is None else float(result.scores[shown]),
+                                   shown, None if result is None else result.object_score))
+            if visible and result is not None:
+                layers.append(self._layer(obj, result, shown, display, color, obj.id == editor.selected_id))
+        pending = None
+        if editor.pending_corner is not None:
+            pending = tuple(display.to_display_xy(editor.pending_corner).tolist())
+        overlay = render_overlay(cached.display_rgb, layers, opacity=opacity, contour=contour, pending_corner=pending)
+        thumbs: tuple[NDArray[np.uint8], ...] = ()
+        scores: tuple[float, ...] = ()
+        chosen = None
+        selected = editor.selected
+        if selected is not None and selected.id in results:
+            result = results[selected.id]
+            thumb_hw = thumbnail_hw(hw, THUMBNAIL_SIDE)
+            thumbs = tuple(candidate_thumbnails(cached.display_rgb, [result.mask(k, thumb_hw) for k in range(3)],
+                                                color_for(selected.color_index), size=THUMBNAIL_SIDE))
+            scores = tuple(float(s) for s in result.scores)
+            chosen = result.best_index if selected.candidate is None else selected.candidate
+        t2 = time.perf_counter()
+        return View(overlay, thumbs, scores, chosen, tuple(rows),
+                    {"decode_ms": (t1 - t0) * 1e3, "render_ms": (t2 - t1) * 1e3})
+
+    @staticmethod
+    def _layer(obj: ObjectState, result: MaskResult, candidate: int, display: DisplayFrame,
+               color: tuple[int, int, int], selected: bool) -> MaskLayer:
+        crop, offset = mask_crop_from_logits(result.low_res_logits[candidate], display.display_hw)
+        points = tuple((*display.to_display_xy((p.x, p.y)).tolist(), p.label) for p in obj.prompts.points)
+        box = None
+        if obj.prompts.box is not None:
+            b = obj.prompts.box
+            corners = display.to_display_xy([[b.x0, b.y0], [b.x1, b.y1]])
+            box = tuple(corners.ravel().tolist())
+        return MaskLayer.from_crop(crop, offset, display.display_hw, color=color, selected=selected,
+                                   points=points, box=box)
+
+    # ------------------------------------------------------------------ exports
+    def export(self, record: ImageRecord, editor: Editor, out_dir: str | os.PathLike) -> list[Path]:
+        """Write every object's mask at the original resolution, plus a label map, cut-out, COCO RLE and session.
+
+        Returns:
+            The written files; the last one is a zip holding all the others.
+
+        Raises:
+            InvalidPromptError: no object has prompts yet.
+        """
+        active = [o for o in editor.objects if not o.prompts.is_empty]
+        if not active:
+            raise InvalidPromptError("Nothing to export yet: add a point or a box first.")
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        rgb = self._reload(record)
+        results = self.results(record, [o.prompts for o in active])
+        masks = []
+        files: list[Path] = []
+        annotations = []
+        for obj, result in zip(active, results):
+            candidate = result.best_index if obj.candidate is None else obj.candidate
+            mask = result.mask(candidate)
+            masks.append(mask)
+            path = out / f"{record.name}_object{obj.id}_mask.png"
+            export.mask_image(mask).save(path, format="PNG")
+            files.append(path)
+            annotations.append(_coco_annotation(obj, result, candidate, mask, len(annotations) + 1))
+        labels = out / f"{record.name}_labels.png"
+        export.label_map_image(export.label_map(masks)).save(labels, format="PNG")
+        visible = [m for o, m in zip(active, masks) if editor.is_visible(o.id)] or masks
+        cut = out / f"{record.name}_cutout.png"
+        export.cutout(rgb, np.logical_or.reduce(visible)).save(cut, format="PNG")
+        h, w = record.original_hw
+        coco = {"images": [{"id": 1, "file_name": Path(record.path).name, "width": w, "height": h,
+                            "sha256": record.key}],
+                "categories": [{"id": 1, "name": "object"}],
+                "annotations": annotations,
+                "label_map": {"file": labels.name, "values": {str(i + 1): o.name for i, o in enumerate(active)}}}
+        coco_path = out / f"{record.name}_coco_rle.json"
+        coco_path.write_text(json.dumps(coco, indent=1))
+        session_path = out / f"{record.name}_prompts.json"
+        session_path.write_text(json.dumps(editor.to_dict(image_sha256=record.key), indent=1))
+        files += [labels, cut, coco_path, session_path]
+        bundle = out / f"{record.name}_sam2_export.zip"
+        with zipfile.ZipFile(bundle, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for f in files:
+                zf.write(f, f.name)
+        return files + [bundle]
+
+    def load_session(self, record: ImageRecord, data: bytes | str) -> Editor:
+        """An editor from a prompts file saved by :meth:`export` for the same image."""
+        try:
+            parsed = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidPromptError("The prompts file is not valid JSON.") from None
+        editor = Editor.from_dict(parsed, record.original_hw)
+        saved_hash = (parsed.get("image") or {}).get("sha256")
+        if saved_hash and saved_hash != record.key:
+            raise InvalidPromptError("These prompts were saved for a different image of the same size.")
+        return editor
+
+    # ------------------------------------------------------------------ stateless API
+    def segment(self, path: str | os.PathLike, objects: Sequence[Prompts]) -> dict[str, Any]:
+        """Image + prompts → masks and scores, without any session (the public API).
+
+        Returns:
+            JSON-ready dict: image size, model, and per object the 3 scores, the
+            best index, the object score and the best mask as COCO RLE at the
+            original resolution.
+        """
+        if not objects:
+            raise InvalidPromptError("Give at least one object with points or a box.")
+        record, info = self.open_image(path)
+        results = self.results(record, objects)
+        h, w = record.original_hw
+        out_objects = []
+        for prompts, result in zip(objects, results):
+            mask = result.best_mask
+            out_objects.append({
+                "prompts": prompts.to_dict(),
+                "scores": [round(float(s), 6) for s in result.scores],
+                "best_index": result.best_index,
+                "object_score": round(result.object_score, 6),
+                "area": export.mask_area(mask),
+                "bbox": export.mask_bbox(mask),
+                "mask_rle": export.encode_rle(mask),
+            })
+        return {"width": w, "height": h, "image_sha256": record.key, "model": self.model_summary(),
+                "encode_cache_hit": info["cache_hit"], "objects": out_objects}
+
+    # ------------------------------------------------------------------ info
+    def model_summary(self) -> dict[str, Any]:
+        info = self.predictor.info
+        return {"source": info.source, "providers": list(info.providers), "encoder_dtype": info.encoder_dtype,
+                "threads": info.threads}
+
+    def cache_stats(self) -> dict[str, Any]:
+        return {"images": self._images.stats().__dict__, "results": self._results.stats().__dict__}
+
+
+def _coco_annotation(obj: ObjectState, result: MaskResult, candidate: int, mask: NDArray[np.bool_],
+                     ann_id: int) -> dict[str, Any]:
+    return {
+        "id": ann_id, "image_id": 1, "category_id": 1, "iscrowd": 0,
+        "object_id": obj.id, "name": obj.name,
+        "segmentation": export.encode_rle(mask),
+        "area": export.mask_area(mask), "bbox": export.mask_bbox(mask),
+        "score": round(float(result.scores[candidate]), 6),
+        "candidate": candidate, "predicted_ious": [round(float(s), 6) for s in result.scores],
+        "object_score": round(result.object_score, 6),
+        "prompts": obj.prompts.to_dict(),
+    }

@@ -1,0 +1,210 @@
+"""The app's handlers called as plain functions, on the analytic models.
+
+Each handler takes the shared service and the user's state and returns the next
+view; these tests check what a user would see or download.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+
+import app
+from sam_onnx.export import decode_rle
+from sam_onnx.service import SegmentationService
+from tests import analytic_models as am
+from tests.conftest import make_rgb
+
+OUT = {name: i for i, name in enumerate(app.OUTPUT_NAMES)}
+
+
+@pytest.fixture(scope="module")
+def service(predictor):
+    return SegmentationService(predictor, display_max_side=1536, image_cache_mb=256)
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(make_rgb(300, 500)).save(path)
+    return path
+
+
+def _open(service, path, opacity=0.5, contour=True):
+    return app.show_image(service, app.open_image(service, str(path)), opacity, contour)
+
+
+def _click(service, out, x, y, mode=app.MODE_POSITIVE):
+    return app.click(service, out[OUT["state"]], mode, 0.5, True, gr.SelectData(None, {"index": [x, y], "value": None}))
+
+
+def _object_mask_from_overlay(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    return np.any(before != after, axis=-1)
+
+
+def test_upload_shows_the_image_and_starts_a_session(service, photo):
+    out = _open(service, photo)
+    overlay, state = out[OUT["display"]], out[OUT["state"]]
+    assert overlay.shape == (300, 500, 3)
+    np.testing.assert_array_equal(overlay, make_rgb(300, 500))  # nothing drawn yet
+    assert state.record.original_hw == (300, 500) and len(state.editor.objects) == 1
+    assert "500×300" in out[OUT["status"]]
+
+
+def test_click_draws_the_mask_where_clicked(service, photo):
+    out = _click(service, _open(service, photo), 120, 200)
+    state = out[OUT["state"]]
+    point = state.editor.selected.prompts.points[0]
+    assert (point.x, point.y, point.label) == (120, 200, 1)
+    changed = _object_mask_from_overlay(make_rgb(300, 500), out[OUT["display"]])
+    expected = am.expected_mask_original([(120, 200)], [1], None, (300, 500))
+    band = am.boundary_band([(120, 200)], [1], None, (300, 500), margin=8)
+    # Inside the mask every pixel is tinted; far outside (beyond markers and outline) nothing changes.
+    assert changed[expected & ~band].all()
+    rows, cols = np.mgrid[0:300, 0:500]
+    far_from_marker = np.hypot(cols - 120, rows - 200) > 20
+    assert not changed[~expected & ~band & far_from_marker].any()
+    assert len(out[OUT["candidates"]]) == 3 and "IoU 0.95" in out[OUT["candidates"]][1][1]
+
+
+def test_click_before_any_image_is_a_clear_message(service):
+    with pytest.raises(gr.Error, match="Upload an image first"):
+        app.click(service, None, app.MODE_POSITIVE, 0.5, True, gr.SelectData(None, {"index": [1, 1], "value": None}))
+
+
+@pytest.mark.parametrize("index", ["abc", [1], [float("nan"), 3], [10**12, 5], None, [[1, 2], 3], [-1, 5]])
+def test_forged_click_positions_are_refused_and_nothing_changes(service, photo, index):
+    out = _click(service, _open(service, photo), 10, 10)
+    state = out[OUT["state"]]
+    with pytest.raises(gr.Error):
+        app.click(service, state, app.MODE_POSITIVE, 0.5, True, gr.SelectData(None, {"index": index, "value": None}))
+    assert state.editor.selected.prompts.points[0].x == 10
+
+
+def test_box_from_two_clicks_in_reversed_order(service, photo):
+    out = _open(service, photo)
+    out = _click(service, out, 400, 250, app.MODE_BOX)
+    assert out[OUT["state"]].editor.pending_corner == (400, 250)
+    assert "opposite corner" in out[OUT["status"]]
+    out = _click(service, out, 100, 50, app.MODE_BOX)
+    box = out[OUT["state"]].editor.selected.prompts.box
+    assert box.xyxy == (100, 50, 400, 250)
+
+
+def test_undo_redo_and_clear(service, photo):
+    out = _click(service, _click(service, _open(service, photo), 100, 100), 300, 200)
+    state = out[OUT["state"]]
+    undone = app.undo(service, state, 0.5, True)
+    assert len(undone[OUT["state"]].editor.selected.prompts.points) == 1
+    redone = app.redo(service, undone[OUT["state"]], 0.5, True)
+    np.testing.assert_array_equal(redone[OUT["display"]], out[OUT["display"]])
+    cleared = app.clear_object(service, redone[OUT["state"]], 0.5, True)
+    np.testing.assert_array_equal(cleared[OUT["display"]], make_rgb(300, 500))
+
+
+def test_two_objects_in_distinct_colours(service, photo):
+    out = _click(service, _open(service, photo), 100, 100)
+    out = app.add_object(service, out[OUT["state"]], 0.5, True)
+    out = _click(service, out, 400, 200)
+    overlay = out[OUT["display"]].astype(int)
+    base = make_rgb(300, 500).astype(int)
+    tint_a = overlay[100, 80] - base[100, 80] * 0.5   # inside object 1, away from its marker
+    tint_b = overlay[200, 380] - base[200, 380] * 0.5  # inside object 2
+    assert np.abs(tint_a - tint_b).max() > 40
+    assert len(out[OUT["state"]].editor.objects) == 2
+
+
+def test_choosing_a_candidate_changes_what_is_shown_and_exported(service, photo, tmp_path):
+    out = _click(service, _open(service, photo), 250, 150)
+    best = out[OUT["display"]]
+    out2 = app.choose_candidate(service, out[OUT["state"]], 0.5, True, gr.SelectData(None, {"index": 2, "value": None}))
+    assert out2[OUT["state"]].editor.selected.candidate == 2
+    assert _object_mask_from_overlay(best, out2[OUT["display"]]).any()
+    files = app.export_files(service, out2[OUT["state"]])
+    mask = np.asarray(Image.open(next(f for f in files if f.endswith("_object1_mask.png")))) > 0
+    expected = am.expected_mask_original([(250, 150)], [1], None, (300, 500), candidate=2)
+    band = am.boundary_band([(250, 150)], [1], None, (300, 500), candidate=2)
+    assert (mask == expected)[~band].all()
+
+
+def test_export_files_are_exact_and_reload_reproduces_the_session(service, photo):
+    out = _click(service, _open(service, photo), 120, 100)
+    out = _click(service, out, 140, 100, app.MODE_NEGATIVE)
+    out = app.add_object(service, out[OUT["state"]], 0.5, True)
+    out = _click(service, _click(service, out, 300, 60, app.MODE_BOX), 480, 280, app.MODE_BOX)
+    state = out[OUT["state"]]
+    files = [Path(f) for f in app.export_files(service, state)]
+    names = {f.name for f in files}
+    assert {"photo_object1_mask.png", "photo_object2_mask.png", "photo_labels.png", "photo_cutout.png",
+            "photo_coco_rle.json", "photo_prompts.json", "photo_sam2_export.zip"} == names
+    m1 = np.asarray(Image.open(files[0])) == 255
+    exp1 = am.expected_mask_original([(120, 100), (140, 100)], [1, 0], None, (300, 500))
+    band1 = am.boundary_band([(120, 100), (140, 100)], [1, 0], None, (300, 500))
+    assert (m1 == exp1)[~band1].all()
+    labels = np.asarray(Image.open(next(f for f in files if f.name == "photo_labels.png")))
+    m2 = np.asarray(Image.open(files[1])) == 255
+    assert set(np.unique(labels)) <= {0, 1, 2} and (labels[m2] == 2).all() and (labels[m1 & ~m2] == 1).all()
+    coco = json.loads(next(f for f in files if f.name == "photo_coco_rle.json").read_text())
+    np.testing.assert_array_equal(decode_rle(coco["annotations"][0]["segmentation"]), m1)
+    assert coco["annotations"][1]["prompts"]["box"] == [300, 60, 480, 280]
+    cut = np.asarray(Image.open(next(f for f in files if f.name == "photo_cutout.png")))
+    assert cut.shape == (300, 500, 4) and ((cut[..., 3] == 255) == (m1 | m2)).all()
+    with zipfile.ZipFile(files[-1]) as zf:
+        assert sorted(zf.namelist()) == sorted(n for n in names if not n.endswith(".zip"))
+    # Load the prompts file into a fresh session on the same image: same masks.
+    fresh = _open(service, photo)
+    session_file = next(f for f in files if f.name == "photo_prompts.json")
+    reloaded = app.load_prompts(service, fresh[OUT["state"]], str(session_file), 0.5, True)
+    np.testing.assert_array_equal(reloaded[OUT["display"]], out[OUT["display"]])
+
+
+def test_prompts_for_another_image_are_refused(service, photo, tmp_path):
+    state = _click(service, _open(service, photo), 10, 10)[OUT["state"]]
+    other = tmp_path / "other.png"
+    Image.fromarray(make_rgb(300, 500, seed=5)).save(other)
+    saved = tmp_path / "p.json"
+    saved.write_text(json.dumps(state.editor.to_dict(image_sha256=state.record.key)))
+    other_state = _open(service, other)[OUT["state"]]
+    with pytest.raises(gr.Error, match="different image"):
+        app.load_prompts(service, other_state, str(saved), 0.5, True)
+
+
+def test_large_image_is_shown_downscaled_and_clicks_map_to_original_pixels(service, tmp_path):
+    path = tmp_path / "big.jpg"
+    Image.fromarray(make_rgb(3000, 4000)).save(path, quality=85)
+    out = _open(service, path)
+    assert out[OUT["display"]].shape == (1152, 1536, 3)
+    out = _click(service, out, 768, 100)
+    point = out[OUT["state"]].editor.selected.prompts.points[0]
+    assert point.x == pytest.approx((768 + 0.5) * 4000 / 1536 - 0.5)
+    assert point.y == pytest.approx((100 + 0.5) * 3000 / 1152 - 0.5)
+    assert "shown at 1536×1152" in out[OUT["status"]]
+
+
+def test_bad_file_gives_a_message_and_keeps_the_current_work(service, photo, tmp_path):
+    state = _click(service, _open(service, photo), 10, 10)[OUT["state"]]
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    with pytest.raises(gr.Error, match="Could not read this image"):
+        app.open_image(service, str(bad))
+    assert state.editor.selected.prompts.points  # the caller's state object is untouched
+
+
+def test_stateless_api_segment(service, photo):
+    result = app.api_segment(service, str(photo), [{"points": [[250, 150, 1]], "box": None},
+                                                   {"box": [300, 60, 480, 280]}])
+    assert result["width"] == 500 and len(result["objects"]) == 2
+    first = result["objects"][0]
+    assert first["best_index"] == int(np.argmax(first["scores"]))
+    mask = decode_rle(first["mask_rle"])
+    expected = am.expected_mask_original([(250, 150)], [1], None, (300, 500))
+    assert (mask == expected)[~am.boundary_band([(250, 150)], [1], None, (300, 500))].all()
+    for bad in ("{", [{"points": [[1e9, 1, 1]]}], [{"points": [[1, 1, 3]]}], 5, []):
+        with pytest.raises(gr.Error):
+            app.api_segment(service, str(photo), bad)

@@ -1,0 +1,132 @@
+"""The app served for real, driven with gradio_client (analytic models): public API and hidden per-click API."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+import app
+from sam_onnx.export import decode_rle
+from sam_onnx.service import SegmentationService
+from tests import analytic_models as am
+from tests.conftest import make_rgb
+
+OUT = {name: i for i, name in enumerate(app.OUTPUT_NAMES) if name != "state"}
+CLIENT_OUT = {name: i for i, name in enumerate(n for n in app.OUTPUT_NAMES if n != "state")}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(predictor):
+    service = SegmentationService(predictor, image_cache_mb=256)
+    demo = app.build_demo(service)
+    kwargs = app.launch_kwargs("127.0.0.1", free_port())
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **kwargs)
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+@pytest.fixture
+def client(server, tmp_path):
+    c = Client(server, download_files=str(tmp_path), verbose=False)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(make_rgb(300, 500)).save(path)
+    return path
+
+
+def _load(client, photo):
+    return client.predict(handle_file(str(photo)), 0.5, True, api_name="/load_image")
+
+
+def _click(client, x, y, mode=app.MODE_POSITIVE):
+    return client.predict(x, y, mode, 0.5, True, api_name="/click")
+
+
+def test_public_segment_endpoint(client, photo):
+    result = client.predict(handle_file(str(photo)), [{"points": [[250, 150, 1]], "box": None}],
+                            api_name="/segment")
+    obj = result["objects"][0]
+    mask = decode_rle(obj["mask_rle"])
+    expected = am.expected_mask_original([(250, 150)], [1], None, (300, 500))
+    assert (mask == expected)[~am.boundary_band([(250, 150)], [1], None, (300, 500))].all()
+    assert obj["best_index"] == int(np.argmax(obj["scores"])) and result["width"] == 500
+
+
+def test_segment_errors_are_readable(client, photo):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="outside the 500×300 image"):
+        client.predict(handle_file(str(photo)), [{"points": [[900, 1, 1]]}], api_name="/segment")
+    bad = photo.with_suffix(".txt")
+    bad.write_text("hello")
+    with pytest.raises(AppError, match="Could not read this image"):
+        client.predict(handle_file(str(bad)), [{"points": [[1, 1, 1]]}], api_name="/segment")
+
+
+def test_api_lists_the_documented_endpoint_and_hides_state(client):
+    info = client.view_api(return_format="dict", print_info=False)
+    named = info["named_endpoints"]
+    assert "/segment" in named
+    for endpoint in named.values():
+        assert all("state" not in (p.get("label") or "").lower() for p in endpoint["parameters"])
+
+
+def test_click_session_and_export_pixel_by_pixel(client, photo, tmp_path):
+    out = _load(client, photo)
+    assert "500×300" in out[CLIENT_OUT["status"]]
+    out = _click(client, 120, 100)
+    overlay = np.asarray(Image.open(out[CLIENT_OUT["display"]]))
+    assert overlay.shape == (300, 500, 3)
+    _click(client, 140, 100, app.MODE_NEGATIVE)
+    files = client.predict(api_name="/export")
+    mask_file = next(f for f in files if str(f).endswith("_object1_mask.png"))
+    mask = np.asarray(Image.open(mask_file)) == 255
+    prompts = ([(120, 100), (140, 100)], [1, 0], None, (300, 500))
+    assert (mask == am.expected_mask_original(*prompts))[~am.boundary_band(*prompts)].all()
+    session = json.loads(open(next(f for f in files if str(f).endswith("_prompts.json"))).read())
+    assert session["objects"][0]["points"] == [[120.0, 100.0, 1], [140.0, 100.0, 0]]
+
+
+def test_sessions_are_isolated(server, photo, tmp_path):
+    a = Client(server, download_files=str(tmp_path), verbose=False)
+    b = Client(server, download_files=str(tmp_path), verbose=False)
+    try:
+        _load(a, photo)
+        _load(b, photo)
+        _click(a, 100, 100)
+        out_b = _click(b, 400, 200)
+        files = b.predict(api_name="/export")
+        session = json.loads(open(next(f for f in files if str(f).endswith("_prompts.json"))).read())
+        assert session["objects"][0]["points"] == [[400.0, 200.0, 1]]
+        assert "IoU" in out_b[CLIENT_OUT["objects_html"]]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_click_before_upload_and_outside_image(client, photo):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="Upload an image first"):
+        _click(client, 5, 5)
+    _load(client, photo)
+    with pytest.raises(AppError, match="Click inside the image"):
+        _click(client, 500, 5)
