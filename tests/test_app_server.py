@@ -130,3 +130,17 @@ def test_click_before_upload_and_outside_image(client, photo):
     _load(client, photo)
     with pytest.raises(AppError, match="Click inside the image"):
         _click(client, 500, 5)
+
+
+def test_readme_gradio_client_example_runs(server, capsys):
+    """The README's /segment example, run as written against the test server."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "gradio_client" in b)
+    code = block.replace('Client("http://127.0.0.1:7860/")', f'Client("{server}", verbose=False)')
+    assert code != block
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) == 2 and all("[" in line for line in printed)
