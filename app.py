@@ -547,7 +547,7 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
 
         image_in.change(bind(open_image, service), [image_in], [loaded], concurrency_id=ENCODE_QUEUE,
                         concurrency_limit=1, trigger_mode="always_last", api_name="ui_open_image",
-                        api_visibility="private").success(
+                        api_visibility="private", show_progress="full", show_progress_on=[display]).success(
             bind(show_image, service), [loaded, *view_inputs], outputs, **edit, api_name="ui_show_image",
             api_visibility="private")
         api_load_btn.click(bind(load_image_api, service), [api_image, *view_inputs], outputs, api_name="load_image",
