@@ -1,7 +1,24 @@
-"""Command line: ``python -m sam_onnx IMAGE --point X,Y[,LABEL] ... [--box X0,Y0,X1,Y1] --out mask.png``.
+"""Command line: one object from prompts, or every object on a point grid.
+
+One object::
+
+    python -m sam_onnx IMAGE --point X,Y[,LABEL] ... [--box X0,Y0,X1,Y1] --out mask.png
+
+Segment everything (:mod:`sam_onnx.amg`)::
+
+    python -m sam_onnx IMAGE --everything [--preset fast|balanced|thorough] [--points-per-side N] \
+        --out labels.png --json masks.json
 
 Coordinates are pixels of the image as it looks upright (EXIF orientation
 applied), ``x`` to the right and ``y`` down from the top-left pixel.
+
+In ``--everything`` mode ``--out`` is a label map (0 = background, ``i`` =
+the ``i``-th mask of the JSON list, 8-bit PNG up to 255 masks, else 16-bit).
+Masks are listed largest first and drawn in that order, so a small object on
+top of a large one stays visible. ``--json`` holds every mask as a SAM 2
+``coco_rle`` record (``segmentation`` = COCO RLE ``size`` + ``counts``,
+``area``, ``bbox`` [x, y, w, h], ``predicted_iou``, ``stability_score``,
+``point_coords``, ``crop_box`` [x, y, w, h]) plus its ``label``.
 """
 
 from __future__ import annotations
@@ -14,8 +31,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from dataclasses import replace
+
+from . import amg
 from .errors import InvalidImageError, InvalidPromptError, SamOnnxError
-from .export import cutout, mask_image
+from .export import cutout, label_map_image, mask_image
 from .hub import MODEL_DIR_ENV
 from .types import POSITIVE, Box, Point, Prompts
 
@@ -56,21 +76,67 @@ def parse_box(text: str) -> Box:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+_SETTING_FLAGS = {"points_per_side": "points_per_side", "pred_iou_thresh": "pred_iou_thresh",
+                  "stability_thresh": "stability_score_thresh", "min_region_area": "min_mask_region_area",
+                  "box_nms_thresh": "box_nms_thresh", "crop_layers": "crop_n_layers"}
+"""argparse destination -> :class:`~sam_onnx.amg.EverythingSettings` field."""
+
+
+def everything_settings(args: argparse.Namespace) -> amg.EverythingSettings:
+    """The preset with the flags given on the command line applied.
+
+    Raises:
+        ValueError: a value is out of range (the message names the setting).
+    """
+    overrides = {field: getattr(args, dest) for dest, field in _SETTING_FLAGS.items()
+                 if getattr(args, dest, None) is not None}
+    return replace(amg.PRESETS[args.preset], **overrides)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sam_onnx",
-        description="Segment an object with SAM 2.1 Hiera-Small (ONNX, CPU) from points and/or a box.")
+        description="Segment an object with SAM 2.1 Hiera-Small (ONNX, CPU) from points and/or a box, "
+                    "or every object in the image (--everything).")
     parser.add_argument("image", type=Path, help="image file (PNG, JPEG, WebP, GIF, BMP)")
     parser.add_argument("--point", type=parse_point, action="append", default=[], metavar="X,Y[,LABEL]",
                         help="a click in image pixels; LABEL 1 = include (default), 0 = exclude. Repeatable.")
     parser.add_argument("--box", type=parse_box, metavar="X0,Y0,X1,Y1", help="a box around the object, in pixels")
     parser.add_argument("--out", type=Path, help="write the chosen (highest-scoring) mask as a binary PNG "
-                                                 "(255 = object) at the image's size")
+                                                 "(255 = object) at the image's size; with --everything, the "
+                                                 "label map PNG (0 = background, i = mask i of the JSON)")
     parser.add_argument("--cutout", type=Path, help="write an RGBA PNG of the object on transparency")
     parser.add_argument("--json", type=Path, help="write scores of all 3 masks, the chosen index and the "
-                                                  "object score as JSON")
+                                                  "object score as JSON; with --everything, every mask as "
+                                                  "COCO RLE with its scores, box and grid point")
     parser.add_argument("--mask-index", type=int, choices=(0, 1, 2),
                         help="write this candidate instead of the highest-scoring one")
+    every = parser.add_argument_group("segment everything")
+    every.add_argument("--everything", action="store_true",
+                       help="find every object: masks from a grid of points, filtered and de-duplicated")
+    every.add_argument("--preset", choices=tuple(amg.PRESETS), default=amg.DEFAULT_PRESET,
+                       help="speed/detail trade-off (default %(default)s: 16 x 16 points)")
+    every.add_argument("--points-per-side", type=_positive_int, metavar="N", help="grid of N x N points")
+    every.add_argument("--pred-iou-thresh", type=float, metavar="T",
+                       help="keep masks whose predicted IoU is above T (0..1)")
+    every.add_argument("--stability-thresh", type=float, metavar="T",
+                       help="keep masks whose stability score is at least T (0..1)")
+    every.add_argument("--min-region-area", type=int, metavar="CELLS",
+                       help="fill holes and remove specks of at most CELLS low-res cells (1/65536 of the image; "
+                            "0 = off)")
+    every.add_argument("--box-nms-thresh", type=float, metavar="T",
+                       help="drop a mask whose box overlaps a better one by IoU above T (1 = keep all)")
+    every.add_argument("--crop-layers", type=int, metavar="N", help="also look at 4, 16, ... zoomed-in crops")
     model = parser.add_argument_group("model")
     model.add_argument("--model-dir", type=Path, help=f"local folder with the ONNX files (default: ${MODEL_DIR_ENV}, "
                                                       "else download the pinned model from the Hugging Face hub)")
@@ -124,23 +190,92 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
+def run_everything(args: argparse.Namespace, settings: amg.EverythingSettings) -> dict:
+    """``--everything``: write the label map and the RLE JSON; return the JSON report."""
+    from .image import load_image
+    from .predictor import Sam2Predictor
+
+    loaded = load_image(args.image)
+    for note in loaded.notes:
+        logger.info("%s", note)
+    h, w = loaded.rgb.shape[:2]
+    the_plan = amg.plan(settings, (h, w))
+    predictor = Sam2Predictor.from_pretrained(model_dir=args.model_dir, fp16_encoder=args.fp16_encoder,
+                                              providers=args.provider, threads=args.threads)
+    logger.info("segment everything: %d points in %d decoder calls, %d encoder run(s)", the_plan.points,
+                the_plan.decoder_calls, the_plan.encoder_runs)
+    started = time.perf_counter()
+    embedding = predictor.encode(loaded.rgb)
+    encoded = time.perf_counter()
+    masks = amg.generate(predictor, loaded.rgb, settings, embedding=embedding,
+                         progress=_progress_logger(the_plan.decoder_calls))
+    generated = time.perf_counter()
+    records = [{"label": label, **m.to_record()} for label, m in enumerate(masks, start=1)]
+    report = {
+        "image": str(args.image), "width": w, "height": h, "mode": "everything",
+        "preset": args.preset, "settings": settings.to_dict(),
+        "points": the_plan.points, "decoder_calls": the_plan.decoder_calls, "encoder_runs": the_plan.encoder_runs,
+        "count": len(masks),
+        "label_map": "0 = background, i = masks[i - 1]; larger masks drawn first, smaller on top",
+        "model": {"source": predictor.info.source, "providers": list(predictor.info.providers),
+                  "encoder_dtype": predictor.info.encoder_dtype},
+        "timings_ms": {"encode": round((encoded - started) * 1e3, 1),
+                       "generate": round((generated - encoded) * 1e3, 1)},
+        "masks": records,
+    }
+    if args.out:
+        label_map_image(amg.label_map(masks, (h, w))).save(args.out, format="PNG")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _progress_logger(total: int):
+    """A progress callback that logs every tenth of the decoder calls."""
+    step = max(1, total // 10)
+
+    def report(done: int, total_calls: int) -> None:
+        if done and (done % step == 0 or done == total_calls):
+            logger.info("  %d / %d decoder calls", done, total_calls)
+    return report
+
+
+def _check_everything_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> amg.EverythingSettings:
+    if args.point or args.box:
+        parser.error("--everything finds objects by itself: leave out --point and --box")
+    if args.cutout or args.mask_index is not None:
+        parser.error("--cutout and --mask-index are for one object; with --everything use --out and/or --json")
+    if not (args.out or args.json):
+        parser.error("nothing to write: give --out (label map) and/or --json (RLE masks)")
+    try:
+        return everything_settings(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.INFO, format="%(message)s")
-    if not (args.out or args.cutout or args.json):
+    settings = _check_everything_args(parser, args) if args.everything else None
+    if not (args.everything or args.out or args.cutout or args.json):
         parser.error("nothing to write: give --out, --cutout and/or --json")
     try:
-        report = run(args)
+        report = run_everything(args, settings) if settings is not None else run(args)
     except (InvalidImageError, InvalidPromptError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except SamOnnxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    if not args.quiet:
-        scores = ", ".join(f"{s:.3f}" for s in report["scores"])
-        print(f"mask {report['chosen_index']} of 3 (scores {scores}; object score {report['object_score']:.3f}), "
-              f"{report['mask_area']} px; encode {report['timings_ms']['encode']:.0f} ms, "
-              f"decode {report['timings_ms']['decode']:.0f} ms")
+    if args.quiet:
+        return 0
+    if args.everything:
+        print(f"{report['count']} masks from {report['points']} points; encode "
+              f"{report['timings_ms']['encode']:.0f} ms, generate {report['timings_ms']['generate']:.0f} ms")
+        return 0
+    scores = ", ".join(f"{s:.3f}" for s in report["scores"])
+    print(f"mask {report['chosen_index']} of 3 (scores {scores}; object score {report['object_score']:.3f}), "
+          f"{report['mask_area']} px; encode {report['timings_ms']['encode']:.0f} ms, "
+          f"decode {report['timings_ms']['decode']:.0f} ms")
     return 0

@@ -68,7 +68,7 @@ def label_map_image(labels: NDArray[np.uint16]) -> Image.Image:
     """8-bit grey PNG image when labels fit in 0..255, else 16-bit (``I;16``)."""
     if int(labels.max(initial=0)) <= MAX_LABELS_8BIT:
         return Image.fromarray(labels.astype(np.uint8), mode="L")
-    return Image.fromarray(labels.astype(np.uint16), mode="I;16")
+    return Image.fromarray(labels.astype(np.uint16))  # mode I;16
 
 
 def cutout(rgb: NDArray[np.uint8], mask: NDArray[np.bool_]) -> Image.Image:
