@@ -68,26 +68,30 @@ class AppState:
 
 
 # ---------------------------------------------------------------------------- components
-class UploadedImage(gr.Image):
-    """``gr.Image`` that passes the uploaded file's path through without decoding it.
+def _path_only(payload):
+    """Preprocess of :func:`uploaded_image`: the uploaded file's path, not decoded."""
+    if payload is None:
+        return None
+    if payload.url and payload.url.startswith("data:"):
+        raise gr.Error("Send the image as a file upload (gradio_client.handle_file), not as a data: URL.")
+    if payload.path is None:
+        raise gr.Error("No image file was received.")
+    return str(payload.path)
+
+
+def uploaded_image(**kwargs) -> gr.Image:
+    """A ``gr.Image`` whose handler gets the uploaded file's path without Gradio decoding it.
 
     ``sam_onnx.image.load_image`` decodes it with format, size and bomb checks
     and clear messages; Gradio's own decoding would turn such failures into a
     bare "Error" (reliability.md §2). ``data:`` URLs (API only) are refused
-    because they bypass ``max_file_size``.
+    because they bypass ``max_file_size``. (An instance override, not a
+    subclass: Gradio writes a ``.pyi`` stub next to the module of every
+    component subclass.)
     """
-
-    def get_block_name(self) -> str:
-        return "image"
-
-    def preprocess(self, payload):
-        if payload is None:
-            return None
-        if payload.url and payload.url.startswith("data:"):
-            raise gr.Error("Send the image as a file upload (gradio_client.handle_file), not as a data: URL.")
-        if payload.path is None:
-            raise gr.Error("No image file was received.")
-        return str(payload.path)
+    image = gr.Image(type="filepath", **kwargs)
+    image.preprocess = _path_only
+    return image
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -487,8 +491,8 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
         state = gr.State(None, time_to_live=SESSION_TTL_S)
         loaded = gr.State(None, time_to_live=SESSION_TTL_S)
         with gr.Row(equal_height=False):
-            image_in = UploadedImage(label="Image (upload or paste)", sources=["upload", "clipboard"],
-                                     type="filepath", elem_id="input_image", height=180, scale=1, min_width=240)
+            image_in = uploaded_image(label="Image (upload or paste)", sources=["upload", "clipboard"],
+                                      elem_id="input_image", height=180, scale=1, min_width=240)
             examples = sorted(str(p) for p in ASSETS.glob("*.jpg")) + sorted(str(p) for p in ASSETS.glob("*.png"))
             with gr.Column(scale=2, min_width=240):
                 if examples:
@@ -534,7 +538,7 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
             candidate_number = gr.Number(value=1, label="mask (1-3, 0 = best)")
             candidate_btn = gr.Button("choose mask", elem_id="candidate_btn")
             candidate_keys = [gr.Button(f"mask {k}", elem_id=f"candidate_{k}_btn") for k in (1, 2, 3)]
-            api_image = UploadedImage(type="filepath", label="image")
+            api_image = uploaded_image(label="image")
             api_load_btn = gr.Button("load image")
             api_prompts = gr.JSON(label="prompts")
             api_result = gr.JSON(label="result")
