@@ -197,8 +197,12 @@ class Editor:
         """A new object (empty unless ``prompts`` are given), selected."""
         return self.add_objects([prompts], names=[name] if name else None)
 
-    def add_objects(self, prompts: Sequence[Prompts], names: Sequence[str] | None = None) -> Editor:
-        """Several new objects in one undoable step (e.g. from segment-everything); the last is selected."""
+    def add_objects(self, prompts: Sequence[Prompts], names: Sequence[str] | None = None,
+                    candidates: Sequence[int | None] | None = None) -> Editor:
+        """Several new objects in one undoable step (e.g. from segment-everything); the last is selected.
+
+        ``candidates`` optionally fixes each object's mask choice (``None`` = the best).
+        """
         if len(self.objects) + len(prompts) > MAX_OBJECTS:
             raise InvalidPromptError(f"At most {MAX_OBJECTS} objects per image; delete some first.")
         for p in prompts:
@@ -213,7 +217,10 @@ class Editor:
             used.add(color)
             fallback = f"Object {next_id}"
             name = _clean_name(names[index], fallback) if names and index < len(names) else fallback
-            objects.append(ObjectState(next_id, name, p, color_index=color))
+            candidate = candidates[index] if candidates else None
+            if candidate not in (None, 0, 1, 2):
+                raise InvalidPromptError(f"Mask choice must be 0, 1, 2 or None, got {candidate}.")
+            objects.append(ObjectState(next_id, name, p, color_index=color, candidate=candidate))
             next_id += 1
         annotation = replace(self.current, objects=tuple(objects), next_id=next_id)
         return self._commit(annotation, selected_id=next_id - 1)

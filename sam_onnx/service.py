@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from . import export
+from . import amg, export
 from .cache import BoundedCache
 from .errors import InvalidImageError, InvalidPromptError
 from .geometry import DisplayFrame
@@ -40,7 +41,7 @@ from .interactive import Editor, ObjectState
 from .overlay import THUMBNAIL_SIDE, MaskLayer, candidate_thumbnails, color_for, render_overlay, thumbnail_hw
 from .postprocess import mask_crop_from_logits
 from .predictor import Sam2Predictor
-from .types import ImageEmbedding, MaskResult, Prompts
+from .types import Box, ImageEmbedding, MaskResult, Point, Prompts
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +142,77 @@ def _display_copy(rgb: NDArray[np.uint8], frame: DisplayFrame) -> NDArray[np.uin
     return out
 
 
+class SpeedMeter:
+    """Moving averages of measured model speeds, for up-front time estimates (thread-safe)."""
+
+    SMOOTHING = 0.3
+
+    def __init__(self, decode_seconds: float = 0.05, encode_seconds: float = 2.5) -> None:
+        self._decode = decode_seconds
+        self._encode = encode_seconds
+        self._lock = threading.Lock()
+
+    def record_decode(self, seconds: float, objects: int) -> None:
+        if objects > 0:
+            with self._lock:
+                self._decode += self.SMOOTHING * (seconds / objects - self._decode)
+
+    def record_encode(self, seconds: float) -> None:
+        with self._lock:
+            self._encode += self.SMOOTHING * (seconds - self._encode)
+
+    @property
+    def decode_seconds_per_object(self) -> float:
+        return self._decode
+
+    @property
+    def encode_seconds(self) -> float:
+        return self._encode
+
+
+class CancelRegistry:
+    """Cancel flags of long runs (segment everything), keyed by a caller's token (e.g. a session id).
+
+    Entries exist only while a run is in progress, so the registry stays as
+    small as the number of concurrent runs.
+    """
+
+    def __init__(self) -> None:
+        self._events: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def start(self, token: str) -> threading.Event:
+        event = threading.Event()
+        with self._lock:
+            self._events[token] = event
+        return event
+
+    def cancel(self, token: str) -> bool:
+        """Ask the run of ``token`` to stop; False if none is running."""
+        with self._lock:
+            event = self._events.get(token)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    def finish(self, token: str, event: threading.Event) -> None:
+        with self._lock:
+            if self._events.get(token) is event:
+                del self._events[token]
+
+
+@dataclass(frozen=True)
+class EverythingEstimate:
+    """What a segment-everything run will do, before it runs."""
+
+    preset: str
+    points: int
+    decoder_calls: int
+    encoder_runs: int
+    seconds: float
+
+
 class SegmentationService:
     """Shared, thread-safe engine of the interactive demo.
 
@@ -161,6 +233,8 @@ class SegmentationService:
         self._images: BoundedCache[CachedImage] = BoundedCache(image_cache_mb * _MB, lambda v: v.nbytes)
         self._results: BoundedCache[MaskResult] = BoundedCache(result_cache_mb * _MB,
                                                                lambda r: r.low_res_logits.nbytes + 64)
+        self.speed = SpeedMeter()
+        self.cancels = CancelRegistry()
 
     # ------------------------------------------------------------------ images
     def open_image(self, path: str | os.PathLike, *, progress: Progress = _no_progress) -> tuple[ImageRecord, dict]:
@@ -192,7 +266,10 @@ class SegmentationService:
         return record, info
 
     def _build(self, rgb: NDArray[np.uint8], frame: DisplayFrame) -> CachedImage:
-        return CachedImage(self.predictor.encode(rgb), _display_copy(rgb, frame))
+        started = time.perf_counter()
+        embedding = self.predictor.encode(rgb)
+        self.speed.record_encode(time.perf_counter() - started)
+        return CachedImage(embedding, _display_copy(rgb, frame))
 
     def cached_image(self, record: ImageRecord) -> CachedImage:
         """The embedding and display image, re-encoding transparently after an eviction."""
@@ -222,7 +299,9 @@ class SegmentationService:
         missing = [i for i, r in enumerate(found) if r is None]
         if missing:
             embedding = self.cached_image(record).embedding
+            started = time.perf_counter()
             decoded = self.predictor.decode_many(embedding, [objects[i] for i in missing])
+            self.speed.record_decode(time.perf_counter() - started, len(missing))
             for i, result in zip(missing, decoded):
                 found[i] = self._results.put(keys[i], result)
         return found  # type: ignore[return-value]
@@ -371,6 +450,46 @@ class SegmentationService:
         return {"width": w, "height": h, "image_sha256": record.key, "model": self.model_summary(),
                 "encode_cache_hit": info["cache_hit"], "objects": out_objects}
 
+    # ------------------------------------------------------------------ segment everything
+    def everything_estimate(self, record: ImageRecord, preset: str) -> EverythingEstimate:
+        """Up-front cost of segment-everything with a preset, from this server's measured speeds."""
+        settings = _preset(preset)
+        the_plan = amg.plan(settings, record.original_hw)
+        seconds = amg.estimate_seconds(the_plan, self.speed.decode_seconds_per_object * settings.batch_size,
+                                       self.speed.encode_seconds, image_encoded=True)
+        return EverythingEstimate(preset, the_plan.points, the_plan.decoder_calls, the_plan.encoder_runs, seconds)
+
+    def segment_everything(self, record: ImageRecord, preset: str, *,
+                           progress: Callable[[int, int], None] | None = None,
+                           cancel: Callable[[], bool] | None = None) -> list[tuple[Prompts, int | None]]:
+        """Automatic masks for the whole image, as prompts for new objects.
+
+        A mask found on the whole image becomes its grid point plus the chosen
+        candidate, which reproduces it exactly and can be refined with more
+        clicks. A mask found in a crop (the "thorough" preset) becomes its
+        point plus its bounding box, the closest whole-image prompt.
+
+        Raises:
+            amg.Cancelled: ``cancel()`` returned True.
+        """
+        settings = _preset(preset)
+        embedding = self.cached_image(record).embedding
+        source = self._reload(record) if settings.crop_n_layers else embedding
+        started = time.perf_counter()
+        masks = amg.generate(self.predictor, source, settings, embedding=embedding if settings.crop_n_layers else None,
+                             progress=progress, cancel=cancel)
+        logger.info("segment everything (%s) on %s: %d masks in %.1f s", preset, record.key[:12], len(masks),
+                    time.perf_counter() - started)
+        h, w = record.original_hw
+        out: list[tuple[Prompts, int | None]] = []
+        for m in masks:
+            if tuple(m.crop_box) == (0, 0, w, h):
+                out.append((m.prompts, m.candidate))
+            else:
+                x, y, bw, bh = m.bbox
+                out.append((Prompts((Point(*m.point_xy),), Box(x, y, x + bw, y + bh)), None))
+        return out
+
     # ------------------------------------------------------------------ info
     def model_summary(self) -> dict[str, Any]:
         info = self.predictor.info
@@ -393,3 +512,10 @@ def _coco_annotation(obj: ObjectState, result: MaskResult, candidate: int, mask:
         "object_score": round(result.object_score, 6),
         "prompts": obj.prompts.to_dict(),
     }
+
+
+def _preset(name: str) -> amg.EverythingSettings:
+    try:
+        return amg.PRESETS[name]
+    except KeyError:
+        raise InvalidPromptError(f"Unknown preset {name!r}; choose one of {', '.join(amg.PRESETS)}.") from None
