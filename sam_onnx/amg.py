@@ -625,7 +625,7 @@ def _screen_batch(logits: NDArray[np.float32], scores: NDArray[np.float32], poin
         return
     cand, masks, stability, p_idx, k_idx = cand[keep], masks[keep], stability[keep], p_idx[keep], k_idx[keep]
     cells = _cell_boxes(masks)
-    (x0, y0, x1, y1), (ch, cw) = crop.box, crop.hw
+    (x0, y0, _, _), (ch, cw) = crop.box, crop.hw
     n_rows, n_cols = masks.shape[1:]
     boxes = np.stack([x0 + cells[:, 0] * cw / n_cols, y0 + cells[:, 1] * ch / n_rows,
                       x0 + (cells[:, 2] + 1) * cw / n_cols, y0 + (cells[:, 3] + 1) * ch / n_rows], axis=1)

@@ -29,9 +29,8 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
-
 from dataclasses import replace
+from pathlib import Path
 
 from . import amg
 from .errors import InvalidImageError, InvalidPromptError, SamOnnxError

@@ -116,7 +116,7 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
 def _describe_load_failure(label: str, exc: Exception) -> str:
     text = str(exc)
     if "External data path does not exist" in text or "external data" in text.lower() and "exist" in text:
-        return f"its external-data file (.onnx_data) is missing next to it"
+        return "its external-data file (.onnx_data) is missing next to it"
     if "file_length" in text or "GetExtDataFromTensorProto" in text:
         return "its external-data file (.onnx_data) is truncated or does not belong to it"
     if "Protobuf parsing failed" in text or "INVALID_PROTOBUF" in text:

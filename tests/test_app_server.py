@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,7 +102,7 @@ def test_click_session_and_export_pixel_by_pixel(client, photo, tmp_path):
     mask = np.asarray(Image.open(mask_file)) == 255
     prompts = ([(120, 100), (140, 100)], [1, 0], None, (300, 500))
     assert (mask == am.expected_mask_original(*prompts))[~am.boundary_band(*prompts)].all()
-    session = json.loads(open(next(f for f in files if str(f).endswith("_prompts.json"))).read())
+    session = json.loads(Path(next(f for f in files if str(f).endswith("_prompts.json"))).read_text())
     assert session["objects"][0]["points"] == [[120.0, 100.0, 1], [140.0, 100.0, 0]]
 
 
@@ -114,7 +115,7 @@ def test_sessions_are_isolated(server, photo, tmp_path):
         _click(a, 100, 100)
         out_b = _click(b, 400, 200)
         files = b.predict(api_name="/export")
-        session = json.loads(open(next(f for f in files if str(f).endswith("_prompts.json"))).read())
+        session = json.loads(Path(next(f for f in files if str(f).endswith("_prompts.json"))).read_text())
         assert session["objects"][0]["points"] == [[400.0, 200.0, 1]]
         assert "IoU" in out_b[CLIENT_OUT["objects_html"]]
     finally:
@@ -135,7 +136,6 @@ def test_click_before_upload_and_outside_image(client, photo):
 def test_readme_gradio_client_example_runs(server, capsys):
     """The README's /segment example, run as written against the test server."""
     import re
-    from pathlib import Path
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "gradio_client" in b)

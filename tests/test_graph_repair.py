@@ -40,7 +40,8 @@ def _token_graph(opset: int = 17) -> onnx.ModelProto:
     inits = [numpy_helper.from_array(W_POINT, "w_point"), numpy_helper.from_array(W_BOX, "w_box"),
              numpy_helper.from_array(np.array([0, 0, 2, 2], np.int64), "box_shape"),
              numpy_helper.from_array(np.array([-1], np.int64), "axis_last")]
-    graph = helper.make_graph(nodes, "tokens", inputs, [helper.make_tensor_value_info("tokens", f32, ["B", "P", "T", C])], inits)
+    outputs = [helper.make_tensor_value_info("tokens", f32, ["B", "P", "T", C])]
+    graph = helper.make_graph(nodes, "tokens", inputs, outputs, inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 

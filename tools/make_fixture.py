@@ -380,7 +380,10 @@ def make_processor():
 
 
 def processor_prompts(processor, obj: dict, hw: tuple[int, int]) -> dict:
-    """transformers' prompt tensors (1024 frame) for ONE object: input_points/labels [1,1,N,2]/[1,1,N], input_boxes [1,1,4]."""
+    """transformers' prompt tensors (1024 frame) for ONE object.
+
+    input_points [1,1,N,2], input_labels [1,1,N], input_boxes [1,1,4].
+    """
     kwargs = {}
     if obj["points"]:
         kwargs["input_points"] = [[[[float(x), float(y)] for x, y, _ in obj["points"]]]]
