@@ -278,3 +278,42 @@ def test_spec_table_is_pinned():
     assert len(SAM21_HIERA_SMALL.revision) == 40 and int(SAM21_HIERA_SMALL.revision, 16) >= 0
     assert all(f.size and f.sha256_prefix for f in (*SAM21_HIERA_SMALL.encoder.all, *SAM21_HIERA_SMALL.decoder.all))
     assert np.isclose(SAM21_HIERA_SMALL.download_bytes / 1e6, 184.1, atol=0.1)
+
+
+def _fp16_io(model):
+    """The same encoder with float16 input and outputs, like onnx-community's vision_encoder_fp16.onnx."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    fp16 = onnx.ModelProto()
+    fp16.CopyFrom(model)
+    graph = fp16.graph
+    (inp,) = graph.input
+    original = inp.name
+    for node in graph.node:
+        node.input[:] = [f"{original}_f32" if n == original else n for n in node.input]
+    graph.node.insert(0, helper.make_node("Cast", [original], [f"{original}_f32"], to=TensorProto.FLOAT))
+    inp.type.tensor_type.elem_type = TensorProto.FLOAT16
+    for out in graph.output:
+        for node in graph.node:
+            node.output[:] = [f"{out.name}_f32" if n == out.name else n for n in node.output]
+        graph.node.append(helper.make_node("Cast", [f"{out.name}_f32"], [out.name], to=TensorProto.FLOAT16))
+        out.type.tensor_type.elem_type = TensorProto.FLOAT16
+    onnx.checker.check_model(fp16)
+    return fp16
+
+
+def test_fp16_encoder_from_a_local_folder(tmp_path):
+    am.save_models(tmp_path)
+    am.save_model(_fp16_io(am.build_encoder()), tmp_path / "encoder_fp16.onnx")
+    fp32 = Sam2Predictor.from_pretrained(model_dir=tmp_path, threads=1)
+    fp16 = Sam2Predictor.from_pretrained(model_dir=tmp_path, fp16_encoder=True, threads=1)
+    assert (fp32.info.encoder_dtype, fp16.info.encoder_dtype) == ("float32", "float16")
+    assert fp16.info.encoder.endswith("encoder_fp16.onnx")
+    rgb = make_rgb(120, 200)
+    e32, e16 = fp32.encode(rgb), fp16.encode(rgb)
+    assert all(f.dtype == np.float32 for f in e16.features)
+    np.testing.assert_allclose(e16.features[2], e32.features[2], atol=2e-3)
+    prompts = Prompts((Point(100, 60),))
+    np.testing.assert_array_equal(fp16.decode(e16, prompts).best_mask[40:80, 80:120],
+                                  fp32.decode(e32, prompts).best_mask[40:80, 80:120])
