@@ -1,0 +1,194 @@
+"""Fixtures for the end-to-end tests: the demo served in-process on the analytic models, and Chromium.
+
+Chromium is Debian's ``chromium`` driven by Playwright through ``executable_path``
+(no browser download). Without it (or without the ``playwright`` package) every
+browser test is skipped with one line saying how to install them; under CI
+(``CI`` or ``SAM_TEST_REQUIRE_BROWSER`` set) that is a failure instead, so a
+CI run cannot go green without them.
+
+Environment:
+    SAM_TEST_CHROMIUM: path of the Chromium binary (default ``/usr/bin/chromium``,
+        else ``chromium`` on PATH). Point it at a missing file to see the skip.
+    SAM_TEST_REQUIRE_BROWSER: "1" to fail instead of skipping (implied by ``CI``).
+
+Screenshots of key states go to ``artifacts/screenshots/<test>_<state>.png`` at
+the repository root (git-ignored); a failing test also saves ``<test>_failure.png``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.browser.pixels import gradient_rgb
+from tests.browser.ui import DemoPage
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+
+CHROMIUM_ENV = "SAM_TEST_CHROMIUM"
+REQUIRE_ENV = "SAM_TEST_REQUIRE_BROWSER"
+DEFAULT_CHROMIUM = "/usr/bin/chromium"
+INSTALL_HINT = ("browser tests skipped: install Chromium (apt-get install chromium) and "
+                "`pip install -r requirements-test.txt`")
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run"]
+
+DESKTOP = {"viewport": {"width": 1440, "height": 1000}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+"""A phone-sized page (iPhone 12-14 CSS size) with touch input."""
+TIMEOUT_MS = 20_000
+"""Longest wait for any page condition; the analytic models answer in milliseconds."""
+
+# test pictures: (H, W) in original pixels
+WIDE_HW = (576, 704)
+"""Non-square, small enough to be shown at natural size on the desktop page (scale 1), large enough that the
+3 candidate masks (16 model units apart: 11 x 9 px here) differ visibly beyond the drawn outlines."""
+BIG_HW = (3000, 4000)
+PHONE_PHOTO_HW = (320, 240)
+"""Upright size of the EXIF-rotated photo (portrait, stored sideways)."""
+EXIF_ORIENTATION_TAG = 274
+EXIF_ROTATE_90_CW = 6
+
+
+def chromium_path() -> str | None:
+    """The Chromium binary to drive, or None when there is none."""
+    configured = os.environ.get(CHROMIUM_ENV)
+    if configured:
+        return configured if os.access(configured, os.X_OK) else None
+    if os.access(DEFAULT_CHROMIUM, os.X_OK):
+        return DEFAULT_CHROMIUM
+    return shutil.which("chromium")
+
+
+@functools.cache
+def browser_problem() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if chromium_path() is None:
+        return f"no Chromium at {os.environ.get(CHROMIUM_ENV) or DEFAULT_CHROMIUM}"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed"
+    return None
+
+
+def _unavailable(reason: str):
+    if os.environ.get(REQUIRE_ENV) == "1" or os.environ.get("CI"):
+        pytest.fail(f"browser tests required here but {reason}", pytrace=False)
+    # raised here, not from a fixture, so pytest folds every skip into one summary line
+    raise pytest.skip.Exception(INSTALL_HINT)
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("browser") is not None and (problem := browser_problem()) is not None:
+        _unavailable(problem)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------- browser and server
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the whole run."""
+    problem = browser_problem()
+    if problem is not None:
+        _unavailable(problem)
+    from playwright.sync_api import sync_playwright
+
+    path = chromium_path()
+    playwright = sync_playwright().start()
+    try:
+        try:
+            chromium = playwright.chromium.launch(executable_path=path, headless=True, args=LAUNCH_ARGS)
+        except Exception as exc:  # noqa: BLE001 - any launch failure means "no usable browser"
+            _unavailable(f"Chromium at {path} did not start: {str(exc).splitlines()[0]}")
+        yield chromium
+        chromium.close()
+    finally:
+        playwright.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_url(predictor):
+    """The demo served in this process on a free port, on the analytic models (default display side 1536)."""
+    import app
+    from sam_onnx.service import SegmentationService
+
+    demo = app.build_demo(SegmentationService(predictor, image_cache_mb=256))
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs("127.0.0.1", free_port()))
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.browser_failed = report.failed
+
+
+def _open(request, browser, demo_url, screenshots, options: dict, touch: bool):
+    name = request.node.name.replace("[", "_").replace("]", "").replace("/", "_")
+    for old in screenshots.glob(f"{name}_*.png"):
+        old.unlink()
+    context = browser.new_context(**options)
+    context.set_default_timeout(TIMEOUT_MS)
+    demo = DemoPage(context.new_page(), demo_url, screenshots, name, touch=touch)
+    try:
+        yield demo.open()
+        if getattr(request.node, "browser_failed", False):
+            demo.screenshot("failure")
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def desktop(request, browser, demo_url, screenshots):
+    """A fresh session in a 1440x1000 desktop page, driven with the mouse and keyboard."""
+    yield from _open(request, browser, demo_url, screenshots, DESKTOP, touch=False)
+
+
+@pytest.fixture
+def phone(request, browser, demo_url, screenshots):
+    """A fresh session in a 390x844 phone page with touch input (taps, no mouse)."""
+    yield from _open(request, browser, demo_url, screenshots, PHONE, touch=True)
+
+
+# ---------------------------------------------------------------------------- test pictures
+@pytest.fixture(scope="session")
+def pictures(tmp_path_factory) -> dict[str, Path]:
+    """Test files: a wide PNG, a phone JPEG stored sideways with EXIF orientation 6, a 4000x3000 JPEG and a
+    text file named .png. All are smooth gradients (see ``pixels.gradient_rgb``)."""
+    folder = tmp_path_factory.mktemp("pictures")
+    files = {"wide": folder / "wide.png", "exif": folder / "phone_photo.jpg", "big": folder / "big_photo.jpg",
+             "bad": folder / "not_an_image.png"}
+    Image.fromarray(gradient_rgb(*WIDE_HW)).save(files["wide"])
+    upright = gradient_rgb(*PHONE_PHOTO_HW, seed=1)
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION_TAG] = EXIF_ROTATE_90_CW
+    stored = np.ascontiguousarray(np.rot90(upright, k=1))  # rotating it 90° clockwise gives `upright` back
+    Image.fromarray(stored).save(files["exif"], exif=exif.tobytes(), quality=95)
+    Image.fromarray(gradient_rgb(*BIG_HW, seed=2)).save(files["big"], quality=90)
+    files["bad"].write_text("This is a text file, not a picture.\n")
+    return files

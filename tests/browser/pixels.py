@@ -1,0 +1,205 @@
+"""Pure numpy helpers for the browser tests: test pictures, expected overlays, mask checks.
+
+Frames (see ``sam_onnx/geometry.py``): *original* pixels of the upright image
+(prompts, exported masks) and *display* pixels of the copy the page shows
+(overlay). Arrays are ``(H, W)`` bool masks or ``(H, W, 3)`` uint8 RGB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from sam_onnx.geometry import DisplayFrame
+from sam_onnx.overlay import color_for
+from tests import analytic_models as am
+
+OPACITY = 0.5
+"""The app's default mask opacity (the tests never move the slider)."""
+FIXED_POINT_ONE = 256
+"""The overlay blends in 1/256 steps (sam_onnx.overlay)."""
+JPEG_MARGIN_PX = 2
+"""Extra display pixels left unchecked beside every drawn edge: JPEG ringing and 2x2 chroma subsampling."""
+MARKER_MARGIN = 2.0
+"""Unchecked disc around a point marker, as a multiple of the marker radius (rim and JPEG ringing)."""
+MARKER_RADIUS_FRACTION = 0.013
+MIN_MARKER_RADIUS = 4.0
+CONTOUR_PX_PER_SIDE = 1 / 640
+MAX_CONTOUR_PX = 4
+"""Marker radius and contour width in display pixels (mirror sam_onnx.overlay; the tests restate them so that
+a change there is noticed)."""
+
+
+def gradient_rgb(h: int, w: int, *, seed: int = 0) -> NDArray[np.uint8]:
+    """A smooth, asymmetric ``(h, w, 3)`` test picture: red grows left→right, green top→bottom.
+
+    Mid-range values so every palette tint differs from it clearly; smooth so
+    JPEG keeps it almost exactly; asymmetric so a rotated display is detectable.
+    """
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    rng = np.random.default_rng(seed)
+    red = 60 + 80 * xx / max(w - 1, 1)
+    green = 70 + 60 * yy / max(h - 1, 1)
+    blue = np.full_like(xx, 110.0) + rng.uniform(-2, 2)
+    return np.clip(np.stack([red, green, blue], axis=-1).round(), 0, 255).astype(np.uint8)
+
+
+def grow(mask: NDArray[np.bool_], radius: int) -> NDArray[np.bool_]:
+    """Dilation of a bool mask by a ``(2r+1)`` square."""
+    out = mask.copy()
+    for k in range(1, radius + 1):
+        out[k:, :] |= mask[:-k, :]
+        out[:-k, :] |= mask[k:, :]
+    rows = out.copy()
+    for k in range(1, radius + 1):
+        out[:, k:] |= rows[:, :-k]
+        out[:, :-k] |= rows[:, k:]
+    return out
+
+
+def blend(base: NDArray[np.uint8], color: Sequence[int], opacity: float = OPACITY) -> NDArray[np.int32]:
+    """The overlay's fill colour over ``base``: rounded fixed-point blend (sam_onnx.overlay docstring)."""
+    alpha = round(opacity * FIXED_POINT_ONE)
+    c = np.asarray(color, dtype=np.int32)
+    return (base.astype(np.int32) * (FIXED_POINT_ONE - alpha) + c * alpha + FIXED_POINT_ONE // 2) >> 8
+
+
+def best_candidate(labels: Sequence[int]) -> int:
+    """The candidate the app shows by default: the analytic decoder's best score for these labels."""
+    scores = am.IOU_WITH_POSITIVE if am.LABEL_POSITIVE in labels else am.IOU_WITHOUT_POSITIVE
+    return int(np.argmax(scores))
+
+
+@dataclass(frozen=True)
+class ObjectPrompt:
+    """One object's prompts in ORIGINAL pixels, as the app records them, its colour index and shown mask.
+
+    ``candidate`` 0..2 is the mask shown and exported; None (the default) means the one the app picks by
+    itself, the best-scored (resolved on creation, so two equal objects compare equal).
+    """
+
+    points: tuple[tuple[float, float], ...] = ()
+    labels: tuple[int, ...] = ()
+    box: tuple[float, float, float, float] | None = None
+    color_index: int = 0
+    candidate: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.candidate is None:
+            object.__setattr__(self, "candidate", best_candidate(self.labels))
+
+    @classmethod
+    def from_session(cls, obj: dict) -> ObjectPrompt:
+        """From an object of the exported ``*_prompts.json``."""
+        points = tuple((float(x), float(y)) for x, y, _ in obj["points"])
+        labels = tuple(int(label) for _, _, label in obj["points"])
+        box = tuple(float(v) for v in obj["box"]) if obj["box"] is not None else None
+        return cls(points, labels, box, int(obj["color_index"]), obj["candidate"])
+
+    def _args(self, frame: DisplayFrame | None):
+        """Arguments of ``analytic_models.expected_mask_original`` in the original or the display frame.
+
+        Points and box corners map like pixel centres (``DisplayFrame.to_display_xy``), which keeps their
+        position in the 1024 model frame, so the analytic rule gives the display-frame mask directly.
+        """
+        points = [list(p) for p in self.points]
+        box = self.box
+        if frame is not None:
+            if points:
+                points = frame.to_display_xy(points).tolist()
+            if box is not None:
+                box = tuple(frame.to_display_xy([box[:2], box[2:]]).ravel().tolist())
+        return (points or None), (list(self.labels) or None), box
+
+    def mask(self, hw: tuple[int, int], frame: DisplayFrame | None = None) -> NDArray[np.bool_]:
+        """Expected mask: original frame (``frame`` None, ``hw`` = original) or display frame."""
+        return am.expected_mask_original(*self._args(frame), hw, self.candidate)
+
+    def band(self, hw: tuple[int, int], frame: DisplayFrame | None = None) -> NDArray[np.bool_]:
+        """Pixels where the real pipeline may differ from :meth:`mask` (one low-res cell)."""
+        return am.boundary_band(*self._args(frame), hw, self.candidate)
+
+
+def check_mask_png(mask: NDArray, prompt: ObjectPrompt, original_hw: tuple[int, int]) -> None:
+    """Assert a downloaded mask (``(H, W)`` 0/255 PNG) is exactly the expected one outside the band."""
+    assert mask.shape == tuple(original_hw), f"mask is {mask.shape}, the image is {original_hw}"
+    assert set(np.unique(mask).tolist()) <= {0, 255}, "mask PNG is not binary"
+    got = mask == 255
+    expected = prompt.mask(original_hw)
+    sure = ~prompt.band(original_hw)
+    wrong = (got != expected) & sure
+    assert expected[sure].any(), "test set-up: the expected mask is empty"
+    assert not wrong.any(), (f"{int(wrong.sum())} mask pixels differ from the expected mask "
+                             f"(first at row/col {np.argwhere(wrong)[0].tolist()})")
+
+
+def edge_margin(display_hw: tuple[int, int]) -> int:
+    """Display pixels left unchecked on each side of a mask boundary: the contour inside, the selection halo
+    and its 1 px rim outside (sam_onnx.overlay sizes them from the long side), plus JPEG blur."""
+    contour = max(1, min(MAX_CONTOUR_PX, round(max(display_hw) * CONTOUR_PX_PER_SIDE)))
+    return contour + 1 + JPEG_MARGIN_PX
+
+
+def marker_radius(display_hw: tuple[int, int]) -> float:
+    return max(MIN_MARKER_RADIUS, max(display_hw) * MARKER_RADIUS_FRACTION)
+
+
+def check_overlay(overlay: NDArray[np.uint8], base: NDArray[np.uint8], prompts: Sequence[ObjectPrompt],
+                  frame: DisplayFrame, *, max_wrong_fraction: float = 0.0) -> dict[str, int]:
+    """Assert the displayed overlay tints exactly the expected regions, each in its object's colour.
+
+    Every display pixel away from boundaries, markers and box outlines is
+    classified as the nearest of: untouched ``base`` (the display as shown
+    right after upload) or ``base`` blended with one object's colour. The
+    class must be the expected one everywhere; both classes must occur.
+
+    Args:
+        overlay, base: ``(h, w, 3)`` uint8 display pixels as the browser decoded them.
+        prompts: the visible objects, bottom first, in ORIGINAL pixels (non-overlapping masks).
+        frame: the image's display frame.
+        max_wrong_fraction: share of checked pixels allowed to look wrong; 0 for the smooth test pictures,
+            a little more for real photos, whose textured JPEG can ring beyond a tint's distance.
+
+    Returns:
+        Pixel counts per class that were checked (for messages).
+    """
+    hw = frame.display_hw
+    assert overlay.shape[:2] == hw and base.shape[:2] == hw, (overlay.shape, base.shape, hw)
+    colours = [base.astype(np.int32)] + [blend(base, color_for(p.color_index)) for p in prompts]
+    distance = np.stack([np.abs(overlay.astype(np.int32) - c).sum(axis=-1) for c in colours])
+    got = distance.argmin(axis=0)
+    expected = np.zeros(hw, dtype=np.int64)
+    skip = np.zeros(hw, dtype=bool)
+    yy, xx = np.mgrid[0:hw[0], 0:hw[1]]
+    reach = marker_radius(hw) * MARKER_MARGIN
+    margin = edge_margin(hw)
+    for k, prompt in enumerate(prompts, start=1):
+        mask = prompt.mask(hw, frame)
+        expected[mask] = k
+        edge = grow(mask, margin) & grow(~mask, margin)
+        skip |= grow(prompt.band(hw, frame), margin) | edge
+        if prompt.points:
+            for x, y in frame.to_display_xy(list(prompt.points)).tolist():
+                skip |= (xx - x) ** 2 + (yy - y) ** 2 <= reach ** 2
+        if prompt.box is not None:
+            x0, y0, x1, y1 = frame.to_display_xy([prompt.box[:2], prompt.box[2:]]).ravel().tolist()
+            outline = np.zeros(hw, dtype=bool)
+            r0, r1 = int(np.clip(round(y0), 0, hw[0] - 1)), int(np.clip(round(y1), 0, hw[0] - 1))
+            c0, c1 = int(np.clip(round(x0), 0, hw[1] - 1)), int(np.clip(round(x1), 0, hw[1] - 1))
+            outline[r0:r1 + 1, [c0, c1]] = True
+            outline[[r0, r1], c0:c1 + 1] = True
+            skip |= grow(outline, margin + 2)
+    checked = ~skip
+    counts = {f"class{k}": int(((expected == k) & checked).sum()) for k in range(len(colours))}
+    assert all(counts.values()), f"test set-up: some class has no checked pixel: {counts}"
+    wrong = (got != expected) & checked
+    if wrong.sum() > max_wrong_fraction * checked.sum():
+        r, c = np.argwhere(wrong)[0].tolist()
+        raise AssertionError(
+            f"{int(wrong.sum())} of {int(checked.sum())} checked overlay pixels show the wrong tint "
+            f"(first at display x={c}, y={r}: expected class {expected[r, c]}, looks like class {got[r, c]}, "
+            f"pixel {overlay[r, c].tolist()} over base {base[r, c].tolist()}); classes: {counts}")
+    return counts

@@ -1,0 +1,143 @@
+"""End to end in Chromium (desktop page): pictures as they come from people.
+
+An EXIF-rotated phone JPEG, a 4000x3000 photo shown downscaled, an example from
+the gallery, and a file that is not a picture. Each checks that a click lands
+on the original pixel the user pointed at (in the saved prompts), the overlay
+shown in the page and the downloaded mask PNGs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sam_onnx.geometry import DisplayFrame
+from sam_onnx.image import NOTE_ROTATED
+from sam_onnx.service import DEFAULT_DISPLAY_SIDE
+from tests.browser.conftest import BIG_HW, PHONE_PHOTO_HW, WIDE_HW
+from tests.browser.pixels import ObjectPrompt, check_mask_png, check_overlay, gradient_rgb
+from tests.browser.test_prompts import FRAME as WIDE_FRAME
+from tests.browser.test_prompts import INCLUDE, click, objects, start
+from tests.browser.ui import TOAST_TEXT, UPLOAD_INPUT, DemoPage
+
+pytestmark = pytest.mark.browser
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+PHOTO_NOISE = 0.001
+"""Share of overlay pixels of a real (textured) photo that JPEG ringing may push nearer the wrong class."""
+UPRIGHT_TOLERANCE = 8
+"""Mean absolute difference (0-255) allowed between the shown photo and its upright pixels (two JPEG passes)."""
+
+
+def test_exif_rotated_phone_jpeg(desktop, pictures):
+    """Stored sideways with EXIF orientation 6: shown upright, and a click hits the pixel the user sees."""
+    hw = PHONE_PHOTO_HW  # upright (H, W): portrait
+    desktop.upload(pictures["exif"], hw)
+    assert NOTE_ROTATED in desktop.status()
+    base = desktop.display_pixels()
+    upright = gradient_rgb(*hw, seed=1)
+    assert np.abs(base.astype(int) - upright).mean() < UPRIGHT_TOLERANCE, "the display is not the upright photo"
+    desktop.screenshot("uploaded")
+    result = desktop.click_display(60, 250)  # lower left, where the user sees it
+    assert result.box.scale == 1.0 and result.reported == (60, 250)
+    desktop.screenshot("clicked")
+    expected = ObjectPrompt(((60.0, 250.0),), (INCLUDE,))
+    frame = DisplayFrame(hw, hw)
+    check_overlay(desktop.display_pixels(), base, [expected], frame)
+    export = desktop.export()
+    assert objects(export) == [expected]
+    check_mask_png(export.mask(1), expected, hw)  # (320, 240): upright coordinates
+
+
+def test_big_photo_shown_downscaled(desktop, pictures):
+    """A 4000x3000 photo is shown as 1536x1152 and scaled again by the browser; clicks map to original pixels."""
+    frame = DisplayFrame.fit(BIG_HW, DEFAULT_DISPLAY_SIDE)
+    assert frame.display_hw == (1152, 1536)
+    desktop.upload(pictures["big"], frame.display_hw, BIG_HW)
+    assert "shown at 1536×1152" in desktop.status()
+    base = desktop.display_pixels()
+    desktop.screenshot("uploaded")
+    targets = [(2900, 700), (150, 2850)]  # original pixels the user points at
+    clicks = []
+    for target in targets:
+        aimed = tuple(int(v) for v in np.round(frame.to_display_xy(target)))
+        result = desktop.click_display(*aimed)
+        assert result.box.scale < 0.6, f"the display should be scaled down by the browser too ({result.box.scale})"
+        off = np.abs(np.subtract(result.reported, aimed)).max()
+        assert off <= result.box.tolerance, f"aimed at {aimed}, Gradio reported {result.reported}"
+        clicks.append(result)
+    desktop.screenshot("clicked")
+    export = desktop.export()
+    recorded = export.session["objects"][0]["points"]
+    scale_x = BIG_HW[1] / frame.display_hw[1]
+    for (x, y, label), target, result in zip(recorded, targets, clicks):
+        assert label == INCLUDE
+        assert np.allclose((x, y), frame.to_original_xy(result.reported)), "display→original mapping"
+        allowed = (result.box.tolerance + 0.5) * scale_x  # browser rounding + aiming at a whole display pixel
+        assert np.abs(np.subtract((x, y), target)).max() <= allowed, f"clicked {target}, recorded {(x, y)}"
+    expected = ObjectPrompt(tuple((x, y) for x, y, _ in recorded), (INCLUDE, INCLUDE))
+    check_overlay(desktop.display_pixels(), base, [expected], frame)
+    check_mask_png(export.mask(1), expected, BIG_HW)
+
+
+def test_example_from_the_gallery(desktop):
+    name = "chelsea_cat.jpg"
+    with Image.open(ASSETS / name) as im:
+        hw = (im.height, im.width)
+    desktop.pick_example(name, hw)
+    base = desktop.display_pixels()
+    desktop.screenshot("example")
+    click(desktop, 225, 150)
+    desktop.screenshot("clicked")
+    expected = ObjectPrompt(((225.0, 150.0),), (INCLUDE,))
+    check_overlay(desktop.display_pixels(), base, [expected], DisplayFrame(hw, hw), max_wrong_fraction=PHOTO_NOISE)
+    export = desktop.export()
+    assert all(file.startswith("chelsea_cat_") for file in export.files)
+    assert objects(export) == [expected]
+    check_mask_png(export.mask(1), expected, hw)
+
+
+def upload_bad_file(page: DemoPage, pictures) -> str:
+    """Upload a text file named .png; return the toast's message."""
+    page.page.locator(UPLOAD_INPUT).set_input_files(str(pictures["bad"]))
+    toast = page.page.locator(TOAST_TEXT, has_text="Could not read this image").first
+    toast.wait_for()
+    page.page.wait_for_function(  # slid in and fully opaque, for the screenshot
+        "() => [...document.querySelectorAll('[data-testid=toast-body]')]"
+        ".some(t => getComputedStyle(t).opacity === '1')")
+    return toast.inner_text()
+
+
+def test_bad_file_shows_a_readable_message(desktop: DemoPage, pictures):
+    start(desktop, pictures)
+    click(desktop, 250, 290)
+    before = desktop.display_src()
+    message = upload_bad_file(desktop, pictures)
+    desktop.screenshot("error_toast")
+    assert "PNG, JPEG or WebP" in message and "Traceback" not in message
+    assert desktop.display_src() == before, "the previous overlay must stay"
+    assert "704×576" in desktop.status()
+    export = desktop.export()  # the session still holds the previous image and its masks
+    expected = ObjectPrompt(((250.0, 290.0),), (INCLUDE,))
+    assert all(file.startswith("wide_") for file in export.files)
+    assert objects(export) == [expected]
+    check_mask_png(export.mask(1), expected, WIDE_HW)
+
+
+@pytest.mark.xfail(strict=True, reason="app bug: the encode event has show_progress_on=[display], so its gr.Error "
+                                       "leaves a permanent 'Error' cover over the display (image hidden, clicks lost)")
+def test_bad_file_leaves_the_previous_image_usable(desktop: DemoPage, pictures):
+    base = start(desktop, pictures)
+    click(desktop, 250, 290)
+    upload_bad_file(desktop, pictures)
+    tracker = desktop.page.locator("#display [data-testid=status-tracker]").first
+    assert "Error" not in tracker.inner_text(), "the display is covered by an 'Error' box"
+    click(desktop, 450, 290)  # and editing goes on, on the previous image
+    expected = ObjectPrompt(((250.0, 290.0), (450.0, 290.0)), (INCLUDE, INCLUDE))
+    check_overlay(desktop.display_pixels(), base, [expected], WIDE_FRAME)
+    export = desktop.export()
+    assert objects(export) == [expected]
+    check_mask_png(export.mask(1), expected, WIDE_HW)
