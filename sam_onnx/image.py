@@ -550,6 +550,10 @@ def _pil_to_rgb(image: Image.Image) -> tuple[NDArray[np.uint8], tuple[str, ...]]
     """Convert a loaded PIL image (any mode) to a new (H, W, 3) uint8 array + notes."""
     mode = image.mode
     try:
+        if mode == "RGB" and not image.has_transparency_data:
+            # The common case (every JPEG photo): one copy out of Pillow, already what we return.
+            # convert("RGB") + a second copy would cost about 30 ms more at 12 MP.
+            return _owned_rgb(image), ()
         if mode in _SIXTEEN_BIT_MODES:
             return _array_to_rgb(np.asarray(image))[0], (NOTE_16_BIT,)
         if mode == "I":
@@ -576,6 +580,32 @@ def _pil_to_rgb(image: Image.Image) -> tuple[NDArray[np.uint8], tuple[str, ...]]
     return rgb, ((NOTE_TRANSPARENT,) if transparent else ())
 
 
+def _owned_rgb(image: Image.Image) -> NDArray[np.uint8]:
+    """A new, writable, C-contiguous ``(H, W, 3)`` uint8 array of an RGB-mode image's pixels.
+
+    ``np.array(image)`` goes through ``Image.tobytes``, which packs the pixels in
+    64 KiB pieces and joins them: about 37 ms at 12 MP. Packing in one piece with
+    the same raw encoder gives the same bytes in about 20 ms; if Pillow's
+    encoder interface ever changes, the public route is used.
+    """
+    height, width = image.height, image.width
+    try:
+        encoder = Image._getencoder(image.mode, "raw", image.mode)
+        encoder.setimage(image.im, (0, 0, width, height))
+        chunks = []
+        while True:
+            _, status, data = encoder.encode(width * height * _CHANNELS_RGB + _RAW_ENCODER_SLACK)
+            chunks.append(data)
+            if status:
+                break
+        if status < 0 or sum(map(len, chunks)) != width * height * _CHANNELS_RGB:
+            raise ValueError("unexpected raw encoder output")
+    except (AttributeError, TypeError, ValueError, OSError):  # pragma: no cover - other Pillow versions
+        return np.array(image, dtype=np.uint8, order="C", copy=True)
+    packed = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return np.frombuffer(packed, dtype=np.uint8).reshape(height, width, _CHANNELS_RGB).copy()
+
+
 def _premultiplied_grey_alpha_on_white(
     grey_alpha: NDArray[np.uint8],
 ) -> tuple[NDArray[np.uint8], bool]:
@@ -595,6 +625,7 @@ _CHANNELS_GREY_ALPHA: Final = 2
 _CHANNELS_RGB: Final = 3
 _CHANNELS_RGBA: Final = 4
 _SUPPORTED_KINDS: Final = frozenset("biuf")  # bool, signed int, unsigned int, float
+_RAW_ENCODER_SLACK: Final = 1024  # bytes beyond the pixel data offered to Pillow's raw encoder (one-piece output)
 
 
 def _array_to_rgb(array: np.ndarray) -> tuple[NDArray[np.uint8], bool]:

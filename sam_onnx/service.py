@@ -24,6 +24,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,16 @@ from .cache import BoundedCache
 from .errors import InvalidImageError, InvalidPromptError
 from .geometry import DisplayFrame
 from .image import DEFAULT_LIMITS, ImageLimits, load_image
-from .interactive import Editor, ObjectState
-from .overlay import THUMBNAIL_SIDE, MaskLayer, candidate_thumbnails, color_for, render_overlay, thumbnail_hw
+from .interactive import MAX_OBJECTS, Editor, ObjectState
+from .overlay import (
+    THUMBNAIL_REDUCING_GAP,
+    THUMBNAIL_SIDE,
+    MaskLayer,
+    candidate_thumbnails,
+    color_for,
+    render_overlay,
+    thumbnail_hw,
+)
 from .postprocess import mask_crop_from_logits
 from .predictor import Sam2Predictor
 from .types import Box, ImageEmbedding, MaskResult, Point, Prompts
@@ -87,10 +96,12 @@ class CachedImage:
 
     embedding: ImageEmbedding
     display_rgb: NDArray[np.uint8]  # (h, w, 3) in display pixels, read-only
+    thumbnail_rgb: NDArray[np.uint8] | None = None  # display_rgb at candidate-thumbnail size, read-only
 
     @property
     def nbytes(self) -> int:
-        return self.embedding.nbytes + self.display_rgb.nbytes
+        small = 0 if self.thumbnail_rgb is None else self.thumbnail_rgb.nbytes
+        return self.embedding.nbytes + self.display_rgb.nbytes + small
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,25 @@ def _display_copy(rgb: NDArray[np.uint8], frame: DisplayFrame) -> NDArray[np.uin
         out = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
     out.setflags(write=False)
     return out
+
+
+def _thumbnail_base(display_rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """The display image at candidate-thumbnail size, exactly as ``candidate_thumbnails`` would shrink it.
+
+    Made once per image instead of on every click (about 2 ms per click at 1536 px).
+    """
+    th, tw = thumbnail_hw(display_rgb.shape[:2], THUMBNAIL_SIDE)
+    if (th, tw) == display_rgb.shape[:2]:
+        return display_rgb
+    small = np.asarray(Image.fromarray(display_rgb).resize((tw, th), Image.Resampling.BILINEAR,
+                                                           reducing_gap=THUMBNAIL_REDUCING_GAP))
+    small.setflags(write=False)
+    return small
+
+
+def _display_images(rgb: NDArray[np.uint8], frame: DisplayFrame) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+    display = _display_copy(rgb, frame)
+    return display, _thumbnail_base(display)
 
 
 class SpeedMeter:
@@ -266,10 +296,14 @@ class SegmentationService:
         return record, info
 
     def _build(self, rgb: NDArray[np.uint8], frame: DisplayFrame) -> CachedImage:
-        started = time.perf_counter()
-        embedding = self.predictor.encode(rgb)
-        self.speed.record_encode(time.perf_counter() - started)
-        return CachedImage(embedding, _display_copy(rgb, frame))
+        # The display copies (Pillow, single-threaded, GIL released) are made on the second core while
+        # the encoder's own preprocessing runs on this one: 60-200 ms off an upload (bench/README.md).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="display-copy") as pool:
+            display = pool.submit(_display_images, rgb, frame)
+            started = time.perf_counter()
+            embedding = self.predictor.encode(rgb)
+            self.speed.record_encode(time.perf_counter() - started)
+            return CachedImage(embedding, *display.result())
 
     def cached_image(self, record: ImageRecord) -> CachedImage:
         """The embedding and display image, re-encoding transparently after an eviction."""
@@ -338,7 +372,8 @@ class SegmentationService:
         if selected is not None and selected.id in results:
             result = results[selected.id]
             thumb_hw = thumbnail_hw(hw, THUMBNAIL_SIDE)
-            thumbs = tuple(candidate_thumbnails(cached.display_rgb, [result.mask(k, thumb_hw) for k in range(3)],
+            base = cached.display_rgb if cached.thumbnail_rgb is None else cached.thumbnail_rgb
+            thumbs = tuple(candidate_thumbnails(base, [result.mask(k, thumb_hw) for k in range(3)],
                                                 color_for(selected.color_index), size=THUMBNAIL_SIDE))
             scores = tuple(float(s) for s in result.scores)
             chosen = result.best_index if selected.candidate is None else selected.candidate
@@ -432,6 +467,8 @@ class SegmentationService:
         """
         if not objects:
             raise InvalidPromptError("Give at least one object with points or a box.")
+        if len(objects) > MAX_OBJECTS:  # each costs ~0.8 MB of logits until the answer is built
+            raise InvalidPromptError(f"At most {MAX_OBJECTS} objects per request (got {len(objects)}).")
         record, info = self.open_image(path)
         results = self.results(record, objects)
         h, w = record.original_hw
