@@ -12,6 +12,7 @@ Run ``python app.py --help`` for host, port and model options.
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import inspect
 import json
@@ -26,12 +27,14 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+from gradio.exceptions import AppError, ComponentProcessingError, InvalidPathError
+from gradio_client.utils import is_http_url_like
 
-from sam_onnx import InvalidPromptError, Sam2Predictor, SamOnnxError
+from sam_onnx import InvalidPromptError, Sam2Predictor, SamOnnxError, amg
 from sam_onnx.hub import MODEL_DIR_ENV
-from sam_onnx.interactive import Editor
+from sam_onnx.interactive import MAX_OBJECTS, Editor
 from sam_onnx.service import DEFAULT_DISPLAY_SIDE, ImageRecord, SegmentationService, View
-from sam_onnx.types import NEGATIVE, POSITIVE, Box, Point, Prompts
+from sam_onnx.types import NEGATIVE, POSITIVE, Prompts
 
 logger = logging.getLogger("sam_app")
 
@@ -49,6 +52,7 @@ QUEUE_MAX_SIZE = 64
 EDIT_QUEUE = "edit"        # clicks and every other state edit: serialised, so no edit is lost
 ENCODE_QUEUE = "encode"    # uploads: one encoder run at a time (two at once only halve the speed)
 EXPORT_QUEUE = "export"
+EVERYTHING_QUEUE = "everything"  # automatic masks: seconds long, so not on the edit queue
 SESSION_TTL_S = 3600
 MAX_FILE_SIZE = "20mb"
 
@@ -73,9 +77,10 @@ def _path_only(payload):
     if payload is None:
         return None
     if payload.url and payload.url.startswith("data:"):
-        raise gr.Error("Send the image as a file upload (gradio_client.handle_file), not as a data: URL.")
+        raise gr.Error("Send the image as a file upload (gradio_client.handle_file), not as a data: URL.",
+                       print_exception=False)
     if payload.path is None:
-        raise gr.Error("No image file was received.")
+        raise gr.Error("No image file was received.", print_exception=False)
     return str(payload.path)
 
 
@@ -91,7 +96,60 @@ def uploaded_image(**kwargs) -> gr.Image:
     """
     image = gr.Image(type="filepath", **kwargs)
     image.preprocess = _path_only
+    fetch = image.async_move_resource_to_block_cache
+
+    async def no_urls(url_or_file_path):
+        # Refuse URLs before Gradio fetches them: the server never downloads what a caller points it at.
+        if url_or_file_path is not None and is_http_url_like(str(url_or_file_path)):
+            raise gr.Error(MSG_NO_URLS, print_exception=False)
+        return await fetch(url_or_file_path)
+
+    image.async_move_resource_to_block_cache = no_urls
     return image
+
+
+MSG_NO_URLS = "Images are not fetched from URLs; upload the file instead (gradio_client.handle_file)."
+MSG_NOT_UPLOADED = "This file was not uploaded to this app; upload it first (gradio_client.handle_file does that)."
+MSG_BAD_VALUE = "A value in the request was not understood; check the endpoint's parameters."
+MSG_DISK_FULL = "The server is out of disk space; please try again later. Your work is unchanged."
+MSG_INTERNAL = "Something went wrong on the server; your work is unchanged. Please try again."
+
+
+def _message_for(exc: Exception) -> str:
+    """A short user-facing message for an exception Gradio would otherwise report as a bare "Error"."""
+    cause = exc.__cause__ if isinstance(exc, ComponentProcessingError) else exc
+    if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+        return MSG_DISK_FULL
+    if isinstance(exc, InvalidPathError):
+        return MSG_NOT_UPLOADED
+    if isinstance(exc, ComponentProcessingError) and str(exc).startswith("Could not preprocess"):
+        return MSG_BAD_VALUE  # a value sent by the caller; failures on our outputs are ours (MSG_INTERNAL)
+    return MSG_INTERNAL
+
+
+class SafeBlocks(gr.Blocks):
+    """``gr.Blocks`` whose failed events always carry a message (never ``{"error": null}``).
+
+    Gradio shows only ``gr.Error`` messages (``show_error=False`` keeps other
+    exception texts, which may hold paths, away from users). Failures before or
+    after a handler (a forged file path, a value a component cannot parse, a full
+    disk while saving an output) would reach the user as a bare "Error". Here
+    they become a short ``gr.Error``; the details go to the server log. A failed
+    event updates no state, so the user's work is unchanged.
+    """
+
+    async def process_api(self, *args, **kwargs):
+        try:
+            return await super().process_api(*args, **kwargs)
+        except AppError:
+            raise
+        except Exception as exc:
+            message = _message_for(exc)
+            if message in (MSG_INTERNAL, MSG_DISK_FULL):
+                logger.exception("event failed")
+            else:
+                logger.warning("event refused: %s: %s", type(exc).__name__, exc)
+            raise gr.Error(message, print_exception=False) from None
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -161,7 +219,8 @@ def _apply_click(state: AppState, mode: str, x_display: float, y_display: float)
 
 
 def _swatch(color) -> str:
-    return "#%02x%02x%02x" % tuple(color)
+    r, g, b = color
+    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 def _objects_html(view: View) -> str:
@@ -236,11 +295,17 @@ def open_image(service: SegmentationService, path: str | None, progress=gr.Progr
     return record, info
 
 
-def show_image(service: SegmentationService, loaded, opacity: float, contour: bool):
-    """Second step of an upload (edit queue, so it never races a click): a fresh editor on the new image."""
+def show_image(service: SegmentationService, loaded, opacity: float, contour: bool, state: AppState | None = None):
+    """Second step of an upload (edit queue, so it never races a click): a fresh editor on the new image.
+
+    Gradio can fire ``.change`` twice for one upload; a second run for the image already shown
+    (same content and file) keeps the user's prompts instead of wiping them.
+    """
     if loaded is None:
         return (gr.skip(),) * len(OUTPUT_NAMES)
     record, info = loaded
+    if state is not None and (state.record.key, state.record.path) == (record.key, record.path):
+        return (gr.skip(),) * len(OUTPUT_NAMES)
     state = AppState(record, Editor.start(record.original_hw))
     view = service.render(record, state.editor, opacity=opacity, contour=contour)
     extra = "cached" if info["cache_hit"] else f"encode {info['encode_ms'] / 1e3:.2f} s"
@@ -409,6 +474,68 @@ def _prune_exports(max_age_s: float = EXPORT_MAX_AGE_S) -> None:
             continue
 
 
+def everything_estimate(service: SegmentationService, state: AppState | None, preset: str) -> str:
+    """The up-front estimate shown next to the segment-everything button."""
+    if state is None:
+        return "Upload an image first."
+    try:
+        est = service.everything_estimate(state.record, preset)
+    except SamOnnxError as exc:
+        return str(exc)
+    side = amg.PRESETS[preset].points_per_side
+    crops = f", {est.encoder_runs - 1} extra crops" if est.encoder_runs > 1 else ""
+    return (f"**{preset}:** {side}×{side} points ({est.points} in all{crops}), {est.decoder_calls} decoder calls, "
+            f"about **{est.seconds:.0f} s** on this server.")
+
+
+@guarded
+def run_everything(service: SegmentationService, state, preset, request: gr.Request = None, progress=gr.Progress()):
+    """Automatic masks on their own queue; the found prompts are added by ``apply_everything``."""
+    state = _require(state)
+    token = request.session_hash if request is not None and request.session_hash else state.record.key
+    estimate = service.everything_estimate(state.record, preset)
+    started = time.perf_counter()
+
+    def report(done: int, total: int) -> None:
+        left = max(0.0, estimate.seconds - (time.perf_counter() - started))
+        progress((done, total), desc=f"Segment everything: {done}/{total} decoder calls, about {left:.0f} s left")
+
+    cancelled = service.cancels.start(token)
+    try:
+        found = service.segment_everything(state.record, preset, progress=report, cancel=cancelled.is_set)
+    except amg.Cancelled:
+        gr.Info("Segment everything was cancelled; nothing was added.")
+        return None
+    finally:
+        service.cancels.finish(token, cancelled)
+    if not found:
+        gr.Info("Segment everything found no confident masks.")
+    return state.record.key, found
+
+
+@guarded
+def apply_everything(service, found, state, opacity, contour):
+    """Add the automatic masks as objects (one undo step), unless the image changed meanwhile."""
+    if found is None or state is None or found[0] != state.record.key or not found[1]:
+        return (gr.skip(),) * len(OUTPUT_NAMES)
+    room = MAX_OBJECTS - len(state.editor.objects)
+    items = found[1][:room]
+    if len(found[1]) > room:
+        gr.Info(f"Only the {room} largest masks were added (at most {MAX_OBJECTS} objects).")
+    start = state.editor.current.next_id
+    names = [f"Auto {start + i}" for i in range(len(items))]
+    return _edit(service, state, opacity, contour, lambda s: replace(s, editor=s.editor.add_objects(
+        [p for p, _ in items], names, [c for _, c in items])))
+
+
+def cancel_everything(service: SegmentationService, state, request: gr.Request = None) -> None:
+    """Stop this user's segment-everything run (runs outside the queues, at once)."""
+    if request is not None and request.session_hash and service.cancels.cancel(request.session_hash):
+        return
+    if state is not None:
+        service.cancels.cancel(state.record.key)
+
+
 def api_segment(service: SegmentationService, image: str | None, prompts):
     """Stateless API: an image and a list of objects → masks (COCO RLE) and scores.
 
@@ -454,7 +581,9 @@ HEAD = """
 <script>
 document.addEventListener('keydown', (e) => {
   const t = e.target;
-  if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
+  const typing = t && (t.isContentEditable || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' ||
+    (t.tagName === 'INPUT' && !['radio', 'checkbox', 'range', 'button', 'submit'].includes(t.type)));
+  if (typing) return;
   if (e.metaKey || e.altKey) return;
   const k = e.key.toLowerCase();
   const click = (id) => { const el = document.getElementById(id); if (el) el.click(); return !!el; };
@@ -484,7 +613,7 @@ OUTPUT_NAMES = ("display", "state", "objects_html", "object_select", "object_nam
 
 def build_demo(service: SegmentationService) -> gr.Blocks:
     """The Blocks app for a ready service (no model loading here)."""
-    with gr.Blocks(title="SAM 2.1 segmentation (ONNX, CPU)", delete_cache=(600, 3600)) as demo:
+    with SafeBlocks(title="SAM 2.1 segmentation (ONNX, CPU)", delete_cache=(600, 3600)) as demo:
         gr.Markdown("# Segment Anything 2.1 — click to segment\n"
                     "SAM 2.1 Hiera-Small on onnxruntime (CPU). The image is encoded once on upload; "
                     "every click only runs the small mask decoder.")
@@ -522,6 +651,15 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                     object_name = gr.Textbox(label="Name (Enter to rename)", elem_id="object_name", max_lines=1)
                 candidates = gr.Gallery(label="Mask candidates (click to choose)", columns=3, rows=1, height=170,
                                         allow_preview=False, elem_id="candidates", object_fit="contain")
+                with gr.Accordion("Segment everything (automatic masks)", open=False, elem_id="everything"):
+                    preset = gr.Radio(list(amg.PRESETS), value=amg.DEFAULT_PRESET, label="Preset",
+                                      elem_id="everything_preset")
+                    estimate = gr.Markdown("Upload an image first.", elem_id="everything_estimate")
+                    with gr.Row(elem_classes="tool-row"):
+                        everything_btn = gr.Button("Find all objects", elem_id="everything_btn", variant="primary",
+                                                   size="sm")
+                        everything_cancel = gr.Button("Cancel", elem_id="everything_cancel_btn", size="sm")
+                    everything_found = gr.State(None, time_to_live=SESSION_TTL_S)
                 with gr.Row():
                     opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Mask opacity", elem_id="opacity")
                     contour = gr.Checkbox(value=True, label="Outline", elem_id="contour")
@@ -551,9 +689,20 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
 
         image_in.change(bind(open_image, service), [image_in], [loaded], concurrency_id=ENCODE_QUEUE,
                         concurrency_limit=1, trigger_mode="always_last", api_name="ui_open_image",
-                        api_visibility="private", show_progress="full", show_progress_on=[display]).success(
-            bind(show_image, service), [loaded, *view_inputs], outputs, **edit, api_name="ui_show_image",
-            api_visibility="private")
+                        api_visibility="private", show_progress="full", show_progress_on=[image_in]).success(
+            bind(show_image, service), [loaded, *view_inputs, state], outputs, **edit, api_name="ui_show_image",
+            api_visibility="private").then(
+            bind(everything_estimate, service), [state, preset], [estimate], api_name="ui_estimate_after_load",
+            api_visibility="private", queue=False)
+        preset.change(bind(everything_estimate, service), [state, preset], [estimate], api_name="ui_estimate",
+                      api_visibility="private", queue=False)
+        everything_btn.click(bind(run_everything, service), [state, preset], [everything_found],
+                             concurrency_id=EVERYTHING_QUEUE, concurrency_limit=1, show_progress="full",
+                             show_progress_on=[display], api_name="ui_everything", api_visibility="private").success(
+            bind(apply_everything, service), [everything_found, state, *view_inputs], outputs, **edit,
+            api_name="ui_apply_everything", api_visibility="private")
+        everything_cancel.click(bind(cancel_everything, service), [state], None, queue=False,
+                                api_name="ui_cancel_everything", api_visibility="private")
         api_load_btn.click(bind(load_image_api, service), [api_image, *view_inputs], outputs, api_name="load_image",
                            api_visibility="undocumented", concurrency_id=ENCODE_QUEUE, concurrency_limit=1)
         display.select(bind(click, service), [state, mode, *view_inputs], outputs, trigger_mode="multiple",

@@ -127,8 +127,6 @@ def test_bad_file_shows_a_readable_message(desktop: DemoPage, pictures):
     check_mask_png(export.mask(1), expected, WIDE_HW)
 
 
-@pytest.mark.xfail(strict=True, reason="app bug: the encode event has show_progress_on=[display], so its gr.Error "
-                                       "leaves a permanent 'Error' cover over the display (image hidden, clicks lost)")
 def test_bad_file_leaves_the_previous_image_usable(desktop: DemoPage, pictures):
     base = start(desktop, pictures)
     click(desktop, 250, 290)
