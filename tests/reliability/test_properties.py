@@ -1,0 +1,134 @@
+"""Property tests for what a caller controls at the app's edges (reliability.md sections 4.2 and 4.3).
+
+The pure wrapper values have their own properties (tests/test_types.py, test_geometry.py,
+test_interactive.py, test_image.py for arrays); these cover the joins: any JSON a forged
+click or an API call can carry, and any image FILE (every Pillow mode the allowed formats
+can hold, any size, any EXIF orientation) through the same loader and display mapping the
+app uses.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+
+import gradio as gr
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageOps
+
+import app
+from sam_onnx.errors import InvalidPromptError
+from sam_onnx.geometry import DisplayFrame
+from sam_onnx.image import ImageLimits, load_image
+from sam_onnx.interactive import Editor
+from sam_onnx.service import SegmentationService
+from tests.reliability.conftest import png_bytes, smooth_rgb
+
+SETTINGS = dict(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTIES = (settings(derandomize=True, max_examples=150, **SETTINGS) if os.environ.get("CI")
+              else settings(max_examples=150, **SETTINGS))
+ANY_SIZE = ImageLimits(max_pixels=4096 * 4096, max_side=4096, min_side=1, max_aspect=4096.0)
+
+json_scalars = (st.none() | st.booleans() | st.integers(-10**15, 10**15) | st.text(max_size=8)
+                | st.floats(allow_nan=True, allow_infinity=True))
+json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
+                           | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=12)
+
+
+@pytest.fixture(scope="module")
+def state(predictor, tmp_path_factory):
+    service = SegmentationService(predictor, image_cache_mb=64)
+    path = tmp_path_factory.mktemp("prop") / "p.png"
+    path.write_bytes(png_bytes(smooth_rgb(90, 120, seed=9)))
+    record, _ = service.open_image(str(path))
+    return service, str(path), app.AppState(record, Editor.start(record.original_hw))
+
+
+@PROPERTIES
+@given(index=json_values | st.tuples(json_scalars, json_scalars).map(list))
+def test_any_forged_click_position_is_in_bounds_or_a_prompt_error(state, index):
+    _, _, app_state = state
+    h, w = app_state.record.display.display_hw
+    try:
+        x, y = app._display_xy(index, app_state)
+    except InvalidPromptError as exc:
+        assert str(exc)
+        return
+    assert math.isfinite(x) and math.isfinite(y) and 0 <= x < w and 0 <= y < h
+
+
+points = st.lists(st.one_of(st.tuples(st.floats(-10, 130), st.floats(-10, 100), st.sampled_from([0, 1, 2, -1]))
+                            .map(list), json_values), max_size=4)
+objects = st.fixed_dictionaries({}, optional={"points": points | json_values,
+                                              "box": st.lists(st.floats(-10, 130), min_size=4, max_size=4)
+                                              | json_values})
+
+
+@PROPERTIES
+@given(prompts=st.one_of(st.lists(objects, max_size=3), objects, json_values))
+def test_any_api_prompts_give_masks_or_a_message(state, prompts):
+    service, path, _ = state
+    try:
+        result = app.api_segment(service, path, prompts)
+    except gr.Error as exc:
+        assert exc.message and "Traceback" not in exc.message
+        return
+    assert result["width"] == 120 and result["height"] == 90 and result["objects"]
+
+
+MODES_BY_FORMAT = {
+    "PNG": ["1", "L", "LA", "P", "RGB", "RGBA", "I;16"],
+    "JPEG": ["L", "RGB", "CMYK"],
+    "WEBP": ["RGB", "RGBA"],
+    "GIF": ["L", "P"],
+    "BMP": ["1", "L", "P", "RGB"],
+}
+EXIF_FORMATS = {"PNG", "JPEG", "WEBP"}
+SWAPS_SIDES = {5, 6, 7, 8}
+
+
+@st.composite
+def image_files(draw):
+    fmt = draw(st.sampled_from(sorted(MODES_BY_FORMAT)))
+    mode = draw(st.sampled_from(MODES_BY_FORMAT[fmt]))
+    h, w = draw(st.integers(1, 48)), draw(st.integers(1, 48))
+    orientation = draw(st.integers(1, 8)) if fmt in EXIF_FORMATS else 1
+    seed = draw(st.integers(0, 2**16))
+    rgb = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    image = Image.fromarray(rgb).convert(mode if mode != "I;16" else "L")
+    if mode == "I;16":
+        image = Image.fromarray(np.asarray(image).astype(np.uint16) * 257)
+    params = {}
+    if orientation != 1:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        params["exif"] = exif.tobytes()
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, fmt, **params)
+    except (OSError, ValueError, KeyError):
+        assume(False)
+    return buffer.getvalue(), (h, w), orientation, fmt
+
+
+@PROPERTIES
+@given(file=image_files(), side=st.integers(8, 64), fx=st.floats(0, 1), fy=st.floats(0, 1))
+def test_any_mode_size_and_orientation_loads_upright_and_clicks_map_inside(file, side, fx, fy):
+    data, (h, w), orientation, fmt = file
+    loaded = load_image(data, limits=ANY_SIZE)
+    rgb = loaded.rgb
+    upright_hw = (w, h) if orientation in SWAPS_SIDES else (h, w)
+    assert rgb.shape == (*upright_hw, 3) and rgb.dtype == np.uint8
+    assert rgb.flags.c_contiguous and rgb.flags.writeable
+    if fmt in ("PNG", "BMP", "GIF"):
+        reference = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+        if reference.mode in ("L", "RGB", "P") and "transparency" not in reference.info:
+            np.testing.assert_array_equal(rgb, np.asarray(reference.convert("RGB")))  # lossless: exact
+    frame = DisplayFrame.fit(rgb.shape[:2], side)
+    dh, dw = frame.display_hw
+    x, y = frame.to_original_xy([fx * (dw - 1), fy * (dh - 1)]).tolist()
+    assert 0 <= x <= upright_hw[1] - 1 and 0 <= y <= upright_hw[0] - 1
