@@ -1,0 +1,123 @@
+"""A/B comparisons of two variants in ONE process, alternating, for the levers in bench/README.md.
+
+Alternating in one process cancels the machine's process-to-process (bimodal)
+speed differences that separate runs suffer from. Prints medians. Not a test.
+
+    # load_image of this tree vs an older sam_onnx/image.py (e.g. from git)
+    git show HEAD~1:sam_onnx/image.py > /tmp/image_old.py
+    PYTHONPATH=. python bench/bench_ab.py load-image --old /tmp/image_old.py
+
+    # upload: display copies in a worker thread (the service) vs after the encoder (serial)
+    PYTHONPATH=. python bench/bench_ab.py display-copy [--model-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+
+def _load_module(path: str, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_image_ab(args) -> None:
+    from sam_onnx import image as new
+
+    old = _load_module(args.old, "image_old")
+    limits_old, limits_new = old.ImageLimits(max_bytes=None), new.ImageLimits(max_bytes=None)
+    for mp in args.sizes:
+        for fmt in ("jpeg", "png"):
+            path = common.photo_file(mp, fmt, Path(args.photos))
+            a, b = old.load_image(path, limits=limits_old).rgb, new.load_image(path, limits=limits_new).rgb
+            assert np.array_equal(a, b), "the variants decode to different pixels"
+            times: dict[str, list[float]] = {"old": [], "new": []}
+            for k in range(args.repeat):
+                for name in (("old", "new") if k % 2 == 0 else ("new", "old")):
+                    load, limits = (old.load_image, limits_old) if name == "old" else (new.load_image, limits_new)
+                    started = time.perf_counter()
+                    load(path, limits=limits)
+                    times[name].append((time.perf_counter() - started) * 1e3)
+            print(f"{mp:g} MP {fmt}: load_image old {common.median(times['old']):.0f} ms, "
+                  f"new {common.median(times['new']):.0f} ms (median of {args.repeat})")
+
+
+def display_copy_ab(args) -> None:
+    from sam_onnx import Sam2Predictor, session
+    from sam_onnx import service as svc
+    from sam_onnx.image import ImageLimits
+
+    folder = common.model_dir(args.model_dir)
+    predictor = Sam2Predictor.from_files(folder / "encoder.onnx", folder / "decoder.onnx")
+    predictor.encode(np.zeros((64, 64, 3), np.uint8))
+    threaded = svc.SegmentationService._build
+
+    def serial(self, rgb, frame):
+        return svc.CachedImage(self.predictor.encode(rgb), *svc._display_images(rgb, frame))
+
+    variants = {"serial": serial, "threaded": threaded}
+    encoder_ms: list[float] = []
+    original_run = session.run
+
+    def timed_run(sess, names, feeds, *, label):
+        started = time.perf_counter()
+        try:
+            return original_run(sess, names, feeds, label=label)
+        finally:
+            if label == "image encoder":
+                encoder_ms.append((time.perf_counter() - started) * 1e3)
+
+    session.run = timed_run
+    foreign = common.ForeignLoad()
+    try:
+        for mp in args.sizes:
+            for fmt in ("jpeg", "png"):
+                path = common.photo_file(mp, fmt, Path(args.photos))
+                beyond: dict[str, list[float]] = {k: [] for k in variants}
+                for k in range(args.repeat):
+                    for name in (list(variants) if k % 2 == 0 else list(variants)[::-1]):
+                        svc.SegmentationService._build = variants[name]
+                        service = svc.SegmentationService(predictor, limits=ImageLimits(max_bytes=None))
+                        encoder_ms.clear()
+                        started = time.perf_counter()
+                        service.open_image(path)
+                        beyond[name].append((time.perf_counter() - started) * 1e3 - sum(encoder_ms))
+                print(f"{mp:g} MP {fmt}: open_image beyond the encoder run: "
+                      + ", ".join(f"{name} {common.median(v):.0f} ms" for name, v in beyond.items())
+                      + f" (median of {args.repeat})")
+    finally:
+        session.run = original_run
+        svc.SegmentationService._build = threaded
+    print(f"CPU share used by other processes: {foreign.share():.3f}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    a = sub.add_parser("load-image", help="load_image of this tree vs an older image.py")
+    a.add_argument("--old", required=True, help="path of the older sam_onnx/image.py")
+    b = sub.add_parser("display-copy", help="upload with the display copy threaded vs serial")
+    b.add_argument("--model-dir", help=f"default {common.STANDIN_DIR}")
+    for p in (a, b):
+        p.add_argument("--sizes", type=float, nargs="+", default=[12.0, 24.0])
+        p.add_argument("--repeat", type=int, default=6)
+        p.add_argument("--photos", default=str(common.RESULTS / "photos"))
+    args = parser.parse_args(argv)
+    (load_image_ab if args.what == "load-image" else display_copy_ab)(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""Click-to-paint in a real browser: ``python app.py`` on localhost, driven by Playwright + Chromium.
+
+Starts the app as a subprocess (``app.main`` with ``--model-dir DIR --port
+PORT``, warm-up on, as a user would run it, through ``bench/serve_app.py``,
+which can swap the stand-in's noise masks for object-like ones), opens it in headless Chromium, uploads a photo,
+then clicks on the displayed image and measures, inside the page, the time
+from the click event to the first frame painted after the new overlay image
+has loaded and decoded (``performance.now()`` at the click, then in a task
+posted from the first ``requestAnimationFrame`` after ``img.decode()`` of the
+new ``src``, which runs right after that frame is painted). Also
+reports upload-to-ready (file chosen -> first image painted) and the server's
+own decode/render times that the status line shows. Prints a table and writes
+JSON. Not a test.
+
+Run from the repository root (needs Debian's ``chromium`` and the
+``playwright`` Python package; no ``playwright install``)::
+
+    PYTHONPATH=. python bench/bench_browser.py                      # stand-in model, 12 MP JPEG, 30 clicks
+    PYTHONPATH=. python bench/bench_browser.py --model-dir DIR --clicks 50 --photo-mp 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-renderer-backgrounding",
+                 "--disable-background-timer-throttling", "--disable-backgrounding-occluded-windows"]
+VIEWPORT = {"width": 1400, "height": 1000}
+CLICKS_PER_OBJECT = 4
+"""After this many points the object is cleared (its prompts would otherwise keep growing)."""
+TARGET_P50_MS = 150.0
+SERVER_START_TIMEOUT_S = 180.0
+PAINT_TIMEOUT_MS = 30_000
+UPLOAD_TIMEOUT_MS = 180_000
+
+# Records click times and paints of new #display images (performance.now() clock).
+INSTRUMENT_JS = """
+() => {
+  if (window.__bench) return;
+  const bench = window.__bench = {clicks: [], paints: [], lastSrc: null};
+  document.addEventListener('click', (e) => {
+    if (e.target.closest && e.target.closest('#display')) bench.clicks.push(performance.now());
+  }, true);
+  const check = () => {
+    const img = document.querySelector('#display img');
+    if (!img || !img.src || img.src === bench.lastSrc) return;
+    const src = bench.lastSrc = img.src;
+    const seen = performance.now();
+    // The next rendering opportunity, then a task queued from it: runs just after that frame is painted.
+    const done = () => requestAnimationFrame(() => {
+      const channel = new MessageChannel();
+      channel.port1.onmessage = () => bench.paints.push({src: src, seen: seen, painted: performance.now()});
+      channel.port2.postMessage(null);
+    });
+    img.decode().then(done, done);
+  };
+  new MutationObserver(check).observe(document.body, {subtree: true, childList: true, attributes: true,
+                                                      attributeFilter: ['src']});
+  check();
+}
+"""
+
+# Resource timings of the requests a click caused, relative to the click (ms), and the new image's fetch end.
+NETWORK_JS = """
+({since, src}) => {
+  const entries = performance.getEntriesByType('resource').filter((e) => e.startTime >= since);
+  const image = entries.find((e) => e.name === src);
+  performance.clearResourceTimings();
+  return {image_end: image ? image.responseEnd - since : null,
+          requests: entries.map((e) => [e.name.replace(location.origin, '').slice(0, 60),
+                                        Math.round(e.startTime - since), Math.round(e.responseEnd - since)])};
+}
+"""
+
+STATUS_TIMES = re.compile(r"decode (\d+) ms.*?render (\d+) ms")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(model_dir: Path, port: int, log_path: Path, masks: str, extra: list[str],
+              gallery_format: str | None = None) -> subprocess.Popen:
+    """``app.py``'s own ``main`` in a subprocess (through ``serve_app.py`` for the mask swap)."""
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": str(common.REPO)}
+    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+    launcher = [str(common.REPO / "bench" / "serve_app.py"), "--masks", masks]
+    if gallery_format:
+        launcher += ["--gallery-format", gallery_format]
+    proc = subprocess.Popen([sys.executable, *launcher, "--", "--model-dir", str(model_dir),
+                             "--host", "127.0.0.1", "--port", str(port), *extra],
+                            cwd=common.REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    proc._bench_log = log  # type: ignore[attr-defined]
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"app.py exited with {proc.returncode}; see {log_path}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.5)
+    stop_app(proc)
+    raise SystemExit(f"app.py did not answer on {url} within {SERVER_START_TIMEOUT_S:.0f} s; see {log_path}")
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)  # the app's own process group (start_new_session)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    proc._bench_log.close()  # type: ignore[attr-defined]
+
+
+def _wait_paints(page, count: int, timeout_ms: int) -> dict[str, Any]:
+    page.wait_for_function("(n) => window.__bench.paints.length > n", arg=count, timeout=timeout_ms)
+    return page.evaluate("() => window.__bench.paints[window.__bench.paints.length - 1]")
+
+
+def _image_box(page) -> dict[str, float]:
+    img = page.locator("#display img").first
+    img.scroll_into_view_if_needed()
+    return img.evaluate("""(el) => { const r = el.getBoundingClientRect();
+        return {left: r.left, top: r.top, width: r.width, height: r.height,
+                nw: el.naturalWidth, nh: el.naturalHeight}; }""")
+
+
+def _click_point(box: dict[str, float], rng: np.random.Generator) -> tuple[float, float]:
+    """A point inside the drawn picture (object-fit: contain leaves bands around it)."""
+    scale = min(box["width"] / box["nw"], box["height"] / box["nh"])
+    w, h = box["nw"] * scale, box["nh"] * scale
+    ox, oy = (box["width"] - w) / 2, (box["height"] - h) / 2
+    fx, fy = rng.uniform(0.15, 0.85, 2)
+    return box["left"] + ox + fx * w, box["top"] + oy + fy * h
+
+
+def run(args) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    folder = common.model_dir(args.model_dir)
+    photo = common.photo_file(args.photo_mp, args.photo_format, Path(args.photos))
+    port = args.port or free_port()
+    foreign = common.ForeignLoad(children=True)
+    result: dict[str, Any] = {"machine": common.machine_info(), "model_dir": str(folder), "photo": str(photo),
+                              "photo_mp": args.photo_mp, "clicks": args.clicks, "masks": args.masks,
+                              "gallery_format": args.gallery_format, "app_args": args.app_args}
+    with tempfile.TemporaryDirectory(prefix="bench-browser-") as tmp:
+        log_path = Path(tmp) / "app.log"
+        started = time.perf_counter()
+        common.wait_for_quiet(timeout_s=args.wait_quiet)
+        proc = start_app(folder, port, log_path, args.masks, args.app_args, args.gallery_format)
+        result["server start s"] = time.perf_counter() - started
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=args.chromium, headless=True, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport=VIEWPORT)
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.wait_for_selector("#input_image", timeout=60_000)
+                page.evaluate(INSTRUMENT_JS)
+                t0 = time.perf_counter()
+                page.locator("#input_image input[type=file]").set_input_files(str(photo))
+                _wait_paints(page, 0, UPLOAD_TIMEOUT_MS)
+                result["upload to ready ms"] = (time.perf_counter() - t0) * 1e3
+                result["upload status"] = page.locator("#status").inner_text()
+                page.wait_for_timeout(300)
+                samples = _clicks(page, args.clicks, args.warmup, np.random.default_rng(args.seed))
+                browser.close()
+        finally:
+            stop_app(proc)
+            result["app log tail"] = log_path.read_text(errors="replace").splitlines()[-15:]
+    paint = [s["click to paint"] for s in samples]
+    result["samples"] = samples
+    result["click to paint"] = {"p50": common.percentile(paint, 50), "p90": common.percentile(paint, 90),
+                                "min": min(paint), "max": max(paint)}
+    for key in ("click to new src", "image fetched", "src to paint", "server decode", "server render"):
+        result[key] = common.median(s[key] for s in samples)
+    result["foreign_cpu_share"] = foreign.share()
+    return result
+
+
+def _clicks(page, count: int, warmup: int, rng: np.random.Generator) -> list[dict[str, float]]:
+    samples = []
+    done = 0
+    while len(samples) < count:
+        if done and done % CLICKS_PER_OBJECT == 0:
+            before = page.evaluate("() => window.__bench.paints.length")
+            page.locator("#clear_btn").click()
+            _wait_paints(page, before, PAINT_TIMEOUT_MS)
+            page.wait_for_timeout(100)
+        box = _image_box(page)
+        x, y = _click_point(box, rng)
+        before = page.evaluate("() => window.__bench.paints.length")
+        clicks_before = page.evaluate("() => window.__bench.clicks.length")
+        page.mouse.click(x, y)
+        paint = _wait_paints(page, before, PAINT_TIMEOUT_MS)
+        clicked = page.evaluate("(n) => window.__bench.clicks[n]", clicks_before)
+        network = page.evaluate(NETWORK_JS, {"since": clicked, "src": paint["src"]})
+        status = page.locator("#status").inner_text()
+        done += 1
+        if done <= warmup:
+            continue
+        match = STATUS_TIMES.search(status)
+        samples.append({"click to paint": paint["painted"] - clicked, "click to new src": paint["seen"] - clicked,
+                        "src to paint": paint["painted"] - paint["seen"],
+                        "image fetched": network["image_end"], "requests": network["requests"],
+                        "server decode": float(match.group(1)) if match else float("nan"),
+                        "server render": float(match.group(2)) if match else float("nan")})
+        page.wait_for_timeout(50)  # a user does not click within the same frame
+    return samples
+
+
+def report(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    c = result["click to paint"]
+    rows = [{"measure": "click to paint p50", "ms": c["p50"]}, {"measure": "click to paint p90", "ms": c["p90"]},
+            {"measure": "click to paint min / max", "ms": f"{c['min']:.0f} / {c['max']:.0f}"},
+            {"measure": "  click to new image src (median)", "ms": result["click to new src"]},
+            {"measure": "  click to new image fetched (median)", "ms": result["image fetched"]},
+            {"measure": "  new src to painted (median)", "ms": result["src to paint"]},
+            {"measure": "  server decode (status line, median)", "ms": result["server decode"]},
+            {"measure": "  server render (status line, median)", "ms": result["server render"]},
+            {"measure": f"upload to ready ({result['photo_mp']:g} MP)", "ms": result["upload to ready ms"]}]
+    met = "met" if c["p50"] <= TARGET_P50_MS else "NOT met"
+    return "\n".join([
+        f"Machine: {m['cpu']}, {m['affinity']} CPUs; Chromium headless on localhost; model {result['model_dir']}; "
+        f"{len(result['samples'])} clicks; masks: {result['masks']}; CPU share used by processes other than this "
+        f"script and the app server (Chromium included): {result['foreign_cpu_share']:.2f}",
+        common.table(rows, ("measure", "ms"), 1), "",
+        f"Target click-to-paint p50 <= {TARGET_P50_MS:.0f} ms: {met} ({c['p50']:.0f} ms)"])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", help=f"folder with encoder.onnx + decoder.onnx (default {common.STANDIN_DIR})")
+    parser.add_argument("--clicks", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=2, help="clicks not counted at the start")
+    parser.add_argument("--photo-mp", type=float, default=12.0)
+    parser.add_argument("--photo-format", choices=("jpeg", "png"), default="jpeg")
+    parser.add_argument("--photos", default=str(common.RESULTS / "photos"))
+    parser.add_argument("--masks", choices=("blobs", "model"), default="blobs",
+                        help="blobs: object-like masks instead of the stand-in's noise (bench/serve_app.py)")
+    parser.add_argument("--gallery-format", choices=("webp", "jpeg", "png"),
+                        help="what-if: candidate thumbnails in this format instead of the app's")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="before starting, wait up to this long for other processes to go quiet")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chromium", default=CHROMIUM)
+    parser.add_argument("--app-args", nargs=argparse.REMAINDER, default=[],
+                        help="extra arguments for app.py (last on the command line)")
+    parser.add_argument("--json", help="write the results here (default bench/results/browser-<time>.json)")
+    args = parser.parse_args(argv)
+    result = run(args)
+    path = Path(args.json) if args.json else common.RESULTS / f"browser-{common.timestamp()}.json"
+    common.write_json(path, result)
+    print(report(result))
+    print(f"JSON: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

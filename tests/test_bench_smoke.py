@@ -1,0 +1,94 @@
+"""The benchmark scripts run end to end (on the small analytic models) and write their JSON.
+
+Nothing here is timed: these only catch a benchmark broken by a change in the
+code it measures (renamed functions it times, a new handler signature...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+
+import bench_ab  # noqa: E402
+import bench_pipeline  # noqa: E402
+import bench_session_options  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("photos")
+
+
+def test_pipeline_benchmark_writes_every_section(analytic_dir, photos, tmp_path, capsys):
+    out = tmp_path / "pipeline.json"
+    code = bench_pipeline.main(["--model-dir", str(analytic_dir), "--sizes", "0.3", "0.6", "--formats", "jpeg", "png",
+                                "--upload-repeat", "1", "--click-repeat", "1", "--export-repeat", "1",
+                                "--target-mp", "0.3", "--memory-images", "2", "--photos", str(photos),
+                                "--json", str(out), "--quiet"])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert {"load", "upload", "click", "batched", "export", "memory", "machine"} <= set(result)
+    assert {r["photo"] for r in result["upload"]} == {"0.3 MP JPEG", "0.3 MP PNG", "0.6 MP JPEG", "0.6 MP PNG"}
+    clicks = {(r["photo"], r["click"]) for r in result["click"]}
+    assert clicks == {(f"{mp} MP", name) for mp in ("0.3", "0.6") for name in bench_pipeline.CLICK_SCENARIOS}
+    for row in result["upload"]:
+        assert row["total"] >= row["encoder"] > 0
+    for row in result["click"]:
+        assert row["total"] >= row["decoder"] > 0
+    assert result["export"]["files"] >= 6
+    printed = capsys.readouterr().out
+    assert "Upload to ready" in printed and "Click to overlay" in printed and "Export at full resolution" in printed
+
+
+def test_pipeline_benchmark_in_separate_processes(analytic_dir, photos, tmp_path):
+    out = tmp_path / "pipeline.json"
+    code = bench_pipeline.main(["--model-dir", str(analytic_dir), "--stages", "upload", "click", "--sizes", "0.3",
+                                "--formats", "jpeg", "--upload-repeat", "1", "--click-repeat", "1",
+                                "--processes", "2", "--photos", str(photos), "--json", str(out), "--quiet"])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["processes"] == 2 and len(result["runs"]) == 2
+    assert all(len(row["per_process"]) == 2 for row in result["click"])
+
+
+def test_session_options_benchmark(analytic_dir, photos, tmp_path):
+    out = tmp_path / "options.json"
+    code = bench_session_options.main(["--model-dir", str(analytic_dir), "--configs", "app", "threads-1",
+                                       "--rounds", "1", "--enc-runs", "1", "--dec-runs", "1",
+                                       "--photos", str(photos), "--json", str(out)])
+    assert code == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["config"] for r in rows] == ["app", "threads-1"]
+    assert all(r["encoder"] > 0 and r["decoder 1 point"] > 0 for r in rows)
+
+
+def test_ab_benchmarks(analytic_dir, photos, capsys):
+    image_py = Path(bench_pipeline.common.REPO) / "sam_onnx" / "image.py"
+    assert bench_ab.main(["load-image", "--old", str(image_py), "--sizes", "0.3", "--repeat", "1",
+                          "--photos", str(photos)]) == 0
+    assert bench_ab.main(["display-copy", "--model-dir", str(analytic_dir), "--sizes", "0.3", "--repeat", "1",
+                          "--photos", str(photos)]) == 0
+    printed = capsys.readouterr().out
+    assert "load_image old" in printed and "beyond the encoder run" in printed
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
+def test_browser_benchmark(analytic_dir, photos, tmp_path):
+    pytest.importorskip("playwright")
+    out = tmp_path / "browser.json"
+    # In its own process: Playwright's sync API refuses to start inside another test's event loop.
+    subprocess.run([sys.executable, str(BENCH / "bench_browser.py"), "--model-dir", str(analytic_dir), "--clicks", "2",
+                    "--warmup", "0", "--photo-mp", "0.3", "--photos", str(photos), "--json", str(out)],
+                   check=True, timeout=600, cwd=BENCH.parent, env={**os.environ, "PYTHONPATH": str(BENCH.parent)})
+    result = json.loads(out.read_text())
+    assert len(result["samples"]) == 2
+    assert result["click to paint"]["p50"] > 0 and result["upload to ready ms"] > 0
