@@ -650,7 +650,8 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                         delete_btn = gr.Button("Delete", elem_id="delete_btn", size="sm", variant="stop")
                     object_name = gr.Textbox(label="Name (Enter to rename)", elem_id="object_name", max_lines=1)
                 candidates = gr.Gallery(label="Mask candidates (click to choose)", columns=3, rows=1, height=170,
-                                        allow_preview=False, elem_id="candidates", object_fit="contain")
+                                        allow_preview=False, elem_id="candidates", object_fit="contain",
+                                        format="jpeg")
                 with gr.Accordion("Segment everything (automatic masks)", open=False, elem_id="everything"):
                     preset = gr.Radio(list(amg.PRESETS), value=amg.DEFAULT_PRESET, label="Preset",
                                       elem_id="everything_preset")
@@ -782,8 +783,18 @@ def make_service(args: argparse.Namespace) -> SegmentationService:
     return SegmentationService(predictor, display_max_side=args.display_side, image_cache_mb=args.cache_mb)
 
 
+GRADIO_QUEUE_ENV = {
+    # Gradio recomputes a pandas summary of up to 10,000 past events after every event, for the
+    # monitoring page this app turns off: 2-6 ms of CPU per click on 2 cores. Summarise rarely, keep fewer.
+    "GRADIO_ANALYTICS_CACHE_FREQUENCY": "1000",
+    "GRADIO_ANALYTICS_MAX_EVENTS": "1000",
+}
+
+
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name, value in GRADIO_QUEUE_ENV.items():
+        os.environ.setdefault(name, value)
     args = parse_args(argv)
     try:
         service = make_service(args)

