@@ -65,7 +65,8 @@ def install_probes() -> common.Probe:
     probe.wrap(service, "load_image", "read+decode")
     probe.wrap(image, "_apply_exif_orientation", "EXIF")
     probe.wrap(service, "image_key", "hash")
-    probe.wrap(predictor, "preprocess_image", "preprocess")
+    probe.wrap(predictor, "preprocess_image", "preprocess")  # Sam2Predictor.encode (re-encode, crops)
+    probe.wrap(service, "preprocess_image", "preprocess")  # open_image preprocesses itself, beside the hash
     probe.wrap(session, "run", lambda sess, names, feeds, *, label: {
         "image encoder": "encoder", "mask decoder": "decoder"}.get(label, "onnx other"))
     probe.wrap(service, "_display_copy", "display copy")

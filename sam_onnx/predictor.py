@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image
 
 from . import session as ort_session
-from .errors import InferenceError, InvalidPromptError, ModelLoadError
+from .errors import InferenceError, InvalidImageError, InvalidPromptError, ModelLoadError
+from .geometry import MODEL_SIDE, Geometry
 from .graph_repair import RepairReport, load_repaired_decoder, verify_repair
 from .hub import ModelFiles, resolve_model_files
 from .models import DEFAULT_MODEL, ModelSpec
@@ -175,14 +176,26 @@ class Sam2Predictor:
             InferenceError: onnxruntime failed.
         """
         rgb = image if _is_rgb_uint8(image) else _to_rgb(image)
+        return self.encode_pixels(*preprocess_image(rgb))
+
+    def encode_pixels(self, pixel_values: np.ndarray, geometry: Geometry) -> ImageEmbedding:
+        """Run the encoder on input already made by :func:`sam_onnx.preprocess.preprocess_image`.
+
+        For callers that preprocess themselves, e.g. beside other work on another
+        core. ``encode(image)`` is ``encode_pixels(*preprocess_image(image))``.
+
+        Args:
+            pixel_values: ``(1, 3, 1024, 1024)`` float32, model frame, normalised.
+            geometry: the original image's geometry from the same call.
+        """
+        if pixel_values.shape != (1, 3, MODEL_SIDE, MODEL_SIDE):
+            raise InvalidImageError(f"expected pixel values of shape (1, 3, {MODEL_SIDE}, {MODEL_SIDE}), "
+                                    f"got {pixel_values.shape}")
         started = time.perf_counter()
-        pixel_values, geometry = preprocess_image(rgb)
-        prepared = time.perf_counter()
         outputs = ort_session.run(self._encoder, ort_session.EMBEDDING_NAMES,
                                   {"pixel_values": pixel_values.astype(self._encoder_dtype, copy=False)},
                                   label="image encoder")
-        logger.debug("encode %s: preprocess %.0f ms, encoder %.0f ms", geometry.original_hw,
-                     (prepared - started) * 1e3, (time.perf_counter() - prepared) * 1e3)
+        logger.debug("encode %s: encoder %.0f ms", geometry.original_hw, (time.perf_counter() - started) * 1e3)
         return ImageEmbedding(tuple(o.astype(np.float32, copy=False) for o in outputs), geometry)
 
     def decode(self, embedding: ImageEmbedding, prompts: Prompts) -> MaskResult:
