@@ -3,7 +3,7 @@
 ``python app.py`` is started on 127.0.0.1 as a separate process, 4 ``gradio_client`` users upload
 and click 15 times each while a canary keeps clicking, and the server's RSS is sampled from
 ``/proc``. Latency targets belong to the full-size model (``python -m tools.load_harness``, see
-docs/limits-and-security.md); here the run must have no errors and a bounded memory plateau.
+README.md, "Limits and security"); here the run must have no errors and a bounded memory plateau.
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ def test_C4_a_session_hash_is_not_a_secret_but_one_session_cannot_exceed_the_cap
     owner = open_session(small_cache.url, seed=40)
     assert owner.click(50, 50).ok
     # Another client that knows (or guesses) the hash shares the session: hashes are not authentication,
-    # so nothing secret is kept in State (documented in docs/limits-and-security.md).
+    # so nothing secret is kept in State (documented in README.md, "Limits and security").
     same = RawSession(small_cache.url, session_hash=owner.session_hash)
     assert same.call("select_object", [1, 0.5, True]).ok and "IoU" in same.output("objects_html")
     other = RawSession(small_cache.url)

@@ -88,7 +88,7 @@ def test_F5_server_errors_show_no_traceback_or_path(work, served, monkeypatch, c
 
 def test_F6_pinned_versions_are_above_the_advisory_floors():
     """Offline check of requirements.txt against known advisories; `pip-audit -r requirements.txt` is the
-    networked check (docs/limits-and-security.md), not run here."""
+    networked check (README.md, "Limits and security"), not run here."""
     pins = {}
     for line in (ROOT / "requirements.txt").read_text().splitlines():
         match = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;#]+)", line.strip())
