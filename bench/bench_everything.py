@@ -212,7 +212,8 @@ def main() -> int:
             "machine": {"platform": platform.platform(), "processor": platform.processor(),
                         "threads": predictor.info.threads},
             "model_dir": str(args.model_dir), "photo_hw": PHOTO_HW, "encode_s": encode_s,
-            "batches": batches, "screening": screening, "end_to_end_by_batch": by_batch, "runs": runs}, indent=2) + "\n")
+            "batches": batches, "screening": screening, "end_to_end_by_batch": by_batch,
+            "runs": runs}, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
 

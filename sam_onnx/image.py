@@ -38,6 +38,7 @@ This module never changes Pillow's process-wide settings (``Image.MAX_IMAGE_PIXE
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging
@@ -408,17 +409,11 @@ def _load_from_stream(stream: BinaryIO, limits: ImageLimits) -> LoadedImage:
             raise
         format_name = _FORMAT_ALIASES.get(image.format or "", image.format or "")
         notes: list[str] = []
-        try:
+        with _decoding(limits):
             # Before load(): for GIF this seeks to frame 1 and back, which is cheap only
             # while frame 0 is not decoded yet. Never count all frames (n_frames).
             animated = bool(getattr(image, "is_animated", False))
             image.load()  # decodes the first frame only
-        except _BOMB_ERRORS as exc:
-            raise _rejected(_bomb_message(exc, limits), exc) from exc
-        except MemoryError as exc:
-            raise _rejected(MSG_OUT_OF_MEMORY, exc) from exc
-        except _DECODE_ERRORS as exc:
-            raise _rejected(MSG_DAMAGED, exc) from exc
         if animated and image.format not in _NOT_ANIMATED_FORMATS:
             notes.append(NOTE_ANIMATED)
         upright, rotated = _apply_exif_orientation(image)
@@ -428,18 +423,28 @@ def _load_from_stream(stream: BinaryIO, limits: ImageLimits) -> LoadedImage:
     return LoadedImage(rgb=rgb, format=format_name, notes=(*notes, *mode_notes))
 
 
-def _open_lazily(stream: BinaryIO, limits: ImageLimits) -> Image.Image:
-    """Image.open restricted to ALLOWED_FORMATS; reads the header only."""
+@contextlib.contextmanager
+def _decoding(limits: ImageLimits):
+    """Turn what Pillow raises while reading a file into one :class:`InvalidImageError` each."""
     try:
-        return Image.open(stream, formats=ALLOWED_FORMATS)
-    except UnidentifiedImageError as exc:
-        raise _rejected(_unidentified_message(stream), exc) from exc
+        yield
+    except InvalidImageError:
+        raise
     except _BOMB_ERRORS as exc:
         raise _rejected(_bomb_message(exc, limits), exc) from exc
     except MemoryError as exc:
         raise _rejected(MSG_OUT_OF_MEMORY, exc) from exc
     except _DECODE_ERRORS as exc:
         raise _rejected(MSG_DAMAGED, exc) from exc
+
+
+def _open_lazily(stream: BinaryIO, limits: ImageLimits) -> Image.Image:
+    """Image.open restricted to ALLOWED_FORMATS; reads the header only."""
+    with _decoding(limits):
+        try:
+            return Image.open(stream, formats=ALLOWED_FORMATS)
+        except UnidentifiedImageError as exc:
+            raise _rejected(_unidentified_message(stream), exc) from exc
 
 
 def _apply_exif_orientation(image: Image.Image) -> tuple[Image.Image, bool]:
