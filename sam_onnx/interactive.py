@@ -57,6 +57,13 @@ class Annotation:
         raise InvalidPromptError(f"There is no object {object_id}.")
 
 
+def _selectable(annotation: Annotation, preferred: int | None) -> int | None:
+    """``preferred`` if that object exists, else the last object (``None`` when there is none)."""
+    if preferred is not None and any(o.id == preferred for o in annotation.objects):
+        return preferred
+    return annotation.objects[-1].id if annotation.objects else None
+
+
 def _clean_name(name: str, fallback: str) -> str:
     text = " ".join(str(name).split())[:MAX_NAME_LENGTH]
     return text or fallback
@@ -108,12 +115,11 @@ class Editor:
         return bool(self.redo_stack)
 
     # ------------------------------------------------------------------ history
-    def _commit(self, annotation: Annotation, *, selected_id: int | None = None, keep_pending: bool = False) -> Editor:
+    def _commit(self, annotation: Annotation, *, selected_id: int | None = None) -> Editor:
+        """A new editor after an edit: history grows, redo is dropped, a half-drawn box is cancelled."""
         undo = (self.undo_stack + (self.current,))[-MAX_HISTORY:]
-        selected = selected_id if selected_id is not None else self.selected_id
-        if selected is not None and not any(o.id == selected for o in annotation.objects):
-            selected = annotation.objects[-1].id if annotation.objects else None
-        return Editor(annotation, selected, undo, (), self.pending_corner if keep_pending else None, self.hidden)
+        selected = _selectable(annotation, selected_id if selected_id is not None else self.selected_id)
+        return Editor(annotation, selected, undo, (), None, self.hidden)
 
     def undo(self) -> Editor:
         """Cancel a half-drawn box, else restore the annotation before the last edit. No-op when there is nothing."""
@@ -132,10 +138,7 @@ class Editor:
         return self._restore(following, self.undo_stack + (self.current,), self.redo_stack[:-1])
 
     def _restore(self, annotation: Annotation, undo, redo) -> Editor:
-        selected = self.selected_id
-        if not any(o.id == selected for o in annotation.objects):
-            selected = annotation.objects[-1].id if annotation.objects else None
-        return Editor(annotation, selected, undo, redo, None, self.hidden)
+        return Editor(annotation, _selectable(annotation, self.selected_id), undo, redo, None, self.hidden)
 
     # ------------------------------------------------------------------ prompts
     def _target(self) -> tuple[Editor, ObjectState]:
