@@ -573,7 +573,12 @@ CSS = """
 #mode label { min-height: 44px; }
 .hidden-controls { display: none !important; }
 .tool-row button { min-height: 44px; }
-@media (max-width: 640px) { #status { font-size: .8em; } }
+@media (max-width: 640px) {
+  #status { font-size: .8em; }
+  /* On a phone the image fills the width; no tall empty frame around a landscape photo. */
+  #display { height: auto !important; }
+  #display .image-container, #display .image-frame { height: auto !important; max-height: 75vh; }
+}
 """
 
 # Keyboard shortcuts: click the matching control by elem_id; ignore keys typed into text fields.
