@@ -24,7 +24,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from PIL import Image
 from . import amg, export
 from .cache import BoundedCache
 from .errors import InvalidImageError, InvalidPromptError
-from .geometry import DisplayFrame
+from .geometry import DisplayFrame, Geometry
 from .image import DEFAULT_LIMITS, ImageLimits, load_image
 from .interactive import MAX_OBJECTS, Editor, ObjectState
 from .overlay import (
@@ -293,13 +293,7 @@ class SegmentationService:
             prepared = preprocess_image(loaded.rgb)
             key = key_future.result()
 
-            def build() -> CachedImage:
-                encoder_started = time.perf_counter()
-                embedding = self.predictor.encode_pixels(*prepared)
-                self.speed.record_encode(time.perf_counter() - encoder_started)
-                return CachedImage(embedding, *display_future.result())
-
-            _, cached = self._images.get_or_create(key, build)
+            _, cached = self._images.get_or_create(key, lambda: self._encode(prepared, display_future))
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         done = time.perf_counter()
@@ -309,15 +303,19 @@ class SegmentationService:
         logger.info("image %s %s: %s", key[:12], loaded.rgb.shape[:2], info)
         return record, info
 
+    def _encode(self, prepared: tuple[NDArray[np.float32], Geometry], display: Future) -> CachedImage:
+        """Run the encoder on prepared input and pair it with the display copies made elsewhere."""
+        started = time.perf_counter()
+        embedding = self.predictor.encode_pixels(*prepared)
+        self.speed.record_encode(time.perf_counter() - started)
+        return CachedImage(embedding, *display.result())
+
     def _build(self, rgb: NDArray[np.uint8], frame: DisplayFrame) -> CachedImage:
         # The display copies (Pillow, single-threaded, GIL released) are made on the second core while
-        # the encoder's own preprocessing runs on this one: 60-200 ms off an upload (bench/README.md).
+        # the preprocessing runs on this one: 60-200 ms off an upload (bench/README.md).
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="display-copy") as pool:
             display = pool.submit(_display_images, rgb, frame)
-            started = time.perf_counter()
-            embedding = self.predictor.encode(rgb)
-            self.speed.record_encode(time.perf_counter() - started)
-            return CachedImage(embedding, *display.result())
+            return self._encode(preprocess_image(rgb), display)
 
     def cached_image(self, record: ImageRecord) -> CachedImage:
         """The embedding and display image, re-encoding transparently after an eviction."""
