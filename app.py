@@ -2,7 +2,7 @@
 
 Every handler translates Gradio values into ``sam_onnx`` calls and back; the
 work (image checks, caching, decoding, drawing, exports) is in
-``sam_onnx.service`` and ``sam_onnx.interactive``. Per-user state is a small
+``sam_demo.service`` and ``sam_demo.editor``. Per-user state is a small
 immutable :class:`AppState`; embeddings live in the service's process-wide
 bounded cache.
 
@@ -32,8 +32,8 @@ from gradio_client.utils import is_http_url_like
 
 from sam_onnx import InvalidPromptError, Sam2Predictor, SamOnnxError, amg
 from sam_onnx.hub import MODEL_DIR_ENV
-from sam_onnx.interactive import MAX_OBJECTS, Editor
-from sam_onnx.service import DEFAULT_DISPLAY_SIDE, ImageRecord, SegmentationService, View
+from sam_demo.editor import MAX_OBJECTS, Editor
+from sam_demo.service import DEFAULT_DISPLAY_SIDE, ImageRecord, SegmentationService, View
 from sam_onnx.types import NEGATIVE, POSITIVE, Prompts
 
 logger = logging.getLogger("sam_app")

@@ -55,8 +55,8 @@ def load_image_ab(args) -> None:
 
 
 def display_copy_ab(args) -> None:
+    from sam_demo import service as svc
     from sam_onnx import Sam2Predictor, session
-    from sam_onnx import service as svc
     from sam_onnx.image import ImageLimits
 
     folder = common.model_dir(args.model_dir)

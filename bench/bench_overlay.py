@@ -16,7 +16,7 @@ from functools import partial
 
 import numpy as np
 
-from sam_onnx.overlay import MaskLayer, candidate_thumbnails, color_for, render_overlay, thumbnail_hw
+from sam_demo.overlay import MaskLayer, candidate_thumbnails, color_for, render_overlay, thumbnail_hw
 from sam_onnx.postprocess import mask_crop_from_logits, mask_from_logits
 
 DISPLAY_HW = (1152, 1536)

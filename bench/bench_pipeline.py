@@ -59,7 +59,8 @@ DISPLAY_OPACITY = 0.5
 # ---------------------------------------------------------------------------- set-up
 def install_probes() -> common.Probe:
     """Time the functions each stage is made of, where the real code looks them up."""
-    from sam_onnx import image, predictor, service, session, types
+    from sam_demo import service
+    from sam_onnx import image, predictor, session, types
 
     probe = common.Probe()
     probe.wrap(service, "load_image", "read+decode")
@@ -255,7 +256,7 @@ def _scenario_state(name: str, state, rng, service):
     from dataclasses import replace
 
     import app
-    from sam_onnx.interactive import Editor
+    from sam_demo.editor import Editor
 
     dh, dw = state.record.display.display_hw
     to_orig = state.record.display.to_original_xy
@@ -365,7 +366,7 @@ def bench_batched(service, photos: Path, repeat: int, mp: float) -> dict[str, fl
 
 # ---------------------------------------------------------------------------- export, memory
 def bench_export(service, probe: common.Probe, photos: Path, repeat: int, mp: float) -> dict[str, Any]:
-    from sam_onnx.interactive import Editor
+    from sam_demo.editor import Editor
 
     path = common.photo_file(mp, "jpeg", photos)
     record, _ = service.open_image(path)
@@ -399,7 +400,7 @@ def bench_export(service, probe: common.Probe, photos: Path, repeat: int, mp: fl
 
 def bench_memory(new_service, photos: Path, sizes, mp: float, count: int) -> dict[str, Any]:
     """Bytes each cached image holds (embedding + display copies) and the RSS the process grows by per image."""
-    from sam_onnx.interactive import Editor
+    from sam_demo.editor import Editor
 
     service = new_service()
     rows = []
@@ -427,7 +428,7 @@ def bench_memory(new_service, photos: Path, sizes, mp: float, count: int) -> dic
 def run_worker(args) -> dict[str, Any]:
     import app
     from sam_onnx.image import ImageLimits
-    from sam_onnx.service import SegmentationService
+    from sam_demo.service import SegmentationService
 
     folder = common.model_dir(args.model_dir)
     photos = Path(args.photos)

@@ -13,7 +13,7 @@ from PIL import Image
 
 import app
 from sam_onnx.export import decode_rle
-from sam_onnx.service import SegmentationService
+from sam_demo.service import SegmentationService
 from tests import analytic_models as am
 from tests.conftest import make_rgb
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from sam_onnx.cache import BoundedCache
+from sam_demo.cache import BoundedCache
 
 
 def test_evicts_least_recently_used_to_stay_within_budget():

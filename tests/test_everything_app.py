@@ -11,7 +11,7 @@ from PIL import Image
 
 import app
 from sam_onnx import amg
-from sam_onnx.service import SegmentationService
+from sam_demo.service import SegmentationService
 from tests.conftest import make_rgb
 
 OUT = {name: i for i, name in enumerate(app.OUTPUT_NAMES)}

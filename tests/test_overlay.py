@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sam_onnx.overlay import (
+from sam_demo.overlay import (
     DARK,
     PALETTE,
     WHITE,

@@ -124,7 +124,7 @@ def browser():
 def demo_url(predictor):
     """The demo served in this process on a free port, on the analytic models (default display side 1536)."""
     import app
-    from sam_onnx.service import SegmentationService
+    from sam_demo.service import SegmentationService
 
     demo = app.build_demo(SegmentationService(predictor, image_cache_mb=256))
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs("127.0.0.1", free_port()))

@@ -14,13 +14,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sam_onnx.geometry import DisplayFrame
-from sam_onnx.overlay import color_for
+from sam_demo.overlay import color_for
 from tests import analytic_models as am
 
 OPACITY = 0.5
 """The app's default mask opacity (the tests never move the slider)."""
 FIXED_POINT_ONE = 256
-"""The overlay blends in 1/256 steps (sam_onnx.overlay)."""
+"""The overlay blends in 1/256 steps (sam_demo.overlay)."""
 JPEG_MARGIN_PX = 2
 """Extra display pixels left unchecked beside every drawn edge: JPEG ringing and 2x2 chroma subsampling."""
 MARKER_MARGIN = 2.0
@@ -29,7 +29,7 @@ MARKER_RADIUS_FRACTION = 0.013
 MIN_MARKER_RADIUS = 4.0
 CONTOUR_PX_PER_SIDE = 1 / 640
 MAX_CONTOUR_PX = 4
-"""Marker radius and contour width in display pixels (mirror sam_onnx.overlay; the tests restate them so that
+"""Marker radius and contour width in display pixels (mirror sam_demo.overlay; the tests restate them so that
 a change there is noticed)."""
 
 
@@ -61,7 +61,7 @@ def grow(mask: NDArray[np.bool_], radius: int) -> NDArray[np.bool_]:
 
 
 def blend(base: NDArray[np.uint8], color: Sequence[int], opacity: float = OPACITY) -> NDArray[np.int32]:
-    """The overlay's fill colour over ``base``: rounded fixed-point blend (sam_onnx.overlay docstring)."""
+    """The overlay's fill colour over ``base``: rounded fixed-point blend (sam_demo.overlay docstring)."""
     alpha = round(opacity * FIXED_POINT_ONE)
     c = np.asarray(color, dtype=np.int32)
     return (base.astype(np.int32) * (FIXED_POINT_ONE - alpha) + c * alpha + FIXED_POINT_ONE // 2) >> 8
@@ -138,7 +138,7 @@ def check_mask_png(mask: NDArray, prompt: ObjectPrompt, original_hw: tuple[int, 
 
 def edge_margin(display_hw: tuple[int, int]) -> int:
     """Display pixels left unchecked on each side of a mask boundary: the contour inside, the selection halo
-    and its 1 px rim outside (sam_onnx.overlay sizes them from the long side), plus JPEG blur."""
+    and its 1 px rim outside (sam_demo.overlay sizes them from the long side), plus JPEG blur."""
     contour = max(1, min(MAX_CONTOUR_PX, round(max(display_hw) * CONTOUR_PX_PER_SIDE)))
     return contour + 1 + JPEG_MARGIN_PX
 

@@ -21,7 +21,7 @@ import pytest
 
 import app
 from sam_onnx import Sam2Predictor
-from sam_onnx.service import SegmentationService
+from sam_demo.service import SegmentationService
 from tests.conftest import make_rgb
 from tests.reliability.rawapi import Outcome, RawSession, Snapshot, png_bytes
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import app
-from sam_onnx.interactive import MAX_OBJECTS
+from sam_demo.editor import MAX_OBJECTS
 from sam_onnx.types import MAX_POINTS_PER_OBJECT
 from tests.reliability.conftest import PHOTO_HW, assert_message
 from tests.reliability.rawapi import file_data

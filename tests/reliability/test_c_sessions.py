@@ -16,7 +16,7 @@ import gradio as gr
 import pytest
 
 import app
-from sam_onnx.service import SegmentationService
+from sam_demo.service import SegmentationService
 from tests.reliability.conftest import assert_message, png_bytes, serve, smooth_rgb, stall_fault, start_work
 from tests.reliability.rawapi import RawSession, file_data
 

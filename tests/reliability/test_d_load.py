@@ -11,7 +11,7 @@ import time
 import pytest
 
 import app
-from sam_onnx.service import SegmentationService
+from sam_demo.service import SegmentationService
 from tests.reliability.conftest import png_bytes, serve, smooth_rgb, stall_fault
 from tests.reliability.rawapi import Outcome, RawSession, file_data
 

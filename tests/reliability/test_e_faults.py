@@ -149,7 +149,7 @@ def test_E8_disk_full_while_saving_an_output(work, monkeypatch):
 
 
 def test_E8_disk_full_while_exporting(work, monkeypatch):
-    import sam_onnx.service as service_module
+    import sam_demo.service as service_module
 
     class FullDisk:
         def __init__(self, *args, **kwargs):

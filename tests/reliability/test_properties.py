@@ -1,7 +1,7 @@
 """Property tests for what a caller controls at the app's edges (reliability.md sections 4.2 and 4.3).
 
 The pure wrapper values have their own properties (tests/test_types.py, test_geometry.py,
-test_interactive.py, test_image.py for arrays); these cover the joins: any JSON a forged
+test_editor.py, test_image.py for arrays); these cover the joins: any JSON a forged
 click or an API call can carry, and any image FILE (every Pillow mode the allowed formats
 can hold, any size, any EXIF orientation) through the same loader and display mapping the
 app uses.
@@ -24,8 +24,8 @@ import app
 from sam_onnx.errors import InvalidPromptError
 from sam_onnx.geometry import DisplayFrame
 from sam_onnx.image import ImageLimits, load_image
-from sam_onnx.interactive import Editor
-from sam_onnx.service import SegmentationService
+from sam_demo.editor import Editor
+from sam_demo.service import SegmentationService
 from tests.reliability.conftest import png_bytes, smooth_rgb
 
 SETTINGS = dict(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import InvalidPromptError
-from .types import NEGATIVE, POSITIVE, Box, Point, Prompts
+from sam_onnx.errors import InvalidPromptError
+from sam_onnx.types import NEGATIVE, POSITIVE, Box, Point, Prompts
 
 MAX_OBJECTS = 256
 """Objects per image (segment-everything can add many at once)."""

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sam_onnx import Box, InvalidPromptError, Point, Prompts
-from sam_onnx.interactive import MAX_HISTORY, MAX_OBJECTS, Editor
+from sam_demo.editor import MAX_HISTORY, MAX_OBJECTS, Editor
 
 HW = (300, 500)
 

@@ -1,7 +1,7 @@
 """The interactive segmentation service behind the demo: images, caches, rendering, exports.
 
 No UI code: a front end (the Gradio app, a test, a benchmark) keeps a small
-:class:`ImageRecord` and an :class:`~sam_onnx.interactive.Editor` per user and
+:class:`ImageRecord` and an :class:`~sam_demo.editor.Editor` per user and
 calls this service, which is shared by all users and thread-safe.
 
 Memory is bounded by construction: embeddings and display images live in one
@@ -33,12 +33,12 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from . import amg, export
+from sam_onnx import amg, export
 from .cache import BoundedCache
-from .errors import InvalidImageError, InvalidPromptError
-from .geometry import DisplayFrame, Geometry
-from .image import DEFAULT_LIMITS, ImageLimits, load_image
-from .interactive import MAX_OBJECTS, Editor, ObjectState
+from sam_onnx.errors import InvalidImageError, InvalidPromptError
+from sam_onnx.geometry import DisplayFrame, Geometry
+from sam_onnx.image import DEFAULT_LIMITS, ImageLimits, load_image
+from .editor import MAX_OBJECTS, Editor, ObjectState
 from .overlay import (
     THUMBNAIL_REDUCING_GAP,
     THUMBNAIL_SIDE,
@@ -48,10 +48,10 @@ from .overlay import (
     render_overlay,
     thumbnail_hw,
 )
-from .postprocess import mask_crop_from_logits
-from .predictor import Sam2Predictor
-from .preprocess import preprocess_image
-from .types import Box, ImageEmbedding, MaskResult, Point, Prompts
+from sam_onnx.postprocess import mask_crop_from_logits
+from sam_onnx.predictor import Sam2Predictor
+from sam_onnx.preprocess import preprocess_image
+from sam_onnx.types import Box, ImageEmbedding, MaskResult, Point, Prompts
 
 logger = logging.getLogger(__name__)
 
