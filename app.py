@@ -1,10 +1,10 @@
 """SAM 2.1 (Hiera-Small, ONNX on CPU) interactive segmentation demo. UI only.
 
-Every handler translates Gradio values into ``sam_onnx`` calls and back; the
-work (image checks, caching, decoding, drawing, exports) is in
-``sam_demo.service`` and ``sam_demo.editor``. Per-user state is a small
-immutable :class:`AppState`; embeddings live in the service's process-wide
-bounded cache.
+Every handler translates Gradio values into calls of the demo engine
+(:mod:`sam_demo`) and the wrapper (:mod:`sam_onnx`) and back; the work (image
+checks, caching, decoding, drawing, exports) happens there. Per-user state is
+a small immutable :class:`AppState`; embeddings live in the service's
+process-wide bounded cache.
 
 Run ``python app.py --help`` for host, port and model options.
 """
@@ -12,29 +12,29 @@ Run ``python app.py --help`` for host, port and model options.
 from __future__ import annotations
 
 import argparse
-import errno
 import functools
 import inspect
-import json
 import logging
 import math
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import gradio as gr
 import numpy as np
-from gradio.exceptions import AppError, ComponentProcessingError, InvalidPathError
-from gradio_client.utils import is_http_url_like
 
+from sam_demo.editor import MAX_OBJECTS, Editor
+from sam_demo.gradio_guard import SafeBlocks, guarded, uploaded_image, user_error
+from sam_demo.page import CSS, HEAD, HELP
+from sam_demo.service import DEFAULT_DISPLAY_SIDE, ImageRecord, SegmentationService, segment_objects_from_json
+from sam_demo.view import View, ViewOptions
 from sam_onnx import InvalidPromptError, Sam2Predictor, SamOnnxError, amg
 from sam_onnx.hub import MODEL_DIR_ENV
-from sam_demo.editor import MAX_OBJECTS, Editor
-from sam_demo.service import DEFAULT_DISPLAY_SIDE, ImageRecord, SegmentationService, View
-from sam_onnx.types import NEGATIVE, POSITIVE, Prompts
+from sam_onnx.types import NEGATIVE, NUM_CANDIDATES, POSITIVE
 
 logger = logging.getLogger("sam_app")
 
@@ -53,14 +53,9 @@ EDIT_QUEUE = "edit"        # clicks and every other state edit: serialised, so n
 ENCODE_QUEUE = "encode"    # uploads: one encoder run at a time (two at once only halve the speed)
 EXPORT_QUEUE = "export"
 EVERYTHING_QUEUE = "everything"  # automatic masks: seconds long, so not on the edit queue
-SESSION_TTL_S = 3600
+STATE_TTL_S = 3600
+"""Seconds a browser tab's state lives after its last event (Gradio's ``time_to_live``)."""
 MAX_FILE_SIZE = "20mb"
-
-HELP = """**How to use.** Upload or paste an image (or pick an example), then click on it:
-**Include** points add to the mask, **Exclude** points cut regions away, **Box** takes two clicks at opposite
-corners. Each object has its own prompts and colour; pick one of the 3 candidate masks below the objects.
-**Keys:** `P` include · `N` exclude · `B` box · `Z` undo · `Y` / `Shift+Z` redo · `Esc` clear object ·
-`A` new object · `1` `2` `3` choose a mask. On a phone, tap to click."""
 
 
 @dataclass(frozen=True)
@@ -71,92 +66,41 @@ class AppState:
     editor: Editor
 
 
-# ---------------------------------------------------------------------------- components
-def _path_only(payload):
-    """Preprocess of :func:`uploaded_image`: the uploaded file's path, not decoded."""
-    if payload is None:
-        return None
-    if payload.url and payload.url.startswith("data:"):
-        raise gr.Error("Send the image as a file upload (gradio_client.handle_file), not as a data: URL.",
-                       print_exception=False)
-    if payload.path is None:
-        raise gr.Error("No image file was received.", print_exception=False)
-    return str(payload.path)
+T = TypeVar("T")
 
 
-def uploaded_image(**kwargs) -> gr.Image:
-    """A ``gr.Image`` whose handler gets the uploaded file's path without Gradio decoding it.
+@dataclass(frozen=True)
+class Outputs(Generic[T]):
+    """What every edit updates, declared once: the components in ``build_demo`` and a handler's values.
 
-    ``sam_onnx.image.load_image`` decodes it with format, size and bomb checks
-    and clear messages; Gradio's own decoding would turn such failures into a
-    bare "Error" (reliability.md §2). ``data:`` URLs (API only) are refused
-    because they bypass ``max_file_size``. (An instance override, not a
-    subclass: Gradio writes a ``.pyi`` stub next to the module of every
-    component subclass.)
-    """
-    image = gr.Image(type="filepath", **kwargs)
-    image.preprocess = _path_only
-    fetch = image.async_move_resource_to_block_cache
-
-    async def no_urls(url_or_file_path):
-        # Refuse URLs before Gradio fetches them: the server never downloads what a caller points it at.
-        if url_or_file_path is not None and is_http_url_like(str(url_or_file_path)):
-            raise gr.Error(MSG_NO_URLS, print_exception=False)
-        return await fetch(url_or_file_path)
-
-    image.async_move_resource_to_block_cache = no_urls
-    return image
-
-
-MSG_NO_URLS = "Images are not fetched from URLs; upload the file instead (gradio_client.handle_file)."
-MSG_NOT_UPLOADED = "This file was not uploaded to this app; upload it first (gradio_client.handle_file does that)."
-MSG_BAD_VALUE = "A value in the request was not understood; check the endpoint's parameters."
-MSG_DISK_FULL = "The server is out of disk space; please try again later. Your work is unchanged."
-MSG_INTERNAL = "Something went wrong on the server; your work is unchanged. Please try again."
-
-
-def _message_for(exc: Exception) -> str:
-    """A short user-facing message for an exception Gradio would otherwise report as a bare "Error"."""
-    cause = exc.__cause__ if isinstance(exc, ComponentProcessingError) else exc
-    if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
-        return MSG_DISK_FULL
-    if isinstance(exc, InvalidPathError):
-        return MSG_NOT_UPLOADED
-    if isinstance(exc, ComponentProcessingError) and str(exc).startswith("Could not preprocess"):
-        return MSG_BAD_VALUE  # a value sent by the caller; failures on our outputs are ours (MSG_INTERNAL)
-    return MSG_INTERNAL
-
-
-class SafeBlocks(gr.Blocks):
-    """``gr.Blocks`` whose failed events always carry a message (never ``{"error": null}``).
-
-    Gradio shows only ``gr.Error`` messages (``show_error=False`` keeps other
-    exception texts, which may hold paths, away from users). Failures before or
-    after a handler (a forged file path, a value a component cannot parse, a full
-    disk while saving an output) would reach the user as a bare "Error". Here
-    they become a short ``gr.Error``; the details go to the server log. A failed
-    event updates no state, so the user's work is unchanged.
+    Handlers return ``Outputs(...).as_list()``; ``build_demo`` registers
+    ``Outputs(component, ...).as_list()``; :data:`OUTPUT_NAMES` and
+    :func:`unchanged` follow from the fields, so the order lives here only.
     """
 
-    async def process_api(self, *args, **kwargs):
-        try:
-            return await super().process_api(*args, **kwargs)
-        except AppError:
-            raise
-        except Exception as exc:
-            message = _message_for(exc)
-            if message in (MSG_INTERNAL, MSG_DISK_FULL):
-                logger.exception("event failed")
-            else:
-                logger.warning("event refused: %s: %s", type(exc).__name__, exc)
-            raise gr.Error(message, print_exception=False) from None
+    display: T
+    state: T
+    objects_html: T
+    object_select: T
+    object_name: T
+    candidates: T
+    status: T
+    undo_btn: T
+    redo_btn: T
+
+    def as_list(self) -> list[T]:
+        return [getattr(self, name) for name in OUTPUT_NAMES]
 
 
-# ---------------------------------------------------------------------------- helpers
-def _user_error(exc: Exception) -> gr.Error:
-    return gr.Error(str(exc), print_exception=False)
+OUTPUT_NAMES = tuple(f.name for f in fields(Outputs))
 
 
+def unchanged() -> tuple:
+    """An edit's answer that changes none of the outputs."""
+    return (gr.skip(),) * len(OUTPUT_NAMES)
+
+
+# ---------------------------------------------------------------------------- Gradio adapters
 def bind(fn, *bound):
     """``functools.partial`` that keeps the signature and type hints Gradio reads.
 
@@ -173,17 +117,28 @@ def bind(fn, *bound):
     return handler
 
 
-def guarded(fn):
-    """Turn the library's expected errors into a message the user sees; state stays as it was."""
+def takes_view_options(fn):
+    """Expose ``fn(..., options: ViewOptions, ...)`` to Gradio as ``fn(..., opacity, contour, ...)``.
+
+    The page has two controls (the opacity slider and the outline checkbox) and
+    the hidden API keeps both parameters; the handlers and the engine take one
+    :class:`~sam_demo.view.ViewOptions` value.
+    """
+    signature = inspect.signature(fn)
+    params = list(signature.parameters.values())
+    at = [p.name for p in params].index("options")
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    exposed = signature.replace(parameters=[*params[:at], inspect.Parameter("opacity", kind),
+                                            inspect.Parameter("contour", kind), *params[at + 1:]])
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SamOnnxError as exc:
-            raise _user_error(exc) from None
+    def handler(*args, **kwargs):
+        values = exposed.bind(*args, **kwargs).arguments
+        options = ViewOptions(values.pop("opacity"), values.pop("contour"))
+        return fn(**values, options=options)
 
-    return wrapper
+    handler.__signature__ = exposed
+    return handler
 
 
 def _require(state: AppState | None) -> AppState:
@@ -198,7 +153,7 @@ def _display_xy(value, state: AppState) -> tuple[float, float]:
         x, y = (float(v) for v in value)
     except (TypeError, ValueError):
         raise InvalidPromptError("The click position was not understood.") from None
-    h, w = state.record.display.display_hw
+    h, w = state.record.frame.display_hw
     if not (math.isfinite(x) and math.isfinite(y)):
         raise InvalidPromptError("Coordinates must be finite numbers.")
     if not (0 <= x < w and 0 <= y < h):
@@ -207,7 +162,7 @@ def _display_xy(value, state: AppState) -> tuple[float, float]:
 
 
 def _apply_click(state: AppState, mode: str, x_display: float, y_display: float) -> AppState:
-    x, y = state.record.display.to_original_xy((x_display, y_display)).tolist()
+    x, y = state.record.frame.to_original_xy((x_display, y_display)).tolist()
     editor = state.editor
     if mode == MODE_BOX:
         editor = editor.box_corner(x, y)
@@ -218,9 +173,14 @@ def _apply_click(state: AppState, mode: str, x_display: float, y_display: float)
     return replace(state, editor=editor)
 
 
+# ---------------------------------------------------------------------------- what an edit shows
 def _swatch(color) -> str:
     r, g, b = color
     return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def _escape(text: str) -> str:
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;"))
 
 
 def _objects_html(view: View) -> str:
@@ -235,10 +195,6 @@ def _objects_html(view: View) -> str:
     return '<div id="object-list">' + "".join(rows) + "</div>"
 
 
-def _escape(text: str) -> str:
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;"))
-
-
 def _object_choices(view: View) -> tuple[list[tuple[str, int]], int | None]:
     choices = [(f"{o.name}{'' if o.visible else ' (hidden)'}", o.id) for o in view.objects]
     selected = next((o.id for o in view.objects if o.selected), None)
@@ -248,7 +204,7 @@ def _object_choices(view: View) -> tuple[list[tuple[str, int]], int | None]:
 def _status(service: SegmentationService, state: AppState, view: View, extra: str = "") -> str:
     info = service.model_summary()
     h, w = state.record.original_hw
-    dh, dw = state.record.display.display_hw
+    dh, dw = state.record.frame.display_hw
     shown = "" if (h, w) == (dh, dw) else f" (shown at {dw}×{dh}; clicks map back to full resolution)"
     t = view.timings_ms
     parts = [f"**{w}×{h}**{shown}", f"decode {t.get('decode_ms', 0):.0f} ms", f"render {t.get('render_ms', 0):.0f} ms"]
@@ -261,23 +217,23 @@ def _status(service: SegmentationService, state: AppState, view: View, extra: st
     return " · ".join(parts) + hint + notes
 
 
-def _outputs(service, state: AppState, view: View, extra: str = ""):
-    """Values for OUTPUTS (see build_demo), in order."""
+def _outputs(service, state: AppState, view: View, extra: str = "") -> list:
+    """The values of :class:`Outputs` after an edit."""
     choices, selected = _object_choices(view)
     gallery = [(thumb, f"{'✓ ' if k == view.chosen_candidate else ''}{k + 1}: IoU {s:.2f}")
                for k, (thumb, s) in enumerate(zip(view.thumbnails, view.candidate_scores))]
     selected_obj = next((o for o in view.objects if o.selected), None)
-    return (
-        view.overlay,
-        state,
-        _objects_html(view),
-        gr.update(choices=choices, value=selected),
-        gr.update(value=selected_obj.name if selected_obj else ""),
-        gallery,
-        _status(service, state, view, extra),
-        gr.update(interactive=state.editor.can_undo),
-        gr.update(interactive=state.editor.can_redo),
-    )
+    return Outputs(
+        display=view.overlay,
+        state=state,
+        objects_html=_objects_html(view),
+        object_select=gr.update(choices=choices, value=selected),
+        object_name=gr.update(value=selected_obj.name if selected_obj else ""),
+        candidates=gallery,
+        status=_status(service, state, view, extra),
+        undo_btn=gr.update(interactive=state.editor.can_undo),
+        redo_btn=gr.update(interactive=state.editor.can_redo),
+    ).as_list()
 
 
 # ---------------------------------------------------------------------------- handlers
@@ -291,64 +247,77 @@ def open_image(service: SegmentationService, path: str | None, progress=gr.Progr
     try:
         record, info = service.open_image(path, progress=lambda f, m: progress(f, desc=m))
     except SamOnnxError as exc:
-        raise _user_error(exc) from None
+        raise user_error(exc) from None
     return record, info
 
 
-def show_image(service: SegmentationService, loaded, opacity: float, contour: bool, state: AppState | None = None):
+@takes_view_options
+def show_image(service: SegmentationService, loaded, options: ViewOptions, state: AppState | None = None):
     """Second step of an upload (edit queue, so it never races a click): a fresh editor on the new image.
 
     Gradio can fire ``.change`` twice for one upload; a second run for the image already shown
     (same content and file) keeps the user's prompts instead of wiping them.
     """
     if loaded is None:
-        return (gr.skip(),) * len(OUTPUT_NAMES)
+        return unchanged()
     record, info = loaded
     if state is not None and (state.record.key, state.record.path) == (record.key, record.path):
-        return (gr.skip(),) * len(OUTPUT_NAMES)
+        return unchanged()
     state = AppState(record, Editor.start(record.original_hw))
-    view = service.render(record, state.editor, opacity=opacity, contour=contour)
+    view = service.render(record, state.editor, options)
     extra = "cached" if info["cache_hit"] else f"encode {info['encode_ms'] / 1e3:.2f} s"
     return _outputs(service, state, view, extra)
 
 
-def load_image_api(service: SegmentationService, path: str | None, opacity: float, contour: bool,
-                   progress=gr.Progress()):
+@takes_view_options
+def load_image_api(service: SegmentationService, path: str | None, options: ViewOptions, progress=gr.Progress()):
     """Upload and show in one call (for API clients, which do not follow the UI's chained events)."""
     if path is None:
         raise gr.Error("Send an image.")
-    return show_image(service, open_image(service, path, progress), opacity, contour)
+    return show_image(service, open_image(service, path, progress), options.opacity, options.contour)
 
 
-def _edit(service, state: AppState, opacity, contour, change):
+def _edit(service, state: AppState, options: ViewOptions, change):
     new_state = change(_require(state))
-    view = service.render(new_state.record, new_state.editor, opacity=opacity, contour=contour)
+    view = service.render(new_state.record, new_state.editor, options)
     return _outputs(service, new_state, view)
 
 
+@takes_view_options
 @guarded
-def click(service, state, mode, opacity, contour, evt: gr.SelectData):
+def click(service, state, mode, options: ViewOptions, evt: gr.SelectData):
     """A click or tap on the displayed image: ``evt.index`` is ``[x, y]`` in display pixels."""
     state = _require(state)
     x, y = _display_xy(evt.index, state)
-    return _edit(service, state, opacity, contour, lambda s: _apply_click(s, mode, x, y))
+    return _edit(service, state, options, lambda s: _apply_click(s, mode, x, y))
 
 
+@takes_view_options
 @guarded
-def click_api(service, state, x, y, mode, opacity, contour):
+def click_api(service, state, x, y, mode, options: ViewOptions):
     """The same as a click, with explicit display-pixel coordinates (hidden API for scripts and tests)."""
     state = _require(state)
     x, y = _display_xy((x, y), state)
-    return _edit(service, state, opacity, contour, lambda s: _apply_click(s, mode, x, y))
+    return _edit(service, state, options, lambda s: _apply_click(s, mode, x, y))
 
 
 def _editor_op(op):
+    """A handler that applies ``op(editor) -> editor`` to the user's editor."""
+
+    @takes_view_options
     @guarded
-    def handler(service, state, opacity, contour):
-        return _edit(service, state, opacity, contour, lambda s: replace(s, editor=op(s.editor)))
+    def handler(service, state, options: ViewOptions):
+        return _edit(service, state, options, lambda s: replace(s, editor=op(s.editor)))
 
     handler.__name__ = op.__name__
     return handler
+
+
+def _selected_id(editor: Editor) -> int:
+    obj = editor.selected
+    if obj is None:
+        raise InvalidPromptError("Select an object first.")
+    return obj.id
 
 
 undo = _editor_op(lambda e: e.undo())
@@ -356,75 +325,60 @@ redo = _editor_op(lambda e: e.redo())
 clear_object = _editor_op(lambda e: e.clear_object())
 clear_all = _editor_op(lambda e: e.clear_all())
 add_object = _editor_op(lambda e: e.add_object())
+toggle_object = _editor_op(lambda e: e.set_visible(_selected_id(e), not e.is_visible(_selected_id(e))))
+delete_object = _editor_op(lambda e: e.delete(_selected_id(e)))
 
 
+@takes_view_options
 @guarded
-def rerender(service, state, opacity, contour):
+def rerender(service, state, options: ViewOptions):
     if state is None:
-        return (gr.skip(),) * len(OUTPUT_NAMES)
-    return _edit(service, state, opacity, contour, lambda s: s)
+        return unchanged()
+    return _edit(service, state, options, lambda s: s)
 
 
+@takes_view_options
 @guarded
-def select_object(service, state, object_id, opacity, contour):
+def select_object(service, state, object_id, options: ViewOptions):
     if state is None or object_id is None:
-        return (gr.skip(),) * len(OUTPUT_NAMES)
-    return _edit(service, state, opacity, contour, lambda s: replace(s, editor=s.editor.select(int(object_id))))
+        return unchanged()
+    return _edit(service, state, options, lambda s: replace(s, editor=s.editor.select(int(object_id))))
 
 
-def _selected_id(state: AppState) -> int:
-    obj = state.editor.selected
-    if obj is None:
-        raise InvalidPromptError("Select an object first.")
-    return obj.id
-
-
+@takes_view_options
 @guarded
-def rename_object(service, state, name, opacity, contour):
-    state = _require(state)
-    return _edit(service, state, opacity, contour,
-                 lambda s: replace(s, editor=s.editor.rename(_selected_id(s), name)))
+def rename_object(service, state, name, options: ViewOptions):
+    return _edit(service, state, options, lambda s: replace(s, editor=s.editor.rename(_selected_id(s.editor), name)))
 
 
+def _choose(service, state, candidate: int | None, options: ViewOptions):
+    return _edit(service, state, options,
+                 lambda s: replace(s, editor=s.editor.choose_candidate(_selected_id(s.editor), candidate)))
+
+
+@takes_view_options
 @guarded
-def toggle_object(service, state, opacity, contour):
-    state = _require(state)
-    object_id = _selected_id(state)
-    return _edit(service, state, opacity, contour, lambda s: replace(
-        s, editor=s.editor.set_visible(object_id, not s.editor.is_visible(object_id))))
-
-
-@guarded
-def delete_object(service, state, opacity, contour):
-    state = _require(state)
-    return _edit(service, state, opacity, contour,
-                 lambda s: replace(s, editor=s.editor.delete(_selected_id(s))))
-
-
-@guarded
-def choose_candidate(service, state, opacity, contour, evt: gr.SelectData):
+def choose_candidate(service, state, options: ViewOptions, evt: gr.SelectData):
     """A click on one of the 3 candidate thumbnails."""
     state = _require(state)
     index = evt.index
-    if not isinstance(index, int) or isinstance(index, bool) or index not in (0, 1, 2):
+    if not isinstance(index, int) or isinstance(index, bool) or index not in range(NUM_CANDIDATES):
         raise InvalidPromptError("Choose mask 1, 2 or 3.")
-    return _edit(service, state, opacity, contour,
-                 lambda s: replace(s, editor=s.editor.choose_candidate(_selected_id(s), index)))
+    return _choose(service, state, index, options)
 
 
+@takes_view_options
 @guarded
-def choose_candidate_api(service, state, index, opacity, contour):
+def choose_candidate_api(service, state, index, options: ViewOptions):
     """Choose candidate ``index`` (1, 2 or 3; 0 = back to the best) for the selected object."""
     state = _require(state)
     try:
         number = int(index)
     except (TypeError, ValueError):
         raise InvalidPromptError("Choose mask 1, 2 or 3.") from None
-    if number not in (0, 1, 2, 3) or number != index:
+    if number not in range(NUM_CANDIDATES + 1) or number != index:
         raise InvalidPromptError("Choose mask 1, 2 or 3.")
-    candidate = None if number == 0 else number - 1
-    return _edit(service, state, opacity, contour,
-                 lambda s: replace(s, editor=s.editor.choose_candidate(_selected_id(s), candidate)))
+    return _choose(service, state, None if number == 0 else number - 1, options)
 
 
 def choose_fixed_candidate(service, number, state, opacity, contour):
@@ -432,17 +386,15 @@ def choose_fixed_candidate(service, number, state, opacity, contour):
     return choose_candidate_api(service, state, number, opacity, contour)
 
 
+@takes_view_options
 @guarded
-def load_prompts(service, state, file_path, opacity, contour):
-    """Load a prompts JSON saved by this app for the same image."""
+def load_prompts(service, state, file_path, options: ViewOptions):
+    """Load a prompts file saved by this app for the same image."""
     state = _require(state)
     if not file_path:
         raise InvalidPromptError("No file received.")
-    path = Path(file_path)
-    if path.stat().st_size > 2 * 1024 * 1024:
-        raise InvalidPromptError("The prompts file is larger than 2 MB.")
-    editor = service.load_session(state.record, path.read_bytes())
-    return _edit(service, state, opacity, contour, lambda s: replace(s, editor=editor))
+    editor = service.load_prompts_file(state.record, file_path)
+    return _edit(service, state, options, lambda s: replace(s, editor=editor))
 
 
 @guarded
@@ -482,17 +434,22 @@ def everything_estimate(service: SegmentationService, state: AppState | None, pr
         est = service.everything_estimate(state.record, preset)
     except SamOnnxError as exc:
         return str(exc)
-    side = amg.PRESETS[preset].points_per_side
+    side = est.points_per_side
     crops = f", {est.encoder_runs - 1} extra crops" if est.encoder_runs > 1 else ""
     return (f"**{preset}:** {side}×{side} points ({est.points} in all{crops}), {est.decoder_calls} decoder calls, "
             f"about **{est.seconds:.0f} s** on this server.")
+
+
+def _tab_id(request: gr.Request | None) -> str | None:
+    """Gradio's id of the browser tab that sent an event (its ``session_hash``), if any."""
+    return request.session_hash if request is not None and request.session_hash else None
 
 
 @guarded
 def run_everything(service: SegmentationService, state, preset, request: gr.Request = None, progress=gr.Progress()):
     """Automatic masks on their own queue; the found prompts are added by ``apply_everything``."""
     state = _require(state)
-    token = request.session_hash if request is not None and request.session_hash else state.record.key
+    token = _tab_id(request) or state.record.key
     estimate = service.everything_estimate(state.record, preset)
     started = time.perf_counter()
 
@@ -513,24 +470,22 @@ def run_everything(service: SegmentationService, state, preset, request: gr.Requ
     return state.record.key, found
 
 
+@takes_view_options
 @guarded
-def apply_everything(service, found, state, opacity, contour):
+def apply_everything(service, found, state, options: ViewOptions):
     """Add the automatic masks as objects (one undo step), unless the image changed meanwhile."""
     if found is None or state is None or found[0] != state.record.key or not found[1]:
-        return (gr.skip(),) * len(OUTPUT_NAMES)
-    room = MAX_OBJECTS - len(state.editor.objects)
-    items = found[1][:room]
-    if len(found[1]) > room:
-        gr.Info(f"Only the {room} largest masks were added (at most {MAX_OBJECTS} objects).")
-    start = state.editor.current.next_id
-    names = [f"Auto {start + i}" for i in range(len(items))]
-    return _edit(service, state, opacity, contour, lambda s: replace(s, editor=s.editor.add_objects(
-        [p for p, _ in items], names, [c for _, c in items])))
+        return unchanged()
+    editor, dropped = state.editor.add_found(found[1])
+    if dropped:
+        gr.Info(f"Only the {len(found[1]) - dropped} largest masks were added (at most {MAX_OBJECTS} objects).")
+    return _edit(service, state, options, lambda s: replace(s, editor=editor))
 
 
 def cancel_everything(service: SegmentationService, state, request: gr.Request = None) -> None:
     """Stop this user's segment-everything run (runs outside the queues, at once)."""
-    if request is not None and request.session_hash and service.cancels.cancel(request.session_hash):
+    tab = _tab_id(request)
+    if tab is not None and service.cancels.cancel(tab):
         return
     if state is not None:
         service.cancels.cancel(state.record.key)
@@ -545,85 +500,20 @@ def api_segment(service: SegmentationService, image: str | None, prompts):
     if image is None:
         raise gr.Error("Send an image.")
     try:
-        data = json.loads(prompts) if isinstance(prompts, str) else prompts
-        if isinstance(data, dict):
-            data = [data]
-        if not isinstance(data, list):
-            raise InvalidPromptError("prompts must be a list of objects with 'points' and/or 'box'.")
-        objects = [Prompts.from_dict(item) for item in data]
-        return service.segment(image, objects)
-    except (ValueError, TypeError) as exc:
-        if isinstance(exc, SamOnnxError):
-            raise _user_error(exc) from None
-        raise gr.Error("prompts must be JSON: a list of {\"points\": [[x, y, label]], \"box\": [x0, y0, x1, y1]}.",
-                       print_exception=False) from None
+        return service.segment(image, segment_objects_from_json(prompts))
     except SamOnnxError as exc:
-        raise _user_error(exc) from None
+        raise user_error(exc) from None
 
 
 # ---------------------------------------------------------------------------- layout
-CSS = """
-#display img { cursor: crosshair; }
-#object-list .obj-row { display: flex; align-items: center; gap: .5em; padding: .35em .5em; border-radius: 6px; }
-#object-list .obj-row.selected { outline: 2px solid var(--color-accent); }
-#object-list .obj-row.hidden { opacity: .5; }
-#object-list .swatch { width: 1.1em; height: 1.1em; border-radius: 50%; display: inline-block;
-                       border: 1px solid #0006; flex: none; }
-#object-list .score { margin-left: auto; font-size: .85em; opacity: .8; }
-#mode label { min-height: 44px; }
-.hidden-controls { display: none !important; }
-.tool-row button { min-height: 44px; }
-@media (max-width: 640px) {
-  #status { font-size: .8em; }
-  /* On a phone the image fills the width; no tall empty frame around a landscape photo. */
-  #display { height: auto !important; }
-  #display .image-container, #display .image-frame { height: auto !important; max-height: 75vh; }
-}
-"""
-
-# Keyboard shortcuts: click the matching control by elem_id; ignore keys typed into text fields.
-HEAD = """
-<script>
-document.addEventListener('keydown', (e) => {
-  const t = e.target;
-  const typing = t && (t.isContentEditable || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' ||
-    (t.tagName === 'INPUT' && !['radio', 'checkbox', 'range', 'button', 'submit'].includes(t.type)));
-  if (typing) return;
-  if (e.metaKey || e.altKey) return;
-  const k = e.key.toLowerCase();
-  const click = (id) => { const el = document.getElementById(id); if (el) el.click(); return !!el; };
-  const mode = (i) => { const r = document.querySelectorAll('#mode input[type=radio]')[i]; if (r) r.click(); };
-  let handled = true;
-  if (e.ctrlKey) {
-    if (k === 'z' && !e.shiftKey) click('undo_btn');
-    else if (k === 'y' || (k === 'z' && e.shiftKey)) click('redo_btn');
-    else handled = false;
-  } else if (k === 'p' || k === '+') mode(0);
-  else if (k === 'n' || k === '-') mode(1);
-  else if (k === 'b') mode(2);
-  else if (k === 'z' && !e.shiftKey) click('undo_btn');
-  else if (k === 'y' || (k === 'z' && e.shiftKey)) click('redo_btn');
-  else if (k === 'escape') click('clear_btn');
-  else if (k === 'a') click('add_object_btn');
-  else if (k === '1' || k === '2' || k === '3') click('candidate_' + k + '_btn');
-  else handled = false;
-  if (handled) e.preventDefault();
-});
-</script>
-"""
-
-OUTPUT_NAMES = ("display", "state", "objects_html", "object_select", "object_name", "candidates", "status",
-                "undo_btn", "redo_btn")
-
-
 def build_demo(service: SegmentationService) -> gr.Blocks:
     """The Blocks app for a ready service (no model loading here)."""
     with SafeBlocks(title="SAM 2.1 segmentation (ONNX, CPU)", delete_cache=(600, 3600)) as demo:
         gr.Markdown("# Segment Anything 2.1 — click to segment\n"
                     "SAM 2.1 Hiera-Small on onnxruntime (CPU). The image is encoded once on upload; "
                     "every click only runs the small mask decoder.")
-        state = gr.State(None, time_to_live=SESSION_TTL_S)
-        loaded = gr.State(None, time_to_live=SESSION_TTL_S)
+        state = gr.State(None, time_to_live=STATE_TTL_S)
+        loaded = gr.State(None, time_to_live=STATE_TTL_S)
         with gr.Row(equal_height=False):
             image_in = uploaded_image(label="Image (upload or paste)", sources=["upload", "clipboard"],
                                       elem_id="input_image", height=180, scale=1, min_width=240)
@@ -665,7 +555,7 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                         everything_btn = gr.Button("Find all objects", elem_id="everything_btn", variant="primary",
                                                    size="sm")
                         everything_cancel = gr.Button("Cancel", elem_id="everything_cancel_btn", size="sm")
-                    everything_found = gr.State(None, time_to_live=SESSION_TTL_S)
+                    everything_found = gr.State(None, time_to_live=STATE_TTL_S)
                 with gr.Row():
                     opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Mask opacity", elem_id="opacity")
                     contour = gr.Checkbox(value=True, label="Outline", elem_id="contour")
@@ -688,8 +578,9 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
             api_result = gr.JSON(label="result")
             api_btn = gr.Button("segment")
 
-        outputs = [display, state, objects_html, object_select, object_name, candidates, status, undo_btn,
-                   redo_btn]
+        outputs = Outputs(display=display, state=state, objects_html=objects_html, object_select=object_select,
+                          object_name=object_name, candidates=candidates, status=status, undo_btn=undo_btn,
+                          redo_btn=redo_btn).as_list()
         view_inputs = [opacity, contour]
         edit = {"concurrency_id": EDIT_QUEUE, "concurrency_limit": 1, "show_progress": "hidden"}
 
@@ -745,8 +636,9 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
     return demo
 
 
+
 def launch_kwargs(host: str, port: int) -> dict:
-    """Serving settings (gradio.md §4, reliability.md §2)."""
+    """Serving settings (see docs/reliability.md)."""
     return {
         "server_name": host, "server_port": port, "max_file_size": MAX_FILE_SIZE,
         "enable_monitoring": False, "show_error": False, "ssr_mode": False,

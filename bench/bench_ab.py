@@ -5,10 +5,10 @@ speed differences that separate runs suffer from. Prints medians. Not a test.
 
     # load_image of this tree vs an older sam_onnx/image.py (e.g. from git)
     git show HEAD~1:sam_onnx/image.py > /tmp/image_old.py
-    PYTHONPATH=. python bench/bench_ab.py load-image --old /tmp/image_old.py
+    python -m bench.bench_ab load-image --old /tmp/image_old.py
 
     # upload: display copies in a worker thread (the service) vs after the encoder (serial)
-    PYTHONPATH=. python bench/bench_ab.py display-copy [--model-dir DIR]
+    python -m bench.bench_ab display-copy [--model-dir DIR]
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
 
 def _load_module(path: str, name: str):
@@ -55,17 +54,27 @@ def load_image_ab(args) -> None:
 
 
 def display_copy_ab(args) -> None:
+    """``SegmentationService.open_image`` (hash and display copies on the second core, beside the
+    preprocessing) against the same steps one after the other, defined here as the baseline."""
     from sam_demo import service as svc
+    from sam_demo import view
     from sam_onnx import Sam2Predictor, session
-    from sam_onnx.image import ImageLimits
+    from sam_onnx.geometry import DisplayFrame
+    from sam_onnx.image import ImageLimits, load_image
 
     folder = common.model_dir(args.model_dir)
     predictor = Sam2Predictor.from_files(folder / "encoder.onnx", folder / "decoder.onnx")
     predictor.encode(np.zeros((64, 64, 3), np.uint8))
-    threaded = svc.SegmentationService._build
+    limits = ImageLimits(max_bytes=None)
 
-    def serial(self, rgb, frame):
-        return svc.CachedImage(self.predictor.encode(rgb), *svc._display_images(rgb, frame))
+    def threaded(path):
+        svc.SegmentationService(predictor, limits=limits).open_image(path)
+
+    def serial(path):
+        rgb = load_image(path, limits=limits).rgb
+        svc.image_key(rgb)
+        predictor.encode(rgb)
+        view.display_images(rgb, DisplayFrame.fit(rgb.shape[:2], svc.DEFAULT_DISPLAY_SIDE))
 
     variants = {"serial": serial, "threaded": threaded}
     encoder_ms: list[float] = []
@@ -88,18 +97,15 @@ def display_copy_ab(args) -> None:
                 beyond: dict[str, list[float]] = {k: [] for k in variants}
                 for k in range(args.repeat):
                     for name in (list(variants) if k % 2 == 0 else list(variants)[::-1]):
-                        svc.SegmentationService._build = variants[name]
-                        service = svc.SegmentationService(predictor, limits=ImageLimits(max_bytes=None))
                         encoder_ms.clear()
                         started = time.perf_counter()
-                        service.open_image(path)
+                        variants[name](path)
                         beyond[name].append((time.perf_counter() - started) * 1e3 - sum(encoder_ms))
-                print(f"{mp:g} MP {fmt}: open_image beyond the encoder run: "
+                print(f"{mp:g} MP {fmt}: upload beyond the encoder run: "
                       + ", ".join(f"{name} {common.median(v):.0f} ms" for name, v in beyond.items())
                       + f" (median of {args.repeat})")
     finally:
         session.run = original_run
-        svc.SegmentationService._build = threaded
     print(f"CPU share used by other processes: {foreign.share():.3f}")
 
 

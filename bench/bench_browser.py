@@ -15,8 +15,8 @@ JSON. Not a test.
 Run from the repository root (needs Debian's ``chromium`` and the
 ``playwright`` Python package; no ``playwright install``)::
 
-    PYTHONPATH=. python bench/bench_browser.py                      # stand-in model, 12 MP JPEG, 30 clicks
-    PYTHONPATH=. python bench/bench_browser.py --model-dir DIR --clicks 50 --photo-mp 1
+    python -m bench.bench_browser                      # stand-in model, 12 MP JPEG, 30 clicks
+    python -m bench.bench_browser --model-dir DIR --clicks 50 --photo-mp 1
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -105,7 +104,7 @@ def start_app(model_dir: Path, port: int, log_path: Path, masks: str, extra: lis
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": str(common.REPO)}
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
-    launcher = [str(common.REPO / "bench" / "serve_app.py"), "--masks", masks]
+    launcher = ["-m", "bench.serve_app", "--masks", masks]
     if gallery_format:
         launcher += ["--gallery-format", gallery_format]
     proc = subprocess.Popen([sys.executable, *launcher, "--", "--model-dir", str(model_dir),
@@ -278,11 +277,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write the results here (default bench/results/browser-<time>.json)")
     args = parser.parse_args(argv)
     result = run(args)
-    path = Path(args.json) if args.json else common.RESULTS / f"browser-{common.timestamp()}.json"
-    common.write_json(path, result)
-    print(report(result))
-    print(f"JSON: {path}")
-    return 0
+    return common.finish(result, args.json, "browser", report)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Run (the stand-in has the real architecture and timings, but meaningless masks)::
 
-    PYTHONPATH=. python bench/bench_everything.py --model-dir /root/.cache/sam2-standin/trace \\
+    python -m bench.bench_everything --model-dir /root/.cache/sam2-standin/trace \\
         --json bench/everything.json
 
 Measures:
@@ -112,7 +112,7 @@ def blob_logits(count: int, seed: int = 0) -> np.ndarray:
 def bench_screening(noise_logits: np.ndarray, repeat: int) -> list[dict]:
     """Seconds per candidate mask of the low-res screening, smooth vs noise logits, filters open."""
     settings = amg.EverythingSettings(pred_iou_thresh=0.0, stability_score_thresh=0.0)
-    crop = amg.plan(settings, PHOTO_HW).crops[0]
+    crop = amg.make_plan(settings, PHOTO_HW).crops[0]
     rows = []
     for name, logits in (("smooth discs (real-decoder-like)", blob_logits(len(noise_logits))),
                          ("stand-in output (noise)", noise_logits)):
@@ -140,8 +140,8 @@ def run_grid(predictor: Sam2Predictor, rgb: np.ndarray, settings: amg.Everything
              call_s: float, encode_s: float) -> dict:
     """One ``amg.generate`` run; ``call_s`` = measured seconds per decoder call of this batch size."""
     timed = TimedPredictor(predictor)
-    the_plan = amg.plan(settings, rgb.shape[:2])
-    estimate = amg.estimate_seconds(the_plan, call_s, encode_s)
+    plan = amg.make_plan(settings, rgb.shape[:2])
+    estimate = amg.estimate_seconds(plan, call_s, encode_s)
     t0 = time.perf_counter()
     masks = amg.generate(timed, rgb, settings)
     total = time.perf_counter() - t0
@@ -149,13 +149,13 @@ def run_grid(predictor: Sam2Predictor, rgb: np.ndarray, settings: amg.Everything
     labels = amg.label_map(masks, rgb.shape[:2])
     label_s = time.perf_counter() - t1
     other = total - timed.encode_s - timed.decode_s
-    row = {"run": label, "settings": settings.to_dict(), "points": the_plan.points,
-           "decoder_calls": the_plan.decoder_calls, "encoder_runs": the_plan.encoder_runs,
+    row = {"run": label, "settings": settings.to_dict(), "points": plan.points,
+           "decoder_calls": plan.decoder_calls, "encoder_runs": plan.encoder_runs,
            "total_s": total, "encode_s": timed.encode_s, "decode_s": timed.decode_s,
            "grid_s": timed.encode_s + timed.decode_s, "screen_and_finish_s": other,
            "estimate_s": estimate, "masks": len(masks), "label_map_s": label_s,
            "labels_used": int(labels.max())}
-    print(f"  {label:<28} {the_plan.points:5d} pts {the_plan.decoder_calls:4d} calls {the_plan.encoder_runs} enc | "
+    print(f"  {label:<28} {plan.points:5d} pts {plan.decoder_calls:4d} calls {plan.encoder_runs} enc | "
           f"total {total:6.2f} s = encode {timed.encode_s:5.2f} + decode {timed.decode_s:6.2f} + "
           f"screen/finish {other:5.2f} | estimate {estimate:6.2f} s | {len(masks)} masks", flush=True)
     return row
@@ -189,7 +189,7 @@ def main() -> int:
     batches = bench_batches(predictor, embedding, args.repeat)
 
     print("screening (filters, holes/specks, stability, boxes) per candidate, 8 points x 3:", flush=True)
-    objects = [Prompts((Point(float(x), float(y)),)) for x, y in amg.plan(amg.EverythingSettings(), PHOTO_HW)
+    objects = [Prompts((Point(float(x), float(y)),)) for x, y in amg.make_plan(amg.EverythingSettings(), PHOTO_HW)
                .crops[0].points_xy[:8]]
     noise = np.stack([r.low_res_logits for r in predictor.decode_many(embedding, objects, max_batch=8)])
     screening = bench_screening(noise, args.repeat)

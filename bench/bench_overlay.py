@@ -1,6 +1,6 @@
 """Timings of overlay drawing and cropped mask upsampling (prints a table; not a test).
 
-Run: ``PYTHONPATH=. python bench/bench_overlay.py [--repeat N]``
+Run: ``python -m bench.bench_overlay [--repeat N]``
 
 Masks come from synthetic 256 x 256 logits (smooth blobs, like the decoder's
 output), so the crop sizes are realistic; the base image is random noise.

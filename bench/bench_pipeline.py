@@ -7,9 +7,9 @@ markdown tables and writes JSON. Not a test: nothing here asserts a time.
 
 Run from the repository root (default model: the full-size stand-in)::
 
-    PYTHONPATH=. python bench/bench_pipeline.py                       # all stages, 1 process
-    PYTHONPATH=. python bench/bench_pipeline.py --processes 3         # 3 processes, medians of their medians
-    PYTHONPATH=. python bench/bench_pipeline.py --model-dir DIR --stages click --sizes 12
+    python -m bench.bench_pipeline                       # all stages, 1 process
+    python -m bench.bench_pipeline --processes 3         # 3 processes, medians of their medians
+    python -m bench.bench_pipeline --model-dir DIR --stages click --sizes 12
 
 Stages of an upload (``upload``): read + decode (incl. conversion to an RGB
 array), EXIF orientation, content hash, preprocess (resize to 1024² +
@@ -39,8 +39,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
 ALL_STAGES = ("load", "upload", "click", "export", "memory")
 CLICK_SCENARIOS = ("1 point", "5 points", "box", "box + points", "3 objects")
@@ -59,7 +58,7 @@ DISPLAY_OPACITY = 0.5
 # ---------------------------------------------------------------------------- set-up
 def install_probes() -> common.Probe:
     """Time the functions each stage is made of, where the real code looks them up."""
-    from sam_demo import service
+    from sam_demo import service, view
     from sam_onnx import image, predictor, session, types
 
     probe = common.Probe()
@@ -70,12 +69,12 @@ def install_probes() -> common.Probe:
     probe.wrap(service, "preprocess_image", "preprocess")  # open_image preprocesses itself, beside the hash
     probe.wrap(session, "run", lambda sess, names, feeds, *, label: {
         "image encoder": "encoder", "mask decoder": "decoder"}.get(label, "onnx other"))
-    probe.wrap(service, "_display_copy", "display copy")
+    probe.wrap(view, "display_images", "display copies")
     probe.wrap(predictor, "encode_prompts", "prompt encoding")
-    probe.wrap(service, "mask_crop_from_logits", "upsampling")
+    probe.wrap(view, "mask_crop_from_logits", "upsampling")
     probe.wrap(types.MaskResult, "mask", "upsampling")
-    probe.wrap(service, "render_overlay", "drawing")
-    probe.wrap(service, "candidate_thumbnails", "drawing")
+    probe.wrap(view, "render_overlay", "drawing")
+    probe.wrap(view, "candidate_thumbnails", "drawing")
     probe.wrap(session, "create_session", lambda model, *, label, **kw: f"session {label.split()[0]}")
     probe.wrap(predictor, "load_repaired_decoder", "decoder repair")
     probe.wrap(predictor, "_verify_decoder", "decoder check")
@@ -228,7 +227,7 @@ def bench_upload(new_service, outputs: Outputs, probe: common.Probe, sizes, form
             first = samples[0]["total"]
             row = {"photo": f"{mp:g} MP {fmt.upper()}", "mp": mp, "format": fmt, "first upload": first,
                    "file MB": path.stat().st_size / 1e6, "original_hw": list(record.original_hw),
-                   "display_hw": list(record.display.display_hw), **common.summarize(samples),
+                   "display_hw": list(record.frame.display_hw), **common.summarize(samples),
                    "cached upload": common.median(hit), "samples": samples, "timeline": timeline}
             row["total / encoder"] = row["total"] / row["encoder"]
             rows.append(row)
@@ -257,9 +256,10 @@ def _scenario_state(name: str, state, rng, service):
 
     import app
     from sam_demo.editor import Editor
+    from sam_demo.view import ViewOptions
 
-    dh, dw = state.record.display.display_hw
-    to_orig = state.record.display.to_original_xy
+    dh, dw = state.record.frame.display_hw
+    to_orig = state.record.frame.to_original_xy
 
     def spot(lo=0.15, hi=0.85):
         return float(rng.uniform(lo, hi) * (dw - 1)), float(rng.uniform(lo, hi) * (dh - 1))
@@ -283,7 +283,7 @@ def _scenario_state(name: str, state, rng, service):
         editor = editor.add_object().add_point(*orig(spot(0.5, 0.9)), 1)
         editor = editor.add_object().add_point(*orig(spot()), 1)
         # What the user saw before this click: the three objects decoded and cached.
-        service.render(state.record, editor, opacity=DISPLAY_OPACITY)
+        service.render(state.record, editor, ViewOptions(opacity=DISPLAY_OPACITY))
     x, y = spot()
     return replace(state, editor=editor), (x, y, app.MODE_POSITIVE)
 
@@ -316,7 +316,7 @@ def bench_clicks(service, outputs: Outputs, probe: common.Probe, sizes, repeat: 
                     samples.append(_click_sample(stages, t0, t1, t2))
                 else:
                     first = _click_sample(stages, t0, t1, t2)["total"]
-            row = {"photo": f"{mp:g} MP", "mp": mp, "click": name, "display_hw": list(record.display.display_hw),
+            row = {"photo": f"{mp:g} MP", "mp": mp, "click": name, "display_hw": list(record.frame.display_hw),
                    **common.summarize(samples), "first click": first,
                    "samples": samples}
             rows.append(row)
@@ -427,8 +427,8 @@ def bench_memory(new_service, photos: Path, sizes, mp: float, count: int) -> dic
 # ---------------------------------------------------------------------------- one process
 def run_worker(args) -> dict[str, Any]:
     import app
-    from sam_onnx.image import ImageLimits
     from sam_demo.service import SegmentationService
+    from sam_onnx.image import ImageLimits
 
     folder = common.model_dir(args.model_dir)
     photos = Path(args.photos)
@@ -523,7 +523,8 @@ def run_processes(args, argv: list[str]) -> dict[str, Any]:
         for k in range(args.processes):
             out = Path(tmp) / f"run{k}.json"
             common.wait_for_quiet(timeout_s=args.wait_quiet)
-            cmd = [sys.executable, __file__, *argv, "--worker", "--processes", "1", "--json", str(out), "--quiet"]
+            cmd = [sys.executable, "-m", "bench.bench_pipeline", *argv, "--worker", "--processes", "1",
+                   "--json", str(out), "--quiet"]
             _progress(f"process {k + 1}/{args.processes}")
             subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(common.REPO)})
             runs.append(json.loads(out.read_text()))

@@ -8,9 +8,9 @@ median. Not a test.
 
 Run from the repository root::
 
-    PYTHONPATH=. python bench/bench_session_options.py                      # all configurations, 3 rounds
-    PYTHONPATH=. python bench/bench_session_options.py --configs app spinning --rounds 5
-    PYTHONPATH=. python bench/bench_session_options.py --model-dir DIR --fp16  # also an fp16 copy of the encoder
+    python -m bench.bench_session_options                      # all configurations, 3 rounds
+    python -m bench.bench_session_options --configs app spinning --rounds 5
+    python -m bench.bench_session_options --model-dir DIR --fp16  # also an fp16 copy of the encoder
 
 Configurations:
 
@@ -39,8 +39,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
 CONFIGS = ("app", "ort-default", "spinning", "threads-1", "basic", "extended", "no-arena")
 FP16_CONFIG = "fp16-encoder"
@@ -168,7 +167,8 @@ def run_all(args) -> dict[str, Any]:
             order = configs if round_ % 2 == 0 else configs[::-1]
             for config in order:
                 out = Path(tmp) / f"{config}-{round_}.json"
-                cmd = [sys.executable, __file__, "--worker", config, "--json", str(out), "--photos", args.photos,
+                cmd = [sys.executable, "-m", "bench.bench_session_options", "--worker", config, "--json", str(out),
+                       "--photos", args.photos,
                        "--enc-runs", str(args.enc_runs), "--dec-runs", str(args.dec_runs)]
                 if args.model_dir:
                     cmd += ["--model-dir", args.model_dir]
@@ -229,11 +229,7 @@ def main(argv=None) -> int:
         common.write_json(args.json, run_worker(args))
         return 0
     result = run_all(args)
-    path = Path(args.json) if args.json else common.RESULTS / f"session-options-{common.timestamp()}.json"
-    common.write_json(path, result)
-    print(report(result))
-    print(f"JSON: {path}")
-    return 0
+    return common.finish(result, args.json, "session-options", report)
 
 
 if __name__ == "__main__":

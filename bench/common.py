@@ -300,3 +300,13 @@ def _jsonable(value: Any) -> Any:
 
 def timestamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
+
+
+def finish(result: dict[str, Any], json_arg: str | None, name: str, report: Callable[[dict[str, Any]], str]) -> int:
+    """The end of a benchmark's ``main``: write the JSON (``--json`` or ``bench/results/<name>-<time>.json``),
+    print the report and where the JSON went; returns the exit code 0."""
+    path = Path(json_arg) if json_arg else RESULTS / f"{name}-{timestamp()}.json"
+    write_json(path, result)
+    print(report(result))
+    print(f"JSON: {path}")
+    return 0

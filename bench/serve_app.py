@@ -1,6 +1,6 @@
 """Run ``app.py`` (its real ``main``) for the browser benchmark, with optional bench-only swaps.
 
-    PYTHONPATH=. python bench/serve_app.py [--masks blobs|model] [--gallery-format FMT] -- APP_ARGS...
+    python -m bench.serve_app [--masks blobs|model] [--gallery-format FMT] -- APP_ARGS...
 
 ``--masks blobs`` (default) replaces the decoder's mask logits with smooth
 shapes around the prompts (see ``bench_pipeline.BlobMasks``): the stand-in
@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,8 +24,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gallery-format", choices=("webp", "jpeg", "png"))
     args = parser.parse_args(ours)
     if args.masks == "blobs":
-        import common
-        from bench_pipeline import BlobMasks
+        from bench import common
+        from bench.bench_pipeline import BlobMasks
 
         BlobMasks(common.Probe())
     import app

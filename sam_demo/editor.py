@@ -1,4 +1,4 @@
-"""The editing session of one image: objects, their prompts, undo/redo. Pure, immutable values.
+"""One user's edits of one image: objects, their prompts, undo/redo. Pure, immutable values.
 
 A UI keeps one :class:`Editor` per user and replaces it with the value each
 operation returns; an operation that fails raises :class:`InvalidPromptError`
@@ -8,19 +8,19 @@ coordinates are **original image pixels**.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from sam_onnx.errors import InvalidPromptError
-from sam_onnx.types import NEGATIVE, POSITIVE, Box, Point, Prompts
+from sam_onnx.types import NEGATIVE, NUM_CANDIDATES, POSITIVE, Box, Point, Prompts
 
 MAX_OBJECTS = 256
 """Objects per image (segment-everything can add many at once)."""
 MAX_HISTORY = 200
 """Undo steps kept."""
 MAX_NAME_LENGTH = 60
-SESSION_FORMAT = "sam_onnx.session/1"
+AUTO_NAME_PREFIX = "Auto"
+"""Objects added by segment everything are named "Auto 7", "Auto 8", ..."""
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class ObjectState:
     """One object the user segments.
 
     Attributes:
-        id: stable identifier (1, 2, ...), never reused within a session.
+        id: stable identifier (1, 2, ...), never reused within one editor.
         name: shown in the object list.
         prompts: its clicks and box.
         color_index: index into the overlay palette.
@@ -64,7 +64,7 @@ def _selectable(annotation: Annotation, preferred: int | None) -> int | None:
     return annotation.objects[-1].id if annotation.objects else None
 
 
-def _clean_name(name: str, fallback: str) -> str:
+def clean_name(name: str, fallback: str) -> str:
     text = " ".join(str(name).split())[:MAX_NAME_LENGTH]
     return text or fallback
 
@@ -94,6 +94,15 @@ class Editor:
         """A fresh editor with one empty, selected object."""
         first = ObjectState(1, "Object 1", color_index=0)
         return cls(Annotation(tuple(image_hw), (first,), 2), selected_id=1)
+
+    @classmethod
+    def from_objects(cls, image_hw: tuple[int, int], objects: Sequence[ObjectState],
+                     hidden: Iterable[int] = ()) -> Editor:
+        """An editor holding ``objects`` (no history), the last one selected; :meth:`start` if there are none."""
+        if not objects:
+            return cls.start(image_hw)
+        annotation = Annotation(tuple(image_hw), tuple(objects), max(o.id for o in objects) + 1)
+        return cls(annotation, selected_id=objects[-1].id, hidden=frozenset(hidden))
 
     # ------------------------------------------------------------------ reading
     @property
@@ -219,9 +228,9 @@ class Editor:
                 color += 1
             used.add(color)
             fallback = f"Object {next_id}"
-            name = _clean_name(names[index], fallback) if names and index < len(names) else fallback
+            name = clean_name(names[index], fallback) if names and index < len(names) else fallback
             candidate = candidates[index] if candidates else None
-            if candidate not in (None, 0, 1, 2):
+            if candidate is not None and candidate not in range(NUM_CANDIDATES):
                 raise InvalidPromptError(f"Mask choice must be 0, 1, 2 or None, got {candidate}.")
             objects.append(ObjectState(next_id, name, p, color_index=color, candidate=candidate))
             next_id += 1
@@ -235,7 +244,7 @@ class Editor:
 
     def rename(self, object_id: int, name: str) -> Editor:
         obj = self.current.find(object_id)
-        new_name = _clean_name(name, obj.name)
+        new_name = clean_name(name, obj.name)
         if new_name == obj.name:
             return self
         return self._update(object_id, name=new_name)
@@ -255,9 +264,9 @@ class Editor:
         return self._commit(replace(self.current, objects=objects))
 
     def choose_candidate(self, object_id: int, candidate: int | None) -> Editor:
-        """Pick one of the 3 masks for an object (``None`` = follow the best score)."""
-        if candidate is not None and candidate not in (0, 1, 2):
-            raise InvalidPromptError(f"Mask choice must be 1, 2 or 3, got {candidate}.")
+        """Pick one of the 3 masks (``candidate`` 0, 1 or 2) for an object; ``None`` = follow the best score."""
+        if candidate is not None and candidate not in range(NUM_CANDIDATES):
+            raise InvalidPromptError(f"Mask choice must be 0, 1 or 2, got {candidate}.")
         if self.current.find(object_id).candidate == candidate:
             return self
         return self._update(object_id, candidate=candidate)
@@ -266,57 +275,24 @@ class Editor:
         objects = tuple(replace(o, **changes) if o.id == object_id else o for o in self.objects)
         return self._commit(replace(self.current, objects=objects))
 
-    # ------------------------------------------------------------------ files
-    def to_dict(self, image_sha256: str | None = None) -> dict[str, Any]:
-        """JSON-ready session: image size (and hash), objects with their prompts and choices."""
-        h, w = self.current.image_hw
-        return {
-            "format": SESSION_FORMAT,
-            "image": {"width": w, "height": h, "sha256": image_sha256},
-            "objects": [{"id": o.id, "name": o.name, "color_index": o.color_index, "visible": self.is_visible(o.id),
-                         "candidate": o.candidate, **o.prompts.to_dict()} for o in self.objects],
-        }
+    # ------------------------------------------------------------------ segment everything
+    def add_found(self, found: Sequence[tuple[Prompts, int | None]], name_prefix: str = AUTO_NAME_PREFIX
+                  ) -> tuple[Editor, int]:
+        """Add masks found by segment everything as objects named "Auto N", in one undoable step.
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], image_hw: tuple[int, int]) -> Editor:
-        """Rebuild a session saved by :meth:`to_dict` for an image of size ``image_hw``.
+        Only as many as fit under :data:`MAX_OBJECTS` are added, in the order given.
 
-        Raises:
-            InvalidPromptError: not a session file, made for an image of another
-                size, or holding invalid prompts.
+        Returns:
+            The new editor and how many found objects did not fit.
         """
-        if not isinstance(data, Mapping) or data.get("format") != SESSION_FORMAT:
-            raise InvalidPromptError("This is not a prompts file saved by this app.")
-        image = data.get("image") or {}
-        saved_hw = (image.get("height"), image.get("width"))
-        if tuple(saved_hw) != tuple(image_hw):
-            raise InvalidPromptError(f"These prompts were made for a {saved_hw[1]}×{saved_hw[0]} image; "
-                                     f"this one is {image_hw[1]}×{image_hw[0]}.")
-        raw = data.get("objects")
-        if not isinstance(raw, list) or len(raw) > MAX_OBJECTS:
-            raise InvalidPromptError(f"'objects' must be a list of at most {MAX_OBJECTS} objects.")
-        objects: list[ObjectState] = []
-        hidden: set[int] = set()
-        for index, item in enumerate(raw):
-            if not isinstance(item, Mapping):
-                raise InvalidPromptError(f"Object {index + 1} is not a mapping.")
-            prompts = Prompts.from_dict(item)
-            prompts.check_inside(image_hw)
-            candidate = item.get("candidate")
-            if candidate not in (None, 0, 1, 2):
-                raise InvalidPromptError(f"Object {index + 1}: mask choice must be 0, 1, 2 or null.")
-            object_id = item.get("id", index + 1)
-            if not isinstance(object_id, int) or object_id < 1 or any(o.id == object_id for o in objects):
-                raise InvalidPromptError(f"Object {index + 1}: ids must be distinct positive integers.")
-            color = item.get("color_index", index)
-            objects.append(ObjectState(object_id, _clean_name(item.get("name", ""), f"Object {object_id}"), prompts,
-                                       color if isinstance(color, int) and color >= 0 else index, candidate))
-            if item.get("visible", True) is False:
-                hidden.add(object_id)
-        if not objects:
-            return cls.start(image_hw)
-        annotation = Annotation(tuple(image_hw), tuple(objects), max(o.id for o in objects) + 1)
-        return cls(annotation, selected_id=objects[-1].id, hidden=frozenset(hidden))
+        room = max(0, MAX_OBJECTS - len(self.objects))
+        items = list(found)[:room]
+        if not items:
+            return self, len(found)
+        start = self.current.next_id
+        names = [f"{name_prefix} {start + i}" for i in range(len(items))]
+        editor = self.add_objects([p for p, _ in items], names, [c for _, c in items])
+        return editor, len(found) - len(items)
 
 
 __all__ = ["NEGATIVE", "POSITIVE", "Annotation", "Editor", "ObjectState"]

@@ -500,6 +500,21 @@ def thumbnail_hw(hw: tuple[int, int], size: int = THUMBNAIL_SIDE) -> tuple[int, 
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
+def thumbnail_base(base_rgb: NDArray[np.uint8], size: int = THUMBNAIL_SIDE) -> NDArray[np.uint8]:
+    """``base_rgb`` shrunk to :func:`thumbnail_hw` (returned as is when it is that size already).
+
+    Callers that draw thumbnails on every click can make this once per image and
+    pass it to :func:`candidate_thumbnails`, which then skips the resize.
+    """
+    base = _check_rgb(base_rgb)
+    thumb_hw = thumbnail_hw(base.shape[:2], size)
+    if thumb_hw == base.shape[:2]:
+        return base
+    image = Image.fromarray(np.ascontiguousarray(base))
+    return np.asarray(image.resize((thumb_hw[1], thumb_hw[0]), Image.Resampling.BILINEAR,
+                                   reducing_gap=THUMBNAIL_REDUCING_GAP))
+
+
 def _resize_nearest(mask: NDArray[np.bool_], hw: tuple[int, int]) -> NDArray[np.bool_]:
     """Nearest-neighbour resize by pixel centres: ``(H, W)`` bool -> ``hw`` bool."""
     src_h, src_w = mask.shape
@@ -534,16 +549,10 @@ def candidate_thumbnails(
     Returns:
         One new ``(th, tw, 3)`` uint8 array per mask, ``(th, tw) = thumbnail_hw(base_rgb.shape[:2], size)``.
     """
-    base = _check_rgb(base_rgb)
-    thumb_hw = thumbnail_hw(base.shape[:2], size)
     if not masks:
         return []
-    if thumb_hw == base.shape[:2]:
-        small = base
-    else:
-        image = Image.fromarray(np.ascontiguousarray(base))
-        small = np.asarray(image.resize((thumb_hw[1], thumb_hw[0]), Image.Resampling.BILINEAR,
-                                        reducing_gap=THUMBNAIL_REDUCING_GAP))
+    small = thumbnail_base(base_rgb, size)
+    thumb_hw = small.shape[:2]
     thumbs = []
     for mask in masks:
         mask = np.asarray(mask, dtype=bool)

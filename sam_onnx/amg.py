@@ -34,8 +34,8 @@ are the decoder's 256 x 256 grid over one crop.
 Public API (the app and the CLI drive these)::
 
     settings = PRESETS["balanced"]
-    the_plan = plan(settings, rgb.shape[:2])
-    seconds = estimate_seconds(the_plan, decode_seconds_per_call, encode_seconds, image_encoded=True)
+    plan = make_plan(settings, rgb.shape[:2])
+    seconds = estimate_seconds(plan, decode_seconds_per_call, encode_seconds, image_encoded=True)
     masks = generate(predictor, rgb, settings, embedding=embedding, progress=cb, cancel=should_stop)
 """
 
@@ -52,9 +52,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from . import export
 from .errors import SamOnnxError
-from .export import encode_rle
 from .geometry import LOW_RES_SIDE
+from .image import as_rgb_uint8
+from .masks import box_nms, cell_boxes, remove_small_regions, stability_scores
 from .postprocess import MASK_THRESHOLD, mask_crop_from_logits
 from .types import NUM_CANDIDATES, ImageEmbedding, Point, Prompts
 
@@ -66,17 +68,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- constants
-HOLE_FILL_LOGIT = MASK_THRESHOLD + 10.0
-"""Logit written into filled holes (SAM 2's ``mask_threshold + 10``)."""
-SPECK_LOGIT = MASK_THRESHOLD - 10.0
-"""Logit written into removed specks (SAM 2's ``mask_threshold - 10``)."""
 CROP_EDGE_TOLERANCE_PX = 20.0
 """A box side within this many original pixels of a crop side "touches" it (SAM's ``atol``)."""
 OUTSIDE_LOGIT = -1000.0
 """Stand-in for low-res cells dropped from a stored logit window (any value <= 0 gives the same mask)."""
 WINDOW_MARGIN_CELLS = 1
 """Low-res cells kept around a candidate's positive cells (bilinear reads one neighbour)."""
-CONNECTIVITIES = (4, 8)
 DEFAULT_BATCH_SIZE = 8
 """Points per decoder call. On 2 CPU cores the decoder's cost is linear in the
 batch (20-24 ms per point for batches of 1 to 64; a 16 x 16 grid end to end
@@ -253,7 +250,7 @@ def crop_boxes(image_hw: tuple[int, int], n_layers: int, overlap_ratio: float) -
     return out
 
 
-def plan(settings: EverythingSettings, image_hw: tuple[int, int]) -> EverythingPlan:
+def make_plan(settings: EverythingSettings, image_hw: tuple[int, int]) -> EverythingPlan:
     """The crops, grid points and model calls of a run (pure, instant).
 
     Args:
@@ -273,13 +270,13 @@ def plan(settings: EverythingSettings, image_hw: tuple[int, int]) -> EverythingP
     return EverythingPlan((h, w), settings, tuple(crops))
 
 
-def estimate_seconds(the_plan: EverythingPlan, decode_seconds_per_call: float, encode_seconds: float, *,
+def estimate_seconds(plan: EverythingPlan, decode_seconds_per_call: float, encode_seconds: float, *,
                      image_encoded: bool = False,
                      overhead_seconds_per_point: float = OVERHEAD_SECONDS_PER_POINT) -> float:
     """Up-front run time of a plan from measured speeds.
 
     Args:
-        the_plan: from :func:`plan`.
+        plan: from :func:`make_plan`.
         decode_seconds_per_call: one decoder call of ``settings.batch_size``
             points. On CPU the decoder's cost is linear in the points, so a
             measured single-click decode time ``t`` gives ``t * batch_size``.
@@ -291,212 +288,9 @@ def estimate_seconds(the_plan: EverythingPlan, decode_seconds_per_call: float, e
     Returns:
         Seconds: encoder runs + decoder calls + screening.
     """
-    runs = the_plan.encoder_runs - (1 if image_encoded else 0)
-    return (runs * float(encode_seconds) + the_plan.decoder_calls * float(decode_seconds_per_call)
-            + the_plan.points * float(overhead_seconds_per_point))
-
-
-# ---------------------------------------------------------------- connected components
-def _row_runs(mask: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
-    """Horizontal runs of True in a ``(rows, w)`` mask: ``(row, start, end)``, end exclusive, raster order."""
-    rows, w = mask.shape
-    padded = np.zeros((rows, w + 2), np.int8)
-    padded[:, 1:-1] = mask
-    change = np.diff(padded, axis=1)
-    run_rows, starts = np.nonzero(change == 1)
-    _, ends = np.nonzero(change == -1)
-    return run_rows, starts, ends
-
-
-def _link_runs(rows: NDArray[np.intp], starts: NDArray[np.intp], ends: NDArray[np.intp], width: int,
-               block_rows: int, connectivity: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """Pairs of touching runs in consecutive rows (never across a ``block_rows`` boundary).
-
-    Runs are sorted by (row, start) and disjoint within a row, so the runs of
-    the row above that touch run ``b`` form one contiguous index range, found
-    by binary search on global keys ``row * (width + 2) + column``.
-    """
-    key = width + 2
-    above = (rows - 1) * key
-    start_keys, end_keys = rows * key + starts, rows * key + ends
-    diagonal = connectivity == 8  # 8: a.end >= b.start and a.start <= b.end; 4: strict
-    lo = np.searchsorted(end_keys, above + starts, side="left" if diagonal else "right")
-    hi = np.searchsorted(start_keys, above + ends, side="right" if diagonal else "left")
-    counts = np.where(rows % block_rows != 0, np.maximum(hi - lo, 0), 0)
-    b = np.repeat(np.arange(rows.size), counts)
-    offsets = np.arange(b.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    return np.repeat(lo, counts) + offsets, b
-
-
-def _union_roots(n: int, a: NDArray[np.intp], b: NDArray[np.intp]) -> NDArray[np.intp]:
-    """Component root of each of ``n`` nodes given edges ``a[i] - b[i]``; the root is the smallest index.
-
-    Vectorised union-find: hook every root to the smallest root it touches,
-    then flatten by pointer jumping, until no edge joins two roots.
-    """
-    parent = np.arange(n)
-    while a.size:
-        ra, rb = parent[a], parent[b]
-        differ = ra != rb
-        a, b, ra, rb = a[differ], b[differ], ra[differ], rb[differ]
-        if not a.size:
-            break
-        np.minimum.at(parent, np.maximum(ra, rb), np.minimum(ra, rb))
-        while True:
-            jumped = parent[parent]
-            if np.array_equal(jumped, parent):
-                break
-            parent = jumped
-    return parent
-
-
-def _components(mask: NDArray[np.bool_], connectivity: int) -> tuple[tuple[NDArray[np.intp], ...], NDArray[np.intp],
-                                                                       NDArray[np.int64]]:
-    """Runs of a ``(..., h, w)`` mask, the component (0..n-1, raster order) of each run, and component areas."""
-    if connectivity not in CONNECTIVITIES:
-        raise ValueError(f"connectivity must be 4 or 8, got {connectivity}")
-    h, w = mask.shape[-2:]
-    rows, starts, ends = _row_runs(mask.reshape(-1, w))
-    a, b = _link_runs(rows, starts, ends, w, h, connectivity)
-    roots = _union_roots(rows.size, a, b)
-    is_root = roots == np.arange(rows.size)  # one root per component: its first run in raster order
-    component = (np.cumsum(is_root) - 1)[roots]
-    areas = np.bincount(component, weights=ends - starts).astype(np.int64) if rows.size else np.zeros(0, np.int64)
-    return (rows, starts, ends), component, areas
-
-
-def _paint_runs(shape: tuple[int, ...], rows: NDArray[np.intp], starts: NDArray[np.intp], ends: NDArray[np.intp],
-                values: NDArray | None = None, dtype: type = np.bool_) -> NDArray:
-    """An array of ``shape`` (last axis = run columns) with the runs set to ``values`` (or True)."""
-    w = shape[-1]
-    out = np.zeros(int(np.prod(shape)), dtype)
-    lengths = ends - starts
-    first = rows * w + starts
-    index = np.repeat(first - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
-    out[index] = True if values is None else np.repeat(values, lengths)
-    return out.reshape(shape)
-
-
-def label_components(mask: NDArray[np.bool_], *, connectivity: int = 8) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
-    """Connected components of a boolean mask (like ``cv2.connectedComponents``), numpy only.
-
-    Args:
-        mask: ``(H, W)`` bool, or ``(N, H, W)`` for N independent masks (never
-            connected to each other).
-        connectivity: 8 (diagonal neighbours touch, SAM's choice) or 4.
-
-    Returns:
-        ``labels``: int32 of the mask's shape, 0 outside, components numbered
-        1..n in raster order of their first pixel (unique across a stack);
-        ``areas``: ``(n + 1,)`` int64 pixel counts, ``areas[0]`` = pixels outside.
-    """
-    mask = np.asarray(mask, dtype=bool)
-    if mask.ndim not in (2, 3):
-        raise ValueError(f"expected an (H, W) or (N, H, W) mask, got shape {mask.shape}")
-    (rows, starts, ends), component, areas = _components(mask, connectivity)
-    labels = _paint_runs(mask.shape, rows, starts, ends, (component + 1).astype(np.int32), np.int32)
-    return labels, np.concatenate([[mask.size - int(areas.sum())], areas]).astype(np.int64)
-
-
-def small_components(mask: NDArray[np.bool_], max_area: int, *, connectivity: int = 8) -> NDArray[np.bool_]:
-    """The pixels of ``mask`` that belong to components of at most ``max_area`` pixels.
-
-    Args:
-        mask: ``(H, W)`` or ``(N, H, W)`` bool (each of the N separately).
-        max_area: largest component size (pixels) that counts as small.
-
-    Returns:
-        bool of the mask's shape.
-    """
-    mask = np.asarray(mask, dtype=bool)
-    (rows, starts, ends), component, areas = _components(mask, connectivity)
-    small = areas[component] <= max_area
-    return _paint_runs(mask.shape, rows[small], starts[small], ends[small])
-
-
-def remove_small_regions(logits: NDArray[np.float32], max_area: int) -> NDArray[np.float32]:
-    """SAM 2's low-res clean-up: fill small holes, then remove small specks.
-
-    Holes are 8-connected components of ``logits <= 0`` with at most
-    ``max_area`` cells (the outer background too, if it is that small); they
-    get :data:`HOLE_FILL_LOGIT`. Then specks, components of ``logits > 0``
-    with at most ``max_area`` cells, get :data:`SPECK_LOGIT` (a mask made only
-    of specks becomes empty).
-
-    Args:
-        logits: ``(h, w)`` or ``(N, h, w)`` float32 low-res logits.
-        max_area: in cells; 0 returns a copy unchanged.
-
-    Returns:
-        A new float32 array of the same shape.
-    """
-    out = np.array(logits, dtype=np.float32)
-    if max_area <= 0:
-        return out
-    out[small_components(out <= MASK_THRESHOLD, max_area)] = HOLE_FILL_LOGIT
-    out[small_components(out > MASK_THRESHOLD, max_area)] = SPECK_LOGIT
-    return out
-
-
-# ---------------------------------------------------------------- scores and boxes
-def stability_scores(logits: NDArray[np.float32], offset: float) -> NDArray[np.float64]:
-    """IoU of ``logits > +offset`` and ``logits > -offset`` per mask (SAM's stability score).
-
-    Args:
-        logits: ``(N, h, w)`` float32.
-        offset: logit offset (>= 0).
-
-    Returns:
-        ``(N,)`` float64 in [0, 1]; 0 for a mask that is empty at ``-offset``.
-    """
-    logits = np.asarray(logits, dtype=np.float32)
-    inner = np.count_nonzero((logits > MASK_THRESHOLD + offset).reshape(len(logits), -1), axis=1)
-    outer = np.count_nonzero((logits > MASK_THRESHOLD - offset).reshape(len(logits), -1), axis=1)
-    return np.divide(inner, outer, out=np.zeros(len(logits)), where=outer > 0)
-
-
-def box_iou(box: NDArray[np.float64], boxes: NDArray[np.float64]) -> NDArray[np.float64]:
-    """IoU of one ``(x0, y0, x1, y1)`` box with ``(N, 4)`` boxes; 0 where the union is empty."""
-    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = ix * iy
-    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
-    return np.divide(inter, union, out=np.zeros(len(boxes)), where=union > 0)
-
-
-def box_nms(boxes: NDArray[np.float64], scores: NDArray[np.float64], iou_thresh: float) -> NDArray[np.intp]:
-    """Greedy non-maximum suppression (torchvision ``nms`` semantics).
-
-    Visits boxes by decreasing score (ties: lower index first) and drops every
-    box whose IoU with an already kept box is ``> iou_thresh``.
-
-    Args:
-        boxes: ``(N, 4)`` ``(x0, y0, x1, y1)``.
-        scores: ``(N,)``.
-        iou_thresh: in [0, 1]; 1 keeps everything.
-
-    Returns:
-        Indices of the kept boxes, best first.
-    """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-    suppressed = np.zeros(len(boxes), bool)
-    keep = []
-    for i in order:
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        suppressed |= box_iou(boxes[i], boxes) > iou_thresh
-    return np.asarray(keep, dtype=np.intp)
-
-
-def _cell_boxes(masks: NDArray[np.bool_]) -> NDArray[np.intp]:
-    """``(N, 4)`` inclusive cell boxes ``(c0, r0, c1, r1)`` of non-empty ``(N, h, w)`` masks."""
-    rows, cols = masks.any(axis=2), masks.any(axis=1)
-    h, w = masks.shape[1:]
-    r0, c0 = rows.argmax(axis=1), cols.argmax(axis=1)
-    r1, c1 = h - 1 - rows[:, ::-1].argmax(axis=1), w - 1 - cols[:, ::-1].argmax(axis=1)
-    return np.stack([c0, r0, c1, r1], axis=1)
+    runs = plan.encoder_runs - (1 if image_encoded else 0)
+    return (runs * float(encode_seconds) + plan.decoder_calls * float(decode_seconds_per_call)
+            + plan.points * float(overhead_seconds_per_point))
 
 
 # ---------------------------------------------------------------- results
@@ -543,7 +337,7 @@ class EverythingMask:
         """SAM 2's ``coco_rle`` record: ``segmentation`` (COCO RLE), ``area``, ``bbox``,
         ``predicted_iou``, ``point_coords``, ``stability_score``, ``crop_box`` (both boxes
         ``[x, y, w, h]``), plus ``candidate``."""
-        return {"segmentation": encode_rle(self.mask), "area": self.area, "bbox": list(self.bbox),
+        return {"segmentation": export.encode_rle(self.mask), "area": self.area, "bbox": list(self.bbox),
                 "predicted_iou": round(self.predicted_iou, 6), "point_coords": [list(self.point_xy)],
                 "stability_score": round(self.stability_score, 6), "crop_box": list(self.crop_box),
                 "candidate": self.candidate}
@@ -556,13 +350,7 @@ def label_map(masks: Sequence[EverythingMask], image_hw: tuple[int, int]) -> NDA
     keeps small objects on top of the large ones they lie on. Works from the
     windows (no full-size mask per object is made).
     """
-    if len(masks) > np.iinfo(np.uint16).max:
-        raise ValueError(f"too many masks for a 16-bit label map: {len(masks)}")
-    out = np.zeros(image_hw, np.uint16)
-    for label, m in enumerate(masks, start=1):
-        x, y, w, h = m.bbox
-        out[y:y + h, x:x + w][m.window] = label
-    return out
+    return export.label_map([m.window for m in masks], image_hw, offsets=[m.bbox[:2] for m in masks])
 
 
 class Cancelled(SamOnnxError):
@@ -624,7 +412,7 @@ def _screen_batch(logits: NDArray[np.float32], scores: NDArray[np.float32], poin
     if not keep.any():
         return
     cand, masks, stability, p_idx, k_idx = cand[keep], masks[keep], stability[keep], p_idx[keep], k_idx[keep]
-    cells = _cell_boxes(masks)
+    cells = cell_boxes(masks)
     (x0, y0, _, _), (ch, cw) = crop.box, crop.hw
     n_rows, n_cols = masks.shape[1:]
     boxes = np.stack([x0 + cells[:, 0] * cw / n_cols, y0 + cells[:, 1] * ch / n_rows,
@@ -683,7 +471,7 @@ def generate(predictor: Sam2Predictor, image_or_embedding: NDArray[np.uint8] | I
             (saves one encoder run).
         progress: called as ``progress(done_calls, total_calls)`` with
             ``done_calls = 0`` first and after every decoder call
-            (``total_calls = plan(...).decoder_calls``).
+            (``total_calls = make_plan(...).decoder_calls``).
         cancel: polled before every encoder run, every decoder call and the
             final upsampling; returning True stops the run.
 
@@ -702,16 +490,14 @@ def generate(predictor: Sam2Predictor, image_or_embedding: NDArray[np.uint8] | I
     if isinstance(image_or_embedding, ImageEmbedding):
         embedding = image_or_embedding
     else:
-        from .image import to_rgb_uint8
-
-        image = image_or_embedding if _is_rgb_uint8(image_or_embedding) else to_rgb_uint8(image_or_embedding)
+        image = as_rgb_uint8(image_or_embedding)
     image_hw = embedding.original_hw if image is None else image.shape[:2]
     if embedding is not None and embedding.original_hw != tuple(image_hw):
         raise ValueError(f"the embedding is of a {embedding.original_hw} image, the image is {image_hw}")
-    the_plan = plan(settings, image_hw)
-    if image is None and len(the_plan.crops) > 1:
+    plan = make_plan(settings, image_hw)
+    if image is None and len(plan.crops) > 1:
         raise ValueError("crop layers need the image itself, not only its embedding")
-    total = the_plan.decoder_calls
+    total = plan.decoder_calls
     report = progress or (lambda done, total_calls: None)
     should_stop = cancel or (lambda: False)
     done = 0
@@ -719,7 +505,7 @@ def generate(predictor: Sam2Predictor, image_or_embedding: NDArray[np.uint8] | I
     started = time.perf_counter()
     timings = {"encode": 0.0, "decode": 0.0, "screen": 0.0}
     per_crop: list[tuple[CropPlan, _Candidates, NDArray[np.intp]]] = []
-    for index, crop in enumerate(the_plan.crops):
+    for index, crop in enumerate(plan.crops):
         if should_stop():
             raise Cancelled(done, total)
         t0 = time.perf_counter()
@@ -750,7 +536,7 @@ def generate(predictor: Sam2Predictor, image_or_embedding: NDArray[np.uint8] | I
     t0 = time.perf_counter()
     masks = _merge_and_finish(per_crop, image_hw, settings)
     timings["finish"] = time.perf_counter() - t0
-    logger.info("everything %s: %d points, %d masks in %.2f s (%s)", image_hw, the_plan.points, len(masks),
+    logger.info("everything %s: %d points, %d masks in %.2f s (%s)", image_hw, plan.points, len(masks),
                 time.perf_counter() - started, ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
     return masks
 
@@ -785,7 +571,3 @@ def _merge_and_finish(per_crop: list[tuple[CropPlan, _Candidates, NDArray[np.int
                                   (float(points[i, 0]), float(points[i, 1])), crop.xywh, int(cand[i])))
     out.sort(key=lambda m: (-m.area, -m.predicted_iou))
     return out
-
-
-def _is_rgb_uint8(image: object) -> bool:
-    return isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3

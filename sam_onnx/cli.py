@@ -176,8 +176,7 @@ def run(args: argparse.Namespace) -> dict:
         "best_index": result.best_index, "chosen_index": index,
         "object_score": round(result.object_score, 6), "object_score_logit": round(result.object_score_logit, 6),
         "mask_area": int(mask.sum()),
-        "model": {"source": predictor.info.source, "providers": list(predictor.info.providers),
-                  "encoder_dtype": predictor.info.encoder_dtype},
+        "model": predictor.info.summary(),
         "timings_ms": {"encode": round((encoded - started) * 1e3, 1), "decode": round((decoded - encoded) * 1e3, 1)},
     }
     if args.out:
@@ -198,26 +197,25 @@ def run_everything(args: argparse.Namespace, settings: amg.EverythingSettings) -
     for note in loaded.notes:
         logger.info("%s", note)
     h, w = loaded.rgb.shape[:2]
-    the_plan = amg.plan(settings, (h, w))
+    plan = amg.make_plan(settings, (h, w))
     predictor = Sam2Predictor.from_pretrained(model_dir=args.model_dir, fp16_encoder=args.fp16_encoder,
                                               providers=args.provider, threads=args.threads)
-    logger.info("segment everything: %d points in %d decoder calls, %d encoder run(s)", the_plan.points,
-                the_plan.decoder_calls, the_plan.encoder_runs)
+    logger.info("segment everything: %d points in %d decoder calls, %d encoder run(s)", plan.points,
+                plan.decoder_calls, plan.encoder_runs)
     started = time.perf_counter()
     embedding = predictor.encode(loaded.rgb)
     encoded = time.perf_counter()
     masks = amg.generate(predictor, loaded.rgb, settings, embedding=embedding,
-                         progress=_progress_logger(the_plan.decoder_calls))
+                         progress=_progress_logger(plan.decoder_calls))
     generated = time.perf_counter()
     records = [{"label": label, **m.to_record()} for label, m in enumerate(masks, start=1)]
     report = {
         "image": str(args.image), "width": w, "height": h, "mode": "everything",
         "preset": args.preset, "settings": settings.to_dict(),
-        "points": the_plan.points, "decoder_calls": the_plan.decoder_calls, "encoder_runs": the_plan.encoder_runs,
+        "points": plan.points, "decoder_calls": plan.decoder_calls, "encoder_runs": plan.encoder_runs,
         "count": len(masks),
         "label_map": "0 = background, i = masks[i - 1]; larger masks drawn first, smaller on top",
-        "model": {"source": predictor.info.source, "providers": list(predictor.info.providers),
-                  "encoder_dtype": predictor.info.encoder_dtype},
+        "model": predictor.info.summary(),
         "timings_ms": {"encode": round((encoded - started) * 1e3, 1),
                        "generate": round((generated - encoded) * 1e3, 1)},
         "masks": records,

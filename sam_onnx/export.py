@@ -39,28 +39,36 @@ def mask_image(mask: NDArray[np.bool_]) -> Image.Image:
     return Image.fromarray(np.where(_check_mask(mask), np.uint8(MASK_ON), np.uint8(0)), mode="L")
 
 
-def label_map(masks: Sequence[NDArray[np.bool_]], hw: tuple[int, int] | None = None) -> NDArray[np.uint16]:
+def label_map(masks: Sequence[NDArray[np.bool_]], hw: tuple[int, int] | None = None, *,
+              offsets: Sequence[tuple[int, int]] | None = None) -> NDArray[np.uint16]:
     """Stack object masks into one label image: 0 = background, ``i + 1`` = object ``i``.
 
     Where objects overlap, the later one in the sequence wins (it is drawn on top).
 
     Args:
-        masks: ``(H, W)`` bool masks, all the same size.
-        hw: size to use when ``masks`` is empty.
+        masks: ``(H, W)`` bool masks, all the same size; or, with ``offsets``,
+            bool windows of any size, each placed with its top-left corner at
+            ``offsets[i] = (x, y)`` in an image of size ``hw``.
+        hw: ``(H, W)`` of the label image; needed when ``masks`` is empty or
+            ``offsets`` are given.
+        offsets: original-pixel ``(x, y)`` of each window (windows must fit).
 
     Returns:
         ``(H, W)`` uint16 labels.
     """
-    if not masks:
-        if hw is None:
-            raise ValueError("label_map needs at least one mask or an explicit size")
-        return np.zeros(hw, np.uint16)
-    out = np.zeros(_check_mask(masks[0]).shape, np.uint16)
+    if len(masks) > np.iinfo(np.uint16).max:
+        raise ValueError(f"too many masks for a 16-bit label map: {len(masks)}")
+    if offsets is None and masks:
+        hw = _check_mask(masks[0]).shape
+    if hw is None:
+        raise ValueError("label_map needs at least one mask or an explicit size")
+    out = np.zeros(hw, np.uint16)
     for index, mask in enumerate(masks, start=1):
         mask = _check_mask(mask)
-        if mask.shape != out.shape:
+        x, y = (0, 0) if offsets is None else offsets[index - 1]
+        if offsets is None and mask.shape != out.shape:
             raise ValueError(f"mask {index} has shape {mask.shape}, expected {out.shape}")
-        out[mask] = index
+        out[y:y + mask.shape[0], x:x + mask.shape[1]][mask] = index
     return out
 
 
@@ -157,6 +165,11 @@ def decode_rle(rle: dict[str, Any]) -> NDArray[np.bool_]:
 
 def mask_area(mask: NDArray[np.bool_]) -> int:
     return int(np.count_nonzero(mask))
+
+
+def coco_mask_fields(mask: NDArray[np.bool_]) -> dict[str, Any]:
+    """A mask's COCO fields: ``segmentation`` (compressed RLE), ``area`` (pixels) and ``bbox`` (``[x, y, w, h]``)."""
+    return {"segmentation": encode_rle(mask), "area": mask_area(mask), "bbox": mask_bbox(mask)}
 
 
 def mask_bbox(mask: NDArray[np.bool_]) -> list[int] | None:

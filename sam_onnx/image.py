@@ -320,6 +320,16 @@ def to_rgb_uint8(image: np.ndarray | Image.Image) -> NDArray[np.uint8]:
     raise InvalidImageError(f"Expected an image array or a PIL image, got {type(image).__name__}.")
 
 
+def is_rgb_uint8(image: object) -> bool:
+    """True for a numpy ``(H, W, 3)`` uint8 array (what the predictor takes without conversion)."""
+    return isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+
+
+def as_rgb_uint8(image: np.ndarray | Image.Image) -> NDArray[np.uint8]:
+    """``image`` itself when it is already ``(H, W, 3)`` uint8 RGB (no copy), else :func:`to_rgb_uint8` of it."""
+    return image if is_rgb_uint8(image) else to_rgb_uint8(image)
+
+
 # ------------------------------------------------------------------ loading internals
 
 

@@ -24,6 +24,7 @@ from .errors import InferenceError, InvalidImageError, InvalidPromptError, Model
 from .geometry import MODEL_SIDE, Geometry
 from .graph_repair import RepairReport, load_repaired_decoder, verify_repair
 from .hub import ModelFiles, resolve_model_files
+from .image import as_rgb_uint8
 from .models import DEFAULT_MODEL, ModelSpec
 from .preprocess import preprocess_image
 from .prompts import DEFAULT_MAX_BATCH, encode_prompts
@@ -61,6 +62,11 @@ class ModelInfo:
     encoder_dtype: str
     repaired_concats: int
     threads: int
+
+    def summary(self) -> dict[str, object]:
+        """The JSON-ready facts a user or an API client may see (no file paths)."""
+        return {"source": self.source, "providers": list(self.providers), "encoder_dtype": self.encoder_dtype,
+                "threads": self.threads}
 
 
 class Sam2Predictor:
@@ -175,8 +181,7 @@ class Sam2Predictor:
             InvalidImageError: the input is not an image.
             InferenceError: onnxruntime failed.
         """
-        rgb = image if _is_rgb_uint8(image) else _to_rgb(image)
-        return self.encode_pixels(*preprocess_image(rgb))
+        return self.encode_pixels(*preprocess_image(as_rgb_uint8(image)))
 
     def encode_pixels(self, pixel_values: np.ndarray, geometry: Geometry) -> ImageEmbedding:
         """Run the encoder on input already made by :func:`sam_onnx.preprocess.preprocess_image`.
@@ -241,16 +246,6 @@ class Sam2Predictor:
             for q, index in enumerate(batch.object_indices):
                 results[index] = MaskResult(logits[0, q], iou[0, q], float(obj[0, q, 0]), geometry)
         return tuple(results)
-
-
-def _is_rgb_uint8(image) -> bool:
-    return isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
-
-
-def _to_rgb(image) -> np.ndarray:
-    from .image import to_rgb_uint8
-
-    return to_rgb_uint8(image)
 
 
 def _verify_decoder(decoder, report: RepairReport) -> None:

@@ -18,6 +18,7 @@ from PIL import Image
 
 from .errors import InvalidImageError
 from .geometry import MODEL_SIDE, Geometry
+from .image import is_rgb_uint8
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -30,7 +31,7 @@ _OFFSET = (np.asarray(IMAGENET_MEAN, dtype=np.float64) / np.asarray(IMAGENET_STD
 
 def check_rgb_uint8(rgb: np.ndarray) -> None:
     """Raise :class:`InvalidImageError` unless ``rgb`` is a ``(H, W, 3)`` uint8 array with H, W >= 1."""
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+    if not is_rgb_uint8(rgb):
         desc = f"{rgb.dtype} array of shape {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
         raise InvalidImageError(f"expected an RGB uint8 image of shape (H, W, 3), got a {desc}")
     if rgb.shape[0] < 1 or rgb.shape[1] < 1:

@@ -53,18 +53,18 @@ def _assert_disc(mask, point_xy, hw, candidate, offset_xy=(0, 0), full_hw=None):
 
 # ---------------------------------------------------------------- the grid
 def test_grid_points_are_cell_centres_in_original_pixels_x_fastest():
-    the_plan = amg.plan(amg.EverythingSettings(points_per_side=4), (300, 500))
-    (crop,) = the_plan.crops
+    plan = amg.make_plan(amg.EverythingSettings(points_per_side=4), (300, 500))
+    (crop,) = plan.crops
     xs, ys = (62.5, 187.5, 312.5, 437.5), (37.5, 112.5, 187.5, 262.5)
     np.testing.assert_allclose(crop.points_xy, [(x, y) for y in ys for x in xs])
     assert crop.box == (0, 0, 500, 300) and crop.layer == 0
-    assert (the_plan.points, the_plan.decoder_calls, the_plan.encoder_runs) == (16, 2, 1)  # batches of 8
+    assert (plan.points, plan.decoder_calls, plan.encoder_runs) == (16, 2, 1)  # batches of 8
 
 
 def test_every_grid_point_yields_its_disc(predictor):
     hw = (300, 500)
     masks = _run(predictor, hw, replace(ONLY_BEST, points_per_side=4))
-    expected_points = {tuple(p) for p in amg.plan(replace(ONLY_BEST, points_per_side=4), hw).crops[0].points_xy}
+    expected_points = {tuple(p) for p in amg.make_plan(replace(ONLY_BEST, points_per_side=4), hw).crops[0].points_xy}
     assert {m.point_xy for m in masks} == expected_points and len(masks) == 16
     for m in masks:
         assert m.candidate == 1 and m.predicted_iou == pytest.approx(0.95)
@@ -161,15 +161,6 @@ def test_min_region_area_removes_masks_made_only_of_small_regions(predictor):
 
 
 # ---------------------------------------------------------------- NMS
-def test_box_nms_keeps_the_best_and_drops_overlaps_above_the_threshold():
-    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30], [0, 0, 10, 10.0]])
-    # IoU(0, 1) = 9/11 = 0.818; box 3 equals box 0.
-    np.testing.assert_array_equal(amg.box_nms(boxes, [0.5, 0.9, 0.1, 0.5], 0.7), [1, 2])
-    np.testing.assert_array_equal(amg.box_nms(boxes, [0.5, 0.9, 0.1, 0.5], 0.85), [1, 0, 2])  # 0 and 3 tie: 0 first
-    np.testing.assert_array_equal(amg.box_nms(boxes, [0.5, 0.5, 0.5, 0.5], 1.0), [0, 1, 2, 3])
-    assert amg.box_nms(np.zeros((0, 4)), [], 0.5).size == 0
-
-
 def test_overlapping_neighbour_discs_are_suppressed_in_a_checkerboard(predictor):
     """16 x 16 points 64 model units apart, discs 128 wide: box IoU 0.33-0.4 with a
     horizontal or vertical neighbour, at most 0.19 with a diagonal one, 0 further away.
@@ -179,121 +170,9 @@ def test_overlapping_neighbour_discs_are_suppressed_in_a_checkerboard(predictor)
     hw = (512, 512)
     assert len(_run(predictor, hw, settings)) == 256
     masks = _run(predictor, hw, replace(settings, box_nms_thresh=0.25))
-    grid = amg.plan(settings, hw).crops[0].points_xy.reshape(16, 16, 2)
+    grid = amg.make_plan(settings, hw).crops[0].points_xy.reshape(16, 16, 2)
     expected = {tuple(grid[i, j]) for i in range(16) for j in range(16) if (i + j) % 2 == 0}
     assert {m.point_xy for m in masks} == expected
-
-
-# ---------------------------------------------------------------- connected components
-def _flood_labels(mask, connectivity):
-    """Reference labelling by breadth-first flood fill in raster order (slow, obvious)."""
-    h, w = mask.shape
-    labels = np.zeros((h, w), np.int32)
-    steps = [(-1, 0), (1, 0), (0, -1), (0, 1)]
-    if connectivity == 8:
-        steps += [(-1, -1), (-1, 1), (1, -1), (1, 1)]
-    current = 0
-    for y in range(h):
-        for x in range(w):
-            if mask[y, x] and not labels[y, x]:
-                current += 1
-                labels[y, x] = current
-                queue = [(y, x)]
-                while queue:
-                    cy, cx = queue.pop()
-                    for dy, dx in steps:
-                        ny, nx = cy + dy, cx + dx
-                        if 0 <= ny < h and 0 <= nx < w and mask[ny, nx] and not labels[ny, nx]:
-                            labels[ny, nx] = current
-                            queue.append((ny, nx))
-    return labels
-
-
-def test_components_diagonal_touch_counts_only_with_8_connectivity():
-    mask = np.array([[1, 0, 0],
-                     [0, 1, 0],
-                     [0, 0, 0]], bool)
-    labels8, areas8 = amg.label_components(mask)
-    labels4, areas4 = amg.label_components(mask, connectivity=4)
-    assert labels8.max() == 1 and areas8.tolist() == [7, 2]
-    assert labels4.tolist() == [[1, 0, 0], [0, 2, 0], [0, 0, 0]] and areas4.tolist() == [7, 1, 1]
-
-
-def test_components_merge_branches_that_join_lower_down():
-    # A "U" and a "W": runs that start separate and meet in a later row are one component.
-    mask = np.array([[1, 0, 1, 0, 1, 0, 1],
-                     [1, 0, 1, 0, 1, 0, 1],
-                     [1, 1, 1, 0, 1, 1, 1],
-                     [0, 0, 0, 0, 0, 1, 0]], bool)
-    labels, areas = amg.label_components(mask, connectivity=4)
-    assert labels.max() == 2
-    assert areas.tolist() == [28 - 15, 7, 8]  # U: 3 + 3 + 1 cells; W: 3 + 3 + 1 + 1
-    assert (labels[mask] > 0).all() and (labels[~mask] == 0).all()
-
-
-def test_components_of_a_ring_and_its_hole():
-    mask = np.zeros((7, 7), bool)
-    mask[1:6, 1:6] = True
-    mask[3, 3] = False
-    labels, areas = amg.label_components(mask)
-    assert labels.max() == 1 and areas[1] == 24
-    holes, hole_areas = amg.label_components(~mask, connectivity=4)
-    assert holes.max() == 2 and sorted(hole_areas[1:].tolist()) == [1, 24]  # the hole and the outside
-
-
-def test_stacked_masks_never_connect_to_each_other():
-    stack = np.zeros((2, 3, 3), bool)
-    stack[0, 2, :] = True  # last row of mask 0
-    stack[1, 0, :] = True  # first row of mask 1
-    labels, areas = amg.label_components(stack)
-    assert labels.max() == 2 and areas[1:].tolist() == [3, 3]
-    assert set(np.unique(labels[0])) == {0, 1} and set(np.unique(labels[1])) == {0, 2}
-
-
-@pytest.mark.parametrize("connectivity", [4, 8])
-@pytest.mark.parametrize("seed", range(6))
-def test_components_agree_with_a_flood_fill(connectivity, seed):
-    rng = np.random.default_rng(seed)
-    mask = rng.random((23, 31)) < (0.3 + 0.08 * seed)
-    labels, areas = amg.label_components(mask, connectivity=connectivity)
-    expected = _flood_labels(mask, connectivity)
-    np.testing.assert_array_equal(labels, expected)  # same numbering: raster order of first pixel
-    np.testing.assert_array_equal(areas, np.bincount(expected.ravel(), minlength=expected.max() + 1))
-
-
-def test_empty_and_full_masks():
-    labels, areas = amg.label_components(np.zeros((4, 5), bool))
-    assert labels.max() == 0 and areas.tolist() == [20]
-    labels, areas = amg.label_components(np.ones((4, 5), bool))
-    assert (labels == 1).all() and areas.tolist() == [0, 20]
-
-
-def test_small_holes_are_filled_and_specks_removed_on_the_logits():
-    logits = np.full((20, 20), -5.0, np.float32)
-    logits[2:12, 2:12] = 5.0
-    logits[5:7, 5:7] = -5.0    # a 2 x 2 hole (4 cells)
-    logits[16, 16] = 3.0       # a 1-cell speck
-    logits[15:18, 2:5] = 2.0   # a 3 x 3 blob (9 cells)
-    out = amg.remove_small_regions(logits, 4)
-    assert (out[5:7, 5:7] == amg.HOLE_FILL_LOGIT).all()
-    assert out[16, 16] == amg.SPECK_LOGIT
-    assert (out[15:18, 2:5] == 2.0).all()                    # 9 cells > 4: kept
-    untouched = np.ones((20, 20), bool)
-    untouched[5:7, 5:7] = untouched[16, 16] = False
-    np.testing.assert_array_equal(out[untouched], logits[untouched])
-    kept_hole = amg.remove_small_regions(logits, 3)           # the hole has 4 > 3 cells
-    assert (kept_hole[5:7, 5:7] == -5.0).all() and kept_hole[16, 16] == amg.SPECK_LOGIT
-    assert (amg.remove_small_regions(logits, 9)[15:18, 2:5] == amg.SPECK_LOGIT).all()  # "at most": 9 <= 9
-    np.testing.assert_array_equal(amg.remove_small_regions(logits, 0), logits)
-    assert logits[16, 16] == 3.0  # the input is not modified
-
-
-def test_a_mask_of_only_specks_becomes_empty_and_is_dropped():
-    logits = np.full((1, 16, 16), -4.0, np.float32)
-    logits[0, 3, 3] = logits[0, 9, 9] = 2.0
-    out = amg.remove_small_regions(logits, 2)
-    assert not (out > 0).any()
-    assert amg.stability_scores(out, 1.0).tolist() == [0.0]
 
 
 # ---------------------------------------------------------------- crop layers
@@ -302,22 +181,22 @@ def test_crop_boxes_follow_sam():
     # overlap = int(512/1500 * 256) = 87; crop = ceil((87 + 384) / 2) x ceil((87 + 256) / 2) = 236 x 172
     assert boxes == [((0, 0, 384, 256), 0), ((0, 0, 236, 172), 1), ((0, 85, 236, 256), 1),
                      ((149, 0, 384, 172), 1), ((149, 85, 384, 256), 1)]
-    the_plan = amg.plan(amg.EverythingSettings(points_per_side=8, crop_n_layers=2,
+    plan = amg.make_plan(amg.EverythingSettings(points_per_side=8, crop_n_layers=2,
                                                crop_n_points_downscale_factor=2), (256, 384))
-    assert [len(c.points_xy) for c in the_plan.crops] == [64] + [16] * 4 + [4] * 16
-    assert the_plan.encoder_runs == 21 and the_plan.decoder_calls == 8 + 4 * 2 + 16 * 1
+    assert [len(c.points_xy) for c in plan.crops] == [64] + [16] * 4 + [4] * 16
+    assert plan.encoder_runs == 21 and plan.decoder_calls == 8 + 4 * 2 + 16 * 1
 
 
 def test_crop_masks_map_back_to_the_original_frame_and_crop_edge_masks_are_dropped(predictor):
     hw = (256, 384)
     settings = replace(ONLY_BEST, points_per_side=4, crop_n_layers=1, crop_nms_thresh=1.0)
     masks = _run(predictor, hw, settings)
-    the_plan = amg.plan(settings, hw)
+    plan = amg.make_plan(settings, hw)
     from_crops = [m for m in masks if m.crop_box != (0, 0, 384, 256)]
     # Each 236 x 172 crop has discs of 14.75 x 10.75 px around 4 x 4 points; the row and the
     # column of points next to an inner crop side touch it (within 20 px) and are dropped.
     assert len(masks) - len(from_crops) == 16 and len(from_crops) == 4 * 9
-    for crop in the_plan.crops[1:]:
+    for crop in plan.crops[1:]:
         x0, y0, x1, y1 = crop.box
         rx, ry = (am.POS_RADIUS / am.MODEL_SIZE * side for side in (x1 - x0, y1 - y0))
         expected = set()
@@ -355,7 +234,7 @@ def test_progress_reports_every_decoder_call_over_all_crops(predictor):
     settings = replace(ONLY_BEST, points_per_side=4, crop_n_layers=1, batch_size=5)
     calls = []
     _run(predictor, (120, 160), settings, progress=lambda done, total: calls.append((done, total)))
-    total = amg.plan(settings, (120, 160)).decoder_calls
+    total = amg.make_plan(settings, (120, 160)).decoder_calls
     assert total == 4 + 4 * 4  # 16 points in calls of 5, for the image and 4 crops
     assert calls == [(i, total) for i in range(total + 1)]
 
@@ -375,12 +254,12 @@ def test_cancel_stops_before_the_next_call_and_returns_nothing(predictor):
 
 def test_estimate_adds_encoder_runs_decoder_calls_and_screening():
     settings = amg.PRESETS["balanced"]
-    the_plan = amg.plan(settings, (3000, 4000))
-    assert (the_plan.points, the_plan.decoder_calls, the_plan.encoder_runs) == (256, 32, 1)
+    plan = amg.make_plan(settings, (3000, 4000))
+    assert (plan.points, plan.decoder_calls, plan.encoder_runs) == (256, 32, 1)
     overhead = 256 * amg.OVERHEAD_SECONDS_PER_POINT
-    assert amg.estimate_seconds(the_plan, 0.2, 2.0) == pytest.approx(2.0 + 32 * 0.2 + overhead)
-    assert amg.estimate_seconds(the_plan, 0.2, 2.0, image_encoded=True) == pytest.approx(32 * 0.2 + overhead)
-    estimates = [amg.estimate_seconds(amg.plan(amg.PRESETS[name], (3000, 4000)), 0.2, 2.0, image_encoded=True)
+    assert amg.estimate_seconds(plan, 0.2, 2.0) == pytest.approx(2.0 + 32 * 0.2 + overhead)
+    assert amg.estimate_seconds(plan, 0.2, 2.0, image_encoded=True) == pytest.approx(32 * 0.2 + overhead)
+    estimates = [amg.estimate_seconds(amg.make_plan(amg.PRESETS[name], (3000, 4000)), 0.2, 2.0, image_encoded=True)
                  for name in ("fast", "balanced", "thorough")]
     assert estimates == sorted(estimates) and estimates[0] > 0
 
@@ -401,7 +280,7 @@ def test_estimate_is_close_to_the_measured_time(predictor):
     t0 = time.perf_counter()
     predictor.decode_many(embedding, objects, max_batch=settings.batch_size)
     call_s = time.perf_counter() - t0
-    estimate = amg.estimate_seconds(amg.plan(settings, hw), call_s, encode_s, overhead_seconds_per_point=0)
+    estimate = amg.estimate_seconds(amg.make_plan(settings, hw), call_s, encode_s, overhead_seconds_per_point=0)
     t0 = time.perf_counter()
     amg.generate(predictor, rgb, settings)
     measured = time.perf_counter() - t0
@@ -449,6 +328,6 @@ def test_settings_reject_nonsense(bad):
 
 
 def test_presets_are_ordered_by_work():
-    plans = [amg.plan(amg.PRESETS[name], (3000, 4000)) for name in ("fast", "balanced", "thorough")]
+    plans = [amg.make_plan(amg.PRESETS[name], (3000, 4000)) for name in ("fast", "balanced", "thorough")]
     assert [p.points for p in plans] == [64, 256, 576 + 4 * 144]
     assert [p.encoder_runs for p in plans] == [1, 1, 5]

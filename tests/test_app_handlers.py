@@ -16,8 +16,9 @@ import pytest
 from PIL import Image
 
 import app
-from sam_onnx.export import decode_rle
+from sam_demo import bundle
 from sam_demo.service import SegmentationService
+from sam_onnx.export import decode_rle
 from tests import analytic_models as am
 from tests.conftest import make_rgb
 
@@ -171,7 +172,7 @@ def test_prompts_for_another_image_are_refused(service, photo, tmp_path):
     other = tmp_path / "other.png"
     Image.fromarray(make_rgb(300, 500, seed=5)).save(other)
     saved = tmp_path / "p.json"
-    saved.write_text(json.dumps(state.editor.to_dict(image_sha256=state.record.key)))
+    saved.write_text(json.dumps(bundle.prompts_file_dict(state.editor, state.record.key)))
     other_state = _open(service, other)[OUT["state"]]
     with pytest.raises(gr.Error, match="different image"):
         app.load_prompts(service, other_state, str(saved), 0.5, True)

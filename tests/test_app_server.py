@@ -12,8 +12,8 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 import app
-from sam_onnx.export import decode_rle
 from sam_demo.service import SegmentationService
+from sam_onnx.export import decode_rle
 from tests import analytic_models as am
 from tests.conftest import make_rgb
 

@@ -15,12 +15,9 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-sys.path.insert(0, str(BENCH))
+from bench import bench_ab, bench_pipeline, bench_session_options
 
-import bench_ab  # noqa: E402
-import bench_pipeline  # noqa: E402
-import bench_session_options  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +83,9 @@ def test_browser_benchmark(analytic_dir, photos, tmp_path):
     pytest.importorskip("playwright")
     out = tmp_path / "browser.json"
     # In its own process: Playwright's sync API refuses to start inside another test's event loop.
-    subprocess.run([sys.executable, str(BENCH / "bench_browser.py"), "--model-dir", str(analytic_dir), "--clicks", "2",
+    subprocess.run([sys.executable, "-m", "bench.bench_browser", "--model-dir", str(analytic_dir), "--clicks", "2",
                     "--warmup", "0", "--photo-mp", "0.3", "--photos", str(photos), "--json", str(out)],
-                   check=True, timeout=600, cwd=BENCH.parent, env={**os.environ, "PYTHONPATH": str(BENCH.parent)})
+                   check=True, timeout=600, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     result = json.loads(out.read_text())
     assert len(result["samples"]) == 2
     assert result["click to paint"]["p50"] > 0 and result["upload to ready ms"] > 0

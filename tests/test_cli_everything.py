@@ -45,7 +45,7 @@ def test_label_map_and_rle_json_describe_the_same_masks(tmp_path, photo, analyti
     data = json.loads(report.read_text())
     assert data["count"] == len(data["masks"]) == 16 and data["points"] == 16
     assert set(np.unique(labels)) == set(range(17))  # the discs of a 4 x 4 grid do not overlap
-    grid = {tuple(p) for p in amg.plan(amg.EverythingSettings(points_per_side=4), HW).crops[0].points_xy}
+    grid = {tuple(p) for p in amg.make_plan(amg.EverythingSettings(points_per_side=4), HW).crops[0].points_xy}
     assert {tuple(m["point_coords"][0]) for m in data["masks"]} == grid
     for record in data["masks"]:
         mask = decode_rle(record["segmentation"])

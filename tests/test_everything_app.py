@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 import app
-from sam_onnx import amg
 from sam_demo.service import SegmentationService
+from sam_onnx import amg
 from tests.conftest import make_rgb
 
 OUT = {name: i for i, name in enumerate(app.OUTPUT_NAMES)}

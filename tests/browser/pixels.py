@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from sam_onnx.geometry import DisplayFrame
 from sam_demo.overlay import color_for
+from sam_onnx.geometry import DisplayFrame
 from tests import analytic_models as am
 
 OPACITY = 0.5

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sam_demo.service import DEFAULT_DISPLAY_SIDE
 from sam_onnx.geometry import DisplayFrame
 from sam_onnx.image import NOTE_ROTATED
-from sam_demo.service import DEFAULT_DISPLAY_SIDE
 from tests.browser.conftest import BIG_HW, PHONE_PHOTO_HW, WIDE_HW
 from tests.browser.pixels import ObjectPrompt, check_mask_png, check_overlay, gradient_rgb
 from tests.browser.test_prompts import FRAME as WIDE_FRAME

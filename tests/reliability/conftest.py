@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 import app
-from sam_onnx import Sam2Predictor
 from sam_demo.service import SegmentationService
+from sam_onnx import Sam2Predictor
 from tests.conftest import make_rgb
 from tests.reliability.rawapi import Outcome, RawSession, Snapshot, png_bytes
 

@@ -70,7 +70,7 @@ def test_C1_api_callers_that_never_heartbeat_cannot_grow_memory_past_the_caps(sm
     assert values and max(len(pickle.dumps(v)) for v in values) < STATE_VALUE_MAX_BYTES
     # ... expires an hour after its last use, and at most this many sessions are held.
     states = [b for b in demo.blocks.values() if isinstance(b, gr.State)]
-    assert states and all(s.time_to_live == app.SESSION_TTL_S for s in states)
+    assert states and all(s.time_to_live == app.STATE_TTL_S for s in states)
     capacity = app.launch_kwargs("127.0.0.1", 1)["state_session_capacity"]
     assert demo.state_session_capacity == capacity <= 1000
 

@@ -149,14 +149,14 @@ def test_E8_disk_full_while_saving_an_output(work, monkeypatch):
 
 
 def test_E8_disk_full_while_exporting(work, monkeypatch):
-    import sam_demo.service as service_module
+    import sam_demo.bundle as bundle_module
 
     class FullDisk:
         def __init__(self, *args, **kwargs):
             raise OSError(errno.ENOSPC, "No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr(service_module.zipfile, "ZipFile", FullDisk)
+        patch.setattr(bundle_module.zipfile, "ZipFile", FullDisk)
         assert_message(work.session.call("export", []), r"^The server is out of disk space")
     work.assert_unchanged()
 

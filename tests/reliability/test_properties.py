@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
 import app
+from sam_demo.editor import Editor
+from sam_demo.service import SegmentationService
 from sam_onnx.errors import InvalidPromptError
 from sam_onnx.geometry import DisplayFrame
 from sam_onnx.image import ImageLimits, load_image
-from sam_demo.editor import Editor
-from sam_demo.service import SegmentationService
 from tests.reliability.conftest import png_bytes, smooth_rgb
 
 SETTINGS = dict(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -52,7 +52,7 @@ def state(predictor, tmp_path_factory):
 @given(index=json_values | st.tuples(json_scalars, json_scalars).map(list))
 def test_any_forged_click_position_is_in_bounds_or_a_prompt_error(state, index):
     _, _, app_state = state
-    h, w = app_state.record.display.display_hw
+    h, w = app_state.record.frame.display_hw
     try:
         x, y = app._display_xy(index, app_state)
     except InvalidPromptError as exc:

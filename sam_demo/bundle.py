@@ -1,0 +1,169 @@
+"""Files a user takes away and brings back: the export bundle and the prompts file.
+
+The export bundle holds, at the **original** resolution: a binary mask PNG per
+object, a label map, an RGBA cut-out, a COCO RLE JSON, the prompts file and a
+zip of them all. The prompts file (JSON, format :data:`PROMPTS_FILE_FORMAT`)
+holds an editor's objects and prompts in original pixels, with the image's
+size and content hash, and loads back into the same image only.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from sam_onnx import export
+from sam_onnx.errors import InvalidPromptError
+from sam_onnx.types import NUM_CANDIDATES, MaskResult, Prompts
+
+from .editor import MAX_OBJECTS, Editor, ObjectState, clean_name
+
+PROMPTS_FILE_FORMAT = "sam_onnx.session/1"
+"""The ``format`` tag of prompts files (its value predates the name and stays for old files)."""
+PROMPTS_FILE_MAX_BYTES = 2 * 1024 * 1024
+"""Largest prompts file accepted (256 objects of 32 points take about 150 kB)."""
+
+
+# ---------------------------------------------------------------------------- prompts file
+def prompts_file_dict(editor: Editor, image_sha256: str | None = None) -> dict[str, Any]:
+    """JSON-ready prompts file: image size (and hash), objects with their prompts and mask choices."""
+    h, w = editor.current.image_hw
+    return {
+        "format": PROMPTS_FILE_FORMAT,
+        "image": {"width": w, "height": h, "sha256": image_sha256},
+        "objects": [{"id": o.id, "name": o.name, "color_index": o.color_index, "visible": editor.is_visible(o.id),
+                     "candidate": o.candidate, **o.prompts.to_dict()} for o in editor.objects],
+    }
+
+
+def editor_from_prompts_file(data: Mapping[str, Any], image_hw: tuple[int, int]) -> Editor:
+    """Rebuild an editor from :func:`prompts_file_dict` output, for an image of size ``image_hw``.
+
+    Raises:
+        InvalidPromptError: not a prompts file, made for an image of another
+            size, or holding invalid prompts.
+    """
+    if not isinstance(data, Mapping) or data.get("format") != PROMPTS_FILE_FORMAT:
+        raise InvalidPromptError("This is not a prompts file saved by this app.")
+    image = data.get("image") or {}
+    saved_hw = (image.get("height"), image.get("width"))
+    if tuple(saved_hw) != tuple(image_hw):
+        raise InvalidPromptError(f"These prompts were made for a {saved_hw[1]}×{saved_hw[0]} image; "
+                                 f"this one is {image_hw[1]}×{image_hw[0]}.")
+    raw = data.get("objects")
+    if not isinstance(raw, list) or len(raw) > MAX_OBJECTS:
+        raise InvalidPromptError(f"'objects' must be a list of at most {MAX_OBJECTS} objects.")
+    objects: list[ObjectState] = []
+    hidden: set[int] = set()
+    for index, item in enumerate(raw):
+        if not isinstance(item, Mapping):
+            raise InvalidPromptError(f"Object {index + 1} is not a mapping.")
+        prompts = Prompts.from_dict(item)
+        prompts.check_inside(image_hw)
+        candidate = item.get("candidate")
+        if candidate is not None and candidate not in range(NUM_CANDIDATES):
+            raise InvalidPromptError(f"Object {index + 1}: mask choice must be 0, 1, 2 or null.")
+        object_id = item.get("id", index + 1)
+        if not isinstance(object_id, int) or object_id < 1 or any(o.id == object_id for o in objects):
+            raise InvalidPromptError(f"Object {index + 1}: ids must be distinct positive integers.")
+        color = item.get("color_index", index)
+        objects.append(ObjectState(object_id, clean_name(item.get("name", ""), f"Object {object_id}"), prompts,
+                                   color if isinstance(color, int) and color >= 0 else index, candidate))
+        if item.get("visible", True) is False:
+            hidden.add(object_id)
+    return Editor.from_objects(image_hw, objects, hidden)
+
+
+def read_prompts_file(path: str | Path, image_hw: tuple[int, int], image_sha256: str) -> Editor:
+    """An editor from a prompts file on disk, checked against the open image.
+
+    Raises:
+        InvalidPromptError: too large, not JSON, not a prompts file, or saved
+            for another image.
+    """
+    path = Path(path)
+    if path.stat().st_size > PROMPTS_FILE_MAX_BYTES:
+        raise InvalidPromptError(f"The prompts file is larger than {PROMPTS_FILE_MAX_BYTES // (1024 * 1024)} MB.")
+    try:
+        parsed = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidPromptError("The prompts file is not valid JSON.") from None
+    editor = editor_from_prompts_file(parsed, image_hw)
+    saved_hash = (parsed.get("image") or {}).get("sha256")
+    if saved_hash and saved_hash != image_sha256:
+        raise InvalidPromptError("These prompts were saved for a different image of the same size.")
+    return editor
+
+
+# ---------------------------------------------------------------------------- export bundle
+def coco_annotation(obj: ObjectState, result: MaskResult, candidate: int, mask: NDArray[np.bool_],
+                    ann_id: int) -> dict[str, Any]:
+    """One object's COCO annotation: RLE, area and box of ``mask``, plus its scores and prompts."""
+    return {
+        "id": ann_id, "image_id": 1, "category_id": 1, "iscrowd": 0,
+        "object_id": obj.id, "name": obj.name,
+        **export.coco_mask_fields(mask),
+        "score": round(float(result.scores[candidate]), 6),
+        "candidate": candidate, "predicted_ious": [round(float(s), 6) for s in result.scores],
+        "object_score": round(result.object_score, 6),
+        "prompts": obj.prompts.to_dict(),
+    }
+
+
+def write_bundle(out_dir: str | Path, name: str, image_file_name: str, image_sha256: str, rgb: NDArray[np.uint8],
+                 editor: Editor, objects: Sequence[ObjectState], results: Sequence[MaskResult]) -> list[Path]:
+    """Write the export bundle for ``objects`` (those with prompts) and their decoder ``results``.
+
+    Args:
+        out_dir: folder to write into (created if needed).
+        name: file-name-safe stem for every file.
+        image_file_name: the image's file name, recorded in the COCO JSON.
+        image_sha256: the image's content hash (COCO JSON and prompts file).
+        rgb: ``(H, W, 3)`` uint8 original image (for the cut-out).
+        editor: the user's editor (visibility, and the prompts file).
+        objects: the objects to export, in order; label ``i + 1`` is ``objects[i]``.
+        results: their decoder results, in the same order.
+
+    Returns:
+        The written files; the last one is a zip holding all the others.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    masks = []
+    files: list[Path] = []
+    annotations = []
+    for obj, result in zip(objects, results):
+        candidate = result.best_index if obj.candidate is None else obj.candidate
+        mask = result.mask(candidate)
+        masks.append(mask)
+        path = out / f"{name}_object{obj.id}_mask.png"
+        export.mask_image(mask).save(path, format="PNG")
+        files.append(path)
+        annotations.append(coco_annotation(obj, result, candidate, mask, len(annotations) + 1))
+    labels = out / f"{name}_labels.png"
+    export.label_map_image(export.label_map(masks)).save(labels, format="PNG")
+    visible = [m for o, m in zip(objects, masks) if editor.is_visible(o.id)] or masks
+    cut = out / f"{name}_cutout.png"
+    export.cutout(rgb, np.logical_or.reduce(visible)).save(cut, format="PNG",
+                                                           compress_level=export.CUTOUT_PNG_COMPRESS_LEVEL)
+    h, w = rgb.shape[:2]
+    coco = {"images": [{"id": 1, "file_name": image_file_name, "width": w, "height": h, "sha256": image_sha256}],
+            "categories": [{"id": 1, "name": "object"}],
+            "annotations": annotations,
+            "label_map": {"file": labels.name, "values": {str(i + 1): o.name for i, o in enumerate(objects)}}}
+    coco_path = out / f"{name}_coco_rle.json"
+    coco_path.write_text(json.dumps(coco, indent=1))
+    prompts_path = out / f"{name}_prompts.json"
+    prompts_path.write_text(json.dumps(prompts_file_dict(editor, image_sha256), indent=1))
+    files += [labels, cut, coco_path, prompts_path]
+    bundle = out / f"{name}_sam2_export.zip"
+    with zipfile.ZipFile(bundle, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for f in files:  # PNGs are compressed already: store them, deflate only the JSON
+            zf.write(f, f.name, compress_type=zipfile.ZIP_STORED if f.suffix == ".png" else None)
+    return files + [bundle]

@@ -1,0 +1,132 @@
+"""Long jobs of the demo (segment everything): up-front estimates, measured speeds, cancel flags.
+
+The service runs the job (:meth:`sam_demo.service.SegmentationService.segment_everything`);
+this module holds what a UI needs around it: what a preset will cost before it
+runs, from this server's measured model speeds, and a way to stop a run from
+another request.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sam_onnx import amg
+from sam_onnx.errors import InvalidPromptError
+from sam_onnx.types import Box, Point, Prompts
+
+FoundObject = tuple[Prompts, "int | None"]
+"""A mask found by segment everything, as an object's prompts and its fixed candidate (None = best)."""
+
+
+class SpeedMeter:
+    """Moving averages of measured model speeds, for up-front time estimates (thread-safe)."""
+
+    SMOOTHING = 0.3
+
+    def __init__(self, decode_seconds: float = 0.05, encode_seconds: float = 2.5) -> None:
+        self._decode = decode_seconds
+        self._encode = encode_seconds
+        self._lock = threading.Lock()
+
+    def record_decode(self, seconds: float, objects: int) -> None:
+        if objects > 0:
+            with self._lock:
+                self._decode += self.SMOOTHING * (seconds / objects - self._decode)
+
+    def record_encode(self, seconds: float) -> None:
+        with self._lock:
+            self._encode += self.SMOOTHING * (seconds - self._encode)
+
+    @property
+    def decode_seconds_per_object(self) -> float:
+        return self._decode
+
+    @property
+    def encode_seconds(self) -> float:
+        return self._encode
+
+
+class CancelRegistry:
+    """Cancel flags of long runs (segment everything), keyed by a caller's token (e.g. a browser tab's id).
+
+    Entries exist only while a run is in progress, so the registry stays as
+    small as the number of concurrent runs.
+    """
+
+    def __init__(self) -> None:
+        self._events: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def start(self, token: str) -> threading.Event:
+        event = threading.Event()
+        with self._lock:
+            self._events[token] = event
+        return event
+
+    def cancel(self, token: str) -> bool:
+        """Ask the run of ``token`` to stop; False if none is running."""
+        with self._lock:
+            event = self._events.get(token)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    def finish(self, token: str, event: threading.Event) -> None:
+        with self._lock:
+            if self._events.get(token) is event:
+                del self._events[token]
+
+
+@dataclass(frozen=True)
+class EverythingEstimate:
+    """What a segment-everything run will do, before it runs."""
+
+    preset: str
+    points_per_side: int
+    points: int
+    decoder_calls: int
+    encoder_runs: int
+    seconds: float
+
+
+def preset(name: str) -> amg.EverythingSettings:
+    """The settings of a named preset.
+
+    Raises:
+        InvalidPromptError: no such preset.
+    """
+    try:
+        return amg.PRESETS[name]
+    except KeyError:
+        raise InvalidPromptError(f"Unknown preset {name!r}; choose one of {', '.join(amg.PRESETS)}.") from None
+
+
+def estimate(preset_name: str, image_hw: tuple[int, int], speed: SpeedMeter) -> EverythingEstimate:
+    """Up-front cost of segment everything with a preset on an already encoded image of size ``image_hw``."""
+    settings = preset(preset_name)
+    plan = amg.make_plan(settings, image_hw)
+    seconds = amg.estimate_seconds(plan, speed.decode_seconds_per_object * settings.batch_size,
+                                   speed.encode_seconds, image_encoded=True)
+    return EverythingEstimate(preset_name, settings.points_per_side, plan.points, plan.decoder_calls,
+                              plan.encoder_runs, seconds)
+
+
+def found_objects(masks: Sequence[amg.EverythingMask], image_hw: tuple[int, int]) -> list[FoundObject]:
+    """Masks found by segment everything as prompts for new objects.
+
+    A mask found on the whole image becomes its grid point plus the chosen
+    candidate. A mask found in a crop (the "thorough" preset) becomes its
+    point plus its bounding box, the closest whole-image prompt.
+    """
+    h, w = image_hw
+    out: list[FoundObject] = []
+    for m in masks:
+        if tuple(m.crop_box) == (0, 0, w, h):
+            out.append((m.prompts, m.candidate))
+        else:
+            x, y, bw, bh = m.bbox
+            out.append((Prompts((Point(*m.point_xy),), Box(x, y, x + bw, y + bh)), None))
+    return out
