@@ -25,7 +25,6 @@ import argparse
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from bench import common
+from tests.support import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -91,11 +91,6 @@ NETWORK_JS = """
 
 STATUS_TIMES = re.compile(r"decode (\d+) ms.*?render (\d+) ms")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_app(model_dir: Path, port: int, log_path: Path, masks: str, extra: list[str],

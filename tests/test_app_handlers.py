@@ -21,8 +21,7 @@ from sam_demo.service import SegmentationService
 from sam_onnx.export import decode_rle
 from tests import analytic_models as am
 from tests.conftest import make_rgb
-
-OUT = {name: i for i, name in enumerate(app.OUTPUT_NAMES)}
+from tests.support import OUT
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +48,7 @@ def _object_mask_from_overlay(before: np.ndarray, after: np.ndarray) -> np.ndarr
     return np.any(before != after, axis=-1)
 
 
-def test_upload_shows_the_image_and_starts_a_session(service, photo):
+def test_upload_shows_the_image_and_starts_an_editor(service, photo):
     out = _open(service, photo)
     overlay, state = out[OUT["display"]], out[OUT["state"]]
     assert overlay.shape == (300, 500, 3)
@@ -134,7 +133,7 @@ def test_choosing_a_candidate_changes_what_is_shown_and_exported(service, photo,
     assert (mask == expected)[~band].all()
 
 
-def test_export_files_are_exact_and_reload_reproduces_the_session(service, photo):
+def test_export_files_are_exact_and_reloading_the_prompts_file_reproduces_the_masks(service, photo):
     out = _click(service, _open(service, photo), 120, 100)
     out = _click(service, out, 140, 100, app.MODE_NEGATIVE)
     out = app.add_object(service, out[OUT["state"]], 0.5, True)
@@ -160,10 +159,10 @@ def test_export_files_are_exact_and_reload_reproduces_the_session(service, photo
     np.testing.assert_array_equal(cut[m1, :3], make_rgb(300, 500)[m1])
     with zipfile.ZipFile(files[-1]) as zf:
         assert sorted(zf.namelist()) == sorted(n for n in names if not n.endswith(".zip"))
-    # Load the prompts file into a fresh session on the same image: same masks.
+    # Load the prompts file into a fresh editor on the same image: same masks.
     fresh = _open(service, photo)
-    session_file = next(f for f in files if f.name == "photo_prompts.json")
-    reloaded = app.load_prompts(service, fresh[OUT["state"]], str(session_file), 0.5, True)
+    prompts_file = next(f for f in files if f.name == "photo_prompts.json")
+    reloaded = app.load_prompts(service, fresh[OUT["state"]], str(prompts_file), 0.5, True)
     np.testing.assert_array_equal(reloaded[OUT["display"]], out[OUT["display"]])
 
 

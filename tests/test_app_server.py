@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +15,7 @@ from sam_demo.service import SegmentationService
 from sam_onnx.export import decode_rle
 from tests import analytic_models as am
 from tests.conftest import make_rgb
-
-OUT = {name: i for i, name in enumerate(app.OUTPUT_NAMES) if name != "state"}
-CLIENT_OUT = {name: i for i, name in enumerate(n for n in app.OUTPUT_NAMES if n != "state")}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support import CLIENT_OUT, free_port
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +81,7 @@ def test_api_lists_the_documented_endpoint_and_hides_state(client):
         assert all("state" not in (p.get("label") or "").lower() for p in endpoint["parameters"])
 
 
-def test_click_session_and_export_pixel_by_pixel(client, photo, tmp_path):
+def test_clicks_and_export_pixel_by_pixel(client, photo, tmp_path):
     out = _load(client, photo)
     assert "500×300" in out[CLIENT_OUT["status"]]
     out = _click(client, 120, 100)
@@ -102,11 +93,11 @@ def test_click_session_and_export_pixel_by_pixel(client, photo, tmp_path):
     mask = np.asarray(Image.open(mask_file)) == 255
     prompts = ([(120, 100), (140, 100)], [1, 0], None, (300, 500))
     assert (mask == am.expected_mask_original(*prompts))[~am.boundary_band(*prompts)].all()
-    session = json.loads(Path(next(f for f in files if str(f).endswith("_prompts.json"))).read_text())
-    assert session["objects"][0]["points"] == [[120.0, 100.0, 1], [140.0, 100.0, 0]]
+    prompts_file = json.loads(Path(next(f for f in files if str(f).endswith("_prompts.json"))).read_text())
+    assert prompts_file["objects"][0]["points"] == [[120.0, 100.0, 1], [140.0, 100.0, 0]]
 
 
-def test_sessions_are_isolated(server, photo, tmp_path):
+def test_browser_tabs_are_isolated(server, photo, tmp_path):
     a = Client(server, download_files=str(tmp_path), verbose=False)
     b = Client(server, download_files=str(tmp_path), verbose=False)
     try:
@@ -115,8 +106,8 @@ def test_sessions_are_isolated(server, photo, tmp_path):
         _click(a, 100, 100)
         out_b = _click(b, 400, 200)
         files = b.predict(api_name="/export")
-        session = json.loads(Path(next(f for f in files if str(f).endswith("_prompts.json"))).read_text())
-        assert session["objects"][0]["points"] == [[400.0, 200.0, 1]]
+        prompts_file = json.loads(Path(next(f for f in files if str(f).endswith("_prompts.json"))).read_text())
+        assert prompts_file["objects"][0]["points"] == [[400.0, 200.0, 1]]
         assert "IoU" in out_b[CLIENT_OUT["objects_html"]]
     finally:
         a.close()

@@ -1,4 +1,4 @@
-"""The editing session: prompts per object, boxes from two clicks, undo/redo, objects, session files."""
+"""The editor: prompts per object, boxes from two clicks, undo/redo, objects."""
 
 from __future__ import annotations
 

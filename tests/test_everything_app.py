@@ -13,8 +13,7 @@ import app
 from sam_demo.service import SegmentationService
 from sam_onnx import amg
 from tests.conftest import make_rgb
-
-OUT = {name: i for i, name in enumerate(app.OUTPUT_NAMES)}
+from tests.support import OUT
 
 
 @pytest.fixture

@@ -31,7 +31,6 @@ import logging
 import os
 import random
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,8 @@ from typing import Any
 import httpx
 import numpy as np
 from PIL import Image
+
+from tests.support import free_port
 
 logger = logging.getLogger(__name__)
 
@@ -108,11 +109,6 @@ def check_local(url: str) -> str:
         raise SystemExit(f"refusing to load-test {url}: only http://127.0.0.1:<port> or http://localhost:<port>")
     return url.rstrip("/") + "/"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_config(url: str, proc: subprocess.Popen | None, timeout_s: float) -> None:

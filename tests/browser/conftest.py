@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from PIL import Image
 
 from tests.browser.pixels import gradient_rgb
 from tests.browser.ui import DemoPage
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
@@ -91,11 +91,6 @@ def pytest_runtest_setup(item):
     if item.get_closest_marker("browser") is not None and (problem := browser_problem()) is not None:
         _unavailable(problem)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------- browser and server

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from sam_demo.service import SegmentationService
 from sam_onnx import Sam2Predictor
 from tests.conftest import make_rgb
 from tests.reliability.rawapi import Outcome, RawSession, Snapshot, png_bytes
+from tests.support import free_port
 
 PHOTO_HW = (120, 160)
 MESSAGE_DEADLINE_S = 2.0  # reliability.md section 3: "a non-null, specific message within 2 s"
@@ -105,11 +105,6 @@ def faults(switchable_predictor) -> Iterator[Switches]:
 
 
 # ---------------------------------------------------------------------------- servers
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @dataclass
 class Served:

@@ -1,0 +1,111 @@
+"""The wrapper stands alone: ``sam_onnx`` imports nothing from the demo, and works without Gradio.
+
+Two layers: ``sam_onnx`` (the reusable wrapper that ``pyproject.toml`` ships)
+and ``sam_demo`` + ``app.py`` (the demo, built on it). These tests check the
+direction of that dependency statically (every import in the wrapper's source)
+and by running the wrapper's CLI and its own tests in a Python where importing
+Gradio or the demo fails, as on a machine with only ``pip install .``.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+WRAPPER = REPO / "sam_onnx"
+DEMO_MODULES = ("app", "sam_demo", "gradio", "gradio_client", "fastapi", "uvicorn")
+"""Top-level modules the wrapper must never need."""
+
+BLOCKER = f"""
+import importlib.abc, sys
+BLOCKED = {DEMO_MODULES!r}
+
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{{name}} is not installed (blocked by tests/test_layering.py)")
+        return None
+
+sys.meta_path.insert(0, Blocker())
+"""
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Top-level names of every module a file imports (including imports inside functions)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _wrapper_test_files() -> list[str]:
+    """Test modules of the wrapper alone: those importing nothing of the demo, directly or via tests.support."""
+    files = []
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        source = path.read_text()
+        if _imported_modules(path) & set(DEMO_MODULES) or "tests.support" in source or path.name == Path(
+                __file__).name or "bench" in _imported_modules(path):
+            continue
+        files.append(str(path.relative_to(REPO)))
+    return files
+
+
+def _run_blocked(code: str, timeout: float) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-c", BLOCKER + code], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_wrapper_source_imports_nothing_of_the_demo():
+    offenders = {str(p.relative_to(REPO)): sorted(_imported_modules(p) & set(DEMO_MODULES))
+                 for p in sorted(WRAPPER.glob("*.py")) if _imported_modules(p) & set(DEMO_MODULES)}
+    assert not offenders
+
+
+def test_the_blocker_really_blocks():
+    """The control: under the blocker, importing Gradio or the demo fails (so a pass below means something)."""
+    for module in ("gradio", "sam_demo.service", "app"):
+        run = _run_blocked(f"import {module}", timeout=60)
+        assert run.returncode != 0 and "blocked by tests/test_layering.py" in run.stderr, module
+
+
+def test_every_wrapper_module_and_the_cli_run_without_gradio(analytic_dir, tmp_path):
+    image = tmp_path / "photo.png"
+    from PIL import Image
+
+    from tests.conftest import make_rgb
+
+    Image.fromarray(make_rgb(120, 160)).save(image)
+    modules = sorted(f"sam_onnx.{p.stem}" for p in WRAPPER.glob("*.py") if p.stem != "__main__")
+    code = f"""
+import importlib, runpy
+for name in {modules!r}:
+    importlib.import_module(name)
+sys.argv = ["sam_onnx", {str(image)!r}, "--point", "80,60", "--model-dir", {str(analytic_dir)!r},
+            "--out", {str(tmp_path / "mask.png")!r}]
+runpy.run_module("sam_onnx", run_name="__main__")
+"""
+    run = _run_blocked(code, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "mask.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_the_wrapper_tests_pass_without_gradio():
+    files = _wrapper_test_files()
+    assert {"tests/test_predictor.py", "tests/test_cli.py", "tests/test_amg.py"} <= set(files)
+    code = f"""
+import pytest
+sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", *{files!r}]))
+"""
+    run = _run_blocked(code, timeout=1200)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
