@@ -152,9 +152,15 @@ def encode_rle(mask: NDArray[np.bool_]) -> dict[str, Any]:
 
 
 def decode_rle(rle: dict[str, Any]) -> NDArray[np.bool_]:
-    """Inverse of :func:`encode_rle` (accepts compressed strings and plain count lists)."""
+    """Inverse of :func:`encode_rle`: ``(H, W)`` bool from ``{"size": [H, W], "counts": ...}``.
+
+    ``counts`` may be the compressed string (``str``, or the ``bytes`` that pycocotools returns) or a
+    plain list of run lengths.
+    """
     h, w = (int(v) for v in rle["size"])
     counts = rle["counts"]
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii")
     counts = _string_to_counts(counts) if isinstance(counts, str) else [int(c) for c in counts]
     if sum(counts) != h * w:
         raise ValueError(f"RLE counts sum to {sum(counts)}, expected {h * w}")
