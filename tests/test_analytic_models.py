@@ -69,6 +69,7 @@ def _assert_matches_reference(decoder, points, labels, boxes, embeddings) -> lis
         np.asarray(labels, np.int64),
         np.asarray(boxes, np.float32),
         embeddings[2],
+        embeddings[0],
     )
     for name, got, want in zip(am.DECODER_OUTPUTS, outputs, expected, strict=True):
         assert got.shape == want.shape, name
@@ -132,10 +133,10 @@ def test_batch_of_two_images_matches_reference_per_image(decoder):
 def test_reference_decoder_matches_the_documented_rule():
     """Independent spot checks of the rule itself (so reference and graph cannot share a bug)."""
     emb2 = np.zeros((1, 256, 64, 64), np.float32)
-    # One positive click at model pixel (500, 300) -> continuous (500.5, 300.5).
+    # One positive click at model pixel (500, 300) -> continuous (500.5, 300.5), plus the pad point.
     iou, masks, obj = am.reference_decoder(
-        np.array([[[[500, 300]]]], np.float32),
-        np.array([[[1]]]),
+        np.array([[[[500, 300], PAD]]], np.float32),
+        np.array([[[1, -1]]]),
         np.zeros((1, 0, 4), np.float32),
         emb2,
     )
@@ -146,6 +147,12 @@ def test_reference_decoder_matches_the_documented_rule():
     assert area == pytest.approx(np.pi * am.POS_RADIUS**2, rel=0.05)
     assert int(np.argmax(iou[0, 0])) == 1
     assert obj[0, 0, 0] == pytest.approx(am.OBJECT_SCORE_PER_POSITIVE)
+    # Without the pad point (or with two), every logit is PAD_PENALTY lower.
+    for points, labels in (([[500, 300]], [1]), ([[500, 300], PAD, PAD], [1, -1, -1])):
+        _, other, _ = am.reference_decoder(
+            np.array([[points]], np.float32), np.array([[labels]]), np.zeros((1, 0, 4), np.float32), emb2
+        )
+        np.testing.assert_allclose(other, masks - am.PAD_PENALTY, atol=1e-4)
     # One box (model pixels 100..199 x 40..79): candidate 1 = the cells whose centre is inside.
     iou, masks, _ = am.reference_decoder(
         np.zeros((1, 1, 0, 2), np.float32),
@@ -159,6 +166,16 @@ def test_reference_decoder_matches_the_documented_rule():
     )
     np.testing.assert_array_equal(masks[0, 0, 1] > 0, inside)
     assert int(np.argmax(iou[0, 0])) == 0
+    # Key cells: a pure-blue cell never belongs to a mask, whatever the prompt.
+    emb0 = np.zeros((1, 32, 256, 256), np.float32)
+    emb0[0, list(am.KEY_CHANNELS), 12, 30] = am.key_normalised()
+    _, keyed, _ = am.reference_decoder(
+        np.zeros((1, 1, 0, 2), np.float32), np.zeros((1, 1, 0), np.int64),
+        np.array([[[100, 40, 199, 79]]], np.float32), emb2, emb0,
+    )
+    assert not np.any(keyed[0, 0, :, 12, 30] > 0)
+    inside[12, 30] = False
+    np.testing.assert_array_equal(keyed[0, 0, 1] > 0, inside)
 
 
 def test_candidates_are_nested(decoder, embeddings):
@@ -180,15 +197,29 @@ def test_negative_only_prompt_selects_nothing(decoder, embeddings):
     assert not np.any(masks > 0)
 
 
-def test_pad_labels_minus_1_and_minus_10_change_nothing(decoder, embeddings):
-    points = [[[[500, 300], [520, 330]]]]
-    labels = [[[1, 0]]]
+def test_processor_pad_label_minus_10_changes_nothing(decoder, embeddings):
+    points = [[[[500, 300], [520, 330], PAD]]]
+    labels = [[[1, 0, -1]]]
     plain = _run(decoder, points, labels, NO_BOXES, embeddings)
     padded_points = [[[[500, 300], [700, 100], [520, 330], [510, 305], PAD]]]
     padded_labels = [[[1, -10, 0, -10, -1]]]
     padded = _run(decoder, padded_points, padded_labels, NO_BOXES, embeddings)
     for a, b in zip(plain, padded, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("pads,boxes", [(0, NO_BOXES), (2, NO_BOXES), (1, [[[100, 200, 600, 500]]])])
+def test_a_pad_count_other_than_the_reference_layout_shrinks_every_mask(decoder, embeddings, pads, boxes):
+    """The reference layout is one (0, 0) / -1 token without a box and none with one; each token more or fewer
+    costs PAD_PENALTY model units everywhere, so a wrapper that drops (or adds) the pad point is caught."""
+    right_points = [[[[500, 300], [520, 330]] + ([PAD] if not np.size(boxes) else [])]]
+    right_labels = [[[1, 0] + ([-1] if not np.size(boxes) else [])]]
+    _, right, _ = _run(decoder, right_points, right_labels, boxes, embeddings)
+    _, wrong, _ = _assert_matches_reference(
+        decoder, [[[[500, 300], [520, 330]] + [PAD] * pads]], [[[1, 0] + [-1] * pads]], boxes, embeddings
+    )
+    np.testing.assert_allclose(wrong, right - am.PAD_PENALTY, atol=1e-4)
+    assert np.count_nonzero(wrong > 0) < np.count_nonzero(right > 0)
 
 
 def test_object_score_depends_on_image_and_prompt(decoder):
@@ -417,6 +448,25 @@ def _to_model(points_xy, box, hw):
     )
 
 
+def _spec_feeds(points_xy, labels, box, hw, shift=0.0, pad=True):
+    """(points, labels, boxes) decoder feeds for a prompt in original pixels, laid out as the spec says
+    (``x * 1024 / W`` in float32, the (0, 0) / -1 pad point iff there is no box). ``shift`` and ``pad=False``
+    make the two mistakes the exact expectation must notice."""
+    model_points, model_box = _to_model(
+        points_xy if points_xy else np.zeros((0, 2)), box or [0, 0, 0, 0], hw
+    )
+    model_points, model_box = model_points + shift, model_box + shift
+    if points_xy is None:
+        points, labels_in = np.zeros((1, 1, 0, 2)), np.zeros((1, 1, 0))
+    elif box is None and pad:
+        points = np.concatenate([model_points, [PAD]])[None, None]
+        labels_in = np.asarray([*labels, -1])[None, None]
+    else:
+        points, labels_in = model_points[None, None], np.asarray(labels)[None, None]
+    boxes = model_box[None, None] if box is not None else NO_BOXES
+    return np.asarray(points, np.float32), labels_in, np.asarray(boxes, np.float32)
+
+
 def _nearest_upsample(lowres: np.ndarray, hw) -> np.ndarray:
     height, width = hw
     rows = np.floor((np.arange(height) + 0.5) * lowres.shape[0] / height).astype(int)
@@ -454,15 +504,7 @@ def test_expected_mask_original_agrees_with_upsampled_logits_outside_band(
     decoder, embeddings, prompt, candidate
 ):
     points_xy, labels, box = ORIGINAL_PROMPTS[prompt]
-    model_points, model_box = _to_model(
-        points_xy if points_xy else np.zeros((0, 2)), box or [0, 0, 0, 0], ORIGINAL_HW
-    )
-    if points_xy is None:
-        points, labels_in = np.zeros((1, 1, 0, 2)), np.zeros((1, 1, 0))
-    else:
-        points, labels_in = model_points[None, None], np.asarray(labels)[None, None]
-    boxes = model_box[None, None] if box is not None else NO_BOXES
-    _, masks, _ = _run(decoder, points, labels_in, boxes, embeddings)
+    _, masks, _ = _run(decoder, *_spec_feeds(points_xy, labels, box, ORIGINAL_HW), embeddings)
     lowres = masks[0, 0, candidate]
 
     expected = am.expected_mask_original(points_xy, labels, box, ORIGINAL_HW, candidate=candidate)
@@ -515,3 +557,81 @@ def test_boundary_band_width_matches_tolerance_px():
     middle_col = band[:, 250]  # crosses the top and bottom edges
     assert np.count_nonzero(middle_row) == pytest.approx(2 * 2 * tol_cols, abs=2)
     assert np.count_nonzero(middle_col) == pytest.approx(2 * 2 * tol_rows, abs=2)
+
+
+PIPELINE_SIZES = [(300, 500), (500, 300), (24, 16), (1, 1), (257, 255), (1200, 1600)]
+
+
+@pytest.mark.parametrize("hw", PIPELINE_SIZES)
+@pytest.mark.parametrize("prompt", sorted(ORIGINAL_PROMPTS))
+def test_pipeline_mask_is_the_upsampled_decoder_output(decoder, embeddings, prompt, hw):
+    """The exact expectation: the decoder's own logits, upsampled half-pixel, agree with ``pipeline_mask``
+    everywhere except where |logit| <= PIPELINE_EPS (float32 rounding), for every candidate."""
+    height, width = hw
+    points_xy, labels, box = ORIGINAL_PROMPTS[prompt]
+    scale = np.array([width / 500, height / 300])
+    points_xy = None if points_xy is None else np.minimum(np.asarray(points_xy) * scale, [width - 1, height - 1])
+    box = None if box is None else (np.asarray(box) * np.tile(scale, 2)).tolist()
+    listed = None if points_xy is None else points_xy.tolist()
+    _, masks, _ = _run(decoder, *_spec_feeds(listed, labels, box, hw), embeddings)
+    for candidate in range(am.NUM_CANDIDATES):
+        np.testing.assert_allclose(
+            masks[0, 0, candidate], am.expected_low_res(listed, labels, box, hw, candidate), atol=1e-4
+        )
+        mask, unsure = am.pipeline_mask(listed, labels, box, hw, candidate)
+        upsampled = _bilinear_upsample(masks[0, 0, candidate], hw)
+        np.testing.assert_allclose(am.upsample_half_pixel(masks[0, 0, candidate], hw), upsampled, atol=1e-9)
+        wrong = ((upsampled > 0) != mask) & ~unsure
+        assert not wrong.any(), f"candidate {candidate}: {int(wrong.sum())} pixels"
+        assert np.count_nonzero(unsure) <= max(2, mask.size // 1000)
+
+
+@pytest.mark.parametrize("mistake", ["half_unit_shift", "no_pad_point"])
+def test_pipeline_mask_sees_sub_pixel_and_pad_mistakes(decoder, embeddings, mistake):
+    """What the exact expectation is for: half a model unit of shift, or a missing pad point, changes pixels
+    that the one-cell band of the idealised mask would hide."""
+    hw = (300, 500)
+    points_xy, labels, box = ORIGINAL_PROMPTS["clicks_and_negative"]
+    feeds = _spec_feeds(points_xy, labels, box, hw, shift=0.5 if mistake == "half_unit_shift" else 0.0,
+                        pad=mistake != "no_pad_point")
+    _, masks, _ = _run(decoder, *feeds, embeddings)
+    got = _bilinear_upsample(masks[0, 0, 1], hw) > 0
+    mask, unsure = am.pipeline_mask(points_xy, labels, box, hw)
+    wrong = (got != mask) & ~unsure
+    assert wrong.any()
+    if mistake == "half_unit_shift":
+        # ... and the idealised mask with its one-cell band cannot see it.
+        band = am.boundary_band(points_xy, labels, box, hw)
+        assert not ((got != am.expected_mask_original(points_xy, labels, box, hw)) & ~band).any()
+
+
+def _picture_with_patches(hw=(256, 384)):
+    """A mid-grey picture with a pure-blue (key) and a pure-red rectangle, edges on 8-pixel steps."""
+    rgb = np.full((*hw, 3), 128, np.uint8)
+    rgb[64:160, 96:192] = am.KEY_RGB
+    rgb[64:160, 224:320] = (255, 0, 0)
+    return rgb
+
+
+def test_key_cells_follow_the_blue_patch_not_the_red_one():
+    rgb = _picture_with_patches()
+    key = am.key_cells(rgb)
+    # 256 x 384 -> 1024 x 1024: the blue patch covers model rows 256..640 and columns 256..512 (cells 64..160
+    # by 64..128), the red one columns 597..853 (cells 149..213), less a cell of resize blur on each side.
+    assert key[70:150, 70:120].all() and not key[:60].any() and not key[:, 130:].any()
+    swapped = am.key_cells(np.ascontiguousarray(rgb[..., ::-1]))  # what a BGR mix-up would make of it
+    assert not (swapped & key).any() and swapped[70:150, 155:205].all()
+
+
+def test_encoder_and_decoder_cut_key_cells_out_of_every_mask(encoder, decoder):
+    rgb = _picture_with_patches()
+    hw = rgb.shape[:2]
+    embeddings = encoder.run(None, {am.ENCODER_INPUT: am.reference_pixel_values(rgb).astype(np.float32)})
+    key = am.key_cells(rgb)
+    np.testing.assert_array_equal(am.key_distance(embeddings[0])[0] <= am.KEY_TOLERANCE, key)
+    box = [40, 30, 360, 200]  # covers both patches
+    _, masks, _ = _run(decoder, *_spec_feeds(None, None, box, hw), embeddings)
+    mask, unsure = am.pipeline_mask(None, None, box, hw, key=key)
+    got = _bilinear_upsample(masks[0, 0, 1], hw) > 0
+    assert not ((got != mask) & ~unsure).any()
+    assert not got[80:144, 112:176].any() and got[80:144, 240:304].all()  # blue cut out, red kept
