@@ -48,9 +48,20 @@ def _objects(case) -> list[Prompts]:
             for obj in case["objects"]]
 
 
-def _unpack_masks(case) -> np.ndarray:
+def unpack_masks(case) -> np.ndarray:
+    """PyTorch's full-size masks of a case: bool ``[Q, 3, H, W]``."""
     shape = case["masks_shape"]
     return np.unpackbits(REF[f"{case['key']}_masks"], count=int(np.prod(shape))).reshape(shape).astype(bool)
+
+
+def reference_click_mask() -> tuple[tuple[float, float], np.ndarray]:
+    """Case c0 (one positive click) for end-to-end suites: the click ``(x, y)`` in original pixels and PyTorch's
+    mask of the best-scored candidate, bool ``(H, W)`` (the one the app shows and exports by default)."""
+    case = CASES[0]
+    (x, y, label), = case["objects"][0]["points"]
+    assert label == 1 and case["objects"][0]["box"] is None
+    best = int(np.argmax(REF[f"{case['key']}_iou"][0]))
+    return (float(x), float(y)), unpack_masks(case)[0, best]
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +135,7 @@ def test_decoder_and_masks_match_pytorch(case, fixture_predictor, embedding):
     np.testing.assert_allclose(low_res[:, :, ::2, ::2], REF[f"{key}_low_res"], atol=LOGIT_TOL)
     np.testing.assert_allclose(np.stack([r.scores for r in results]), REF[f"{key}_iou"], atol=LOGIT_TOL)
     np.testing.assert_allclose([[r.object_score_logit] for r in results], REF[f"{key}_object_score"], atol=LOGIT_TOL)
-    differ = masks != _unpack_masks(case)
+    differ = masks != unpack_masks(case)
     far = differ & (np.abs(logits) >= NEAR_THRESHOLD)
     assert not far.any(), f"{int(far.sum())} mask pixels differ where |logit| >= {NEAR_THRESHOLD}"
     per_mask = differ.reshape(*differ.shape[:2], -1).sum(axis=-1)
@@ -137,7 +148,7 @@ def test_mask_flips_are_rare_and_all_at_the_threshold(fixture_predictor, embeddi
     worst = 0.0
     for case in CASES:
         _, masks, logits = _decode_case(case, fixture_predictor, embedding)
-        differ = masks != _unpack_masks(case)
+        differ = masks != unpack_masks(case)
         flips += int(differ.sum())
         pixels += differ.size
         worst = max(worst, float(np.abs(logits[differ]).max(initial=0.0)))

@@ -130,6 +130,24 @@ def demo_url(predictor):
 
 
 @pytest.fixture(scope="session")
+def fixture_demo_url():
+    """The demo served on the reduced real-architecture model (tests/fixtures/sam2_tiny) instead of the
+    analytic ones, for the cases compared with PyTorch's masks."""
+    import app
+    from sam_demo.service import SegmentationService
+    from sam_onnx import Sam2Predictor
+    from tests.test_reference_fixture import FIXTURE
+
+    predictor = Sam2Predictor.from_files(FIXTURE / "encoder.onnx", FIXTURE / "decoder.onnx", threads=1)
+    demo = app.build_demo(SegmentationService(predictor, image_cache_mb=64))
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs("127.0.0.1", free_port()))
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="session")
 def screenshots() -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS
@@ -162,6 +180,12 @@ def _open(request, browser, demo_url, screenshots, options: dict, touch: bool):
 def desktop(request, browser, demo_url, screenshots):
     """A fresh session in a 1440x1000 desktop page, driven with the mouse and keyboard."""
     yield from _open(request, browser, demo_url, screenshots, DESKTOP, touch=False)
+
+
+@pytest.fixture
+def real_graph_desktop(request, browser, fixture_demo_url, screenshots):
+    """A desktop page on the demo that runs the reduced real-architecture model."""
+    yield from _open(request, browser, fixture_demo_url, screenshots, DESKTOP, touch=False)
 
 
 @pytest.fixture
