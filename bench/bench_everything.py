@@ -2,7 +2,7 @@
 
 Run (the stand-in has the real architecture and timings, but meaningless masks)::
 
-    python -m bench.bench_everything --model-dir /root/.cache/sam2-standin/trace \\
+    python -m bench.bench_everything --model-dir "$SAM_STANDIN_DIR" \\
         --json bench/everything.json
 
 Measures:
@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import common
 from sam_onnx import Point, Prompts, Sam2Predictor, amg
 
 PHOTO_HW = (3000, 4000)
@@ -163,7 +164,7 @@ def run_grid(predictor: Sam2Predictor, rgb: np.ndarray, settings: amg.Everything
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", type=Path, default=Path("/root/.cache/sam2-standin/trace"))
+    parser.add_argument("--model-dir", help=f"folder with encoder.onnx + decoder.onnx (default ${common.STANDIN_ENV})")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=5, help="timed decoder calls per batch size")
     parser.add_argument("--presets", nargs="*", default=list(amg.PRESETS), help="presets to time (none: skip)")
@@ -172,6 +173,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
 
+    args.model_dir = common.model_dir(args.model_dir)
     predictor = Sam2Predictor.from_files(args.model_dir / "encoder.onnx", args.model_dir / "decoder.onnx",
                                          threads=args.threads)
     rgb = synthetic_photo(PHOTO_HW)

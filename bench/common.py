@@ -24,8 +24,10 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
-STANDIN_DIR = Path("/root/.cache/sam2-standin/trace")
-"""Full-size random-weight stand-in (same graph and timings as the real model); used when present."""
+STANDIN_ENV = "SAM_STANDIN_DIR"
+"""Environment variable naming a folder with the full-size random-weight stand-in (encoder.onnx + decoder.onnx:
+the real architecture and graph sizes, meaningless masks), used when ``--model-dir`` is not given."""
+STANDIN_DIR = Path(os.environ[STANDIN_ENV]) if os.environ.get(STANDIN_ENV) else None
 
 PHOTO_SOURCE = REPO / "assets" / "rocket.jpg"
 PHOTO_ASPECT = (4, 3)
@@ -129,8 +131,10 @@ def peak_rss_mib() -> float:
 
 
 def model_dir(arg: str | None) -> Path:
-    """``--model-dir`` or, by default, the stand-in; a folder with encoder.onnx + decoder.onnx."""
+    """``--model-dir`` or, by default, ``$SAM_STANDIN_DIR``; a folder with encoder.onnx + decoder.onnx."""
     folder = Path(arg) if arg else STANDIN_DIR
+    if folder is None:
+        raise SystemExit(f"pass --model-dir (a folder with encoder.onnx and decoder.onnx) or set {STANDIN_ENV}")
     for name in ("encoder.onnx", "decoder.onnx"):
         if not (folder / name).is_file():
             raise SystemExit(f"{folder / name} not found: pass --model-dir with encoder.onnx and decoder.onnx")

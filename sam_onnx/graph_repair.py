@@ -1,4 +1,4 @@
-"""Repair of the onnxruntime Concat quirk in plainly traced SAM 2 decoders (model-io.md §7.1).
+"""Repair of the onnxruntime Concat quirk in plainly traced SAM 2 decoders (docs/model-io.md, "The Concat quirk").
 
 transformers' prompt encoder concatenates point tokens ``[B, P, N, C]`` and box
 tokens ``[B, M, 3, C]`` on axis 2. For a points-only prompt the box input is

@@ -101,7 +101,7 @@ DEFAULT_LIMITS: Final = ImageLimits()
 
 #: Pillow format names that :func:`load_image` decodes, most common first (Pillow tries
 #: them in this order). AVIF is deliberately absent even though Pillow 12 wheels can
-#: decode it: it keeps the decode surface to what reliability.md section 1.2 recommends and
+#: decode it: that keeps the decode surface small (docs/reliability.md, rows A6-A8) and
 #: behaves the same on every Pillow build. AVIF files get a message naming AVIF.
 ALLOWED_FORMATS: Final[tuple[str, ...]] = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 

@@ -49,7 +49,8 @@ class ModelSpec:
         return sum(f.size or 0 for f in (*self.encoder.all, *self.decoder.all))
 
 
-# Sizes and SHA-256 prefixes pinned by public code for this exact revision (model-io.md §1).
+# Exact sizes and the first 8 hex digits of each file's SHA-256, as third-party code pins them for this revision
+# (we have not seen the files; docs/model-io.md, "Files"). sam_onnx.hub checks both before loading.
 SAM21_HIERA_SMALL = ModelSpec(
     name="sam2.1-hiera-small",
     repo_id="onnx-community/sam2.1-hiera-small-ONNX",

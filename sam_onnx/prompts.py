@@ -1,6 +1,7 @@
 """Prompts → decoder feeds (pure numpy). The only module that knows the graph's prompt layouts.
 
-Decoder prompt inputs (onnx-community/sam2.1-hiera-small-ONNX, model-io.md §3):
+Decoder prompt inputs (onnx-community/sam2.1-hiera-small-ONNX; docs/model-io.md, "Decoder inputs and the
+three layouts"):
 
 =================  =======  ================  ==========================================
 input              dtype    shape             meaning

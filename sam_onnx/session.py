@@ -1,6 +1,6 @@
 """onnxruntime sessions: options, providers and the I/O contract. The only importer of onnxruntime.
 
-I/O contract of onnx-community/sam2.1-hiera-small-ONNX (model-io.md §1-4)::
+I/O contract of onnx-community/sam2.1-hiera-small-ONNX (docs/model-io.md)::
 
     encoder  pixel_values         float32 [B, 3, 1024, 1024]   (float16 in the fp16 variant)
           -> image_embeddings.0   float32 [B, 32, 256, 256]
@@ -100,7 +100,7 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
 
     ``intra_op_num_threads`` = cores, one inter-op thread, and spinning off:
     spin-waiting threads made a lone decode 51 ms instead of 33 ms on 2 vCPUs
-    and doubled it while an encode ran (reliability.md §1.4).
+    and doubled it while an encode ran (measured on the stand-in, 2 vCPUs).
     """
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or default_threads()

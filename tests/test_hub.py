@@ -1,6 +1,6 @@
 """Model files: the huggingface_hub cache layout (pinned revision, external data, offline), local folders, faults.
 
-Rows E1-E6 of reliability.md section 3 at the wrapper level.
+Rows E1-E6 of docs/reliability.md at the wrapper level.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests for sam_onnx.image: safe loading (reliability.md section 3, rows A1-A15) and
+"""Tests for sam_onnx.image: safe loading (docs/reliability.md, rows A1-A15) and
 array normalisation (section 4.3).
 
 All fixtures are generated here with Pillow or by hand (PNG/ISO-BMFF headers); no network.
@@ -75,7 +75,7 @@ def hand_png(width: int, height: int, bit_depth: int, colour_type: int, row: byt
 
 
 def bomb_png(side: int) -> bytes:
-    """reliability.md section 6: grey side x side PNG of zero rows (95 KiB for 10 000^2)."""
+    """A grey side x side PNG of zero rows: a tiny file claiming a huge image (95 KiB for 10 000^2)."""
     return hand_png(side, side, 8, 0, bytes(side))
 
 

@@ -1,4 +1,4 @@
-"""Bounded decode fuzzing of sam_onnx.image.load_image (reliability.md section 1.7).
+"""Bounded decode fuzzing of sam_onnx.image.load_image.
 
 The oracle is Pillow's own OSS-Fuzz one, tightened for an app: for ANY byte string,
 load_image either returns a valid LoadedImage or raises InvalidImageError, never

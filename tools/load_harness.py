@@ -1,4 +1,4 @@
-"""Bounded load and soak runs of the demo on THIS machine (reliability.md section 5).
+"""Bounded load and soak runs of the demo on THIS machine (docs/reliability.md, D. Load and resources).
 
 Starts ``python app.py`` on 127.0.0.1 (or attaches to one there), drives it with up to 8
 ``gradio_client`` users (each: upload one image, then clicks with think time) plus a
@@ -63,10 +63,10 @@ THINK_S = (0.2, 0.8)
 USER_STAGGER_S = 0.3
 IMAGE_HW = (600, 800)
 PLATEAU_TAIL = 0.25          # the plateau is the median RSS of the last quarter of the run
-RSS_SLACK_MB = 512           # reliability.md section 5.4: plateau <= baseline + cache cap + 0.5 GB
+RSS_SLACK_MB = 512           # docs/reliability.md, row D4: plateau <= baseline + cache cap + 0.5 GB
 CLICK_P95_TARGET_MS = 400.0  # 4 users on a 2-core machine
 DRIFT_FROM_S = 600.0         # soak: once the caches are full (10 min), RSS may drift by less than
-DRIFT_MAX_MB = 50            # 50 MB to the end of the run (reliability.md section 5.4)
+DRIFT_MAX_MB = 50            # 50 MB to the end of the run
 DRIFT_MIN_RUN_S = 1200.0
 LOCAL_PREFIXES = ("http://127.0.0.1:", "http://localhost:")
 

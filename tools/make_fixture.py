@@ -5,7 +5,7 @@ A reduced ``transformers`` ``Sam2Model`` with seeded random weights is exported 
 ONNX with the I/O contract and the prompt-concatenation layout of the published
 ``onnx-community/sam2.1-hiera-small-ONNX`` files (plain trace of the prompt
 encoder called with points, labels AND boxes, so an empty ``input_boxes`` hits
-onnxruntime's lenient Concat; see shared/research/model-io.md section 7.1).
+onnxruntime's lenient Concat; see docs/model-io.md, "The Concat quirk").
 Next to the graphs it stores a test image and the outputs of transformers' own
 pipeline (image processor, prompt normalisation, model, ``post_process_masks``)
 so that tests without torch can check an ONNX wrapper against them.
@@ -58,7 +58,7 @@ EMB1_SUB = 2  # image_embeddings.1 [1,64,128,128] -> [1,64,64,64]
 LOW_RES_SUB = 2  # pred_masks logits [Q,3,256,256] -> [Q,3,128,128] (full size only for case c0)
 FULL_LOW_RES_CASE = "c0"  # also stored unsubsampled as c0_low_res_full (post-processing tests)
 
-# Reduced config (model-io.md section 10, with a slimmer mask decoder). The FPN and
+# Reduced config (the smallest Hiera that exports with the real I/O shapes, with a slimmer mask decoder). The FPN and
 # mask-decoder hidden size stays 256: the embedding channel counts 32/64/256 follow it.
 HIERA = dict(
     hidden_size=16,

@@ -3,7 +3,7 @@
 Coordinates: *CSS* pixels of the viewport (where the pointer goes) and
 *display* pixels of the image file the page shows (what Gradio reports).
 Gradio maps a click with ``object-fit: scale-down`` maths
-(``get_coordinates_of_clicked_image`` in gradio's ImagePreview, gradio.md §1.2/§5.3)::
+(``get_coordinates_of_clicked_image`` in gradio's ImagePreview component)::
 
     s = min(box_w / natural_w, box_h / natural_h, 1)
     x_display = Math.round((clientX - box_left - (box_w - natural_w * s) / 2) / s)

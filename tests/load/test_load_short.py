@@ -1,4 +1,4 @@
-"""The short load run that CI does on every push (reliability.md section 5.3, L1 + D4), on the analytic models.
+"""The short load run that CI does on every push (docs/reliability.md, D. Load and resources), on the analytic models.
 
 ``python app.py`` is started on 127.0.0.1 as a separate process, 4 ``gradio_client`` users upload
 and click 15 times each while a canary keeps clicking, and the server's RSS is sampled from

@@ -1,4 +1,4 @@
-"""Fixtures for the reliability rows (reliability.md section 3): a real server on 127.0.0.1 with
+"""Fixtures for the reliability rows (docs/reliability.md): a real server on 127.0.0.1 with
 the analytic models, a session with work in it, and switches that inject runtime faults.
 
 The server is the app exactly as ``python app.py`` builds it (``app.build_demo`` +
@@ -26,7 +26,7 @@ from tests.reliability.rawapi import Outcome, RawSession, Snapshot, png_bytes
 from tests.support import free_port
 
 PHOTO_HW = (120, 160)
-MESSAGE_DEADLINE_S = 2.0  # reliability.md section 3: "a non-null, specific message within 2 s"
+MESSAGE_DEADLINE_S = 2.0  # docs/reliability.md: "a clear message", within 2 s
 LEAK_PATTERN = re.compile(r"Traceback|File \"|/tmp/|/root/|/home/|/work/|/etc/|\.py\b|Exception\b")
 
 

@@ -5,7 +5,7 @@ never would (forged file paths, ``data:`` URLs, NaN, forged ``SelectData``) into
 session a user works in, then check that the user's work is unchanged. Everything goes to
 ``127.0.0.1`` only.
 
-Two Gradio routes are used (reliability.md section 6):
+Two Gradio routes are used (docs/reliability.md, "How the tests reach the app"):
 
 * ``POST /gradio_api/call/<api>`` then ``GET /gradio_api/call/<api>/<event_id>``: the
   documented REST API (``event: complete`` / ``event: error`` server-sent events);

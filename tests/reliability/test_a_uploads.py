@@ -1,4 +1,4 @@
-"""Rows A1-A20 of reliability.md section 3: hostile and unusual uploads, through the real server.
+"""Rows A1-A20 of docs/reliability.md: hostile and unusual uploads, through the real server.
 
 Every refusal is checked on the three ways an image reaches the app: the upload box
 (``ui_open_image``, as the browser sends it), the session API (``/load_image``) and the

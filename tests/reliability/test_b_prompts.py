@@ -1,4 +1,4 @@
-"""Rows B1-B13 of reliability.md section 3: bad, forged and racing prompts, through the real server.
+"""Rows B1-B13 of docs/reliability.md: bad, forged and racing prompts, through the real server.
 
 Clicks reach the app two ways: the browser's ``.select`` on the displayed image (a
 ``SelectData`` whose ``index`` a caller can forge) and the scripted ``/click`` API (plain

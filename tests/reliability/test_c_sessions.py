@@ -1,4 +1,4 @@
-"""Rows C1-C6 of reliability.md section 3: sessions, memory per session, forged state, shared hashes.
+"""Rows C1-C6 of docs/reliability.md: sessions, memory per session, forged state, shared hashes.
 
 ``pytest tests/reliability -k C1_``.
 """

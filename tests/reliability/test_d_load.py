@@ -1,4 +1,4 @@
-"""Rows D1-D6 of reliability.md section 3 (D4 here at small scale; the longer load run with a canary is
+"""Rows D1-D6 of docs/reliability.md (D4 here at small scale; the longer load run with a canary is
 tests/load/test_load_short.py). ``pytest tests/reliability -k D2_``.
 """
 
@@ -135,7 +135,7 @@ keeps 4 new embeddings (67 MB) and their display copies."""
 def test_D4_memory_plateaus_over_identical_batches(analytic_dir, tmp_path):
     """D4 at small scale: ``python app.py`` with a 32 MB cache; 4 tabs each upload a NEW 800x600 photo per batch,
     click and export. The server's RSS must level off (growth between the last batches within a few MB) and
-    stay under baseline + cache cap + 0.5 GB (reliability.md section 5.4). The long run is tests/load."""
+    stay under baseline + cache cap + 0.5 GB (docs/reliability.md, D4). The long run is tests/load."""
     from tests.conftest import make_rgb
     from tools.load_harness import RSS_SLACK_MB, read_proc_status, start_server
 

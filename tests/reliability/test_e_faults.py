@@ -1,4 +1,4 @@
-"""Rows E1-E10 of reliability.md section 3 at the app level: model files, runtime, disk, memory, hangs.
+"""Rows E1-E10 of docs/reliability.md at the app level: model files, runtime, disk, memory, hangs.
 
 The wrapper-level halves of E1-E6 are in tests/test_hub.py (hub cache, hashes, sidecars,
 providers); here ``python app.py`` itself must fail fast with the message and a non-zero

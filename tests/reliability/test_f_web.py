@@ -1,4 +1,4 @@
-"""Rows F1-F6 of reliability.md section 3: Gradio's own web-security guarantees, re-checked on this app
+"""Rows F1-F6 of docs/reliability.md: Gradio's own web-security guarantees, re-checked on this app
 as it is launched (``app.launch_kwargs``), so that a settings change or a Gradio upgrade that loses one
 fails here. ``pytest tests/reliability -k F1_``.
 """
@@ -19,7 +19,7 @@ from tests.reliability.conftest import assert_message
 ROOT = Path(app.__file__).resolve().parent
 
 #: Lowest versions without the advisories that matter to an upload-and-click app
-#: (reliability.md section 1.1, gradio.md section 4.3). A pin below a floor fails F6.
+#: (the advisories are named beside each floor). A pin below a floor fails F6.
 ADVISORY_FLOORS = {
     "gradio": ((6, 25, 0), "#13756 per-request server growth; 6.20 SSRF-safe /file= proxy; 6.16 SVG/Audio SSRF"),
     "pillow": ((12, 3, 0), "12.2/12.3 decoder CVEs (FITS, PSD, PDF, EPS, JPEG2000, paste/crop)"),

@@ -1,4 +1,4 @@
-"""Property tests for what a caller controls at the app's edges (reliability.md sections 4.2 and 4.3).
+"""Property tests for what a caller controls at the app's edges.
 
 The pure wrapper values have their own properties (tests/test_types.py, test_geometry.py,
 test_editor.py, test_image.py for arrays); these cover the joins: any JSON a forged

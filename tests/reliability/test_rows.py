@@ -1,4 +1,4 @@
-"""Every row of reliability.md section 3 has a test here named ``test_<ROW>_...`` (so ``-k A16_`` runs it)."""
+"""Every row of docs/reliability.md has a test here named ``test_<ROW>_...`` (so ``-k A16_`` runs it)."""
 
 from __future__ import annotations
 
