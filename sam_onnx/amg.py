@@ -11,9 +11,11 @@ The algorithm follows facebookresearch/sam2 ``SAM2AutomaticMaskGenerator``
 3. **Decode.** ``batch_size`` points per decoder call (one object per point,
    all sharing one call), 3 candidate masks per point.
 4. **Screen** every candidate on its 256 x 256 low-res logits, in SAM 2's order:
-   predicted IoU ``> pred_iou_thresh``; small holes filled and small specks
-   removed (components of at most ``min_mask_region_area`` low-res cells, 8-connected;
-   SAM 2 does this on the same low-res logits, with the same +-10 logit fill);
+   predicted IoU ``> pred_iou_thresh``; optionally (``min_mask_region_area``, off
+   by default as in SAM 2) small holes filled and small specks removed (components
+   of at most that many low-res cells, 8-connected, both found on the decoder's
+   logits; SAM 2's predictor does this on the same low-res logits, with the same
+   +-10 logit fill);
    stability score ``>= stability_score_thresh``; boxes touching a crop edge
    (but not the image edge) dropped.
 5. **NMS** by box IoU within each crop (score: predicted IoU), then across crops
@@ -21,11 +23,30 @@ The algorithm follows facebookresearch/sam2 ``SAM2AutomaticMaskGenerator``
 6. **Finish**: only the survivors are upsampled to the original resolution,
    and only inside their bounding box (:func:`sam_onnx.postprocess.mask_crop_from_logits`).
 
-Where this differs from SAM 2 (on purpose, for CPU speed on large photos):
-stability scores and the NMS boxes are computed on the low-res logits instead
-of on masks upsampled to the crop's full size. Both are ratios or boxes of the
-same logit surface, so the difference is at most about one low-res cell at the
-boundary; it lets a 12 MP photo cost the same as a 1 MP one until step 6.
+Where this differs from SAM 2, and why:
+
+* Stability scores and the NMS boxes are computed on the low-res logits instead
+  of on masks upsampled to the crop's full size (CPU speed on large photos).
+  Both are ratios or boxes of the same logit surface, but one low-res cell is
+  up to 15.6 px of a 4000 px crop, so near the thresholds (stability 0.95, crop
+  edge 20 px) a mask can be kept here and dropped there, or the reverse. It lets
+  a 12 MP photo cost the same as a 1 MP one until step 6.
+* SAM 2 also re-runs its small-region clean-up on the finished full-size masks
+  (and NMS after it) when ``min_mask_region_area > 0``; here the clean-up is
+  done once, on the low-res logits.
+* No mask-to-mask refinement (SAM 2's ``use_m2m``, off by its default too) and
+  the presets use 8, 16 and 24 points per side (SAM 2: 32) with
+  ``candidates_per_point`` and ``batch_size`` for CPU time.
+* ``bbox`` in results and records is COCO's ``[x, y, width, height]`` with the
+  width and height counting the mask's pixels (as pycocotools' ``toBbox`` does);
+  SAM 2's records hold ``max - min``, one pixel less.
+
+The demo turns every found mask into an object by its grid point and candidate
+(:func:`sam_demo.jobs.found_objects`); decoding that prompt again gives exactly
+the found mask as long as the clean-up is off and the mask was found on the
+whole image (tests/test_everything_app.py). That is why the presets keep
+``min_mask_region_area`` at 0; the CLI and the Python API can turn it on, since
+they export the found masks themselves.
 
 Frames: points, boxes and masks in results are in **original image pixels**
 (``xy`` order for points; boxes ``(x, y, w, h)``, COCO style). Low-res cells
@@ -102,8 +123,9 @@ class EverythingSettings:
             better-scoring kept mask is ``>`` this (1 = off).
         min_mask_region_area: fill holes and remove specks (8-connected
             components) of at most this many **low-res cells** in each mask,
-            before the stability score, as SAM 2 does (0 = off). One cell is
-            1/65536 of the crop, e.g. 183 px of a 4000 x 3000 photo.
+            before the stability score, as SAM 2 does (0 = off, SAM 2's
+            default; the demo's objects need it off, see the module docstring).
+            One cell is 1/65536 of the crop, e.g. 183 px of a 4000 x 3000 photo.
         crop_n_layers: extra crop layers (0 = the whole image only).
         crop_nms_thresh: box IoU above which masks from different crops are
             duplicates (the smaller crop's mask wins).
@@ -121,7 +143,7 @@ class EverythingSettings:
     stability_score_thresh: float = 0.95
     stability_score_offset: float = 1.0
     box_nms_thresh: float = 0.7
-    min_mask_region_area: int = 25
+    min_mask_region_area: int = 0
     crop_n_layers: int = 0
     crop_nms_thresh: float = 0.7
     crop_overlap_ratio: float = 512 / 1500
@@ -334,9 +356,10 @@ class EverythingMask:
         return Prompts((Point(*self.point_xy),))
 
     def to_record(self) -> dict[str, Any]:
-        """SAM 2's ``coco_rle`` record: ``segmentation`` (COCO RLE), ``area``, ``bbox``,
+        """The fields of SAM 2's ``coco_rle`` record: ``segmentation`` (COCO RLE), ``area``, ``bbox``,
         ``predicted_iou``, ``point_coords``, ``stability_score``, ``crop_box`` (both boxes
-        ``[x, y, w, h]``), plus ``candidate``."""
+        ``[x, y, w, h]``), plus ``candidate``. ``bbox`` counts pixels (a 1-pixel mask is 1 x 1, as in
+        pycocotools); SAM 2 writes one pixel less for width and height."""
         return {"segmentation": export.encode_rle(self.mask), "area": self.area, "bbox": list(self.bbox),
                 "predicted_iou": round(self.predicted_iou, 6), "point_coords": [list(self.point_xy)],
                 "stability_score": round(self.stability_score, 6), "crop_box": list(self.crop_box),

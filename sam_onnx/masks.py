@@ -140,13 +140,17 @@ def small_components(mask: NDArray[np.bool_], max_area: int, *, connectivity: in
 
 
 def remove_small_regions(logits: NDArray[np.float32], max_area: int) -> NDArray[np.float32]:
-    """SAM 2's low-res clean-up: fill small holes, then remove small specks.
+    """SAM 2's low-res clean-up: fill small holes and remove small specks.
 
     Holes are 8-connected components of ``logits <= 0`` with at most
     ``max_area`` cells (the outer background too, if it is that small); they
-    get :data:`HOLE_FILL_LOGIT`. Then specks, components of ``logits > 0``
-    with at most ``max_area`` cells, get :data:`SPECK_LOGIT` (a mask made only
-    of specks becomes empty).
+    get :data:`HOLE_FILL_LOGIT`. Specks are components of ``logits > 0`` with
+    at most ``max_area`` cells; they get :data:`SPECK_LOGIT` (a mask made only
+    of specks becomes empty). Both are found on the logits as given, as SAM 2's
+    ``SAM2Transforms.postprocess_masks`` does (it takes both component maps
+    from the original mask): a speck is measured without the holes it
+    encloses, so filling a hole never saves a speck from removal; the filled
+    hole of a removed speck is left as a positive cell, as in SAM 2.
 
     Args:
         logits: ``(h, w)`` or ``(N, h, w)`` float32 low-res logits.
@@ -158,8 +162,10 @@ def remove_small_regions(logits: NDArray[np.float32], max_area: int) -> NDArray[
     out = np.array(logits, dtype=np.float32)
     if max_area <= 0:
         return out
-    out[small_components(out <= MASK_THRESHOLD, max_area)] = HOLE_FILL_LOGIT
-    out[small_components(out > MASK_THRESHOLD, max_area)] = SPECK_LOGIT
+    holes = small_components(out <= MASK_THRESHOLD, max_area)
+    specks = small_components(out > MASK_THRESHOLD, max_area)
+    out[holes] = HOLE_FILL_LOGIT
+    out[specks] = SPECK_LOGIT
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import gradio as gr
 import numpy as np
@@ -12,6 +13,7 @@ from PIL import Image
 import app
 from sam_demo.service import SegmentationService
 from sam_onnx import amg
+from sam_onnx.types import MaskResult
 from tests.conftest import make_rgb
 from tests.support import OUT
 
@@ -97,3 +99,65 @@ def test_unknown_preset_is_a_clear_error(service, state):
     with pytest.raises(gr.Error, match="Unknown preset 'huge'"):
         app.run_everything(service, state, "huge", None, lambda *a, **k: None)
     assert set(amg.PRESETS) == {"fast", "balanced", "thorough"}
+
+
+class HolesAndSpecks:
+    """A predictor whose every candidate mask has a 3 x 3-cell hole in the middle and a 3 x 3-cell speck in the
+    farthest image corner (the analytic discs have neither): a clean-up of small regions would change them."""
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    @staticmethod
+    def _damage(result: MaskResult) -> MaskResult:
+        logits = np.array(result.low_res_logits)
+        for k in range(len(logits)):
+            rows, cols = np.nonzero(logits[k] > 0)
+            if rows.size < 64:
+                continue
+            r, c = int(np.median(rows)), int(np.median(cols))
+            logits[k, r - 1:r + 2, c - 1:c + 2] = -50.0
+            r, c = max(((1, 1), (1, 254), (254, 1), (254, 254)),
+                       key=lambda rc: np.hypot(rows - rc[0], cols - rc[1]).min())
+            logits[k, r - 1:r + 2, c - 1:c + 2] = 50.0
+        return MaskResult(logits, result.scores, result.object_score_logit, result.geometry)
+
+    def decode(self, embedding, prompts):
+        return self._damage(self._inner.decode(embedding, prompts))
+
+    def decode_many(self, embedding, objects, **kwargs):
+        return [self._damage(r) for r in self._inner.decode_many(embedding, objects, **kwargs)]
+
+
+def test_objects_show_and_export_exactly_the_masks_that_were_found(predictor, tmp_path):
+    """Masks with holes and specks: every automatic object's exported mask is the found mask, pixel for pixel
+    (the presets keep the small-region clean-up off; with it on, objects decoded again would differ)."""
+    holey = HolesAndSpecks(predictor)
+    service = SegmentationService(holey, image_cache_mb=128)
+    rgb = make_rgb(300, 500)
+    path = tmp_path / "photo.png"
+    Image.fromarray(rgb).save(path)
+    state = app.show_image(service, app.open_image(service, str(path)), 0.5, True)[OUT["state"]]
+    found = app.run_everything(service, state, "fast", None, lambda *a, **k: None)
+    out = app.apply_everything(service, found, state, 0.5, True)
+    files = sorted((f for f in app.export_files(service, out[OUT["state"]]) if f.endswith("_mask.png")),
+                   key=lambda f: int(f.rsplit("_object", 1)[1].split("_")[0]))
+    generated = amg.generate(holey, rgb, amg.PRESETS["fast"])
+    assert len(files) == len(generated) > 10
+    holes = specks = 0
+    for file, mask in zip(files, generated):
+        exported = np.asarray(Image.open(file)) == 255
+        np.testing.assert_array_equal(exported, mask.mask)
+        x, y = (int(round(v)) for v in mask.point_xy)
+        holes += not exported[y, x]  # the hole is where the grid point is
+        specks += bool(exported[:4, :4].any() or exported[:4, -4:].any() or exported[-4:, :4].any()
+                       or exported[-4:, -4:].any())
+    assert holes and specks, f"test set-up: {holes} masks with a hole, {specks} with a speck"
+    # The control: with the clean-up on, the found masks lose their holes and specks, and an object made
+    # from the same grid point and candidate would not reproduce them.
+    cleaned = amg.generate(holey, rgb, replace(amg.PRESETS["fast"], min_mask_region_area=25))
+    embedding = holey.encode(rgb)
+    assert any(not np.array_equal(m.mask, holey.decode(embedding, m.prompts).masks[m.candidate]) for m in cleaned)

@@ -111,6 +111,24 @@ def test_small_holes_are_filled_and_specks_removed_on_the_logits():
     assert logits[16, 16] == 3.0  # the input is not modified
 
 
+def test_specks_are_measured_on_the_logits_as_given_like_sam2():
+    """SAM 2 takes both component maps from the original mask: a 22-cell speck with a 2-cell hole is a speck
+    at max_area 23, although filling its hole first would make it 24 cells and save it."""
+    logits = np.full((16, 16), -5.0, np.float32)
+    logits[3:8, 3:8] = 5.0     # 25 cells, less a corner (outer background) and a 2-cell hole: 22 cells
+    logits[3, 3] = -5.0
+    logits[5, 5] = logits[5, 6] = -5.0
+    assert np.count_nonzero(logits > 0) == 22
+    logits[10, 10:12] = 5.0    # 2 more cells, 8-connected to nothing: a separate speck
+    out = masks.remove_small_regions(logits, 23)
+    blob = np.zeros((16, 16), bool)
+    blob[3:8, 3:8] = True
+    blob[3, 3] = blob[5, 5] = blob[5, 6] = False
+    assert (out[blob] == masks.SPECK_LOGIT).all(), "the speck was measured after its hole was filled"
+    assert out[5, 5] == out[5, 6] == masks.HOLE_FILL_LOGIT  # SAM 2 fills the hole all the same
+    assert (out[10, 10:12] == masks.SPECK_LOGIT).all()
+
+
 def test_a_mask_of_only_specks_becomes_empty_and_is_dropped():
     logits = np.full((1, 16, 16), -4.0, np.float32)
     logits[0, 3, 3] = logits[0, 9, 9] = 2.0
