@@ -86,7 +86,13 @@ def sha256_of(path: Path) -> str:
 
 
 def file_problem(path: Path, expected: RepoFile) -> str | None:
-    """Why ``path`` is not the pinned file (wrong size or hash), or ``None`` when it is."""
+    """Why ``path`` is not the pinned file, or ``None`` when it is.
+
+    Checks exactly two things: the exact size, and that the file's SHA-256 starts with the pinned prefix
+    (8 hex digits for the default model, i.e. 32 of its 256 bits). That catches partial and damaged files;
+    it is not a full cryptographic pin, and the pinned values come from third-party code, not from files
+    we have seen (docs/model-io.md, "Files").
+    """
     size = path.stat().st_size
     if expected.size is not None and size != expected.size:
         return f"it has {size:,} bytes instead of {expected.size:,} (partial or damaged download)"

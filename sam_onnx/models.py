@@ -12,7 +12,7 @@ class RepoFile:
     Attributes:
         path: path inside the repository, e.g. ``"onnx/vision_encoder.onnx"``.
         size: exact size in bytes, or ``None`` if unknown.
-        sha256_prefix: leading hex digits of the file's SHA-256, or ``None``.
+        sha256_prefix: leading hex digits of the file's SHA-256 (8 for the pinned model), or ``None``.
     """
 
     path: str
