@@ -1,6 +1,6 @@
-"""Timings of "segment everything" on the full-size model (prints tables, writes JSON; not a test).
+"""Timings of "segment everything" on a full-size model (prints tables, writes JSON; not a test).
 
-Run (the stand-in has the real architecture and timings, but meaningless masks)::
+Run (the random-weight stand-in has the real architecture and graph sizes, but meaningless masks)::
 
     python -m bench.bench_everything --model-dir "$SAM_STANDIN_DIR" \\
         --json bench/everything.json

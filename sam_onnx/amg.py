@@ -182,7 +182,8 @@ PRESETS: dict[str, EverythingSettings] = {
     "thorough": EverythingSettings(points_per_side=24, crop_n_layers=1, crop_n_points_downscale_factor=2),
 }
 """Named settings for a UI, timed on the 2-core reference machine with the
-full-size model (bench/bench_everything.py)."""
+full-size random-weight stand-in (bench/bench_everything.py; the published
+files should time alike, inferred, not measured)."""
 DEFAULT_PRESET = "balanced"
 
 

@@ -2,8 +2,8 @@
 """Build the small committed SAM 2.1 test fixture and its PyTorch reference outputs.
 
 A reduced ``transformers`` ``Sam2Model`` with seeded random weights is exported to
-ONNX with the I/O contract and the prompt-concatenation layout of the published
-``onnx-community/sam2.1-hiera-small-ONNX`` files (plain trace of the prompt
+ONNX with the I/O contract of the published ``onnx-community/sam2.1-hiera-small-ONNX``
+files and the prompt-concatenation layout we infer they have (plain trace of the prompt
 encoder called with points, labels AND boxes, so an empty ``input_boxes`` hits
 onnxruntime's lenient Concat; see docs/model-io.md, "The Concat quirk").
 Next to the graphs it stores a test image and the outputs of transformers' own
