@@ -26,14 +26,15 @@ from tests.reliability.rawapi import RawSession, file_data
 from tests.test_image import bomb_png
 
 ROOT = Path(app.__file__).resolve().parent
-STARTUP_FAILURE_DEADLINE_S = 30.0
-"""A broken start-up must end with its message within this, from its own start. Measured: 3 to 5 s on an idle
-machine (most of it importing Gradio); the margin is for a machine whose 2 cores are busy with other work."""
+STARTUP_FAILURE_DEADLINE_S = 60.0
+"""A broken start-up must end with its message within this, from its own start: a bound against hangs and
+retry loops, not a speed target. Measured: 3 to 5 s on an idle machine (mostly importing Gradio), 30 s once
+with the 2 cores shared by a load average of 10; the bound is twice that."""
+HUB_UNREACHABLE_DEADLINE_S = 90.0
+"""E2: huggingface_hub retries a refused connection with back-off (1, 2, 4, 8, 8 s of sleep) before it gives up,
+29 s measured on an idle machine; plus the start-up's own margin above."""
 STARTUP_CONCURRENCY = 2
 """Broken start-ups run at once: one per core, so that a loaded machine does not stretch each beyond its bound."""
-HUB_UNREACHABLE_DEADLINE_S = 75.0
-"""E2: huggingface_hub retries a refused connection with back-off (1, 2, 4, 8, 8 s of sleep) before it gives up,
-29 s measured on an idle machine. The bound catches a hang or an unbounded retry loop, not the back-off."""
 
 
 # ---------------------------------------------------------------------------- E1-E6: start-up failures
