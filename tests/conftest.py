@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests import analytic_models
+
+# Gradio's upload cache for the in-process servers: one folder per test run. Gradio names an upload's folder
+# after its content and deletes the files of a server when that server closes, so runs sharing the system
+# folder (two checkouts tested at once on one machine) deleted each other's uploads ("Could not open the
+# file", "This image is no longer on the server" in tests that passed alone). Subprocess servers inherit it.
+if "GRADIO_TEMP_DIR" not in os.environ:
+    os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="sam-tests-gradio-")
+    atexit.register(shutil.rmtree, os.environ["GRADIO_TEMP_DIR"], ignore_errors=True)
 
 # Never let a test reach the network or a user's hub cache by accident.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

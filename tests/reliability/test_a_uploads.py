@@ -29,7 +29,13 @@ from tests.test_image import bomb_png, eps_file, heif_header, psd_header
 pytestmark = [pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")]
 
 SEGMENT_PROMPTS = [{"points": [[1, 1, 1]], "box": None}]
-BOMB_DEADLINE_S = 1.0  # a 100 MP decode takes ~3 s here; a header check answers in milliseconds
+BOMB_DEADLINE_S = 1.0
+"""A header check answers in milliseconds (also with two CPU burners beside the suite); a 100 MP decode takes
+about 3 s here on an idle machine, so the bound still tells the two apart on a busy one."""
+CACHE_HIT_DEADLINE_S = 1.5
+"""A cache hit reads and hashes the small test photo (about 30 ms idle; within 0.5 s with two CPU burners and
+a load average of 12). The "cached" status line is what proves the hit; the bound catches a request that
+waits behind other work."""
 
 
 def encode(image: Image.Image, fmt: str, **params) -> bytes:
@@ -291,7 +297,7 @@ def test_A19_same_image_again_is_a_cache_hit_and_starts_fresh(work, photo_bytes)
     session = work.session
     started = time.perf_counter()
     again = session.load_bytes(photo_bytes, "same_again.png")
-    assert again.ok and time.perf_counter() - started < 0.5
+    assert again.ok and time.perf_counter() - started < CACHE_HIT_DEADLINE_S
     assert "cached" in session.status()
     assert "IoU" not in session.output("objects_html")  # zero prompts: a fresh start on the same picture
     assert_message(session.call("export", []), r"^Nothing to export yet")

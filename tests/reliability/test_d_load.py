@@ -16,6 +16,9 @@ from tests.reliability.conftest import png_bytes, serve, smooth_rgb, stall_fault
 from tests.reliability.rawapi import Outcome, RawSession, file_data
 
 QUEUE_REFUSAL_DEADLINE_S = 1.0
+"""Longest round trip of one refused submit. Measured: about 10 ms idle, 0.3 s with the 2 cores shared by two
+CPU burners and a load average of 12. A refusal that waited for the 3 queued encodes (0.6 s each) would take
+1.8 s or more."""
 
 
 class ConcurrencyProbe:
@@ -62,13 +65,16 @@ def test_D2_queue_full_is_refused_at_once_with_gradios_message_and_nothing_break
         faults.encoder.fault = stall_fault(0.6)
         sessions = [RawSession(served.url) for _ in range(8)]
         paths = [s.upload(png_bytes(smooth_rgb(96, 128, seed=300 + i)), "q.png") for i, s in enumerate(sessions)]
-        started = time.perf_counter()
-        submitted = [s.submit("load_image", [file_data(p), 0.5, True]) for s, p in zip(sessions, paths)]
-        submit_s = time.perf_counter() - started
+        submitted, seconds = [], []
+        for s, p in zip(sessions, paths):
+            started = time.perf_counter()
+            submitted.append(s.submit("load_image", [file_data(p), 0.5, True]))
+            seconds.append(time.perf_counter() - started)
         refused = [r for r in submitted if isinstance(r, Outcome)]
         accepted = [(s, r) for s, r in zip(sessions, submitted) if not isinstance(r, Outcome)]
         assert refused and accepted
-        assert submit_s < QUEUE_REFUSAL_DEADLINE_S
+        slowest_refusal = max(t for r, t in zip(submitted, seconds) if isinstance(r, Outcome))
+        assert slowest_refusal < QUEUE_REFUSAL_DEADLINE_S, f"a refusal took {slowest_refusal:.2f} s"
         for outcome in refused:
             assert outcome.status == 503  # Gradio's own status for a full queue; never a 500
             assert outcome.error.startswith("Queue is full. Max size is 3")
