@@ -26,7 +26,7 @@ CSS = """
 """
 
 # Keyboard shortcuts: click the matching control by elem_id; ignore keys typed into text fields.
-HEAD = """
+KEYBOARD_SCRIPT = """
 <script>
 document.addEventListener('keydown', (e) => {
   const t = e.target;
@@ -55,3 +55,81 @@ document.addEventListener('keydown', (e) => {
 });
 </script>
 """
+
+# Clicks made while a new overlay loads. Gradio maps a click on the display from the <img>'s naturalWidth,
+# which is 0 while the next overlay file loads (the same <img> gets a new src on every edit), and then drops
+# the click. This script holds such a click and, once the file has loaded, replays it at the same position
+# relative to the image, so Gradio maps it exactly as it would have mapped it on a loaded image. It is
+# replayed only when the loaded file has the natural size of the one before (an overlay of the same image)
+# and the image box kept its size; a click made while a different image was arriving is dropped, as the
+# upload replaces the work on the old image anyway.
+CLICK_HOLD_SCRIPT = """
+<script>
+(() => {
+  const held = [];                 // clicks waiting for the display file, oldest first
+  const replayed = new WeakSet();
+  let shown = null;                // natural size of the display file loaded last
+  const displayImg = (node) => {
+    const frame = node instanceof Element ? node.closest('#display .image-frame') : null;
+    return frame ? frame.querySelector('img') : null;
+  };
+  const ready = (img) => img.complete && img.naturalWidth > 0;
+  const replay = (img) => {        // the file has loaded: send the held clicks, in order
+    const size = img.naturalWidth + 'x' + img.naturalHeight;
+    shown = size;
+    const r = img.getBoundingClientRect();
+    for (const c of held.splice(0)) {
+      if (c.size !== size || c.w !== r.width || c.h !== r.height) continue;
+      const ev = new MouseEvent('click', {bubbles: true, cancelable: true, composed: true, view: window});
+      // MouseEvent() truncates clientX/Y to integers; keep the exact position relative to the image.
+      Object.defineProperty(ev, 'clientX', {value: c.x + (r.left - c.left)});
+      Object.defineProperty(ev, 'clientY', {value: c.y + (r.top - c.top)});
+      replayed.add(ev);
+      img.dispatchEvent(ev);
+    }
+  };
+  document.addEventListener('click', (e) => {
+    if (replayed.has(e)) return;
+    const img = displayImg(e.target);
+    if (!img) return;
+    if (ready(img)) {              // loaded (its load event may still be queued): earlier clicks go first
+      if (held.length) replay(img);
+      return;
+    }
+    e.stopImmediatePropagation();
+    e.preventDefault();
+    const r = img.getBoundingClientRect();
+    held.push({x: e.clientX, y: e.clientY, left: r.left, top: r.top, w: r.width, h: r.height, size: shown});
+  }, true);
+  document.addEventListener('load', (e) => {
+    if (e.target instanceof HTMLImageElement && e.target.closest('#display .image-frame')) replay(e.target);
+  }, true);
+  document.addEventListener('error', (e) => {
+    if (e.target instanceof HTMLImageElement && e.target.closest('#display .image-frame')) held.length = 0;
+  }, true);
+})();
+</script>
+"""
+
+# Events reach the server in the order the page sends them. Each event is a separate POST to Gradio's queue
+# (…/queue/join); two sent close together may travel on different connections and arrive swapped (a new
+# connection costs extra round trips), so two quick clicks could be recorded in the wrong order and undo
+# would remove the wrong one. Each join waits until the server has answered the previous one (it answers
+# once the event is queued, not when it has run): one round trip between close events, no reordering.
+IN_ORDER_SCRIPT = """
+<script>
+(() => {
+  const send = window.fetch.bind(window);
+  let previous = Promise.resolve();
+  window.fetch = (input, init) => {
+    const url = typeof input === 'string' ? input : (input && input.url) || String(input);
+    if (!url.includes('/queue/join')) return send(input, init);
+    const answer = previous.then(() => send(input, init));
+    previous = answer.then(() => undefined, () => undefined);
+    return answer;
+  };
+})();
+</script>
+"""
+
+HEAD = KEYBOARD_SCRIPT + CLICK_HOLD_SCRIPT + IN_ORDER_SCRIPT

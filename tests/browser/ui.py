@@ -178,6 +178,30 @@ class DemoPage:
         self.page.wait_for_selector(UPLOAD_INPUT, state="attached")
         return self
 
+    def track_events(self) -> list[str]:
+        """Start recording the events this page sends to the server; returns the live list of their api names.
+
+        Each entry is the ``api_name`` of one request to Gradio's queue (e.g. ``ui_open_image`` for an upload,
+        ``ui_click`` for a click on the display), in the order sent. Playwright delivers the requests while the
+        test waits in one of its calls (``page.wait_for_timeout``, not ``time.sleep``).
+        """
+        names = self.page.evaluate("window.gradio_config.dependencies.map(d => d.api_name)")
+        sent: list[str] = []
+
+        def on_request(request) -> None:
+            if "/queue/join" in request.url and request.post_data:
+                sent.append(names[json.loads(request.post_data)["fn_index"]])
+
+        self.page.on("request", on_request)
+        return sent
+
+    def slow_network(self, latency_ms: float) -> None:
+        """Add ``latency_ms`` to every request of this page, as a real network does (Chromium's emulation)."""
+        cdp = self.page.context.new_cdp_session(self.page)
+        cdp.send("Network.enable")
+        cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": latency_ms,
+                                                       "downloadThroughput": -1, "uploadThroughput": -1})
+
     def screenshot(self, state: str) -> Path:
         """Save the whole page as ``<shots>/<test>_<state>.png``."""
         path = self.shots / f"{self.name}_{state}.png"
