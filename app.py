@@ -519,9 +519,10 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                                       elem_id="input_image", height=180, scale=1, min_width=240)
             examples = sorted(str(p) for p in ASSETS.glob("*.jpg")) + sorted(str(p) for p in ASSETS.glob("*.png"))
             with gr.Column(scale=2, min_width=240):
+                example_list = None
                 if examples:
-                    gr.Examples(examples, inputs=image_in, cache_examples=False, label="Examples (click one)",
-                                examples_per_page=8)
+                    example_list = gr.Examples(examples, inputs=image_in, cache_examples=False,
+                                               label="Examples (click one)", examples_per_page=8)
                 gr.Markdown(HELP, elem_id="help")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=320):
@@ -584,13 +585,18 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
         view_inputs = [opacity, contour]
         edit = {"concurrency_id": EDIT_QUEUE, "concurrency_limit": 1, "show_progress": "hidden"}
 
-        image_in.change(bind(open_image, service), [image_in], [loaded], concurrency_id=ENCODE_QUEUE,
-                        concurrency_limit=1, trigger_mode="always_last", api_name="ui_open_image",
-                        api_visibility="private", show_progress="full", show_progress_on=[image_in]).success(
-            bind(show_image, service), [loaded, *view_inputs, state], outputs, **edit, api_name="ui_show_image",
-            api_visibility="private").then(
-            bind(everything_estimate, service), [state, preset], [estimate], api_name="ui_estimate_after_load",
-            api_visibility="private", queue=False)
+        # Each upload and each example click loads the image once. (Not the upload box's .change: it fires
+        # twice for one upload when the box already holds an image, which doubled every message.)
+        opened = [(image_in.upload, "image")] + ([(example_list.load_input_event.then, "example")]
+                                                 if example_list else [])
+        for trigger, name in opened:
+            trigger(bind(open_image, service), [image_in], [loaded], concurrency_id=ENCODE_QUEUE,
+                    concurrency_limit=1, trigger_mode="always_last", api_name=f"ui_open_{name}",
+                    api_visibility="private", show_progress="full", show_progress_on=[image_in]).success(
+                bind(show_image, service), [loaded, *view_inputs, state], outputs, **edit, api_name=f"ui_show_{name}",
+                api_visibility="private").then(
+                bind(everything_estimate, service), [state, preset], [estimate], api_name=f"ui_estimate_{name}",
+                api_visibility="private", queue=False)
         preset.change(bind(everything_estimate, service), [state, preset], [estimate], api_name="ui_estimate",
                       api_visibility="private", queue=False)
         everything_btn.click(bind(run_everything, service), [state, preset], [everything_found],

@@ -8,6 +8,7 @@ shown in the page and the downloaded mask PNGs.
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +140,50 @@ def test_bad_file_leaves_the_previous_image_usable(desktop: DemoPage, pictures):
     export = desktop.export()
     assert objects(export) == [expected]
     check_mask_png(export.mask(1), expected, WIDE_HW)
+
+
+QUIET_MS = 1500
+"""How long the page is watched for a repeated event or message after an upload has been answered."""
+
+
+def test_rejected_upload_shows_one_message(desktop: DemoPage, pictures):
+    """Uploading over an image already shown used to run the upload twice: "Error (2)", the same line twice."""
+    start(desktop, pictures)
+    sent = desktop.track_events()
+    message = upload_bad_file(desktop, pictures)
+    desktop.page.wait_for_timeout(QUIET_MS)
+    desktop.screenshot("one_message")
+    assert desktop.toasts() == [message], "one rejected upload, one message"
+    assert sent.count("ui_open_image") == 1, f"the upload was sent {sent.count('ui_open_image')} times"
+
+
+def test_each_upload_and_example_is_loaded_once(desktop: DemoPage, pictures):
+    start(desktop, pictures)
+    sent = desktop.track_events()
+    desktop.upload(pictures["exif"], PHONE_PHOTO_HW)  # over the image already shown
+    desktop.page.wait_for_timeout(QUIET_MS)
+    assert (sent.count("ui_open_image"), sent.count("ui_show_image")) == (1, 1), sent
+    name = "chelsea_cat.jpg"
+    with Image.open(ASSETS / name) as im:
+        hw = (im.height, im.width)
+    desktop.pick_example(name, hw)
+    desktop.page.wait_for_timeout(QUIET_MS)
+    opened = [e for e in sent if e.startswith(("ui_open_", "ui_show_"))]
+    assert opened == ["ui_open_image", "ui_show_image", "ui_open_example", "ui_show_example"], opened
+    assert desktop.toasts() == []
+
+
+_CLIPBOARD_JS = """async b64 => { const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+  await navigator.clipboard.write([new ClipboardItem({'image/png': new Blob([bytes], {type: 'image/png'})})]); }"""
+
+
+def test_pasted_image_is_loaded_once(desktop: DemoPage, pictures):
+    """Paste from the clipboard (the upload box's paste button) loads the image, once."""
+    desktop.page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    sent = desktop.track_events()
+    desktop.page.evaluate(_CLIPBOARD_JS, base64.b64encode(pictures["wide"].read_bytes()).decode())
+    desktop.tap_or_click(desktop.page.locator("#input_image button[aria-label='Paste from clipboard']"))
+    desktop.wait_for_display(WIDE_HW, WIDE_HW)
+    desktop.page.wait_for_timeout(QUIET_MS)
+    assert (sent.count("ui_open_image"), sent.count("ui_show_image")) == (1, 1), sent
+    assert np.abs(desktop.display_pixels().astype(int) - gradient_rgb(*WIDE_HW)).mean() < UPRIGHT_TOLERANCE
