@@ -29,7 +29,7 @@ import numpy as np
 
 from sam_demo.editor import MAX_OBJECTS, Editor
 from sam_demo.gradio_guard import SafeBlocks, guarded, uploaded_image, user_error
-from sam_demo.page import CSS, HEAD, HELP
+from sam_demo.page import CSS, DISPLAY_HEIGHT, HEAD, HELP, TITLE, UPLOAD_BOX_HEIGHT
 from sam_demo.service import DEFAULT_DISPLAY_SIDE, ImageRecord, SegmentationService, segment_objects_from_json
 from sam_demo.view import View, ViewOptions
 from sam_onnx import InvalidPromptError, Sam2Predictor, SamOnnxError, amg
@@ -47,6 +47,8 @@ MODE_POSITIVE = "+ Include (positive point)"
 MODE_NEGATIVE = "− Exclude (negative point)"
 MODE_BOX = "Box (two corners)"
 MODES = (MODE_POSITIVE, MODE_NEGATIVE, MODE_BOX)
+MODE_LABELS = ("+ Include", "− Exclude", "▭ Box")
+"""What the mode buttons show (the values stay MODES: the API and scripts pass those)."""
 
 QUEUE_MAX_SIZE = 64
 EDIT_QUEUE = "edit"        # clicks and every other state edit: serialised, so no edit is lost
@@ -184,15 +186,17 @@ def _escape(text: str) -> str:
 
 
 def _objects_html(view: View) -> str:
+    """The object list: one button per object (a click selects it, see sam_demo/page.py), swatch, name, score."""
     rows = []
     for obj in view.objects:
         score = "—" if obj.score is None else f"IoU {obj.score:.2f} · object {obj.object_score:.2f}"
         classes = "obj-row" + (" selected" if obj.selected else "") + ("" if obj.visible else " hidden")
         eye = "" if obj.visible else " (hidden)"
-        rows.append(f'<div class="{classes}" data-object-id="{obj.id}"><span class="swatch" '
+        rows.append(f'<button type="button" class="{classes}" data-object-id="{obj.id}" '
+                    f'aria-pressed="{"true" if obj.selected else "false"}"><span class="swatch" '
                     f'style="background:{_swatch(obj.color)}"></span><b>{_escape(obj.name)}</b>{eye}'
-                    f'<span class="score">{score}</span></div>')
-    return '<div id="object-list">' + "".join(rows) + "</div>"
+                    f'<span class="score">{score}</span></button>')
+    return '<div id="object-list" role="group" aria-label="Objects">' + "".join(rows) + "</div>"
 
 
 def _object_choices(view: View) -> tuple[list[tuple[str, int]], int | None]:
@@ -509,41 +513,48 @@ def api_segment(service: SegmentationService, image: str | None, prompts):
 def build_demo(service: SegmentationService) -> gr.Blocks:
     """The Blocks app for a ready service (no model loading here)."""
     with SafeBlocks(title="SAM 2.1 segmentation (ONNX, CPU)", delete_cache=(600, 3600)) as demo:
-        gr.Markdown("# Segment Anything 2.1 — click to segment\n"
-                    "SAM 2.1 Hiera-Small on onnxruntime (CPU). The image is encoded once on upload; "
-                    "every click only runs the small mask decoder.")
         state = gr.State(None, time_to_live=STATE_TTL_S)
         loaded = gr.State(None, time_to_live=STATE_TTL_S)
-        with gr.Row(equal_height=False):
+        # Layout (sam_demo/page.py styles it): a low top band (title, upload, examples), then the work area:
+        # the tools, the image and the status on the left, sized to the window so that all three are on the
+        # first screen; the objects and everything else on the right. On a phone the columns stack in this
+        # order, so after an upload the image follows the tools right under the upload box.
+        with gr.Row(equal_height=False, elem_id="top"):
+            with gr.Column(scale=3, min_width=260):
+                gr.Markdown(TITLE, elem_id="title")
             image_in = uploaded_image(label="Image (upload or paste)", sources=["upload", "clipboard"],
-                                      elem_id="input_image", height=180, scale=1, min_width=240)
+                                      elem_id="input_image", height=UPLOAD_BOX_HEIGHT, scale=1, min_width=150)
             examples = sorted(str(p) for p in ASSETS.glob("*.jpg")) + sorted(str(p) for p in ASSETS.glob("*.png"))
-            with gr.Column(scale=2, min_width=240):
-                example_list = None
-                if examples:
+            example_list = None
+            if examples:
+                with gr.Column(scale=2, min_width=140, elem_id="examples"):
                     example_list = gr.Examples(examples, inputs=image_in, cache_examples=False,
                                                label="Examples (click one)", examples_per_page=8)
-                gr.Markdown(HELP, elem_id="help")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=3, min_width=320):
-                display = gr.Image(label="Click on the image", interactive=False, format="jpeg",
-                                   elem_id="display", height="min(640px, 72vh)", buttons=["fullscreen"],
-                                   placeholder="Upload an image (or pick an example) to start.")
-                mode = gr.Radio(list(MODES), value=MODE_POSITIVE, show_label=False, elem_id="mode")
-                with gr.Row(elem_classes="tool-row"):
-                    undo_btn = gr.Button("↶ Undo", elem_id="undo_btn", interactive=False, size="sm")
-                    redo_btn = gr.Button("↷ Redo", elem_id="redo_btn", interactive=False, size="sm")
-                    clear_btn = gr.Button("Clear object", elem_id="clear_btn", size="sm")
-                    reset_btn = gr.Button("Clear all", elem_id="reset_btn", size="sm", variant="stop")
+        with gr.Row(equal_height=False, elem_id="workspace"):
+            with gr.Column(scale=3, min_width=320, elem_id="work"):
+                with gr.Row(elem_id="toolbar"):
+                    mode = gr.Radio([(label, m) for label, m in zip(MODE_LABELS, MODES)], value=MODE_POSITIVE,
+                                    show_label=False, elem_id="mode", scale=3, min_width=240)
+                    with gr.Row(elem_id="history", scale=2):
+                        undo_btn = gr.Button("↶ Undo", elem_id="undo_btn", interactive=False, size="sm",
+                                             min_width=0)
+                        redo_btn = gr.Button("↷ Redo", elem_id="redo_btn", interactive=False, size="sm",
+                                             min_width=0)
+                        clear_btn = gr.Button("Clear object", elem_id="clear_btn", size="sm", min_width=0)
+                        reset_btn = gr.Button("Clear all", elem_id="reset_btn", size="sm", variant="stop",
+                                              min_width=0)
+                display = gr.Image(show_label=False, interactive=False, format="jpeg", elem_id="display",
+                                   height=DISPLAY_HEIGHT, buttons=["fullscreen"],
+                                   placeholder="Upload an image (or pick an example), then click on it.")
                 status = gr.Markdown(elem_id="status")
-            with gr.Column(scale=2, min_width=300):
-                with gr.Group():
+                gr.Markdown(HELP, elem_id="help")  # shown until an image is (page.py)
+            with gr.Column(scale=2, min_width=300, elem_id="side"):
+                with gr.Group(elem_id="object_panel"):
                     objects_html = gr.HTML(elem_id="objects")
-                    object_select = gr.Radio([], label="Selected object", elem_id="object_select")
                     with gr.Row(elem_classes="tool-row"):
-                        add_btn = gr.Button("+ New object", elem_id="add_object_btn", size="sm")
-                        hide_btn = gr.Button("Show/hide", elem_id="hide_btn", size="sm")
-                        delete_btn = gr.Button("Delete", elem_id="delete_btn", size="sm", variant="stop")
+                        add_btn = gr.Button("+ New object", elem_id="add_object_btn", size="sm", min_width=0)
+                        hide_btn = gr.Button("Show/hide", elem_id="hide_btn", size="sm", min_width=0)
+                        delete_btn = gr.Button("Delete", elem_id="delete_btn", size="sm", variant="stop", min_width=0)
                     object_name = gr.Textbox(label="Name (Enter to rename)", elem_id="object_name", max_lines=1)
                 candidates = gr.Gallery(label="Mask candidates (click to choose)", columns=3, rows=1, height=170,
                                         allow_preview=False, elem_id="candidates", object_fit="contain",
@@ -565,8 +576,12 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                     load_btn = gr.UploadButton("Load prompts JSON", file_types=[".json"], elem_id="load_btn",
                                                size="sm")
                 downloads = gr.File(label="Downloads", file_count="multiple", elem_id="downloads", height=160)
+                with gr.Accordion("How to use · keyboard shortcuts", open=False, elem_id="help_panel"):
+                    gr.Markdown(HELP, elem_id="help_again")
         # Hidden controls behind the keyboard shortcuts and the scripted API (in the DOM, not shown).
         with gr.Row(elem_classes="hidden-controls"):
+            # the object rows of `objects_html` select through this radio (page.py's script clicks it)
+            object_select = gr.Radio([], label="Selected object", elem_id="object_select")
             api_x = gr.Number(label="x (display pixels)")
             api_y = gr.Number(label="y (display pixels)")
             api_click_btn = gr.Button("click", elem_id="api_click_btn")

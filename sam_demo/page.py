@@ -1,28 +1,83 @@
-"""The page's static parts: help text, CSS and the keyboard-shortcut script (no logic)."""
+"""The page's static parts: title, help text, CSS and the scripts for keys, clicks and object rows (no logic).
 
-HELP = """**How to use.** Upload or paste an image (or pick an example), then click on it:
-**Include** points add to the mask, **Exclude** points cut regions away, **Box** takes two clicks at opposite
-corners. Each object has its own prompts and colour; pick one of the 3 candidate masks below the objects.
+Sizes are CSS lengths. The layout is built in ``app.build_demo``; the element ids used here (``#display``,
+``#objects``, ``#object_select``, ``#mode`` ...) are the ``elem_id`` values given there.
+"""
+
+TITLE = """# Segment Anything 2.1 — click to segment
+SAM 2.1 Hiera-Small on onnxruntime (CPU): the image is encoded once on upload; every click only runs the small
+mask decoder."""
+
+HELP = """**Upload or paste an image** (or pick an example), then click on it. **+ Include** points add to the
+mask, **− Exclude** points cut regions away, **▭ Box** takes two clicks at opposite corners. Each object has its
+own prompts and colour: **+ New object** starts one, a click on a row of the list selects it. Pick one of the 3
+candidate masks under the list. On a phone, tap.
+
 **Keys:** `P` include · `N` exclude · `B` box · `Z` undo · `Y` / `Shift+Z` redo · `Esc` clear object ·
-`A` new object · `1` `2` `3` choose a mask. On a phone, tap to click."""
+`A` new object · `1` `2` `3` choose a mask."""
 
-CSS = """
-#display img { cursor: crosshair; }
-#object-list .obj-row { display: flex; align-items: center; gap: .5em; padding: .35em .5em; border-radius: 6px; }
-#object-list .obj-row.selected { outline: 2px solid var(--color-accent); }
-#object-list .obj-row.hidden { opacity: .5; }
-#object-list .swatch { width: 1.1em; height: 1.1em; border-radius: 50%; display: inline-block;
-                       border: 1px solid #0006; flex: none; }
-#object-list .score { margin-left: auto; font-size: .85em; opacity: .8; }
-#mode label { min-height: 44px; }
-.hidden-controls { display: none !important; }
-.tool-row button { min-height: 44px; }
-@media (max-width: 640px) {
-  #status { font-size: .8em; }
+UPLOAD_BOX_HEIGHT = 120
+"""Pixels: the upload box is a thumbnail once the image is shown below."""
+WORK_AREA_OFFSET = "300px"
+"""Room above and below the image on a desktop: the top band, the tool bar, the status line (two lines) and
+margins (measured in tests/browser/test_layout.py)."""
+DISPLAY_HEIGHT = f"clamp(280px, calc(100vh - {WORK_AREA_OFFSET}), 1100px)"
+"""The image box fills the window's height below the top band and tool bar, leaving the status line visible."""
+EMPTY_DISPLAY_HEIGHT = "120px"
+"""Before an upload the image box is low and the help is shown under it."""
+OBJECT_LIST_MAX_HEIGHT = "min(40vh, 360px)"
+"""The object list scrolls beyond this, however many objects there are (segment everything adds up to 256)."""
+PHONE_MAX_WIDTH = "640px"
+PHONE_EXAMPLE_SIDE = "56px"
+
+CSS = f"""
+#top {{ align-items: center; gap: var(--spacing-lg); }}
+#title h1 {{ font-size: 1.4rem; margin: 0 0 .2em; }}
+#title p {{ margin: 0; font-size: .85rem; opacity: .8; }}
+#toolbar {{ align-items: center; gap: var(--spacing-md); }}
+#toolbar > *, #toolbar .form {{ margin: 0; border: none; background: none; box-shadow: none; }}
+#mode {{ padding: 0; border: none; background: none; }}
+#mode .wrap {{ gap: var(--spacing-sm); flex-wrap: nowrap; }}
+#mode label {{ min-height: 40px; flex: 1 1 0; justify-content: center; white-space: nowrap; }}
+/* The mode choices are a segmented control: the chosen one is filled, the round input is not drawn. */
+#mode input[type=radio] {{ position: absolute; opacity: 0; width: 1px; height: 1px; }}
+#history {{ flex-wrap: nowrap; gap: var(--spacing-sm); min-width: min(100%, 300px); }}
+#history button {{ min-height: 40px; padding-inline: .6em; white-space: nowrap; }}
+#display img {{ cursor: crosshair; }}
+#work:not(:has(#display img)) #display {{ height: {EMPTY_DISPLAY_HEIGHT} !important; }}
+#work:has(#display img) #help {{ display: none; }}
+#status {{ min-height: 1.5em; }}
+#status p {{ margin: 0; }}
+#object-list {{ max-height: {OBJECT_LIST_MAX_HEIGHT}; overflow-y: auto; position: relative; padding: 2px; }}
+#object-list .obj-row {{ display: flex; align-items: center; gap: .5em; width: 100%; padding: .35em .5em;
+                        border: 0; border-radius: 6px; background: none; color: inherit; font: inherit;
+                        text-align: left; cursor: pointer; }}
+#object-list .obj-row:hover {{ background: var(--background-fill-secondary); }}
+#object-list .obj-row.selected {{ outline: 2px solid var(--color-accent); outline-offset: -2px; }}
+#object-list .obj-row.hidden {{ opacity: .5; }}
+#object-list .swatch {{ width: 1.1em; height: 1.1em; border-radius: 50%; display: inline-block;
+                       border: 1px solid #0006; flex: none; }}
+#object-list .score {{ margin-left: auto; font-size: .85em; opacity: .8; }}
+.hidden-controls {{ display: none !important; }}
+.tool-row button {{ min-height: 44px; }}
+/* On touch screens the fullscreen button would sit on the image's top-right corner and take its taps. */
+@media (pointer: coarse), (max-width: {PHONE_MAX_WIDTH}) {{
+  #display .icon-button-wrapper {{ display: none; }}
+}}
+@media (pointer: coarse) {{
+  #help p:last-child, #help_again p:last-child {{ display: none; }}  /* the keyboard shortcuts */
+}}
+@media (max-width: {PHONE_MAX_WIDTH}) {{
+  #title h1 {{ font-size: 1.15rem; }}
+  #title p {{ display: none; }}
+  #examples .gallery {{ gap: 4px; }}
+  #examples .gallery-item .container {{ width: {PHONE_EXAMPLE_SIDE}; height: {PHONE_EXAMPLE_SIDE}; }}
+  #history button {{ padding-inline: .3em; }}
+  #status {{ font-size: .8em; }}
   /* On a phone the image fills the width; no tall empty frame around a landscape photo. */
-  #display { height: auto !important; }
-  #display .image-container, #display .image-frame { height: auto !important; max-height: 75vh; }
-}
+  #work:has(#display img) #display {{ height: auto !important; }}
+  #display .image-container, #display .image-frame {{ height: auto !important; max-height: 75vh; }}
+}}
 """
 
 # Keyboard shortcuts: click the matching control by elem_id; ignore keys typed into text fields.
@@ -132,4 +187,35 @@ IN_ORDER_SCRIPT = """
 </script>
 """
 
-HEAD = KEYBOARD_SCRIPT + CLICK_HOLD_SCRIPT + IN_ORDER_SCRIPT
+# The object list's rows select their object (through the hidden "Selected object" radio, whose .input event
+# the app handles), and the selected row is kept in view when the list scrolls.
+OBJECT_ROWS_SCRIPT = """
+<script>
+(() => {
+  document.addEventListener('click', (e) => {
+    const row = e.target instanceof Element ? e.target.closest('#object-list .obj-row') : null;
+    if (!row || row.classList.contains('selected')) return;
+    const radios = document.querySelectorAll('#object_select input[type=radio]');
+    const radio = [...radios].find((r) => r.value === row.dataset.objectId);
+    if (radio) radio.click();
+  });
+  // Keep the selected row in view when the selection changes (e.g. "+ New object" or segment everything
+  // select the last row) or the list is drawn anew; leave the user's own scrolling alone otherwise.
+  let seen = null, seenId = null;
+  new MutationObserver(() => {
+    const list = document.getElementById('object-list');
+    const row = list && list.querySelector('.obj-row.selected');
+    const id = row ? row.dataset.objectId : null;
+    if (!list || (list === seen && id === seenId)) return;
+    seen = list;
+    seenId = id;
+    if (row && (row.offsetTop < list.scrollTop ||
+                row.offsetTop + row.offsetHeight > list.scrollTop + list.clientHeight)) {
+      list.scrollTop = row.offsetTop - (list.clientHeight - row.offsetHeight) / 2;
+    }
+  }).observe(document, {childList: true, subtree: true});
+})();
+</script>
+"""
+
+HEAD = KEYBOARD_SCRIPT + CLICK_HOLD_SCRIPT + IN_ORDER_SCRIPT + OBJECT_ROWS_SCRIPT

@@ -42,6 +42,8 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
                "--disable-sync", "--no-first-run"]
 
 DESKTOP = {"viewport": {"width": 1440, "height": 1000}}
+LAPTOP = {"viewport": {"width": 1366, "height": 900}}
+"""The most common laptop screen: the work area must fit it without scrolling."""
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 """A phone-sized page (iPhone 12-14 CSS size) with touch input."""
 TIMEOUT_MS = 60_000
@@ -188,6 +190,12 @@ def desktop(request, browser, demo_url, screenshots):
 def real_graph_desktop(request, browser, fixture_demo_url, screenshots):
     """A desktop page on the demo that runs the reduced real-architecture model."""
     yield from _open(request, browser, fixture_demo_url, screenshots, DESKTOP, touch=False)
+
+
+@pytest.fixture
+def laptop(request, browser, demo_url, screenshots):
+    """A fresh session in a 1366x900 page (mouse and keyboard)."""
+    yield from _open(request, browser, demo_url, screenshots, LAPTOP, touch=False)
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ def test_keyboard_shortcuts(desktop, pictures):
 
     desktop.page.keyboard.press("a")  # a new, empty object, selected
     desktop.wait_for_objects(2)
-    assert "Object 2" in desktop.page.locator("#object_select label:has(input:checked)").inner_text()
+    assert "Object 2" in desktop.selected_object()
 
     # letters typed into a text field are text, not shortcuts
     src = desktop.display_src()

@@ -43,6 +43,7 @@ DOWNLOAD_LINKS = "#downloads a[data-testid=download-link]"
 TOAST_TEXT = "[data-testid=toast-text]"
 CANDIDATE_CAPTIONS = "#candidates .caption-label"
 OBJECT_ROWS = "#objects .obj-row"
+SELECTED_ROW = "#objects .obj-row.selected"
 EXAMPLE_BUTTON = "button.gallery-item:has(img[src$='/{name}'])"
 
 MODE_LABELS = {"include": "Include", "exclude": "Exclude", "box": "Box"}
@@ -297,6 +298,20 @@ class DemoPage:
     def object_rows(self) -> list[str]:
         return self.page.locator(OBJECT_ROWS).all_inner_texts()
 
+    def selected_object(self) -> str:
+        """The text of the object list's selected row (name and score)."""
+        return self.page.locator(SELECTED_ROW).inner_text()
+
+    def select_object(self, name: str) -> None:
+        """Click (tap) the object list's row of ``name`` and wait until it is the selected row."""
+        row = self.page.locator(OBJECT_ROWS, has=self.page.locator("b", has_text=re.compile(f"^{re.escape(name)}$")))
+        row.scroll_into_view_if_needed()
+        self.tap_or_click(row)
+        self.page.wait_for_function(
+            "([sel, name]) => { const r = document.querySelector(sel);"
+            " return !!r && r.querySelector('b').innerText === name; }",
+            arg=[SELECTED_ROW, name])
+
     def candidate_captions(self) -> list[str]:
         return self.page.locator(CANDIDATE_CAPTIONS).all_inner_texts()
 
@@ -321,8 +336,8 @@ class DemoPage:
         return self.wait_for_new_display(old, timeout_ms)
 
     def focus_page(self) -> None:
-        """Give keyboard focus to the page itself (a neutral spot: the help text), as a user clicking there."""
-        self.page.locator("#help").click()
+        """Give keyboard focus to the page itself (a neutral spot: the title), as a user clicking there."""
+        self.page.locator("#title").click()
 
     def toasts(self) -> list[str]:
         return self.page.locator(TOAST_TEXT).all_inner_texts()
