@@ -19,7 +19,8 @@ What the user sees:
   dark and bright backgrounds alike (drawn even when ``contour=False``);
 * **points**: a disc in the layer colour with a dark rim and a white glyph:
   ``+`` for a positive click, ``-`` for a negative one (distinguishable
-  without colour), centred on the clicked pixel;
+  without colour), centred on the clicked pixel, or moved inward just enough
+  to be whole when the click is nearer to the image edge than its radius;
 * **box**: a rectangle outline in the layer colour between two dark lines;
 * **pending corner**: a white crosshair with a dark rim where the first corner
   of a box being drawn lies.
@@ -40,6 +41,7 @@ indices; markers are drawn in small anti-aliased patches.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,7 +61,15 @@ PALETTE: tuple[RGB, ...] = (
     (213, 94, 0),  # vermillion
     (204, 121, 167),  # reddish purple
 )
-"""Okabe-Ito colour-blind-safe palette without black, as ``(r, g, b)`` uint8 values."""
+"""Okabe-Ito colour-blind-safe palette without black, as ``(r, g, b)`` uint8 values: the first 7 objects."""
+PALETTE_SIZE = 256
+"""Distinct object colours (:func:`palette`): as many as objects an image may have (``sam_demo.editor.MAX_OBJECTS``)."""
+CANDIDATE_STEP = 17
+"""sRGB grid step of the colours :func:`palette` chooses from (16 levels per channel)."""
+MIN_LIGHTNESS, MAX_LIGHTNESS = 0.5, 0.8
+MIN_CHROMA, MAX_CHROMA = 0.09, 0.22
+"""OKLab bounds of the colours :func:`palette` adds (light enough for the dark rims, dark enough for the white
+glyphs; the Okabe-Ito yellow is lighter)."""
 
 WHITE: RGB = (255, 255, 255)
 """Glyphs on point markers, the selection halo and the pending-corner crosshair."""
@@ -97,9 +107,52 @@ THUMBNAIL_REDUCING_GAP = 2.0
 """Pillow ``reducing_gap`` for thumbnails: integer pre-reduction, then bilinear (fast, smooth)."""
 
 
+def _oklab(rgb: NDArray) -> NDArray[np.float64]:
+    """``(..., 3)`` sRGB uint8 values -> ``(..., 3)`` OKLab ``(L, a, b)`` (Björn Ottosson's definition)."""
+    c = np.asarray(rgb, np.float64) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return np.cbrt(linear @ _SRGB_TO_LMS.T) @ _LMS_TO_OKLAB.T
+
+
+_SRGB_TO_LMS = np.array([[0.4122214708, 0.5363325363, 0.0514459929],
+                         [0.2119034982, 0.6806995451, 0.1073969566],
+                         [0.0883024619, 0.2817188376, 0.6299787005]])
+_LMS_TO_OKLAB = np.array([[0.2104542553, 0.7936177850, -0.0040720468],
+                          [1.9779984951, -2.4285922050, 0.4505937099],
+                          [0.0259040371, 0.7827717662, -0.8086757660]])
+
+
+@functools.cache
+def palette() -> tuple[RGB, ...]:
+    """:data:`PALETTE_SIZE` object colours: :data:`PALETTE` first, then each the one farthest from all before it.
+
+    Candidates are an sRGB grid (step :data:`CANDIDATE_STEP`) kept to mid lightness and moderate chroma in
+    OKLab (markers have dark rims and white glyphs, the selection halo is white, and a grey would look like
+    the photo); each next colour is the candidate whose nearest already chosen colour is farthest (OKLab
+    distance). So every object of an image (at most 256) has its own colour, and the first ones differ most:
+    the first 12 at least as much as the Okabe-Ito colours among themselves (OKLab 0.156), the first 64 by at
+    least 0.068, all 256 by at least 0.037. Only the first 7 are chosen for colour-blind viewers. Computed on
+    first use (about 20 ms), then cached.
+    """
+    levels = np.arange(0, 256, CANDIDATE_STEP)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
+    lab = _oklab(grid)
+    lightness, chroma = lab[:, 0], np.hypot(lab[:, 1], lab[:, 2])
+    keep = ((lightness >= MIN_LIGHTNESS) & (lightness <= MAX_LIGHTNESS)
+            & (chroma >= MIN_CHROMA) & (chroma <= MAX_CHROMA))
+    grid, lab = grid[keep], lab[keep]
+    chosen = list(PALETTE)
+    nearest = np.linalg.norm(lab[:, None, :] - _oklab(np.array(PALETTE))[None, :, :], axis=-1).min(axis=1)
+    while len(chosen) < PALETTE_SIZE:
+        k = int(np.argmax(nearest))
+        chosen.append(tuple(int(v) for v in grid[k]))
+        nearest = np.minimum(nearest, np.linalg.norm(lab - lab[k], axis=1))
+    return tuple(chosen)
+
+
 def color_for(index: int) -> RGB:
-    """The palette colour for object ``index`` (0, 1, 2, ...), cycling through :data:`PALETTE`."""
-    return PALETTE[int(index) % len(PALETTE)]
+    """The colour of object ``index`` (0, 1, 2, ...): :func:`palette`, cycling after :data:`PALETTE_SIZE`."""
+    return palette()[int(index) % PALETTE_SIZE]
 
 
 def _check_color(color: Sequence[int]) -> RGB:
@@ -359,8 +412,22 @@ def _composite(out: NDArray[np.uint8], rows: slice, cols: slice, strokes: Sequen
     out[rows, cols] = np.clip(np.rint(patch), 0, 255).astype(np.uint8)
 
 
+def _inside(value: float, radius: float, size: int) -> float:
+    """``value`` moved into ``[radius, size - 1 - radius]`` (the middle when the image is narrower)."""
+    if size - 1 < 2 * radius:
+        return (size - 1) / 2
+    return min(max(value, radius), size - 1 - radius)
+
+
 def _draw_point(out: NDArray[np.uint8], x: float, y: float, label: int, color: RGB, radius: float) -> None:
-    """A disc in ``color`` with a dark rim and a white ``+`` (positive) or ``-`` (negative)."""
+    """A disc in ``color`` with a dark rim and a white ``+`` (positive) or ``-`` (negative).
+
+    Centred on ``(x, y)``; a point nearer to the image edge than ``radius`` has its disc moved inward just
+    enough to be drawn whole (the point then lies under its rim, or just beyond it in a corner).
+    """
+    h, w = out.shape[:2]
+    if -0.5 <= x <= w - 0.5 and -0.5 <= y <= h - 0.5:  # on the image (points off it are drawn clipped)
+        x, y = _inside(x, radius, w), _inside(y, radius, h)
     found = _patch(out, x, y, radius + 1)
     if found is None:
         return

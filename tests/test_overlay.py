@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sam_demo.editor import MAX_OBJECTS
 from sam_demo.overlay import (
     DARK,
     PALETTE,
+    PALETTE_SIZE,
     WHITE,
     MaskLayer,
     candidate_thumbnails,
@@ -66,12 +68,25 @@ def boundary_inside(mask: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- palette
 
 
-def test_palette_is_okabe_ito_without_black_and_cycles():
+def test_palette_starts_with_okabe_ito_without_black():
     assert len(PALETTE) == 7 and len(set(PALETTE)) == 7
     assert (0, 0, 0) not in PALETTE
     assert PALETTE[0] == (230, 159, 0) and PALETTE[1] == (86, 180, 233)  # orange, sky blue first
     assert [color_for(i) for i in range(7)] == list(PALETTE)
-    assert color_for(7) == color_for(0) and color_for(15) == color_for(1)
+
+
+def test_every_object_of_an_image_has_its_own_colour():
+    """Colours used to repeat from the 8th object; now each of MAX_OBJECTS has its own, the first ones most apart."""
+    colours = [color_for(i) for i in range(MAX_OBJECTS)]
+    assert PALETTE_SIZE == MAX_OBJECTS and len(set(colours)) == MAX_OBJECTS
+    assert color_for(MAX_OBJECTS) == color_for(0)  # colour indices from a prompts file may be larger
+    rgb = np.array(colours, dtype=float)
+    apart = np.linalg.norm(rgb[:, None] - rgb[None], axis=-1) + np.eye(MAX_OBJECTS) * 1e9
+    okabe_ito = apart[:7, :7].min()
+    assert apart[:12, :12].min() >= 0.9 * okabe_ito, "the first 12 about as far apart as the Okabe-Ito colours"
+    assert apart[:64, :64].min() >= 25 and apart.min() >= 15, "later ones closer, but never alike"
+    # neither white (glyphs, selection halo) nor near-black (rims) nor grey like a photo
+    assert all(max(c) - min(c) >= 50 and sum(c) < 3 * 240 and max(c) >= 110 for c in colours), colours
 
 
 # --------------------------------------------------------------------------- fill and contour
@@ -237,6 +252,35 @@ def test_the_selected_objects_markers_are_drawn_last():
                   MaskLayer(empty, ORANGE, points=((200.0, 200.0, 0),))]
         out = render_overlay(grey(MHW), layers if selected_first else layers[::-1])
         assert tuple(out[196, 200]) == SKY
+
+
+@pytest.mark.parametrize("x, y", [(0, 0), (799, 3), (5, 300), (400, 599), (799.4, 599.4)])
+def test_a_marker_at_the_image_edge_is_drawn_whole(x, y):
+    """It used to be cut by the edge, to a sliver in a corner; it moves inward just enough to be whole."""
+    base = grey(MHW)
+
+    def drawn(px, py):
+        out = render_overlay(base, [point_layer(px, py, 1)])
+        return out, changed(out, base)
+
+    middle_out, middle = drawn(400.5, 300.5)
+    out, marker = drawn(x, y)
+    rows, cols = np.nonzero(marker)
+    assert marker.sum() >= 0.95 * middle.sum(), "part of the marker is missing"
+    assert np.ptp(rows) >= np.ptp(np.nonzero(middle)[0]) - 1 and np.ptp(cols) >= np.ptp(np.nonzero(middle)[1]) - 1
+    def glyph_span(img):  # rows and columns the white "+" covers (anti-aliased)
+        rows, cols = np.nonzero((img >= 230).all(axis=-1))
+        return np.ptp(rows), np.ptp(cols)
+
+    assert all(a >= b - 1 for a, b in zip(glyph_span(out), glyph_span(middle_out))), "the glyph is cut"
+    centre = (rows.mean(), cols.mean())
+    assert np.hypot(centre[0] - y, centre[1] - x) <= 1.5 * 10.4 + 1, "the marker stays next to the point"
+
+
+def test_points_off_the_image_are_not_moved_onto_it():
+    base = grey(MHW)
+    out = render_overlay(base, [point_layer(-30.0, 100.0, 1), point_layer(900.0, 100.0, 0)])
+    np.testing.assert_array_equal(out, base)
 
 
 def test_markers_scale_with_the_image_and_marker_scale():

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from sam_demo.overlay import color_for
 from sam_onnx.geometry import DisplayFrame
 from tests import analytic_models as am
 
@@ -23,14 +22,28 @@ FIXED_POINT_ONE = 256
 """The overlay blends in 1/256 steps (sam_demo.overlay)."""
 JPEG_MARGIN_PX = 2
 """Extra display pixels left unchecked beside every drawn edge: JPEG ringing and 2x2 chroma subsampling."""
-MARKER_MARGIN = 2.0
-"""Unchecked disc around a point marker, as a multiple of the marker radius (rim and JPEG ringing)."""
+MARKER_MARGIN = 2.5
+"""Unchecked disc around a point, as a multiple of the marker radius: the marker with its rim and JPEG ringing,
+also where a point at the image edge has its marker moved inward to be drawn whole (by up to 1.42 radii)."""
 MARKER_RADIUS_FRACTION = 0.013
 MIN_MARKER_RADIUS = 4.0
+RIM_FRACTION = 0.16
+MIN_RIM_PX = 1.5
 CONTOUR_PX_PER_SIDE = 1 / 640
 MAX_CONTOUR_PX = 4
-"""Marker radius and contour width in display pixels (mirror sam_demo.overlay; the tests restate them so that
-a change there is noticed)."""
+"""Marker radius, its dark rim and the contour width in display pixels (mirror sam_demo.overlay; the tests
+restate them so that a change there is noticed)."""
+OKABE_ITO = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
+             (204, 121, 167))
+"""The colours of the first 7 objects (orange, sky blue, bluish green, yellow, blue, vermillion, reddish
+purple), as the README promises; the oracle knows no others (tests with more objects read them off the page)."""
+
+
+def colour(index: int) -> tuple[int, int, int]:
+    """The colour of object ``color_index`` 0..6."""
+    if not 0 <= index < len(OKABE_ITO):
+        raise ValueError(f"the oracle knows the colours of the first {len(OKABE_ITO)} objects, not {index}")
+    return OKABE_ITO[index]
 
 
 def gradient_rgb(h: int, w: int, *, seed: int = 0) -> NDArray[np.uint8]:
@@ -145,6 +158,10 @@ def marker_radius(display_hw: tuple[int, int]) -> float:
     return max(MIN_MARKER_RADIUS, max(display_hw) * MARKER_RADIUS_FRACTION)
 
 
+def marker_rim(display_hw: tuple[int, int]) -> float:
+    return max(MIN_RIM_PX, marker_radius(display_hw) * RIM_FRACTION)
+
+
 def check_overlay(overlay: NDArray[np.uint8], base: NDArray[np.uint8], prompts: Sequence[ObjectPrompt],
                   frame: DisplayFrame, *, max_wrong_fraction: float = 0.0) -> dict[str, int]:
     """Assert the displayed overlay tints exactly the expected regions, each in its object's colour.
@@ -166,7 +183,7 @@ def check_overlay(overlay: NDArray[np.uint8], base: NDArray[np.uint8], prompts: 
     """
     hw = frame.display_hw
     assert overlay.shape[:2] == hw and base.shape[:2] == hw, (overlay.shape, base.shape, hw)
-    colours = [base.astype(np.int32)] + [blend(base, color_for(p.color_index)) for p in prompts]
+    colours = [base.astype(np.int32)] + [blend(base, colour(p.color_index)) for p in prompts]
     distance = np.stack([np.abs(overlay.astype(np.int32) - c).sum(axis=-1) for c in colours])
     got = distance.argmin(axis=0)
     expected = np.zeros(hw, dtype=np.int64)
