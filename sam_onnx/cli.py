@@ -35,7 +35,7 @@ from pathlib import Path
 from . import amg
 from .errors import InvalidImageError, InvalidPromptError, SamOnnxError
 from .export import cutout, label_map_image, mask_image
-from .hub import MODEL_DIR_ENV
+from .hub import MODEL_DIR_ENV, route_hub_logs_to_root
 from .types import POSITIVE, Box, Point, Prompts
 
 logger = logging.getLogger("sam_onnx.cli")
@@ -102,8 +102,15 @@ def everything_settings(args: argparse.Namespace) -> amg.EverythingSettings:
     return replace(amg.PRESETS[args.preset], **overrides)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: "python -m sam_onnx: error: ... (see --help)" and exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m sam_onnx",
         description="Segment an object with SAM 2.1 Hiera-Small (ONNX, CPU) from points and/or a box, "
                     "or every object in the image (--everything).")
@@ -254,12 +261,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.INFO, format="%(message)s")
+    route_hub_logs_to_root()
     settings = _check_everything_args(parser, args) if args.everything else None
     if not (args.everything or args.out or args.cutout or args.json):
         parser.error("nothing to write: give --out, --cutout and/or --json")
     try:
         report = run_everything(args, settings) if settings is not None else run(args)
-    except (InvalidImageError, InvalidPromptError) as exc:
+    except InvalidImageError as exc:
+        print(f"error: {args.image}: {exc}", file=sys.stderr)  # name the file: the CLI may be given several
+        return EXIT_USAGE
+    except InvalidPromptError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except SamOnnxError as exc:

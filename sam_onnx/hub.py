@@ -28,6 +28,9 @@ LOCAL_DECODER_NAMES = ("decoder.onnx", "prompt_encoder_mask_decoder.onnx", "onnx
 
 _HASH_CHUNK = 8 * 1024 * 1024
 _MB = 1024 * 1024
+HUB_PROBE_TIMEOUT_S = 5.0
+"""Seconds one request may take to tell whether the hub can be reached, before any download
+(huggingface_hub itself retries a failed connection for about 25 s)."""
 
 
 @dataclass(frozen=True)
@@ -136,16 +139,41 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def _fetch_verified(spec: ModelSpec, entry: RepoFile, *, cache_dir: str | None, local_files_only: bool) -> Path:
-    """Cached copy first (no HTTP), then a download; the file is size- and hash-checked either way."""
+def size_text(size: int | None) -> str:
+    """A file size for people: "467 kB", "162 MB" ("size unknown" for None)."""
+    if size is None:
+        return "size unknown"
+    if size < _MB:
+        return f"{max(1, round(size / 1024))} kB"
+    return f"{size / _MB:.0f} MB"
+
+
+def hub_problem(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the Hugging Face hub cannot be reached right now, or ``None`` when it answers.
+
+    One request to the hub's address (``HF_ENDPOINT``), no retries: any HTTP
+    answer means reachable. Proxies from the environment apply, as for the
+    downloads themselves.
+    """
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    request = urllib.request.Request(constants.ENDPOINT, method="HEAD")
     try:
-        path = _download(spec, entry, cache_dir=cache_dir, local_files_only=True)
-    except ModelLoadError:
-        if local_files_only or _offline():
-            raise
-        logger.info("downloading %s from %s (%s MB)", entry.path, spec.repo_id,
-                    f"{entry.size / _MB:.0f}" if entry.size else "?")
-        path = _download(spec, entry, cache_dir=cache_dir, local_files_only=False)
+        with urllib.request.urlopen(request, timeout=timeout_s):  # noqa: S310 - the configured hub address
+            return None
+    except urllib.error.HTTPError:
+        return None  # it answered
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"{constants.ENDPOINT} did not answer ({reason})"
+
+
+def _verified(spec: ModelSpec, entry: RepoFile, path: Path, *, cache_dir: str | None,
+              local_files_only: bool) -> Path:
+    """``path`` after the size and hash check; a bad cached file is downloaded again once when allowed."""
     problem = file_problem(path, entry)
     if problem and not (local_files_only or _offline()):
         logger.warning("cached %s is unusable (%s); downloading it again", entry.path, problem)
@@ -164,9 +192,11 @@ def resolve_hub_files(spec: ModelSpec = DEFAULT_MODEL, *, fp16_encoder: bool = F
     """Get the pinned ONNX files from the Hugging Face cache, downloading them if needed.
 
     Downloads show huggingface_hub's progress bars; ``HF_HUB_OFFLINE=1`` (or
-    ``local_files_only``) means the cache only. Every file, cached or fresh, is
-    checked against the sizes and SHA-256 prefixes in the model table; a bad
-    cached file is downloaded again once when downloads are allowed.
+    ``local_files_only``) means the cache only. When a file is missing and the
+    hub cannot be reached, this fails within :data:`HUB_PROBE_TIMEOUT_S`
+    instead of retrying. Every file, cached or fresh, is checked against the
+    sizes and SHA-256 prefixes in the model table; a bad cached file is
+    downloaded again once when downloads are allowed.
 
     Raises:
         ModelLoadError: with the file, the reason and what to do.
@@ -175,11 +205,49 @@ def resolve_hub_files(spec: ModelSpec = DEFAULT_MODEL, *, fp16_encoder: bool = F
     if encoder_files is None:
         raise ModelLoadError(f"{spec.name} has no fp16 encoder.")
     cache = None if cache_dir is None else str(cache_dir)
+    entries = (*encoder_files.all, *spec.decoder.all)
+    found: dict[str, Path] = {}
+    for entry in entries:  # the cache first: no HTTP at all
+        try:
+            found[entry.path] = _download(spec, entry, cache_dir=cache, local_files_only=True)
+        except ModelLoadError:
+            if local_files_only or _offline():
+                raise
+    missing = [entry for entry in entries if entry.path not in found]
+    if missing:
+        problem = hub_problem()
+        if problem is not None:
+            names = ", ".join(entry.path for entry in missing)
+            raise ModelLoadError(
+                f"Model file{'s' if len(missing) > 1 else ''} {names} of {spec.repo_id} at revision "
+                f"{spec.revision[:12]} {'are' if len(missing) > 1 else 'is'} not in the Hugging Face cache and the "
+                f"Hugging Face hub could not be reached: {problem}. Run once with network access so the model is "
+                f"downloaded, or point --model-dir / {MODEL_DIR_ENV} at a folder with the ONNX files.")
+        sizes = [entry.size for entry in missing]
+        total = None if None in sizes else sum(sizes)  # type: ignore[arg-type]
+        logger.info("downloading %d file%s (%s) from %s", len(missing), "s" if len(missing) > 1 else "",
+                    size_text(total), spec.repo_id)
     paths = {}
-    for entry in (*encoder_files.all, *spec.decoder.all):
-        paths[entry.path] = _fetch_verified(spec, entry, cache_dir=cache, local_files_only=local_files_only)
+    for entry in entries:
+        path = found.get(entry.path) or _download(spec, entry, cache_dir=cache, local_files_only=False)
+        paths[entry.path] = _verified(spec, entry, path, cache_dir=cache, local_files_only=local_files_only)
     return ModelFiles(paths[encoder_files.graph.path], paths[spec.decoder.graph.path],
                       f"{spec.repo_id}@{spec.revision[:12]}")
+
+
+def route_hub_logs_to_root() -> None:
+    """Let huggingface_hub's messages go through the application's logging only (they were printed twice:
+    once by its own handler, once by the root logger's)."""
+    hub_logger = logging.getLogger("huggingface_hub")
+    try:
+        from huggingface_hub.utils import logging as hub_logging
+
+        hub_logging.get_logger()  # huggingface_hub adds its handler on first use; let it, then take it away
+    except ImportError:
+        return
+    for handler in list(hub_logger.handlers):
+        hub_logger.removeHandler(handler)
+    hub_logger.propagate = True
 
 
 def resolve_model_files(model_dir: str | os.PathLike | None = None, *, spec: ModelSpec = DEFAULT_MODEL,

@@ -116,6 +116,10 @@ SUPPORTED_HINT: Final = "use PNG, JPEG or WebP"
 MSG_NOT_AN_IMAGE: Final = f"Could not read this image; {SUPPORTED_HINT}."
 MSG_DAMAGED: Final = "The file is damaged or incomplete."
 MSG_CANNOT_OPEN: Final = "Could not open the file."
+MSG_EMPTY: Final = "The file is empty."
+MSG_NO_SUCH_FILE: Final = "The file does not exist."
+MSG_NOT_A_FILE: Final = "This is a folder, not a file."
+MSG_NO_PERMISSION: Final = "The file cannot be read (permission denied)."
 MSG_OUT_OF_MEMORY: Final = "The image is too large to load."
 MSG_HEIC: Final = "HEIC photos are not supported; export the photo as JPEG."
 MSG_AVIF: Final = f"AVIF images are not supported; {SUPPORTED_HINT}."
@@ -286,6 +290,30 @@ def load_image(
         stream.close()
 
 
+def image_size(
+    source: str | os.PathLike[str] | bytes | BinaryIO,
+    *,
+    limits: ImageLimits = DEFAULT_LIMITS,
+) -> tuple[int, int]:
+    """``(width, height)`` of an image file as stored, from its header only (no pixel is decoded).
+
+    The same checks as :func:`load_image` apply to the file and the header, so
+    a caller can bound the cost of work on an image before decoding it. The
+    size is before the EXIF orientation (which may swap the two).
+
+    Raises:
+        InvalidImageError: as :func:`load_image` for the file and its header.
+    """
+    stream = _open_source(source, limits)
+    try:
+        image = _open_lazily(stream, limits)
+        with image:
+            check_size(image.width, image.height, limits)
+            return image.width, image.height
+    finally:
+        stream.close()
+
+
 def to_rgb_uint8(image: np.ndarray | Image.Image) -> NDArray[np.uint8]:
     """Normalise an in-memory image to a new ``(H, W, 3)`` ``uint8`` RGB array.
 
@@ -349,6 +377,12 @@ def _open_source(source: object, limits: ImageLimits) -> io.BufferedIOBase | io.
 def _open_path(path: str | bytes, limits: ImageLimits) -> io.BufferedIOBase:
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed by load_image
+    except FileNotFoundError as exc:
+        raise _rejected(MSG_NO_SUCH_FILE, exc) from exc
+    except IsADirectoryError as exc:
+        raise _rejected(MSG_NOT_A_FILE, exc) from exc
+    except PermissionError as exc:
+        raise _rejected(MSG_NO_PERMISSION, exc) from exc
     except OSError as exc:
         raise _rejected(MSG_CANNOT_OPEN, exc) from exc
     try:
@@ -376,6 +410,8 @@ def _read_stream(stream: object, limits: ImageLimits) -> bytes:
         raise InvalidImageError("Could not read the file; open it in binary mode.")
     if limits.max_bytes is not None and len(data) > limits.max_bytes:
         raise _rejected(_file_size_message(None, limits.max_bytes))
+    if not data:
+        raise _rejected(MSG_EMPTY)
     return bytes(data)
 
 
@@ -393,6 +429,8 @@ def _remaining_size(stream: object) -> int | None:
 
 
 def _check_bytes(size: int, limits: ImageLimits) -> None:
+    if size == 0:
+        raise _rejected(MSG_EMPTY)
     if limits.max_bytes is not None and size > limits.max_bytes:
         raise _rejected(_file_size_message(size, limits.max_bytes))
 

@@ -68,6 +68,12 @@ class ModelInfo:
         return {"source": self.source, "providers": list(self.providers), "encoder_dtype": self.encoder_dtype,
                 "threads": self.threads}
 
+    def describe(self) -> str:
+        """One line for the log, e.g. "onnx-community/...@a7df49d8de14 on CPUExecutionProvider, 2 threads, ..."."""
+        repaired = f", {self.repaired_concats} Concat node(s) repaired" if self.repaired_concats else ""
+        return (f"{self.source} on {', '.join(self.providers)}, {self.threads} thread(s), "
+                f"{self.encoder_dtype} encoder{repaired}")
+
 
 class Sam2Predictor:
     """SAM 2.1 image predictor on onnxruntime; stateless after construction, thread-safe.
@@ -131,7 +137,7 @@ class Sam2Predictor:
         predictor = cls(enc, dec, source=source or str(encoder.parent), encoder_path=str(encoder),
                         decoder_path=str(decoder), repaired_concats=len(report.repaired), threads=threads)
         _verify_decoder(dec, report)  # after the contract check, so a wrong file fails with a clear message
-        logger.info("model ready in %.2f s: %s", time.perf_counter() - started, predictor.info)
+        logger.info("model ready in %.2f s: %s", time.perf_counter() - started, predictor.info.describe())
         return predictor
 
     @classmethod

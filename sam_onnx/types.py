@@ -8,7 +8,8 @@ helpers that "modify" a value return a new one.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+import reprlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -34,13 +35,30 @@ NUM_CANDIDATES = 3
 """Masks the decoder proposes per object (SAM's multimask output)."""
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict = 2, 4, 4, 4
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 40, 40, 24
+
+
+def short_repr(value: Any) -> str:
+    """A bounded ``repr`` for messages: never long, never deep (a caller may send anything)."""
+    try:
+        return _SHORT.repr(value)
+    except ValueError:  # an integer beyond Python's 4300-digit str() limit
+        return "a number too large to show"
+
+
 def _finite(name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise InvalidPromptError(f"{name} must be a number, got {value!r}")
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise InvalidPromptError(f"{name} must be a number, got {value!r}") from None
+        raise InvalidPromptError(f"{name} must be a number, got {short_repr(value)}") from None
+    except OverflowError:  # an integer too large for a float, e.g. 10**400
+        raise InvalidPromptError(f"{name} must be a finite number, got {short_repr(value)}") from None
     if not math.isfinite(out):
-        raise InvalidPromptError(f"{name} must be a finite number, got {value!r}")
+        raise InvalidPromptError(f"{name} must be a finite number, got {short_repr(value)}")
     return out
 
 
@@ -68,7 +86,7 @@ class Point:
         label = self.label
         if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or int(label) not in LABELS:
             raise InvalidPromptError(
-                f"Point label must be {POSITIVE} (positive) or {NEGATIVE} (negative), got {label!r}")
+                f"Point label must be {POSITIVE} (positive) or {NEGATIVE} (negative), got {short_repr(label)}")
         object.__setattr__(self, "label", int(label))
 
     @property
@@ -185,21 +203,34 @@ class Prompts:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Prompts:
-        """Inverse of :meth:`to_dict`; raises :class:`InvalidPromptError` on malformed data."""
+        """Inverse of :meth:`to_dict`; raises :class:`InvalidPromptError` on malformed data.
+
+        The raw value is checked before anything is built from it: ``points``
+        must be a list of at most :data:`MAX_POINTS_PER_OBJECT` lists of 2 or 3
+        numbers, ``box`` a list of 4 numbers or ``None``. A caller can send
+        anything (a million points, deep nesting, huge integers); the cost of a
+        refusal does not grow with it, nor does the message.
+        """
         if not isinstance(data, Mapping):
             raise InvalidPromptError("an object's prompts must be a mapping with 'points' and 'box'")
-        raw_points = data.get("points") or []
-        if not isinstance(raw_points, Iterable) or isinstance(raw_points, (str, bytes)):
+        raw_points = data.get("points")
+        if raw_points is None:
+            raw_points = []
+        if not isinstance(raw_points, (list, tuple)):
             raise InvalidPromptError("'points' must be a list of [x, y, label]")
+        if len(raw_points) > MAX_POINTS_PER_OBJECT:
+            raise InvalidPromptError(
+                f"At most {MAX_POINTS_PER_OBJECT} points per object (got {len(raw_points)}); "
+                "undo some points or clear the object.")
         points = []
         for item in raw_points:
             if not isinstance(item, (list, tuple)) or len(item) not in (2, 3):
-                raise InvalidPromptError(f"each point must be [x, y] or [x, y, label], got {item!r}")
+                raise InvalidPromptError(f"each point must be [x, y] or [x, y, label], got {short_repr(item)}")
             points.append(Point(*item))
         box = data.get("box")
         if box is not None:
             if not isinstance(box, (list, tuple)) or len(box) != 4:
-                raise InvalidPromptError(f"'box' must be [x0, y0, x1, y1], got {box!r}")
+                raise InvalidPromptError(f"'box' must be [x0, y0, x1, y1], got {short_repr(box)}")
             box = Box(*box)
         return cls(tuple(points), box)
 

@@ -107,3 +107,26 @@ def test_module_entry_point_runs(tmp_path, photo, analytic_dir):
                            "--model-dir", str(analytic_dir)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "mask 1 of 3" in proc.stdout and out.is_file()
+
+
+def test_a_missing_file_is_named_and_said_missing(tmp_path, analytic_dir, capsys):
+    missing = tmp_path / "holiday.jpg"
+    assert _run(analytic_dir, missing, "--point", "1,1", "--out", tmp_path / "m.png") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {missing}: The file does not exist."
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--point", "1"], "--point needs 2 or 3 comma-separated numbers, got '1'"),
+    (["--box", "a,b,c,d"], "--box must be numbers"),
+    (["--mask-index", "7"], "invalid choice: 7"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+])
+def test_usage_errors_are_one_line(tmp_path, photo, capsys, args, message):
+    """The README promises one line on stderr and exit status 2 (not argparse's usage block)."""
+    with pytest.raises(SystemExit) as exited:
+        main([str(photo), *args, "--out", str(tmp_path / "m.png")])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and err.startswith("python -m sam_onnx: error: ")
+    assert err.rstrip().endswith("(see --help)")

@@ -26,9 +26,11 @@ from sam_onnx.image import (
     ALLOWED_FORMATS,
     DEFAULT_LIMITS,
     MSG_AVIF,
-    MSG_CANNOT_OPEN,
     MSG_DAMAGED,
+    MSG_EMPTY,
     MSG_HEIC,
+    MSG_NO_SUCH_FILE,
+    MSG_NOT_A_FILE,
     MSG_NOT_AN_IMAGE,
     MSG_SVG,
     NOTE_16_BIT,
@@ -163,9 +165,15 @@ def test_stream_is_read_from_its_position_and_left_open() -> None:
 def test_missing_file_and_directory_are_rejected_without_the_path(tmp_path: Path) -> None:
     secret = tmp_path / "secret-folder" / "nope.png"
     message = message_of(secret)
-    assert message == MSG_CANNOT_OPEN
+    assert message == MSG_NO_SUCH_FILE == "The file does not exist."
     assert "secret-folder" not in message
-    assert message_of(tmp_path) == MSG_CANNOT_OPEN
+    assert message_of(tmp_path) == MSG_NOT_A_FILE
+
+
+def test_empty_file_says_so(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    assert message_of(empty) == message_of(b"") == message_of(io.BytesIO()) == MSG_EMPTY
 
 
 @pytest.mark.parametrize("source", [12345, None, io.StringIO("text")])
@@ -301,11 +309,10 @@ def test_a4_rejection_is_logged_with_the_exception_class(caplog: pytest.LogCaptu
     "data",
     [
         b"Hello, this is a text file.\n" * 10,
-        b"",
         np.random.default_rng(5).integers(0, 256, 4096, dtype=np.uint8).tobytes(),
         b"<html><body>not an image</body></html>",
     ],
-    ids=["text", "zero-bytes", "random-bytes", "html"],
+    ids=["text", "random-bytes", "html"],  # an empty file has its own message (test_empty_file_says_so)
 )
 def test_a5_not_an_image(data: bytes) -> None:
     with pytest.raises(InvalidImageError) as excinfo:
