@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,10 @@ from numpy.typing import NDArray
 
 from sam_onnx import export
 from sam_onnx.errors import InvalidPromptError
-from sam_onnx.types import NUM_CANDIDATES, MaskResult, Prompts
+from sam_onnx.types import NUM_CANDIDATES, MaskResult, Prompts, short_repr
 
 from .editor import MAX_OBJECTS, Editor, ObjectState, clean_name
+from .limits import parse_json
 
 PROMPTS_FILE_FORMAT = "sam_onnx.session/1"
 """The ``format`` tag of prompts files (its value predates the name and stays for old files)."""
@@ -42,39 +43,76 @@ def prompts_file_dict(editor: Editor, image_sha256: str | None = None) -> dict[s
     }
 
 
+MAX_OBJECT_ID = 2**31 - 1
+"""Largest object id in a prompts file (ids travel to the browser as numbers, which must stay exact)."""
+
+
+def _whole_number(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _saved_size(image: Any) -> tuple[int, int]:
+    """``(height, width)`` recorded in a prompts file's ``"image"`` entry, checked."""
+    if not isinstance(image, Mapping):
+        raise InvalidPromptError("This is not a prompts file saved by this app: 'image' must hold the image's "
+                                 "width and height.")
+    width, height = image.get("width"), image.get("height")
+    for name, value in (("width", width), ("height", height)):
+        if not _whole_number(value) or value < 1:
+            raise InvalidPromptError(f"The prompts file's image {name} must be a whole number of pixels, "
+                                     f"got {short_repr(value)}.")
+    return height, width
+
+
 def editor_from_prompts_file(data: Mapping[str, Any], image_hw: tuple[int, int]) -> Editor:
     """Rebuild an editor from :func:`prompts_file_dict` output, for an image of size ``image_hw``.
 
+    Every value is checked for its type and range before anything is built:
+    the number of objects before any object, an object's points before any
+    point (:meth:`~sam_onnx.types.Prompts.from_dict`); ids are whole numbers
+    from 1 to :data:`MAX_OBJECT_ID`, a mask choice is 0, 1, 2 or null.
+
     Raises:
         InvalidPromptError: not a prompts file, made for an image of another
-            size, or holding invalid prompts.
+            size, or holding invalid values (the message names the object).
     """
     if not isinstance(data, Mapping) or data.get("format") != PROMPTS_FILE_FORMAT:
         raise InvalidPromptError("This is not a prompts file saved by this app.")
-    image = data.get("image") or {}
-    saved_hw = (image.get("height"), image.get("width"))
-    if tuple(saved_hw) != tuple(image_hw):
+    saved_hw = _saved_size(data.get("image"))
+    if saved_hw != tuple(image_hw):
         raise InvalidPromptError(f"These prompts were made for a {saved_hw[1]}×{saved_hw[0]} image; "
                                  f"this one is {image_hw[1]}×{image_hw[0]}.")
     raw = data.get("objects")
     if not isinstance(raw, list) or len(raw) > MAX_OBJECTS:
         raise InvalidPromptError(f"'objects' must be a list of at most {MAX_OBJECTS} objects.")
     objects: list[ObjectState] = []
+    ids: set[int] = set()
     hidden: set[int] = set()
     for index, item in enumerate(raw):
+        where = f"Object {index + 1}"
         if not isinstance(item, Mapping):
-            raise InvalidPromptError(f"Object {index + 1} is not a mapping.")
-        prompts = Prompts.from_dict(item)
-        prompts.check_inside(image_hw)
+            raise InvalidPromptError(f"{where} is not a mapping.")
+        try:
+            prompts = Prompts.from_dict(item)
+            prompts.check_inside(image_hw)
+        except InvalidPromptError as exc:
+            raise InvalidPromptError(f"{where}: {exc}") from None
         candidate = item.get("candidate")
-        if candidate is not None and candidate not in range(NUM_CANDIDATES):
-            raise InvalidPromptError(f"Object {index + 1}: mask choice must be 0, 1, 2 or null.")
+        if candidate is not None and (not _whole_number(candidate) or candidate not in range(NUM_CANDIDATES)):
+            raise InvalidPromptError(f"{where}: mask choice must be 0, 1, 2 or null, got {short_repr(candidate)}.")
         object_id = item.get("id", index + 1)
-        if not isinstance(object_id, int) or object_id < 1 or any(o.id == object_id for o in objects):
-            raise InvalidPromptError(f"Object {index + 1}: ids must be distinct positive integers.")
+        if not _whole_number(object_id) or not 1 <= object_id <= MAX_OBJECT_ID:
+            raise InvalidPromptError(f"{where}: 'id' must be a whole number from 1 to {MAX_OBJECT_ID}, "
+                                     f"got {short_repr(object_id)}.")
+        if object_id in ids:
+            raise InvalidPromptError(f"{where}: id {object_id} is used twice; ids must be distinct.")
+        ids.add(object_id)
         color = item.get("color_index", index)
-        objects.append(ObjectState(object_id, clean_name(item.get("name", ""), f"Object {object_id}"), prompts,
-                                   color if isinstance(color, int) and color >= 0 else index, candidate))
+        if not _whole_number(color) or not 0 <= color <= MAX_OBJECTS:
+            color = index
+        name = item.get("name", "")
+        objects.append(ObjectState(object_id, clean_name(name if isinstance(name, str) else "", f"Object {object_id}"),
+                                   prompts, color, candidate))
         if item.get("visible", True) is False:
             hidden.add(object_id)
     return Editor.from_objects(image_hw, objects, hidden)
@@ -83,19 +121,20 @@ def editor_from_prompts_file(data: Mapping[str, Any], image_hw: tuple[int, int])
 def read_prompts_file(path: str | Path, image_hw: tuple[int, int], image_sha256: str) -> Editor:
     """An editor from a prompts file on disk, checked against the open image.
 
+    The file's size is checked before it is read, its nesting before it is
+    parsed (:func:`sam_demo.limits.parse_json`), its structure before any
+    object is built (:func:`editor_from_prompts_file`).
+
     Raises:
-        InvalidPromptError: too large, not JSON, not a prompts file, or saved
-            for another image.
+        InvalidPromptError: empty, too large, nested too deeply, not JSON, not
+            a prompts file, or saved for another image.
     """
     path = Path(path)
     if path.stat().st_size > PROMPTS_FILE_MAX_BYTES:
         raise InvalidPromptError(f"The prompts file is larger than {PROMPTS_FILE_MAX_BYTES // (1024 * 1024)} MB.")
-    try:
-        parsed = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidPromptError("The prompts file is not valid JSON.") from None
+    parsed = parse_json(path.read_bytes(), "The prompts file", max_bytes=PROMPTS_FILE_MAX_BYTES)
     editor = editor_from_prompts_file(parsed, image_hw)
-    saved_hash = (parsed.get("image") or {}).get("sha256")
+    saved_hash = parsed["image"].get("sha256")
     if saved_hash and saved_hash != image_sha256:
         raise InvalidPromptError("These prompts were saved for a different image of the same size.")
     return editor
@@ -117,7 +156,8 @@ def coco_annotation(obj: ObjectState, result: MaskResult, candidate: int, mask: 
 
 
 def write_bundle(out_dir: str | Path, name: str, image_file_name: str, image_sha256: str, rgb: NDArray[np.uint8],
-                 editor: Editor, objects: Sequence[ObjectState], results: Sequence[MaskResult]) -> list[Path]:
+                 editor: Editor, objects: Sequence[ObjectState], results: Sequence[MaskResult],
+                 step: Callable[[int, int], None] = lambda done, total: None) -> list[Path]:
     """Write the export bundle for ``objects`` (those with prompts) and their decoder ``results``.
 
     Args:
@@ -129,6 +169,7 @@ def write_bundle(out_dir: str | Path, name: str, image_file_name: str, image_sha
         editor: the user's editor (visibility, and the prompts file).
         objects: the objects to export, in order; label ``i + 1`` is ``objects[i]``.
         results: their decoder results, in the same order.
+        step: called as ``step(done, total)`` after each object's mask file (progress).
 
     Returns:
         The written files; the last one is a zip holding all the others.
@@ -146,6 +187,7 @@ def write_bundle(out_dir: str | Path, name: str, image_file_name: str, image_sha
         export.mask_image(mask).save(path, format="PNG")
         files.append(path)
         annotations.append(coco_annotation(obj, result, candidate, mask, len(annotations) + 1))
+        step(len(annotations), len(objects))
     labels = out / f"{name}_labels.png"
     export.label_map_image(export.label_map(masks)).save(labels, format="PNG")
     visible = [m for o, m in zip(objects, masks) if editor.is_visible(o.id)] or masks

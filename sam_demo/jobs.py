@@ -28,6 +28,7 @@ class SpeedMeter:
     def __init__(self, decode_seconds: float = 0.05, encode_seconds: float = 2.5) -> None:
         self._decode = decode_seconds
         self._encode = encode_seconds
+        self._everything: float | None = None
         self._lock = threading.Lock()
 
     def record_decode(self, seconds: float, objects: int) -> None:
@@ -38,6 +39,19 @@ class SpeedMeter:
     def record_encode(self, seconds: float) -> None:
         with self._lock:
             self._encode += self.SMOOTHING * (seconds - self._encode)
+
+    def record_everything(self, seconds: float, points: int) -> None:
+        """A finished segment-everything run: seconds without encoder runs, for ``points`` grid points."""
+        if points > 0 and seconds > 0:
+            per_point = seconds / points
+            with self._lock:
+                self._everything = per_point if self._everything is None else \
+                    self._everything + self.SMOOTHING * 2 * (per_point - self._everything)
+
+    @property
+    def everything_seconds_per_point(self) -> float | None:
+        """Measured seconds per grid point of segment everything (decode, screening, finishing); None before a run."""
+        return self._everything
 
     @property
     def decode_seconds_per_object(self) -> float:
@@ -108,8 +122,12 @@ def estimate(preset_name: str, image_hw: tuple[int, int], speed: SpeedMeter) -> 
     """Up-front cost of segment everything with a preset on an already encoded image of size ``image_hw``."""
     settings = preset(preset_name)
     plan = amg.make_plan(settings, image_hw)
-    seconds = amg.estimate_seconds(plan, speed.decode_seconds_per_object * settings.batch_size,
-                                   speed.encode_seconds, image_encoded=True)
+    measured = speed.everything_seconds_per_point
+    if measured is not None:  # a run on this server: its whole cost per point, whatever the preset
+        seconds = (plan.encoder_runs - 1) * speed.encode_seconds + plan.points * measured
+    else:
+        seconds = amg.estimate_seconds(plan, speed.decode_seconds_per_object * settings.batch_size,
+                                       speed.encode_seconds, image_encoded=True)
     return EverythingEstimate(preset_name, settings.points_per_side, plan.points, plan.decoder_calls,
                               plan.encoder_runs, seconds)
 

@@ -8,8 +8,16 @@ in :mod:`sam_demo.view`, the files users download and load in
 
 Memory is bounded by construction: embeddings and display images live in one
 process-wide LRU keyed by the image's content hash, decoder results in
-another keyed by (image, prompts); nothing large is kept per user. A cache
-miss (eviction) is handled by re-reading the image file and encoding again.
+another keyed by (image, prompts), the object list's scores in a small third,
+and drawn backgrounds (:mod:`sam_demo.view`) in a fourth; nothing large is kept
+per user. A cache miss (eviction) is handled by re-reading the image file and
+encoding again, or by decoding and drawing again.
+
+Fairness: every decoder call and every group of objects drawn runs in a turn of
+:attr:`SegmentationService.compute`, and every encoder run in a turn of
+:attr:`SegmentationService.encoder` (:mod:`sam_demo.fair`), so one user's large
+job is cut into pieces that alternate with other users' clicks. An edit decodes
+and draws only what changed: the selected object, plus whatever is not cached.
 
 Frames: ``ImageRecord.frame`` maps display pixels (what the UI shows and
 reports clicks in) to original pixels (what prompts and exports use).
@@ -18,10 +26,10 @@ reports clicks in) to original pixels (what prompts and exports use).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,17 +41,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sam_onnx import amg, export
-from sam_onnx.errors import InvalidImageError, InvalidPromptError, SamOnnxError
+from sam_onnx.errors import InvalidImageError, InvalidPromptError
 from sam_onnx.geometry import DisplayFrame, Geometry
-from sam_onnx.image import DEFAULT_LIMITS, ImageLimits, load_image
+from sam_onnx.image import DEFAULT_LIMITS, ImageLimits, image_size, load_image
 from sam_onnx.predictor import Sam2Predictor
 from sam_onnx.preprocess import preprocess_image
-from sam_onnx.types import ImageEmbedding, MaskResult, Prompts
+from sam_onnx.types import ImageEmbedding, MaskResult, Point, Prompts
 
-from . import bundle, jobs, view
+from . import bundle, fair, jobs, limits, view
 from .cache import BoundedCache
 from .editor import MAX_OBJECTS, Editor
-from .view import View, ViewOptions
+from .view import Background, Summary, View, ViewOptions
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +59,19 @@ DEFAULT_DISPLAY_SIDE = 1536
 """Long side of the image the UI shows; clicks come back in this frame."""
 DEFAULT_IMAGE_CACHE_MB = 1024
 DEFAULT_RESULT_CACHE_MB = 256
+DEFAULT_VIEW_CACHE_MB = 128
+"""Drawn backgrounds (:class:`sam_demo.view.Background`, about 12 MB each at 1536×1152 px)."""
+SUMMARY_CACHE_MB = 16
+SUMMARY_BYTES = 400
+"""Bytes counted per cached object-list score (a key with its prompts and four floats)."""
+DECODE_PIECE = 1
+"""Objects per decoder call when many are decoded: the decoder's cost is linear in the objects on CPU
+(about 20-26 ms each on 2 cores, bench/README.md), so small pieces cost nothing and let other users' clicks in."""
+MAX_SEGMENT_MEGAPIXELS = 512
+"""Full-resolution masks one ``/segment`` request may ask for, in megapixels (objects × image size):
+256 objects of a 2 MP photo, 42 of a 12 MP one. Bounds the request's time and memory before any work."""
+MAX_SEGMENT_RESPONSE_BYTES = 32 * 1024 * 1024
+"""Largest ``/segment`` answer (COCO RLE grows with a mask's detail, not only its size)."""
 _MB = 1024 * 1024
 
 Progress = Callable[[float, str], None]
@@ -103,30 +124,31 @@ def image_key(rgb: NDArray[np.uint8]) -> str:
     return digest.hexdigest()
 
 
-API_PROMPTS_FORMAT = 'prompts must be JSON: a list of {"points": [[x, y, label]], "box": [x0, y0, x1, y1]}.'
-"""The message for a ``/segment`` prompts value that is not of the documented shape."""
-
-
 def segment_objects_from_json(value: Any) -> list[Prompts]:
-    """The objects of a ``/segment`` request: a JSON string or the parsed value.
-
-    The value is a list of ``{"points": [[x, y, label], ...], "box": [x0, y0, x1, y1] | null}``
-    in original pixels; a single object may be given without the list.
+    """The objects of a ``/segment`` request (see :func:`sam_demo.limits.api_objects`).
 
     Raises:
         InvalidPromptError: with a message saying what is wrong.
     """
-    try:
-        data = json.loads(value) if isinstance(value, str) else value
-        if isinstance(data, dict):
-            data = [data]
-        if not isinstance(data, list):
-            raise InvalidPromptError("prompts must be a list of objects with 'points' and/or 'box'.")
-        return [Prompts.from_dict(item) for item in data]
-    except SamOnnxError:
-        raise
-    except (ValueError, TypeError):
-        raise InvalidPromptError(API_PROMPTS_FORMAT) from None
+    return limits.api_objects(value)
+
+
+class _FairTurns:
+    """The predictor as :func:`sam_onnx.amg.generate` uses it: decoder calls and encoder runs in fair turns."""
+
+    def __init__(self, service: SegmentationService) -> None:
+        self._service = service
+        self.encode_seconds = 0.0
+
+    def encode(self, image) -> ImageEmbedding:
+        with self._service.encoder.turn():
+            started = time.perf_counter()
+            embedding = self._service.predictor.encode(image)
+            self.encode_seconds += time.perf_counter() - started
+            return embedding
+
+    def decode_many(self, embedding: ImageEmbedding, objects: Sequence[Prompts], **_: Any) -> list[MaskResult]:
+        return self._service.decode(embedding, objects)
 
 
 def _safe_stem(path: str) -> str:
@@ -147,15 +169,24 @@ class SegmentationService:
 
     def __init__(self, predictor: Sam2Predictor, *, display_max_side: int = DEFAULT_DISPLAY_SIDE,
                  image_cache_mb: int = DEFAULT_IMAGE_CACHE_MB, result_cache_mb: int = DEFAULT_RESULT_CACHE_MB,
-                 limits: ImageLimits = DEFAULT_LIMITS) -> None:
+                 view_cache_mb: int = DEFAULT_VIEW_CACHE_MB, limits: ImageLimits = DEFAULT_LIMITS) -> None:
         self.predictor = predictor
         self.display_max_side = display_max_side
         self.limits = limits
         self._images: BoundedCache[CachedImage] = BoundedCache(image_cache_mb * _MB, lambda v: v.nbytes)
         self._results: BoundedCache[MaskResult] = BoundedCache(result_cache_mb * _MB,
                                                                lambda r: r.low_res_logits.nbytes + 64)
+        self._summaries: BoundedCache[Summary] = BoundedCache(SUMMARY_CACHE_MB * _MB, lambda v: SUMMARY_BYTES)
+        self._backgrounds: BoundedCache[Background] = BoundedCache(view_cache_mb * _MB, lambda b: b.nbytes + 64)
+        self.compute = fair.FairGate("compute")
+        """Turns for decoder calls and drawing, shared fairly between users (:mod:`sam_demo.fair`)."""
+        self.encoder = fair.FairGate("encoder")
+        """Turns for encoder runs: one at a time (a second run on 2 cores only halves both)."""
+        self.intake = fair.FairGate("intake")
+        """Turns for reading and encoding an upload: one image (up to 40 MP decoded) in memory at a time."""
         self.speed = jobs.SpeedMeter()
         self.cancels = jobs.CancelRegistry()
+        self._local = threading.local()
 
     # ------------------------------------------------------------------ images
     def open_image(self, path: str | os.PathLike, *, progress: Progress = _no_progress) -> tuple[ImageRecord, dict]:
@@ -169,22 +200,23 @@ class SegmentationService:
         """
         started = time.perf_counter()
         progress(0.05, "Reading the image")
-        loaded = load_image(path, limits=self.limits)
-        loaded_at = time.perf_counter()
-        frame = DisplayFrame.fit(loaded.rgb.shape[:2], self.display_max_side)
-        progress(0.2, "Encoding the image (runs once per image)")
-        # Critical path: preprocess -> encoder on this thread. The content hash and then the display
-        # copies run on the second core meanwhile (single-threaded Pillow/hashlib work, GIL released);
-        # on a cache hit the preprocessing was wasted, ~70 ms at 12 MP.
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload")
-        try:
-            key_future = pool.submit(image_key, loaded.rgb)
-            display_future = pool.submit(view.display_images, loaded.rgb, frame)
-            prepared = preprocess_image(loaded.rgb)
-            key = key_future.result()
-            _, cached = self._images.get_or_create(key, lambda: self._encode(prepared, display_future))
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+        with self.intake.turn():  # one image in memory at a time, however many arrive
+            loaded = load_image(path, limits=self.limits)
+            loaded_at = time.perf_counter()
+            frame = DisplayFrame.fit(loaded.rgb.shape[:2], self.display_max_side)
+            progress(0.2, "Encoding the image (runs once per image)")
+            # Critical path: preprocess -> encoder on this thread. The content hash and then the display
+            # copies run on the second core meanwhile (single-threaded Pillow/hashlib work, GIL released);
+            # on a cache hit the preprocessing was wasted, ~70 ms at 12 MP.
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload")
+            try:
+                key_future = pool.submit(image_key, loaded.rgb)
+                display_future = pool.submit(view.display_images, loaded.rgb, frame)
+                prepared = preprocess_image(loaded.rgb)
+                key = key_future.result()
+                _, cached = self._images.get_or_create(key, lambda: self._encode(prepared, display_future))
+            finally:
+                pool.shutdown(wait=False, cancel_futures=True)
         done = time.perf_counter()
         progress(1.0, "Ready")
         record = ImageRecord(key, str(path), _safe_stem(str(path)), frame, loaded.notes)
@@ -197,9 +229,10 @@ class SegmentationService:
 
         ``display`` is the future of :func:`sam_demo.view.display_images`, computed on another core meanwhile.
         """
-        started = time.perf_counter()
-        embedding = self.predictor.encode_pixels(*prepared)
-        self.speed.record_encode(time.perf_counter() - started)
+        with self.encoder.turn():
+            started = time.perf_counter()
+            embedding = self.predictor.encode_pixels(*prepared)
+            self.speed.record_encode(time.perf_counter() - started)
         return CachedImage(embedding, *display.result())
 
     def cached_image(self, record: ImageRecord) -> CachedImage:
@@ -210,12 +243,13 @@ class SegmentationService:
 
         def reencode() -> CachedImage:
             logger.info("image %s was evicted; encoding it again", record.key[:12])
-            rgb = self._reload(record)
-            # The display copies (Pillow, single-threaded, GIL released) are made on the second core while
-            # the preprocessing runs on this one: 60-200 ms off an upload (bench/README.md).
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="display-copy") as pool:
-                display = pool.submit(view.display_images, rgb, record.frame)
-                return self._encode(preprocess_image(rgb), display)
+            with self.intake.turn():
+                rgb = self._reload(record)
+                # The display copies (Pillow, single-threaded, GIL released) are made on the second core while
+                # the preprocessing runs on this one: 60-200 ms off an upload (bench/README.md).
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="display-copy") as pool:
+                    display = pool.submit(view.display_images, rgb, record.frame)
+                    return self._encode(preprocess_image(rgb), display)
 
         return self._images.get_or_create(record.key, reencode)[0]
 
@@ -229,34 +263,110 @@ class SegmentationService:
         return rgb
 
     # ------------------------------------------------------------------ masks
+    def decode(self, embedding: ImageEmbedding, objects: Sequence[Prompts]) -> list[MaskResult]:
+        """Decoder results for ``objects``, :data:`DECODE_PIECE` at a time in fair turns (not cached)."""
+        out: list[MaskResult] = []
+        work = self._work()
+        with self.compute.turn() as turn:
+            for start in range(0, len(objects), DECODE_PIECE):
+                piece = list(objects[start:start + DECODE_PIECE])
+                started = time.perf_counter()
+                out += self.predictor.decode_many(embedding, piece)
+                seconds = time.perf_counter() - started
+                self.speed.record_decode(seconds, len(piece))
+                work.decoded += len(piece)
+                work.decode_s += seconds
+                turn.share()
+        return out
+
+    def _work(self, reset: bool = False) -> threading.local:
+        """This thread's decoder work in the current event (for the status line's timings)."""
+        work = self._local
+        if reset or not hasattr(work, "decoded"):
+            work.decoded, work.decode_s = 0, 0.0
+        return work
+
     def results(self, record: ImageRecord, objects: Sequence[Prompts]) -> list[MaskResult]:
-        """Decoder results for each object's prompts (cached; misses decoded in one batched call)."""
+        """Decoder results for each object's prompts (cached; misses decoded in fair pieces)."""
         keys = [(record.key, p) for p in objects]
         found = [self._results.get(k) for k in keys]
         missing = [i for i, r in enumerate(found) if r is None]
         if missing:
             embedding = self.cached_image(record).embedding
-            started = time.perf_counter()
-            decoded = self.predictor.decode_many(embedding, [objects[i] for i in missing])
-            self.speed.record_decode(time.perf_counter() - started, len(missing))
-            for i, result in zip(missing, decoded):
+            for i, result in zip(missing, self.decode(embedding, [objects[i] for i in missing])):
                 found[i] = self._results.put(keys[i], result)
+                self._summaries.put(keys[i], Summary.of(result))
         return found  # type: ignore[return-value]
 
+    def summaries(self, record: ImageRecord, editor: Editor) -> dict[int, Summary]:
+        """The object list's scores for every object with prompts (cached apart from the logits)."""
+        out: dict[int, Summary] = {}
+        missing = []
+        for obj in editor.objects:
+            if obj.prompts.is_empty:
+                continue
+            key = (record.key, obj.prompts)
+            summary = self._summaries.get(key)
+            if summary is None:
+                result = self._results.get(key)
+                summary = None if result is None else self._summaries.put(key, Summary.of(result))
+            if summary is None:
+                missing.append(obj)
+            else:
+                out[obj.id] = summary
+        if missing:
+            for obj, result in zip(missing, self.results(record, [o.prompts for o in missing])):
+                out[obj.id] = Summary.of(result)
+        return out
+
+    def background(self, record: ImageRecord, cached: CachedImage, editor: Editor, options: ViewOptions,
+                   share=lambda: None) -> Background:
+        """Every visible object but the selected one, drawn (cached; see :mod:`sam_demo.view`)."""
+        objects = view.background_objects(editor)
+        if not objects:
+            return Background(cached.display_rgb, cached.display_rgb, None)
+        key = (record.key, view.background_key(objects, options))
+        found = self._backgrounds.get(key)
+        if found is not None:
+            return found
+        results = dict(zip((o.id for o in objects), self.results(record, [o.prompts for o in objects])))
+        drawn = view.draw_background(cached.display_rgb, record.frame, objects, results, options, share=share)
+        return self._backgrounds.put(key, drawn)
+
     def render(self, record: ImageRecord, editor: Editor, options: ViewOptions = ViewOptions()) -> View:
-        """Decode what changed and draw every visible object on the display image."""
-        t0 = time.perf_counter()
-        cached = self.cached_image(record)
-        active = [o for o in editor.objects if not o.prompts.is_empty]
-        results = dict(zip((o.id for o in active), self.results(record, [o.prompts for o in active])))
-        t1 = time.perf_counter()
-        shown = view.draw(cached.display_rgb, cached.thumbnail_rgb, record.frame, editor, results, options)
-        shown.timings_ms.update(decode_ms=(t1 - t0) * 1e3, render_ms=(time.perf_counter() - t1) * 1e3)
-        return shown
+        """What the user sees after an edit, decoding and drawing only what changed.
+
+        The selected object is decoded (a cache hit unless its prompts changed)
+        and drawn on the cached background; the background, the object list's
+        scores and any evicted result are rebuilt in fair pieces when missing.
+        """
+        cached = self.cached_image(record)  # before any turn: it may encode again after an eviction
+        work = self._work(reset=True)
+        started = time.perf_counter()
+        with self.compute.turn() as turn:
+            selected = editor.selected
+            selected_result = None
+            if selected is not None and not selected.prompts.is_empty:
+                selected_result = self.results(record, [selected.prompts])[0]
+            summaries = self.summaries(record, editor)
+            background = self.background(record, cached, editor, options, share=turn.share)
+            drawn = selected_result if view.drawn_selected(editor) is not None else None
+            overlay = view.compose(background, record.frame, editor, drawn, options)
+            thumbs, scores, chosen = view.candidates_view(record.frame, cached.thumbnail_rgb, editor, selected_result)
+            waited = turn.waited
+        rows = view.object_rows(editor, summaries)
+        total = time.perf_counter() - started
+        timings = {"decode_ms": work.decode_s * 1e3, "render_ms": max(0.0, total - work.decode_s - waited) * 1e3,
+                   "waited_ms": waited * 1e3, "decoded": work.decoded}
+        return View(overlay, thumbs, scores, chosen, rows, timings)
 
     # ------------------------------------------------------------------ files
-    def export(self, record: ImageRecord, editor: Editor, out_dir: str | os.PathLike) -> list[Path]:
+    def export(self, record: ImageRecord, editor: Editor, out_dir: str | os.PathLike, *,
+               progress: Progress = _no_progress) -> list[Path]:
         """Write every object's mask at the original resolution, plus a label map, cut-out, COCO RLE and prompts.
+
+        ``progress(fraction, message)`` is called after each object's mask file
+        (an export of 175 objects of a 12 MP photo takes about a minute on 2 cores).
 
         Returns:
             The written files; the last one is a zip holding all the others.
@@ -267,10 +377,15 @@ class SegmentationService:
         active = [o for o in editor.objects if not o.prompts.is_empty]
         if not active:
             raise InvalidPromptError("Nothing to export yet: add a point or a box first.")
+        progress(0.0, f"Exporting {len(active)} object{'s' if len(active) != 1 else ''}")
         rgb = self._reload(record)
         results = self.results(record, [o.prompts for o in active])
+
+        def step(done: int, total: int) -> None:
+            progress(done / (total + 1), f"Mask {done} of {total} written")
+
         return bundle.write_bundle(out_dir, record.name, Path(record.path).name, record.key, rgb, editor, active,
-                                   results)
+                                   results, step=step)
 
     def load_prompts_file(self, record: ImageRecord, path: str | os.PathLike) -> Editor:
         """An editor from a prompts file saved by :meth:`export` for the same image."""
@@ -284,17 +399,46 @@ class SegmentationService:
             JSON-ready dict: image size, model, and per object the 3 scores, the
             best index, the object score and the best mask as COCO RLE at the
             original resolution.
+
+        Its cost is bounded before any work: at most :data:`~sam_demo.editor.MAX_OBJECTS`
+        objects and :data:`MAX_SEGMENT_MEGAPIXELS` of full-resolution masks
+        (objects × the image's size, read from the file's header), and every
+        prompt inside the image. The decoder runs one object at a time in fair
+        turns, and results are not cached (a stateless call would only push
+        out the interactive users' results).
+
+        Raises:
+            InvalidPromptError: no objects, too many, too much mask area, a prompt outside the image,
+                or an answer over :data:`MAX_SEGMENT_RESPONSE_BYTES`.
+            InvalidImageError: the file is not a usable image.
         """
         if not objects:
             raise InvalidPromptError("Give at least one object with points or a box.")
         if len(objects) > MAX_OBJECTS:  # each costs ~0.8 MB of logits until the answer is built
             raise InvalidPromptError(f"At most {MAX_OBJECTS} objects per request (got {len(objects)}).")
+        width, height = image_size(path, limits=self.limits)
+        megapixels = len(objects) * width * height / 1e6
+        if megapixels > MAX_SEGMENT_MEGAPIXELS:
+            most = max(1, int(MAX_SEGMENT_MEGAPIXELS * 1e6 // (width * height)))
+            raise InvalidPromptError(
+                f"{len(objects)} masks of a {width}×{height} image are {megapixels:.0f} megapixels; one request may "
+                f"ask for {MAX_SEGMENT_MEGAPIXELS}. Send at most {most} objects per request for this image.")
         record, info = self.open_image(path)
-        results = self.results(record, objects)
+        for prompts in objects:
+            prompts.check_inside(record.original_hw)
+        embedding = self.cached_image(record).embedding
         h, w = record.original_hw
         out_objects = []
-        for prompts, result in zip(objects, results):
+        answer_bytes = 0
+        for prompts in objects:
+            result = self.decode(embedding, [prompts])[0]
             fields = export.coco_mask_fields(result.best_mask)
+            answer_bytes += len(fields["segmentation"]["counts"]) + 512
+            if answer_bytes > MAX_SEGMENT_RESPONSE_BYTES:
+                raise InvalidPromptError(
+                    f"The masks are too detailed to send in one answer (over "
+                    f"{MAX_SEGMENT_RESPONSE_BYTES // _MB} MB of RLE after {len(out_objects)} objects); "
+                    "send fewer objects per request.")
             out_objects.append({
                 "prompts": prompts.to_dict(),
                 "scores": [round(float(s), 6) for s in result.scores],
@@ -324,12 +468,24 @@ class SegmentationService:
         embedding = self.cached_image(record).embedding
         # Crop layers need the pixels: read the file again rather than keep every image's pixels in memory.
         source = self._reload(record) if settings.crop_n_layers else embedding
+        plan = amg.make_plan(settings, record.original_hw)
+        turns = _FairTurns(self)
         started = time.perf_counter()
-        masks = amg.generate(self.predictor, source, settings, embedding=embedding if settings.crop_n_layers else None,
-                             progress=progress, cancel=cancel)
-        logger.info("segment everything (%s) on %s: %d masks in %.1f s", preset, record.key[:12], len(masks),
-                    time.perf_counter() - started)
+        masks = amg.generate(turns, source, settings,  # type: ignore[arg-type]
+                             embedding=embedding if settings.crop_n_layers else None, progress=progress, cancel=cancel)
+        seconds = time.perf_counter() - started
+        self.speed.record_everything(seconds - turns.encode_seconds, plan.points)
+        logger.info("segment everything (%s) on %s: %d masks in %.1f s", preset, record.key[:12], len(masks), seconds)
         return jobs.found_objects(masks, record.original_hw)
+
+    def warm_up(self) -> None:
+        """One encoder run and one decoder call on a small image, so the first user waits for neither
+        and the first estimates use this machine's measured speeds."""
+        rgb = np.zeros((64, 64, 3), np.uint8)
+        started = time.perf_counter()
+        embedding = self.predictor.encode(rgb)
+        logger.info("warm-up encode %.2f s", time.perf_counter() - started)
+        self.decode(embedding, [Prompts((Point(32, 32),))])
 
     # ------------------------------------------------------------------ info
     def model_summary(self) -> dict[str, Any]:

@@ -1,0 +1,139 @@
+"""Fair sharing of the CPU between users: the work of every event runs in short turns, round robin.
+
+The machine this demo targets has 2 cores, and one onnxruntime call already uses
+both; two heavy jobs at once only halve each other's speed. So the engine does
+not rely on queues alone: every piece of heavy work (a decoder call for one or
+two objects, drawing a group of objects, a full-resolution mask for ``/segment``)
+runs in a *turn* of a process-wide :class:`FairGate`, one turn at a time, and the
+turns rotate between the *owners* that are waiting (an owner is a browser tab,
+Gradio's session hash, set per event in :data:`current_owner` by the Gradio
+layer). A user holding 256 objects, a long prompts file, segment everything or a
+``/segment`` call of 256 objects therefore waits for their own pieces, while
+another user's click waits for at most one piece of theirs (about one decoder
+call, 20-50 ms on 2 cores) before it runs.
+
+Encoder runs (seconds each, not divisible) take turns on a separate gate, so an
+upload never holds anyone's click, and two uploads never run at once.
+
+Turns are re-entrant within a thread: code that already holds a turn and calls a
+function that asks for one keeps its turn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Hashable, Iterator
+
+current_owner: contextvars.ContextVar[Hashable | None] = contextvars.ContextVar("sam_demo_owner", default=None)
+"""Who the running event belongs to (a browser tab's session hash); ``None`` outside events."""
+
+SHARE_AFTER_S = 0.03
+"""A turn held longer than this is handed over at the next :meth:`Turn.share` if another owner waits."""
+
+
+def owner() -> Hashable:
+    """The current owner, or one per thread outside events (a script, a test, a benchmark)."""
+    found = current_owner.get()
+    return found if found is not None else ("thread", threading.get_ident())
+
+
+class Turn:
+    """A held turn of a :class:`FairGate` (see :meth:`FairGate.turn`)."""
+
+    def __init__(self, gate: FairGate, who: Hashable, waited: float) -> None:
+        self._gate = gate
+        self._owner = who
+        self.started = time.perf_counter()
+        self.waited = waited
+        """Seconds spent waiting for this turn so far (first acquisition and every hand-over)."""
+
+    def share(self) -> None:
+        """Between two pieces of work: hand the turn over if another owner waits and this turn ran long enough."""
+        if time.perf_counter() - self.started < SHARE_AFTER_S or not self._gate.others_waiting(self._owner):
+            return
+        self._gate._release()
+        self.waited += self._gate._acquire(self._owner)
+        self.started = time.perf_counter()
+
+
+class _NoTurn(Turn):
+    """What a nested :meth:`FairGate.turn` returns: the outer turn shares and counts."""
+
+    def __init__(self, outer: Turn) -> None:
+        self._outer = outer
+
+    def share(self) -> None:
+        self._outer.share()
+
+    @property
+    def waited(self) -> float:  # type: ignore[override]
+        return self._outer.waited
+
+
+class FairGate:
+    """One turn at a time; waiting owners are served round robin, each owner's requests in order.
+
+    An owner that releases its turn and asks again goes behind every owner
+    already waiting, so a long job cut into pieces alternates with the short
+    jobs of others instead of running to its end first.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._busy = False
+        self._waiting: OrderedDict[Hashable, deque[threading.Event]] = OrderedDict()
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def turn(self, who: Hashable | None = None) -> Iterator[Turn]:
+        """Wait for a turn for ``who`` (default: :func:`owner`), hold it for the ``with`` block."""
+        outer: Turn | None = getattr(self._local, "turn", None)
+        if outer is not None:
+            yield _NoTurn(outer)
+            return
+        who = owner() if who is None else who
+        held = Turn(self, who, self._acquire(who))
+        self._local.turn = held
+        try:
+            yield held
+        finally:
+            self._local.turn = None
+            self._release()
+
+    def others_waiting(self, who: Hashable) -> bool:
+        with self._lock:
+            return any(key != who for key in self._waiting)
+
+    def waiting(self) -> int:
+        """Requests waiting for a turn (for tests and logs)."""
+        with self._lock:
+            return sum(len(q) for q in self._waiting.values())
+
+    def _acquire(self, who: Hashable) -> float:
+        """Wait for the turn; returns the seconds waited."""
+        with self._lock:
+            if not self._busy and not self._waiting:
+                self._busy = True
+                return 0.0
+            ticket = threading.Event()
+            self._waiting.setdefault(who, deque()).append(ticket)
+        started = time.perf_counter()
+        ticket.wait()  # set by _release, which hands the turn over (the gate stays busy)
+        return time.perf_counter() - started
+
+    def _release(self) -> None:
+        with self._lock:
+            while self._waiting:
+                who, queue = next(iter(self._waiting.items()))
+                ticket = queue.popleft()
+                del self._waiting[who]
+                if queue:  # the owner's next request waits behind everyone else
+                    self._waiting[who] = queue
+                ticket.set()
+                return
+            self._busy = False

@@ -1,0 +1,103 @@
+"""Bounds on what callers send, checked on the raw value before anything is built from it.
+
+A script can send the demo anything: a 30 MB body, 100,000 nested brackets,
+a million points, integers with hundreds of digits. Every check here looks at
+the raw structure (bytes, nesting depth, list lengths) first, so refusing a
+request costs at most one pass over data already bounded in size, and the
+message says what was wrong. The request body itself is bounded earlier, by
+:class:`sam_demo.gradio_guard.RequestLimits`, with the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import numpy as np
+
+from sam_onnx.errors import InvalidPromptError
+from sam_onnx.types import Prompts
+
+from .editor import MAX_OBJECTS
+
+MAX_JSON_BYTES = 2 * 1024 * 1024
+"""Largest JSON text read (a request body, a prompts file): 256 objects of 32 points take about 150 kB."""
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of lists and objects accepted (the app's own requests and files need about 8)."""
+
+API_PROMPTS_FORMAT = 'prompts must be JSON: a list of {"points": [[x, y, label]], "box": [x0, y0, x1, y1]}.'
+"""The message for a ``/segment`` prompts value that is not of the documented shape."""
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth(text: bytes | str) -> int:
+    """Deepest nesting of ``[`` / ``{`` in a JSON text, without parsing it (brackets inside strings don't count).
+
+    Linear in the text's length: strings are cut out with one regular
+    expression, then the remaining brackets are counted with numpy. An
+    unterminated string counts its brackets, which can only make the answer
+    larger (the text is not valid JSON anyway).
+    """
+    data = text.encode() if isinstance(text, str) else bytes(text)
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    if not brackets:
+        return 0
+    codes = np.frombuffer(brackets, np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def parse_json(text: bytes | str, what: str, *, max_bytes: int = MAX_JSON_BYTES,
+               max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse a JSON text after checking its size and nesting.
+
+    Args:
+        text: the JSON text.
+        what: how messages name it, e.g. "The prompts file".
+
+    Raises:
+        InvalidPromptError: too large, nested too deeply, or not JSON.
+    """
+    size = len(text.encode() if isinstance(text, str) else text)
+    if size > max_bytes:
+        raise InvalidPromptError(f"{what} is larger than {max_bytes // (1024 * 1024)} MB.")
+    if not size or not (text.strip() if isinstance(text, str) else bytes(text).strip()):
+        raise InvalidPromptError(f"{what} is empty.")
+    if json_depth(text) > max_depth:
+        raise InvalidPromptError(f"{what} is nested more than {max_depth} levels deep.")
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidPromptError(f"{what} is not valid JSON.") from None
+
+
+def api_objects(value: Any) -> list[Prompts]:
+    """The objects of a ``/segment`` request: a JSON string or the parsed value.
+
+    The value is a list of ``{"points": [[x, y, label], ...], "box": [x0, y0, x1, y1] | null}``
+    in original pixels; a single object may be given without the list. The
+    list's length is checked before any object is built, and each object's
+    points before any point is (:meth:`sam_onnx.types.Prompts.from_dict`).
+
+    Raises:
+        InvalidPromptError: with a message saying what is wrong.
+    """
+    if isinstance(value, (str, bytes)):
+        try:
+            value = parse_json(value, "The prompts value")
+        except InvalidPromptError as exc:
+            if "not valid JSON" in str(exc):
+                raise InvalidPromptError(API_PROMPTS_FORMAT) from None
+            raise
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise InvalidPromptError("prompts must be a list of objects with 'points' and/or 'box'.")
+    if not value:
+        raise InvalidPromptError("Give at least one object with points or a box.")
+    if len(value) > MAX_OBJECTS:
+        raise InvalidPromptError(f"At most {MAX_OBJECTS} objects per request (got {len(value)}).")
+    return [Prompts.from_dict(item) for item in value]

@@ -1,0 +1,117 @@
+"""sam_demo.fair: turns on the CPU go round robin between owners, and a long job cut in pieces lets others in."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from sam_demo import fair
+from sam_demo.fair import FairGate
+
+
+def _run(target, *args) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_free_gate_gives_the_turn_at_once_and_turns_nest():
+    gate = FairGate("test")
+    with gate.turn("a") as outer:
+        assert outer.waited == 0.0
+        with gate.turn("a") as inner:  # the same thread keeps its turn (no deadlock)
+            inner.share()
+        assert gate.waiting() == 0
+    with gate.turn("b"):
+        pass
+
+
+def test_one_turn_at_a_time():
+    gate = FairGate("test")
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def work(who):
+        for _ in range(5):
+            with gate.turn(who):
+                with lock:
+                    running[0] += 1
+                    most[0] = max(most[0], running[0])
+                time.sleep(0.002)
+                with lock:
+                    running[0] -= 1
+
+    threads = [_run(work, f"user{k}") for k in range(4)]
+    for t in threads:
+        t.join(10)
+    assert most[0] == 1
+
+
+def test_a_long_job_in_pieces_lets_another_owner_in_after_one_piece(monkeypatch):
+    """User A runs 200 pieces of 5 ms; user B asks for one turn meanwhile and waits about one piece, not A's job."""
+    monkeypatch.setattr(fair, "SHARE_AFTER_S", 0.0)
+    gate = FairGate("test")
+    order: list[str] = []
+    a_started = threading.Event()
+
+    def job_a():
+        with gate.turn("A") as turn:
+            for _ in range(200):
+                a_started.set()
+                time.sleep(0.005)
+                order.append("A")
+                turn.share()
+
+    thread = _run(job_a)
+    a_started.wait(5)
+    time.sleep(0.02)
+    asked = time.perf_counter()
+    with gate.turn("B") as turn:
+        waited = time.perf_counter() - asked
+        order.append("B")
+    thread.join(10)
+    assert turn.waited == pytest.approx(waited, abs=0.01)
+    # B ran after at most a couple of A's pieces, far from the end of A's 200 pieces (1 s).
+    assert waited < 0.2, waited
+    assert order.index("B") < 60
+
+
+def test_waiting_owners_are_served_round_robin():
+    """Three owners each queue 3 requests while the gate is busy: they are served A B C A B C ..., not AAA BBB CCC."""
+    gate = FairGate("test")
+    served: list[str] = []
+    release = threading.Event()
+    started = threading.Event()
+
+    def holder():
+        with gate.turn("holder"):
+            started.set()
+            release.wait(5)
+
+    def ask(who):
+        with gate.turn(who):
+            served.append(who)
+
+    first = _run(holder)
+    started.wait(5)
+    threads = []
+    for who in "AAABBBCCC":
+        threads.append(_run(ask, who))
+        deadline = time.monotonic() + 5
+        while gate.waiting() < len(threads) and time.monotonic() < deadline:
+            time.sleep(0.001)
+    release.set()
+    for t in (first, *threads):
+        t.join(10)
+    assert served == list("ABCABCABC")
+
+
+def test_owner_defaults_to_the_event_then_the_thread():
+    token = fair.current_owner.set("tab-1")
+    try:
+        assert fair.owner() == "tab-1"
+    finally:
+        fair.current_owner.reset(token)
+    assert fair.owner() == ("thread", threading.get_ident())
