@@ -25,15 +25,14 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 import gradio as gr
-import numpy as np
 
 from sam_demo.editor import MAX_OBJECTS, Editor
-from sam_demo.gradio_guard import SafeBlocks, guarded, uploaded_image, user_error
+from sam_demo.gradio_guard import SafeBlocks, guarded, request_limits_middleware, uploaded_image, user_error
 from sam_demo.page import CSS, DISPLAY_HEIGHT, HEAD, HELP, TITLE, UPLOAD_BOX_HEIGHT
 from sam_demo.service import DEFAULT_DISPLAY_SIDE, ImageRecord, SegmentationService, segment_objects_from_json
 from sam_demo.view import View, ViewOptions
 from sam_onnx import InvalidPromptError, Sam2Predictor, SamOnnxError, amg
-from sam_onnx.hub import MODEL_DIR_ENV
+from sam_onnx.hub import MODEL_DIR_ENV, route_hub_logs_to_root
 from sam_onnx.types import NEGATIVE, NUM_CANDIDATES, POSITIVE
 
 logger = logging.getLogger("sam_app")
@@ -51,10 +50,15 @@ MODE_LABELS = ("+ Include", "− Exclude", "▭ Box")
 """What the mode buttons show (the values stay MODES: the API and scripts pass those)."""
 
 QUEUE_MAX_SIZE = 64
-EDIT_QUEUE = "edit"        # clicks and every other state edit: serialised, so no edit is lost
-ENCODE_QUEUE = "encode"    # uploads: one encoder run at a time (two at once only halve the speed)
+EDIT_QUEUE = "edit"        # clicks and every other state edit: ordered per browser tab (SafeBlocks), tabs in parallel
+ENCODE_QUEUE = "encode"    # the upload box: one image read and encoded at a time (the engine also takes turns)
 EXPORT_QUEUE = "export"
 EVERYTHING_QUEUE = "everything"  # automatic masks: seconds long, so not on the edit queue
+SEGMENT_QUEUE = "segment"  # the stateless /segment API: its own queue, one request at a time
+EDIT_CONCURRENCY = None
+"""Edits of different tabs run side by side: each tab's own edits wait for each other
+(``SafeBlocks.order_per_session``) and the engine shares the CPU between tabs in short turns
+(``sam_demo.fair``), so no tab's work holds another's click."""
 STATE_TTL_S = 3600
 """Seconds a browser tab's state lives after its last event (Gradio's ``time_to_live``)."""
 MAX_FILE_SIZE = "20mb"
@@ -211,9 +215,12 @@ def _status(service: SegmentationService, state: AppState, view: View, extra: st
     dh, dw = state.record.frame.display_hw
     shown = "" if (h, w) == (dh, dw) else f" (shown at {dw}×{dh}; clicks map back to full resolution)"
     t = view.timings_ms
-    parts = [f"**{w}×{h}**{shown}", f"decode {t.get('decode_ms', 0):.0f} ms", f"render {t.get('render_ms', 0):.0f} ms"]
+    parts = [f"**{w}×{h}**{shown}"]
     if extra:
-        parts.insert(1, extra)
+        parts.append(extra)
+    if any(o.has_prompts for o in view.objects):  # nothing is decoded or drawn before the first prompt
+        decoded = f"decode {t.get('decode_ms', 0):.0f} ms" if t.get("decoded") else "masks cached"
+        parts += [decoded, f"render {t.get('render_ms', 0):.0f} ms"]
     parts.append(f"{', '.join(info['providers'])} · {info['threads']} threads")
     pending = state.editor.pending_corner is not None
     hint = " · **Box:** now click the opposite corner" if pending else ""
@@ -256,17 +263,23 @@ def open_image(service: SegmentationService, path: str | None, progress=gr.Progr
 
 
 @takes_view_options
-def show_image(service: SegmentationService, loaded, options: ViewOptions, state: AppState | None = None):
-    """Second step of an upload (edit queue, so it never races a click): a fresh editor on the new image.
+def show_image(service: SegmentationService, loaded, options: ViewOptions, state: AppState | None = None,
+               request: gr.Request = None):
+    """Second step of an upload (edit queue, ordered with the tab's clicks): a fresh editor on the new image.
 
     Gradio can fire ``.change`` twice for one upload; a second run for the image already shown
-    (same content and file) keeps the user's prompts instead of wiping them.
+    (same content and file) keeps the user's prompts instead of wiping them. A segment-everything
+    run of this tab on the previous image is cancelled: its masks would not be added anyway.
     """
     if loaded is None:
         return unchanged()
     record, info = loaded
     if state is not None and (state.record.key, state.record.path) == (record.key, record.path):
         return unchanged()
+    if state is not None:
+        tab = _tab_id(request)
+        if not (tab is not None and service.cancels.cancel(tab)):
+            service.cancels.cancel(state.record.key)
     state = AppState(record, Editor.start(record.original_hw))
     view = service.render(record, state.editor, options)
     extra = "cached" if info["cache_hit"] else f"encode {info['encode_ms'] / 1e3:.2f} s"
@@ -277,7 +290,7 @@ def show_image(service: SegmentationService, loaded, options: ViewOptions, state
 def load_image_api(service: SegmentationService, path: str | None, options: ViewOptions, progress=gr.Progress()):
     """Upload and show in one call (for API clients, which do not follow the UI's chained events)."""
     if path is None:
-        raise gr.Error("Send an image.")
+        raise gr.Error("Send an image.", print_exception=False)
     return show_image(service, open_image(service, path, progress), options.opacity, options.contour)
 
 
@@ -402,13 +415,13 @@ def load_prompts(service, state, file_path, options: ViewOptions):
 
 
 @guarded
-def export_files(service, state):
+def export_files(service, state, progress=gr.Progress()):
     """Masks at the original resolution, label map, cut-out, COCO RLE JSON and the prompts file."""
     state = _require(state)
     _prune_exports()
     out = Path(tempfile.mkdtemp(prefix="export-", dir=_export_root()))
     started = time.perf_counter()
-    files = service.export(state.record, state.editor, out)
+    files = service.export(state.record, state.editor, out, progress=lambda f, m: progress(f, desc=m))
     logger.info("export %s: %d files in %.0f ms", state.record.key[:12], len(files),
                 (time.perf_counter() - started) * 1e3)
     return [str(f) for f in files]
@@ -451,7 +464,12 @@ def _tab_id(request: gr.Request | None) -> str | None:
 
 @guarded
 def run_everything(service: SegmentationService, state, preset, request: gr.Request = None, progress=gr.Progress()):
-    """Automatic masks on their own queue; the found prompts are added by ``apply_everything``."""
+    """Automatic masks on their own queue; ``apply_everything`` adds them and says how it went.
+
+    Returns ``(image key, found objects or None if cancelled)``: the messages
+    are left to ``apply_everything``, which knows whether the user still looks
+    at the same image (a new upload cancels the run and must not get its toast).
+    """
     state = _require(state)
     token = _tab_id(request) or state.record.key
     estimate = service.everything_estimate(state.record, preset)
@@ -465,12 +483,9 @@ def run_everything(service: SegmentationService, state, preset, request: gr.Requ
     try:
         found = service.segment_everything(state.record, preset, progress=report, cancel=cancelled.is_set)
     except amg.Cancelled:
-        gr.Info("Segment everything was cancelled; nothing was added.")
-        return None
+        return state.record.key, None
     finally:
         service.cancels.finish(token, cancelled)
-    if not found:
-        gr.Info("Segment everything found no confident masks.")
     return state.record.key, found
 
 
@@ -478,7 +493,13 @@ def run_everything(service: SegmentationService, state, preset, request: gr.Requ
 @guarded
 def apply_everything(service, found, state, options: ViewOptions):
     """Add the automatic masks as objects (one undo step), unless the image changed meanwhile."""
-    if found is None or state is None or found[0] != state.record.key or not found[1]:
+    if found is None or state is None or found[0] != state.record.key:
+        return unchanged()  # another image is shown now: the old run's outcome is not news
+    if found[1] is None:
+        gr.Info("Segment everything was cancelled; nothing was added.")
+        return unchanged()
+    if not found[1]:
+        gr.Info("Segment everything found no confident masks.")
         return unchanged()
     editor, dropped = state.editor.add_found(found[1])
     if dropped:
@@ -502,7 +523,7 @@ def api_segment(service: SegmentationService, image: str | None, prompts):
     in original image pixels (label 1 = include, 0 = exclude); a single object may be given without the list.
     """
     if image is None:
-        raise gr.Error("Send an image.")
+        raise gr.Error("Send an image.", print_exception=False)
     try:
         return service.segment(image, segment_objects_from_json(prompts))
     except SamOnnxError as exc:
@@ -598,7 +619,8 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                           object_name=object_name, candidates=candidates, status=status, undo_btn=undo_btn,
                           redo_btn=redo_btn).as_list()
         view_inputs = [opacity, contour]
-        edit = {"concurrency_id": EDIT_QUEUE, "concurrency_limit": 1, "show_progress": "hidden"}
+        edit = {"concurrency_id": EDIT_QUEUE, "concurrency_limit": EDIT_CONCURRENCY, "show_progress": "hidden"}
+        demo.order_per_session(state)
 
         # Each upload and each example click loads the image once. (Not the upload box's .change: it fires
         # twice for one upload when the box already holds an image, which doubled every message.)
@@ -621,8 +643,8 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
             api_name="ui_apply_everything", api_visibility="private")
         everything_cancel.click(bind(cancel_everything, service), [state], None, queue=False,
                                 api_name="ui_cancel_everything", api_visibility="private")
-        api_load_btn.click(bind(load_image_api, service), [api_image, *view_inputs], outputs, api_name="load_image",
-                           api_visibility="undocumented", concurrency_id=ENCODE_QUEUE, concurrency_limit=1)
+        api_load_btn.click(bind(load_image_api, service), [api_image, *view_inputs], outputs,
+                           api_name="load_image", api_visibility="undocumented", **{**edit, "show_progress": "full"})
         display.select(bind(click, service), [state, mode, *view_inputs], outputs, trigger_mode="multiple",
                        api_name="ui_click", api_visibility="private", **edit)
         api_click_btn.click(bind(click_api, service), [state, api_x, api_y, mode, *view_inputs], outputs,
@@ -652,7 +674,7 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
         export_btn.click(bind(export_files, service), [state], [downloads], api_name="export",
                          api_visibility="undocumented", concurrency_id=EXPORT_QUEUE, concurrency_limit=1)
         api_btn.click(bind(api_segment, service), [api_image, api_prompts], [api_result], api_name="segment",
-                      concurrency_id=ENCODE_QUEUE, concurrency_limit=1)
+                      concurrency_id=SEGMENT_QUEUE, concurrency_limit=1)
     demo.queue(max_size=QUEUE_MAX_SIZE)
     return demo
 
@@ -664,7 +686,7 @@ def launch_kwargs(host: str, port: int) -> dict:
         "server_name": host, "server_port": port, "max_file_size": MAX_FILE_SIZE,
         "enable_monitoring": False, "show_error": False, "ssr_mode": False,
         "state_session_capacity": 1000, "css": CSS, "head": HEAD, "theme": gr.themes.Soft(),
-        "footer_links": ["api"],
+        "footer_links": ["api"], "app_kwargs": {"middleware": request_limits_middleware()},
     }
 
 
@@ -694,11 +716,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def make_service(args: argparse.Namespace) -> SegmentationService:
     predictor = Sam2Predictor.from_pretrained(model_dir=args.model_dir, fp16_encoder=args.fp16_encoder,
                                               providers=args.provider, threads=args.threads)
+    service = SegmentationService(predictor, display_max_side=args.display_side, image_cache_mb=args.cache_mb)
     if not args.no_warmup:
-        started = time.perf_counter()
-        predictor.encode(np.zeros((64, 64, 3), np.uint8))
-        logger.info("warm-up encode %.2f s", time.perf_counter() - started)
-    return SegmentationService(predictor, display_max_side=args.display_side, image_cache_mb=args.cache_mb)
+        service.warm_up()
+    return service
 
 
 GRADIO_QUEUE_ENV = {
@@ -711,6 +732,8 @@ GRADIO_QUEUE_ENV = {
 
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    route_hub_logs_to_root()  # each huggingface_hub message once, in this format
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per HTTP request Gradio makes to itself
     for name, value in GRADIO_QUEUE_ENV.items():
         os.environ.setdefault(name, value)
     args = parse_args(argv)
@@ -718,7 +741,11 @@ def main(argv=None) -> None:
         service = make_service(args)
     except SamOnnxError as exc:
         raise SystemExit(f"error: {exc}") from None
-    build_demo(service).launch(**launch_kwargs(args.host, args.port))
+    demo = build_demo(service)
+    # quiet: Gradio's banner suggests share=True, which a public demo must not use (README, Limits and security)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(args.host, args.port))
+    logger.info("serving on %s", url)
+    demo.block_thread()
 
 
 if __name__ == "__main__":

@@ -1,26 +1,175 @@
-"""Gradio hardening: every failed event carries a short message, uploads are checked before decoding.
+"""Gradio hardening: bounded requests, one user's events in order, a message for every failed event.
 
 Gradio shows only ``gr.Error`` messages to users (``show_error=False`` keeps
 other exception texts, which may hold paths, away from them). These pieces make
-sure a failure anywhere in an event (a forged file path, a value a component
-cannot parse, a library error, a full disk) reaches the user as one short
-message while the details go to the server log, and that an upload reaches
-the handler as a file path, never decoded by Gradio and never fetched from a URL.
+sure that
+
+* a request body is refused before it is parsed when it is larger than
+  :data:`MAX_BODY_BYTES` or nested deeper than :data:`MAX_JSON_DEPTH`
+  (:class:`RequestLimits`, an ASGI middleware);
+* the events that change a user's state run one at a time per browser tab, in
+  the order they were sent, while other tabs' events run meanwhile
+  (:class:`SessionOrder`); each event runs as its tab (:data:`sam_demo.fair.current_owner`),
+  so the engine can share the CPU fairly between tabs;
+* a failure anywhere in an event (a forged file path, a value a component
+  cannot parse, a missing argument, a library error, a full disk) reaches the
+  user as one short message; a caller's mistake logs one line, a server fault
+  its traceback;
+* an upload reaches the handler as a file path, never decoded by Gradio and
+  never fetched from a URL.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import functools
+import json
 import logging
+from collections.abc import AsyncIterator
 
 import gradio as gr
 from gradio.exceptions import AppError, ComponentProcessingError, InvalidPathError
 from gradio_client.utils import is_http_url_like
+from pydantic import ValidationError
 
 from sam_onnx import SamOnnxError
 
+from . import fair
+from .limits import MAX_JSON_BYTES, MAX_JSON_DEPTH, json_depth
+
 logger = logging.getLogger("sam_app")
+
+MAX_BODY_BYTES = MAX_JSON_BYTES
+"""Largest request body (JSON of an API call or an event) read; uploads have their own limit (``max_file_size``).
+256 objects of 32 points take about 150 kB; images travel as uploads, never inside the JSON."""
+MAX_PENDING_PER_SESSION = 32
+"""Events of one browser tab that may wait for that tab's earlier events; more are refused at once."""
+MAX_PENDING_IN_ALL = 512
+"""Events of all tabs that may wait for their tab's earlier events."""
+UPLOAD_ROUTE_SUFFIX = "/upload"
+"""Gradio's multipart upload route: limited by ``max_file_size`` while it streams to disk, not here."""
+
+MSG_BODY_TOO_LARGE = (f"The request is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB. Send images as file uploads "
+                      "(gradio_client.handle_file) and at most 256 objects per request.")
+MSG_TOO_DEEP = f"The request is nested more than {MAX_JSON_DEPTH} levels deep; check the values sent."
+MSG_NOT_JSON = "The request body is not valid JSON."
+MSG_TOO_MANY_PENDING = "Too many actions are waiting in this tab; wait for the previous ones to finish."
+MSG_BUSY = "The server is busy; please try again in a moment."
+
+
+class RequestLimits:
+    """ASGI middleware: refuse request bodies over :data:`MAX_BODY_BYTES` or nested over :data:`MAX_JSON_DEPTH`.
+
+    A declared ``Content-Length`` over the limit is refused before a byte of
+    the body is read (HTTP 413); a body without one (chunked) is read up to the
+    limit and refused as soon as it passes it. A JSON body is checked for its
+    nesting before the app parses it (HTTP 400). So no request can make the
+    server parse or hold more than :data:`MAX_BODY_BYTES`. Gradio's upload route
+    is left to ``max_file_size``, which it applies while streaming to disk.
+    """
+
+    def __init__(self, app, max_body_bytes: int = MAX_BODY_BYTES, max_depth: int = MAX_JSON_DEPTH) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_depth = max_depth
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH") or \
+                scope.get("path", "").endswith(UPLOAD_ROUTE_SUFFIX):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or ())
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            await self._refuse(scope, send, 413, MSG_BODY_TOO_LARGE)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await self._refuse(scope, send, 413, MSG_BODY_TOO_LARGE)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if b"json" in headers.get(b"content-type", b"") and json_depth(body) > self.max_depth:
+            await self._refuse(scope, send, 400, MSG_TOO_DEEP)
+            return
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()  # after the body: disconnects and the like
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(scope, send, status: int, message: str) -> None:
+        logger.info("request refused (%d) on %s: %s", status, scope.get("path", "?"), message.split(".")[0])
+        payload = json.dumps({"detail": message, "error": message}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def request_limits_middleware() -> list:
+    """``app_kwargs["middleware"]`` for ``launch`` (FastAPI builds the stack when the server starts)."""
+    from starlette.middleware import Middleware
+
+    return [Middleware(RequestLimits)]
+
+
+class SessionOrder:
+    """Runs one browser tab's events one at a time, in the order they arrived; other tabs are never held.
+
+    Gradio reads a tab's ``gr.State`` when an event starts and writes it when
+    the event ends, so two events of one tab running at once would both start
+    from the same state and one edit would be lost. Events enter
+    :meth:`turn` in the order Gradio's queue dispatched them (first in, first
+    out) and an ``asyncio.Lock`` wakes its waiters in that order.
+    """
+
+    def __init__(self, max_pending: int = MAX_PENDING_PER_SESSION, max_in_all: int = MAX_PENDING_IN_ALL) -> None:
+        self.max_pending = max_pending
+        self.max_in_all = max_in_all
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._total = 0
+
+    def pending(self, session: str) -> int:
+        return self._locks.get(session, (None, 0))[1]
+
+    @contextlib.asynccontextmanager
+    async def turn(self, session: str) -> AsyncIterator[None]:
+        lock, count = self._locks.get(session) or (asyncio.Lock(), 0)
+        if count >= self.max_pending:
+            raise gr.Error(MSG_TOO_MANY_PENDING, print_exception=False)
+        if self._total >= self.max_in_all:
+            raise gr.Error(MSG_BUSY, print_exception=False)
+        self._locks[session] = (lock, count + 1)
+        self._total += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._total -= 1
+            lock, count = self._locks[session]
+            if count <= 1:
+                del self._locks[session]
+            else:
+                self._locks[session] = (lock, count - 1)
+
 
 def _path_only(payload):
     """Preprocess of :func:`uploaded_image`: the uploaded file's path, not decoded."""
@@ -61,6 +210,9 @@ def uploaded_image(**kwargs) -> gr.Image:
 MSG_NO_URLS = "Images are not fetched from URLs; upload the file instead (gradio_client.handle_file)."
 MSG_NOT_UPLOADED = "This file was not uploaded to this app; upload it first (gradio_client.handle_file does that)."
 MSG_BAD_VALUE = "A value in the request was not understood; check the endpoint's parameters."
+MSG_NOT_A_FILE = "Send the image as a file upload (gradio_client.handle_file), not as text."
+FILE_MODELS = frozenset({"ImageData", "FileData"})
+"""Gradio data models of file values: a caller who sends anything else gets :data:`MSG_NOT_A_FILE`."""
 MSG_DISK_FULL = "The server is out of disk space; please try again later. Your work is unchanged."
 MSG_INTERNAL = "Something went wrong on the server; your work is unchanged. Please try again."
 
@@ -74,32 +226,73 @@ def _message_for(exc: Exception) -> str:
         return MSG_NOT_UPLOADED
     if isinstance(exc, ComponentProcessingError) and str(exc).startswith("Could not preprocess"):
         return MSG_BAD_VALUE  # a value sent by the caller; failures on our outputs are ours (MSG_INTERNAL)
+    if isinstance(exc, ValidationError):  # Gradio checks a sent value against its component's data model
+        return MSG_NOT_A_FILE if exc.title in FILE_MODELS else MSG_BAD_VALUE
     return MSG_INTERNAL
 
 
+def _missing_values_message(block_fn) -> str:
+    names = [getattr(block, "label", None) or type(block).__name__.lower() for block in block_fn.inputs
+             if not getattr(block, "stateful", False)]
+    endpoint = f"/{block_fn.api_name}" if block_fn.api_name else "This event"
+    return f"{endpoint} takes {len(names)} values ({', '.join(names)}); the request has fewer."
+
+
 class SafeBlocks(gr.Blocks):
-    """``gr.Blocks`` whose failed events always carry a message (never ``{"error": null}``).
+    """``gr.Blocks`` whose failed events always carry a message, and whose state-changing events run in order per tab.
 
     Gradio shows only ``gr.Error`` messages (``show_error=False`` keeps other
     exception texts, which may hold paths, away from users). Failures before or
-    after a handler (a forged file path, a value a component cannot parse, a full
-    disk while saving an output) would reach the user as a bare "Error". Here
-    they become a short ``gr.Error``; the details go to the server log. A failed
-    event updates no state, so the user's work is unchanged.
+    after a handler (a forged file path, a value a component cannot parse, a
+    missing argument, a full disk while saving an output) would reach the user
+    as a bare "Error". Here they become a short ``gr.Error``; the details go to
+    the server log. A failed event updates no state, so the user's work is
+    unchanged.
+
+    :meth:`order_per_session` names the state whose writers run one at a time
+    per tab (:class:`SessionOrder`); every event runs with
+    :data:`sam_demo.fair.current_owner` set to its tab.
     """
 
-    async def process_api(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._ordered_state_ids: set[int] = set()
+        self.session_order = SessionOrder()
+
+    def order_per_session(self, *states: gr.State) -> None:
+        """Run the events that write any of ``states`` one at a time per tab, in the order they were sent."""
+        self._ordered_state_ids.update(state._id for state in states)
+
+    def _is_ordered(self, block_fn) -> bool:
+        return any(block._id in self._ordered_state_ids for block in block_fn.outputs)
+
+    async def process_api(self, block_fn, inputs, state=None, request=None, *args, session_hash=None, event_id=None,
+                          **kwargs):
+        fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
+        token = fair.current_owner.set(session_hash or event_id)
         try:
-            return await super().process_api(*args, **kwargs)
-        except AppError:
+            if isinstance(inputs, list) and not fn.batch and len(inputs) < len(fn.inputs):
+                raise gr.Error(_missing_values_message(fn), print_exception=False)
+            call = functools.partial(super().process_api, block_fn, inputs, state, request, *args,
+                                     session_hash=session_hash, event_id=event_id, **kwargs)
+            if session_hash and self._is_ordered(fn):
+                async with self.session_order.turn(session_hash):
+                    return await call()
+            return await call()
+        except AppError as exc:
+            # A refused value or a caller's mistake: what the user sees, one line in the log.
+            logger.info("refused /%s: %s", fn.api_name or fn.name, str(exc.message)[:200])
             raise
         except Exception as exc:
             message = _message_for(exc)
             if message in (MSG_INTERNAL, MSG_DISK_FULL):
                 logger.exception("event failed")
             else:
-                logger.warning("event refused: %s: %s", type(exc).__name__, exc)
+                logger.warning("refused /%s: %s: %s", fn.api_name or fn.name, type(exc).__name__,
+                               str(exc).splitlines()[0][:200] if str(exc) else "")
             raise gr.Error(message, print_exception=False) from None
+        finally:
+            fair.current_owner.reset(token)
 
 
 def user_error(exc: Exception) -> gr.Error:

@@ -84,15 +84,33 @@ def test_cancel_stops_the_run_and_adds_nothing(service, state, monkeypatch):
         if value[0] >= 2:
             app.cancel_everything(service, state, None)
 
-    assert app.run_everything(service, state, "fast", None, progress) is None
-    assert started.is_set() and "cancelled" in infos[0]
+    outcome = app.run_everything(service, state, "fast", None, progress)
+    assert outcome == (state.record.key, None) and started.is_set() and not infos  # the message comes with apply
+    assert app.apply_everything(service, outcome, state, 0.5, True) == (gr.skip(),) * len(app.OUTPUT_NAMES)
+    assert infos == ["Segment everything was cancelled; nothing was added."]
     assert app.apply_everything(service, None, state, 0.5, True) == (gr.skip(),) * len(app.OUTPUT_NAMES)
 
 
-def test_results_for_a_replaced_image_are_dropped(service, state):
+def test_results_for_a_replaced_image_are_dropped_without_a_message(service, state, monkeypatch):
+    """A run on the previous image says nothing on the new one (newcomer-2 review: a stale toast)."""
+    infos = []
+    monkeypatch.setattr(gr, "Info", lambda message, *a, **k: infos.append(message))
     found = app.run_everything(service, state, "fast", None, lambda *a, **k: None)
-    stale = (f"{'0' * 64}", found[1])
-    assert app.apply_everything(service, stale, state, 0.5, True) == (gr.skip(),) * len(app.OUTPUT_NAMES)
+    for stale in ((f"{'0' * 64}", found[1]), (f"{'0' * 64}", []), (f"{'0' * 64}", None)):
+        assert app.apply_everything(service, stale, state, 0.5, True) == (gr.skip(),) * len(app.OUTPUT_NAMES)
+    assert infos == []
+    assert app.apply_everything(service, (state.record.key, []), state, 0.5, True) == \
+        (gr.skip(),) * len(app.OUTPUT_NAMES)
+    assert infos == ["Segment everything found no confident masks."]
+
+
+def test_a_new_image_cancels_the_running_job_of_its_tab(service, state, tmp_path):
+    request = type("Request", (), {"session_hash": "tab-1"})()
+    cancelled = service.cancels.start("tab-1")
+    path = tmp_path / "other.png"
+    Image.fromarray(make_rgb(200, 300, seed=5)).save(path)
+    app.show_image(service, app.open_image(service, str(path)), 0.5, True, state, request)
+    assert cancelled.is_set()
 
 
 def test_unknown_preset_is_a_clear_error(service, state):

@@ -65,10 +65,11 @@ def test_D2_queue_full_is_refused_at_once_with_gradios_message_and_nothing_break
         faults.encoder.fault = stall_fault(0.6)
         sessions = [RawSession(served.url) for _ in range(8)]
         paths = [s.upload(png_bytes(smooth_rgb(96, 128, seed=300 + i)), "q.png") for i, s in enumerate(sessions)]
+        # The upload box's event waits in Gradio's queue (one at a time); API uploads and edits never queue there.
         submitted, seconds = [], []
         for s, p in zip(sessions, paths):
             started = time.perf_counter()
-            submitted.append(s.submit("load_image", [file_data(p), 0.5, True]))
+            submitted.append(s.submit("ui_open_image", [file_data(p)]))
             seconds.append(time.perf_counter() - started)
         refused = [r for r in submitted if isinstance(r, Outcome)]
         accepted = [(s, r) for s, r in zip(sessions, submitted) if not isinstance(r, Outcome)]
@@ -116,9 +117,14 @@ def test_D5_cache_folders_are_bounded_by_age(served, tmp_path, monkeypatch):
 def test_D6_no_cpu_oversubscription_by_construction(served, switchable_predictor):
     by_queue = {}
     for fn in served.demo.fns.values():
-        if fn.concurrency_id in (app.ENCODE_QUEUE, app.EDIT_QUEUE, app.EXPORT_QUEUE):
+        if fn.concurrency_id in (app.ENCODE_QUEUE, app.EDIT_QUEUE, app.EXPORT_QUEUE, app.SEGMENT_QUEUE):
             by_queue.setdefault(fn.concurrency_id, set()).add(fn.concurrency_limit)
-    assert by_queue[app.ENCODE_QUEUE] == {1} and by_queue[app.EDIT_QUEUE] == {1}
+    # Edits of different tabs run side by side (each tab's in order); the engine gives the model and the
+    # drawing to one piece of work at a time (sam_demo.fair), and encoder runs to one upload at a time.
+    assert by_queue[app.ENCODE_QUEUE] == {1} and by_queue[app.EDIT_QUEUE] == {None}
+    assert by_queue[app.SEGMENT_QUEUE] == {1}
+    segment = next(fn for fn in served.demo.fns.values() if fn.api_name == "segment")
+    assert segment.concurrency_id == app.SEGMENT_QUEUE != app.ENCODE_QUEUE
     predictor = switchable_predictor[0]
     for session in (predictor._encoder, predictor._decoder):
         options = session.get_session_options()
