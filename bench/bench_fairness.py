@@ -1,0 +1,241 @@
+"""Fairness between users: does one user's heavy work delay another user's click?
+
+Starts ``python app.py`` on 127.0.0.1 (``tools.load_harness.start_server``) with a model folder
+(default: the full-size stand-in), then:
+
+* user B opens a photo and clicks (think time ``--think`` s) while nobody else works: **idle**;
+* user A opens another photo and loads a prompts file of ``--objects`` objects of ``--points``
+  points (256 × 32 by default, every documented limit at its maximum), so A *holds* that many
+  objects; the last one is empty and selected, as after "+ New object";
+* then, in interleaved rounds, B clicks while nobody else works (idle) and while A works
+  (busy), where A's work is one of (``--scenario``):
+
+  - ``click``: A clicks on its selected object with ``--a-think`` s between clicks (default: as
+    often as B; 0 = back to back), each click decoding one object and drawing it over A's 255 others;
+  - ``load``: A loads a fresh 256-object prompts file back to back (every object decoded and drawn);
+  - ``segment``: A calls ``/segment`` with 256 one-point objects back to back;
+  - ``everything``: A runs segment everything (``balanced``) back to back.
+
+B's click time is the round trip a browser waits for: submit → answer → overlay file fetched.
+It prints B's p50/p95 idle and busy, their ratio, A's own times, and the server's RSS, and
+writes JSON. Idle and busy rounds alternate so that the machine's mood (other processes on
+the 2 shared cores) affects both alike; the ratio is the figure to read.
+
+    python -m bench.bench_fairness --scenario click --rounds 4 --clicks 15
+    python -m bench.bench_fairness --scenario click --a-think 0 --rounds 4 --clicks 15   # A clicks back to back
+    python -m bench.bench_fairness --scenario load --rounds 3 --clicks 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import STANDIN_DIR, finish, machine_info, percentile, table
+from tests.reliability.rawapi import RawSession, file_data, png_bytes
+from tools.load_harness import Sampler, read_proc_status, start_server
+
+MODE_POSITIVE = "+ Include (positive point)"
+SCENARIOS = ("click", "load", "segment", "everything")
+IMAGE_HW = (600, 900)
+MAX_POINTS = 32
+
+
+def photo(seed: int, hw: tuple[int, int] = IMAGE_HW) -> bytes:
+    rng = np.random.default_rng(seed)
+    h, w = hw
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([(xx * 255 // (w - 1) + seed * 41) % 256, (yy * 255 // (h - 1) + seed * 73) % 256,
+                     ((xx // 40 + yy // 40) % 2) * 200], axis=-1)
+    return png_bytes(np.clip(base + rng.integers(-12, 13, base.shape), 0, 255).astype(np.uint8))
+
+
+def prompts_file(objects: int, points: int, hw: tuple[int, int], seed: int) -> bytes:
+    """A prompts file (the app's own format) with ``objects - 1`` objects of ``points`` clicks, then an empty one."""
+    rng = np.random.default_rng(seed)
+    h, w = hw
+    items = [{"id": k + 1, "name": f"Object {k + 1}",
+              "points": [[float(rng.uniform(0, w - 1)), float(rng.uniform(0, h - 1)), int(rng.random() < 0.8)]
+                         for _ in range(points)], "box": None} for k in range(objects - 1)]
+    items.append({"id": objects, "name": f"Object {objects}", "points": [], "box": None})
+    return json.dumps({"format": "sam_onnx.session/1", "image": {"width": w, "height": h},
+                       "objects": items}).encode()
+
+
+class Clicker:
+    """A tab that clicks at random places; each click timed until its overlay has been fetched."""
+
+    def __init__(self, url: str, seed: int) -> None:
+        self.session = RawSession(url)
+        self.rng = np.random.default_rng(seed)
+        self.points = 0
+
+    def open(self, data: bytes) -> float:
+        started = time.perf_counter()
+        outcome = self.session.load_bytes(data)
+        assert outcome.ok, outcome
+        self.session.overlay()
+        return time.perf_counter() - started
+
+    def click(self) -> float:
+        if self.points >= MAX_POINTS - 1:
+            assert self.session.call("clear_object", [0.5, True]).ok
+            self.points = 0
+        h, w = IMAGE_HW
+        started = time.perf_counter()
+        outcome = self.session.click(float(self.rng.uniform(0, w - 1)), float(self.rng.uniform(0, h - 1)))
+        assert outcome.ok, outcome
+        self.session.overlay(outcome)  # the browser fetches the new overlay before it shows
+        self.points += 1
+        return time.perf_counter() - started
+
+
+class Busy(threading.Thread):
+    """User A repeating one heavy action until stopped; records each action's time."""
+
+    def __init__(self, a: Clicker, scenario: str, objects: int, points: int, seed: int, think: float = 0.0) -> None:
+        super().__init__(daemon=True)
+        self.a, self.scenario, self.objects, self.points, self.think = a, scenario, objects, points, think
+        self.stop_event = threading.Event()
+        self.times: list[float] = []
+        self.errors: list[str] = []
+        self.seed = seed
+
+    def action(self, k: int) -> None:
+        session = self.a.session
+        if self.scenario == "click":
+            self.a.click()
+            self.stop_event.wait(self.think)
+        elif self.scenario == "load":
+            path = session.upload(prompts_file(self.objects, self.points, IMAGE_HW, self.seed + k), "p.json")
+            outcome = session.call("load_prompts", [file_data(path), 0.5, True])
+            assert outcome.ok, outcome
+        elif self.scenario == "segment":
+            h, w = IMAGE_HW
+            rng = np.random.default_rng(self.seed + k)
+            objects = [{"points": [[float(rng.uniform(0, w - 1)), float(rng.uniform(0, h - 1)), 1]]}
+                       for _ in range(self.objects)]
+            outcome = session.call("segment", [file_data(self.image_path), objects])
+            assert outcome.ok, outcome
+        elif self.scenario == "everything":
+            outcome = session.join("ui_everything", [None, "balanced"])
+            assert outcome.ok, outcome
+
+    def run(self) -> None:
+        if self.scenario == "segment":
+            self.image_path = self.a.session.upload(photo(77), "a.png")
+        k = 0
+        while not self.stop_event.is_set():
+            started = time.perf_counter()
+            try:
+                self.action(k)
+                self.times.append(time.perf_counter() - started)
+            except Exception as exc:  # noqa: BLE001 - reported, and the run goes on
+                self.errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+                time.sleep(0.5)
+            k += 1
+
+
+def stats(values: list[float]) -> dict[str, Any]:
+    ms = [v * 1e3 for v in values]
+    return {"n": len(ms), "p50": percentile(ms, 50) if ms else None, "p95": percentile(ms, 95) if ms else None,
+            "max": max(ms) if ms else None}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="sam-fair-") as tmp:
+        server = start_server(str(args.model_dir), 1024, Path(tmp), [])
+        try:
+            sampler = Sampler(server.pid, None)
+            sampler.start()
+            b = Clicker(server.url, 1)
+            a = Clicker(server.url, 2)
+            b.open(photo(1))
+            b.click()  # B's first mask: later clicks measure the steady state
+            a.open(photo(2))
+            started = time.perf_counter()
+            path = a.session.upload(prompts_file(args.objects, args.points, IMAGE_HW, 1000), "a.json")
+            outcome = a.session.call("load_prompts", [file_data(path), 0.5, True])
+            assert outcome.ok, outcome
+            a_load_s = time.perf_counter() - started
+            rss_holding = read_proc_status(server.pid)["VmRSS"] if server.pid else None
+            idle: list[float] = []
+            busy: list[float] = []
+            a_times: list[float] = []
+            a_errors: list[str] = []
+            for round_ in range(args.rounds):
+                for _ in range(args.clicks):
+                    idle.append(b.click())
+                    time.sleep(args.think)
+                worker = Busy(a, args.scenario, args.objects, args.points, seed=5000 + 100 * round_,
+                              think=args.think if args.a_think is None else args.a_think)
+                worker.start()
+                time.sleep(args.warmup)
+                for _ in range(args.clicks):
+                    busy.append(b.click())
+                    time.sleep(args.think)
+                worker.stop_event.set()
+                worker.join(600)
+                a_times += worker.times
+                a_errors += worker.errors
+            sampler.stop_event.set()
+            peak = max((s["VmRSS"] for s in sampler.samples), default=None)
+        finally:
+            server.stop()
+    idle_s, busy_s = stats(idle), stats(busy)
+    return {
+        "scenario": args.scenario, "objects": args.objects, "points": args.points, "rounds": args.rounds,
+        "clicks_per_round": args.clicks, "think_s": args.think, "a_think_s": args.a_think,
+        "model_dir": str(args.model_dir),
+        "b_idle_ms": idle_s, "b_busy_ms": busy_s,
+        "p95_ratio": busy_s["p95"] / idle_s["p95"] if idle_s["p95"] else None,
+        "p50_ratio": busy_s["p50"] / idle_s["p50"] if idle_s["p50"] else None,
+        "a_first_load_s": a_load_s, "a_action_ms": stats(a_times), "a_errors": a_errors[:5],
+        "server_rss_mb": {"holding": rss_holding, "peak": peak}, "machine": machine_info(),
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    rows = [{"who": "B, nobody else working", **result["b_idle_ms"]},
+            {"who": f"B, while A works ({result['scenario']})", **result["b_busy_ms"]},
+            {"who": f"A's {result['scenario']}" + ("" if result["a_think_s"] is None
+                                                    else f" (pause {result['a_think_s']} s)"),
+             **result["a_action_ms"]}]
+    lines = [f"Fairness: A holds {result['objects']} objects of {result['points']} points "
+             f"(first load {result['a_first_load_s']:.1f} s); {result['rounds']} interleaved rounds of "
+             f"{result['clicks_per_round']} clicks by B. Load average {result['machine']['loadavg_1min']}.",
+             "", table(rows, ["who", "n", "p50", "p95", "max"], digits=0), "",
+             f"B's click p95 busy / idle: **{result['p95_ratio']:.2f}** (p50: {result['p50_ratio']:.2f}); "
+             f"server RSS while A holds its objects {result['server_rss_mb']['holding']:.0f} MB, "
+             f"peak {result['server_rss_mb']['peak']:.0f} MB."]
+    if result["a_errors"]:
+        lines.append(f"A's errors: {result['a_errors']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--model-dir", type=Path, default=STANDIN_DIR, help="encoder.onnx + decoder.onnx")
+    parser.add_argument("--scenario", choices=SCENARIOS, default="click")
+    parser.add_argument("--objects", type=int, default=256, help="objects A holds (default 256, the limit)")
+    parser.add_argument("--points", type=int, default=32, help="points per object (default 32, the limit)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clicks", type=int, default=15, help="B's clicks per round and condition")
+    parser.add_argument("--think", type=float, default=0.3, help="B's pause between clicks, s")
+    parser.add_argument("--a-think", type=float, help="click scenario: A's pause between clicks, s (default: --think)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="s between A starting and B clicking")
+    parser.add_argument("--json", help="write the result here (default bench/results/fairness-<time>.json)")
+    args = parser.parse_args(argv)
+    return finish(run(args), args.json, f"fairness-{args.scenario}", report)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
