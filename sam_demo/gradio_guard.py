@@ -238,6 +238,50 @@ def _missing_values_message(block_fn) -> str:
     return f"{endpoint} takes {len(names)} values ({', '.join(names)}); the request has fewer."
 
 
+def atomic_cache_writes() -> None:
+    """Make Gradio write its content-addressed image files atomically, and only once per content.
+
+    Gradio 6.31 saves every output picture as ``<cache>/<hash of the bytes>/image.<format>`` by
+    truncating and rewriting that file, even when it exists. Two events that show the same picture
+    (two users on an example photo, an undo then a redo, a re-render) then rewrite a file the
+    browser may be downloading at that moment, which arrives cut ("Too little data for declared
+    Content-Length"). Here the bytes go to a temporary name and are renamed into place, and an
+    existing file of the same content is reused, as Gradio already does for copied files
+    (``processing_utils.save_file_to_cache``). Idempotent.
+    """
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from gradio import processing_utils
+
+    if getattr(processing_utils.save_pil_to_cache, "atomic", False):
+        return
+
+    def save_pil_to_cache(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+        data = processing_utils.encode_pil_to_bytes(img, format)
+        folder = Path(cache_dir) / processing_utils.hash_bytes(data)
+        folder.mkdir(exist_ok=True, parents=True)
+        target = (folder / f"{name}.{format}").resolve()
+        if target.is_file() and target.stat().st_size == len(data):
+            with contextlib.suppress(OSError):
+                os.utime(target)  # delete_cache ages files: a picture shown again is young again
+            return str(target)
+        handle, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+            os.replace(staging, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(staging)
+            raise
+        return str(target)
+
+    save_pil_to_cache.atomic = True  # type: ignore[attr-defined]
+    processing_utils.save_pil_to_cache = save_pil_to_cache
+
+
 class SafeBlocks(gr.Blocks):
     """``gr.Blocks`` whose failed events always carry a message, and whose state-changing events run in order per tab.
 
@@ -258,6 +302,7 @@ class SafeBlocks(gr.Blocks):
         super().__init__(*args, **kwargs)
         self._ordered_state_ids: set[int] = set()
         self.session_order = SessionOrder()
+        atomic_cache_writes()
 
     def order_per_session(self, *states: gr.State) -> None:
         """Run the events that write any of ``states`` one at a time per tab, in the order they were sent."""
