@@ -37,7 +37,7 @@ from pydantic import ValidationError
 from sam_onnx import SamOnnxError
 
 from . import fair
-from .limits import MAX_JSON_BYTES, MAX_JSON_DEPTH, json_depth
+from .limits import MAX_JSON_BYTES, MAX_JSON_DEPTH, MAX_JSON_VALUES, json_shape
 
 logger = logging.getLogger("sam_app")
 
@@ -54,26 +54,33 @@ UPLOAD_ROUTE_SUFFIX = "/upload"
 MSG_BODY_TOO_LARGE = (f"The request is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB. Send images as file uploads "
                       "(gradio_client.handle_file) and at most 256 objects per request.")
 MSG_TOO_DEEP = f"The request is nested more than {MAX_JSON_DEPTH} levels deep; check the values sent."
+MSG_TOO_MANY_VALUES = (f"The request holds more than {MAX_JSON_VALUES:,} values; 256 objects of 32 points need "
+                       "about 34,000.")
 MSG_NOT_JSON = "The request body is not valid JSON."
 MSG_TOO_MANY_PENDING = "Too many actions are waiting in this tab; wait for the previous ones to finish."
 MSG_BUSY = "The server is busy; please try again in a moment."
 
 
 class RequestLimits:
-    """ASGI middleware: refuse request bodies over :data:`MAX_BODY_BYTES` or nested over :data:`MAX_JSON_DEPTH`.
+    """ASGI middleware: refuse request bodies over :data:`MAX_BODY_BYTES`, nested over :data:`MAX_JSON_DEPTH`
+    or holding over :data:`~sam_demo.limits.MAX_JSON_VALUES` values.
 
     A declared ``Content-Length`` over the limit is refused before a byte of
     the body is read (HTTP 413); a body without one (chunked) is read up to the
     limit and refused as soon as it passes it. A JSON body is checked for its
-    nesting before the app parses it (HTTP 400). So no request can make the
-    server parse or hold more than :data:`MAX_BODY_BYTES`. Gradio's upload route
-    is left to ``max_file_size``, which it applies while streaming to disk.
+    nesting (HTTP 400) and its number of values (HTTP 413) before the app
+    parses it: Gradio parses it and walks every value on its event loop before
+    any handler runs. So no request can make the server parse or hold more
+    than :data:`MAX_BODY_BYTES`. Gradio's upload route is left to
+    ``max_file_size``, which it applies while streaming to disk.
     """
 
-    def __init__(self, app, max_body_bytes: int = MAX_BODY_BYTES, max_depth: int = MAX_JSON_DEPTH) -> None:
+    def __init__(self, app, max_body_bytes: int = MAX_BODY_BYTES, max_depth: int = MAX_JSON_DEPTH,
+                 max_values: int = MAX_JSON_VALUES) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_depth = max_depth
+        self.max_values = max_values
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH") or \
@@ -100,9 +107,14 @@ class RequestLimits:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if b"json" in headers.get(b"content-type", b"") and json_depth(body) > self.max_depth:
-            await self._refuse(scope, send, 400, MSG_TOO_DEEP)
-            return
+        if b"json" in headers.get(b"content-type", b""):
+            shape = json_shape(body)
+            if shape.depth > self.max_depth:
+                await self._refuse(scope, send, 400, MSG_TOO_DEEP)
+                return
+            if shape.values > self.max_values:
+                await self._refuse(scope, send, 413, MSG_TOO_MANY_VALUES)
+                return
         sent = False
 
         async def replay():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,29 +26,49 @@ MAX_JSON_BYTES = 2 * 1024 * 1024
 """Largest JSON text read (a request body, a prompts file): 256 objects of 32 points take about 150 kB."""
 MAX_JSON_DEPTH = 32
 """Deepest nesting of lists and objects accepted (the app's own requests and files need about 8)."""
+MAX_JSON_VALUES = 50_000
+"""Most values (numbers, strings, lists...) in one JSON text: 256 objects of 32 points are about 34,000.
+Gradio walks every value of a request on its event loop before any handler runs (1.5 s for 300,000 values
+on 2 cores), so the count is bounded before the body is parsed."""
 
 API_PROMPTS_FORMAT = 'prompts must be JSON: a list of {"points": [[x, y, label]], "box": [x0, y0, x1, y1]}.'
 """The message for a ``/segment`` prompts value that is not of the documented shape."""
 
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b"[]{},")
+
+
+@dataclass(frozen=True)
+class JsonShape:
+    """The size of a JSON text's structure, read without parsing it."""
+
+    depth: int   # deepest nesting of lists and objects
+    values: int  # values in lists and objects (separators + 1 per non-empty container), an upper bound
+
+
+def json_shape(text: bytes | str) -> JsonShape:
+    """Nesting depth and value count of a JSON text, without parsing it (brackets and commas inside strings
+    don't count).
+
+    Linear in the text's length: strings are cut out with one regular
+    expression, then the remaining brackets and commas are counted with numpy.
+    An unterminated string counts what follows it, which can only make the
+    answer larger (the text is not valid JSON anyway).
+    """
+    data = text.encode() if isinstance(text, str) else bytes(text)
+    structure = _JSON_STRING.sub(b"", data).translate(None, _NOT_STRUCTURE)
+    if not structure:
+        return JsonShape(0, 1 if data.strip() else 0)
+    codes = np.frombuffer(structure, np.uint8)
+    opening = (codes == ord("[")) | (codes == ord("{"))
+    steps = np.where(opening, 1, np.where(codes == ord(","), 0, -1))
+    return JsonShape(int(np.cumsum(steps).max(initial=0)), int(np.count_nonzero(codes == ord(","))
+                                                                + np.count_nonzero(opening) + 1))
 
 
 def json_depth(text: bytes | str) -> int:
-    """Deepest nesting of ``[`` / ``{`` in a JSON text, without parsing it (brackets inside strings don't count).
-
-    Linear in the text's length: strings are cut out with one regular
-    expression, then the remaining brackets are counted with numpy. An
-    unterminated string counts its brackets, which can only make the answer
-    larger (the text is not valid JSON anyway).
-    """
-    data = text.encode() if isinstance(text, str) else bytes(text)
-    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
-    if not brackets:
-        return 0
-    codes = np.frombuffer(brackets, np.uint8)
-    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
-    return int(np.cumsum(steps).max(initial=0))
+    """Deepest nesting of ``[`` / ``{`` in a JSON text (see :func:`json_shape`)."""
+    return json_shape(text).depth
 
 
 def parse_json(text: bytes | str, what: str, *, max_bytes: int = MAX_JSON_BYTES,
@@ -66,8 +87,12 @@ def parse_json(text: bytes | str, what: str, *, max_bytes: int = MAX_JSON_BYTES,
         raise InvalidPromptError(f"{what} is larger than {max_bytes // (1024 * 1024)} MB.")
     if not size or not (text.strip() if isinstance(text, str) else bytes(text).strip()):
         raise InvalidPromptError(f"{what} is empty.")
-    if json_depth(text) > max_depth:
+    shape = json_shape(text)
+    if shape.depth > max_depth:
         raise InvalidPromptError(f"{what} is nested more than {max_depth} levels deep.")
+    if shape.values > MAX_JSON_VALUES:
+        raise InvalidPromptError(f"{what} holds more than {MAX_JSON_VALUES:,} values; 256 objects of 32 points "
+                                 "need about 34,000.")
     try:
         return json.loads(text)
     except (ValueError, UnicodeDecodeError, RecursionError):

@@ -34,6 +34,24 @@ def test_json_depth_counts_brackets_outside_strings(text, depth):
         assert limits.json_depth(text.encode()) == depth
 
 
+@pytest.mark.parametrize("text, values", [
+    ("", 0), ("1", 1), ("[1, 2, 3]", 4), ('{"a": "1,2,3", "b": [1, 2]}', 5), ("[[1, 1, 1]]", 5),
+])
+def test_json_shape_counts_values_outside_strings(text, values):
+    assert limits.json_shape(text).values == values
+
+
+def test_the_largest_legal_request_is_within_the_value_bound():
+    """256 objects of 32 points and a box (every limit at its maximum) pass; 4 x the points do not."""
+    obj = {"points": [[1000.5, 999.25, 1]] * 32, "box": [1, 2, 300, 400]}
+    body = json.dumps({"data": [{"path": "/tmp/x.png", "meta": {"_type": "gradio.FileData"}}, [obj] * 256],
+                       "session_hash": "abc"})
+    assert limits.json_shape(body).values <= limits.MAX_JSON_VALUES
+    assert len(body) < limits.MAX_JSON_BYTES
+    with pytest.raises(InvalidPromptError, match=r"holds more than 50,000 values"):
+        limits.parse_json(json.dumps([{"points": [[1, 1, 1]] * 128}] * 256), "The prompts file")
+
+
 def test_json_depth_is_linear_on_a_large_text():
     text = json.dumps([{"points": [[i, i, 1]] * 32, "name": 'a"[{' * 10} for i in range(600)])
     started = time.perf_counter()

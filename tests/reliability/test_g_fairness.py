@@ -167,6 +167,14 @@ def test_G4_a_30_mb_body_is_refused_at_once_and_memory_stays(served):
         response = http.post(f"{url}/gradio_api/call/segment", content=deep,
                              headers={"content-type": "application/json"})
         assert response.status_code == 400 and "nested more than 32 levels" in response.json()["detail"]
+        # A legal size but 300,000 values: refused before Gradio parses and walks them on its event loop.
+        many = json.dumps({"data": [None, [{"points": [[1, 1, 1]] * 100_000}]], "session_hash": "g4"})
+        assert len(many) < MAX_BODY_BYTES
+        started = time.perf_counter()
+        response = http.post(f"{url}/gradio_api/call/segment", content=many,
+                             headers={"content-type": "application/json"})
+        assert response.status_code == 413 and "holds more than 50,000 values" in response.json()["detail"]
+        assert time.perf_counter() - started < 2.0
     assert session_with_image(served.url, 46).click(5, 5).ok  # and the server serves on
 
 

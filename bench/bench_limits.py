@@ -1,0 +1,121 @@
+"""Oversized and malformed requests against the served app: how fast they are refused, and the server's memory.
+
+Starts ``python app.py`` on 127.0.0.1 (``tools.load_harness.start_server``, default model: the full-size
+stand-in), samples its RSS from ``/proc`` every 0.5 s, and sends, ``--repeat`` times each:
+
+* a 30 MB JSON body to ``/gradio_api/call/segment`` with its ``Content-Length`` (the newcomer review's
+  "30 MB of points"; before issue 10 it was parsed, took 20-27 s and left RSS ~1 GB higher);
+* the same body chunked, without a ``Content-Length``;
+* 100,000 nested brackets (a legal size, refused for its depth);
+* a prompts value of 100,000 points inside a 1.2 MB body (a legal size; refused for its 300,000 values before
+  Gradio parses it: Gradio walks every value on its event loop, 1.5 s for this one).
+
+Prints each request's status and time and the RSS before, at its peak and after (the done-when of
+issue 10: refused in at most 2 s, RSS back within 100 MB), and writes JSON.
+
+    python -m bench.bench_limits --repeat 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.bench_fairness import photo
+from bench.common import STANDIN_DIR, finish, machine_info, table
+from tests.reliability.rawapi import RawSession, file_data
+from tools.load_harness import Sampler, read_proc_status, start_server
+
+BODY_MB = 30
+
+
+def body_30mb() -> bytes:
+    numbers = b"1," * (BODY_MB * 1024 * 1024 // 2)
+    return b'{"data": [' + numbers + b'1], "session_hash": "bench"}'
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    big = body_30mb()
+    deep = b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b', "session_hash": "bench"}'
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="sam-limits-") as tmp:
+        server = start_server(str(args.model_dir), 1024, Path(tmp), [])
+        try:
+            url = server.url.rstrip("/")
+            session = RawSession(server.url)
+            assert session.load_bytes(photo(1)).ok and session.click(100, 100).ok
+            image = session.upload(photo(2), "p.png")
+            many_points = json.dumps({"data": [file_data(image), [{"points": [[1, 1, 1]] * 100_000}]],
+                                      "session_hash": session.session_hash}).encode()
+            time.sleep(2)
+            sampler = Sampler(server.pid, None)
+            before = read_proc_status(server.pid)["VmRSS"]
+            sampler.start()
+            headers = {"content-type": "application/json"}
+            cases = {
+                f"{BODY_MB} MB body, Content-Length": lambda http: http.post(f"{url}/gradio_api/call/segment",
+                                                                             content=big, headers=headers),
+                f"{BODY_MB} MB body, chunked": lambda http: http.post(
+                    f"{url}/gradio_api/queue/join", headers=headers,
+                    content=(big[i:i + (1 << 20)] for i in range(0, len(big), 1 << 20))),
+                "100,000 nested brackets": lambda http: http.post(f"{url}/gradio_api/call/segment", content=deep,
+                                                                  headers=headers),
+                "100,000 points (1.2 MB)": lambda http: session.call("segment", [], raw_body=many_points),
+            }
+            with httpx.Client(timeout=120) as http:
+                for name, send in cases.items():
+                    for _ in range(args.repeat):
+                        started = time.perf_counter()
+                        response = send(http)
+                        seconds = time.perf_counter() - started
+                        status = getattr(response, "status_code", None) or getattr(response, "status", None)
+                        message = (response.json().get("detail") if hasattr(response, "json")
+                                   else response.error) or ""
+                        rows.append({"request": name, "status": status, "seconds": seconds,
+                                     "message": str(message)[:90]})
+            time.sleep(3)
+            gc.collect()
+            after = read_proc_status(server.pid)["VmRSS"]
+            sampler.stop_event.set()
+            sampler.join(5)
+            peak = max([s["VmRSS"] for s in sampler.samples] + [after])
+            served_on = session.click(200, 150).ok
+        finally:
+            server.stop()
+    return {"repeat": args.repeat, "requests": rows, "rss_mb": {"before": before, "peak": peak, "after": after},
+            "served_on": served_on, "model_dir": str(args.model_dir), "machine": machine_info()}
+
+
+def report(result: dict[str, Any]) -> str:
+    by_case: dict[str, list[dict[str, Any]]] = {}
+    for row in result["requests"]:
+        by_case.setdefault(row["request"], []).append(row)
+    rows = [{"request": name, "n": len(items), "status": ", ".join(sorted({str(r["status"]) for r in items})),
+             "max s": max(r["seconds"] for r in items), "message": items[0]["message"]}
+            for name, items in by_case.items()]
+    rss = result["rss_mb"]
+    return "\n".join([table(rows, ["request", "n", "status", "max s", "message"], digits=2), "",
+                      f"server RSS: before {rss['before']:.0f} MB, peak {rss['peak']:.0f} MB, after "
+                      f"{rss['after']:.0f} MB ({rss['after'] - rss['before']:+.0f} MB); a click afterwards "
+                      f"{'succeeded' if result['served_on'] else 'FAILED'}. Load average "
+                      f"{result['machine']['loadavg_1min']}."])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--model-dir", type=Path, default=STANDIN_DIR, help="encoder.onnx + decoder.onnx")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", help="write the result here (default bench/results/limits-<time>.json)")
+    return finish(run(parser.parse_args(argv)), parser.parse_args(argv).json, "limits", report)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
