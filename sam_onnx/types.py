@@ -172,6 +172,11 @@ class Prompts:
         if self.box is not None and not isinstance(self.box, Box):
             raise InvalidPromptError(f"box must be a Box, got {type(self.box).__name__}")
         object.__setattr__(self, "points", points)
+        # Prompts are cache keys (decoder results, the drawn background): hash 32 points once, not per lookup.
+        object.__setattr__(self, "_hash", hash((points, self.box)))
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined]
 
     @property
     def is_empty(self) -> bool:
