@@ -59,6 +59,18 @@ class Turn:
         self.waited += self._gate._acquire(self._owner)
         self.started = time.perf_counter()
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Give the turn up for the ``with`` block (e.g. while waiting for another gate), then take it back."""
+        self._gate._release()
+        self._gate._local.turn = None
+        try:
+            yield
+        finally:
+            self.waited += self._gate._acquire(self._owner)
+            self._gate._local.turn = self
+            self.started = time.perf_counter()
+
 
 class _NoTurn(Turn):
     """What a nested :meth:`FairGate.turn` returns: the outer turn shares and counts."""
@@ -68,6 +80,9 @@ class _NoTurn(Turn):
 
     def share(self) -> None:
         self._outer.share()
+
+    def paused(self):  # type: ignore[override]
+        return self._outer.paused()
 
     @property
     def waited(self) -> float:  # type: ignore[override]

@@ -134,14 +134,16 @@ def segment_objects_from_json(value: Any) -> list[Prompts]:
 
 
 class _FairTurns:
-    """The predictor as :func:`sam_onnx.amg.generate` uses it: decoder calls and encoder runs in fair turns."""
+    """The predictor as :func:`sam_onnx.amg.generate` uses it, run inside a turn of the compute gate: decoder
+    calls share that turn, and an encoder run (a crop) gives it up while it waits for and uses the encoder."""
 
-    def __init__(self, service: SegmentationService) -> None:
+    def __init__(self, service: SegmentationService, turn: fair.Turn) -> None:
         self._service = service
+        self._turn = turn
         self.encode_seconds = 0.0
 
     def encode(self, image) -> ImageEmbedding:
-        with self._service.encoder.turn():
+        with self._turn.paused(), self._service.encoder.turn():
             started = time.perf_counter()
             embedding = self._service.predictor.encode(image)
             self.encode_seconds += time.perf_counter() - started
@@ -431,8 +433,9 @@ class SegmentationService:
         out_objects = []
         answer_bytes = 0
         for prompts in objects:
-            result = self.decode(embedding, [prompts])[0]
-            fields = export.coco_mask_fields(result.best_mask)
+            with self.compute.turn():  # the decoder call, the full-resolution mask and its RLE: one piece
+                result = self.decode(embedding, [prompts])[0]
+                fields = export.coco_mask_fields(result.best_mask)
             answer_bytes += len(fields["segmentation"]["counts"]) + 512
             if answer_bytes > MAX_SEGMENT_RESPONSE_BYTES:
                 raise InvalidPromptError(
@@ -469,10 +472,21 @@ class SegmentationService:
         # Crop layers need the pixels: read the file again rather than keep every image's pixels in memory.
         source = self._reload(record) if settings.crop_n_layers else embedding
         plan = amg.make_plan(settings, record.original_hw)
-        turns = _FairTurns(self)
+        report = progress or (lambda done, total: None)
+        stop = cancel or (lambda: False)
         started = time.perf_counter()
-        masks = amg.generate(turns, source, settings,  # type: ignore[arg-type]
-                             embedding=embedding if settings.crop_n_layers else None, progress=progress, cancel=cancel)
+        # The whole run holds a turn (decoder calls and the screening of their masks, both CPU-heavy) and hands
+        # it over between decoder calls whenever another user waits.
+        with self.compute.turn() as turn:
+            turns = _FairTurns(self, turn)
+
+            def shared_progress(done: int, total: int) -> None:
+                turn.share()
+                report(done, total)
+
+            masks = amg.generate(turns, source, settings,  # type: ignore[arg-type]
+                                 embedding=embedding if settings.crop_n_layers else None, progress=shared_progress,
+                                 cancel=lambda: (turn.share(), stop())[1])
         seconds = time.perf_counter() - started
         self.speed.record_everything(seconds - turns.encode_seconds, plan.points)
         logger.info("segment everything (%s) on %s: %d masks in %.1f s", preset, record.key[:12], len(masks), seconds)

@@ -115,3 +115,24 @@ def test_owner_defaults_to_the_event_then_the_thread():
     finally:
         fair.current_owner.reset(token)
     assert fair.owner() == ("thread", threading.get_ident())
+
+
+def test_a_paused_turn_lets_others_in_and_is_taken_back():
+    gate = FairGate("test")
+    served: list[str] = []
+
+    def other_user():
+        with gate.turn("B"):
+            served.append("B")
+
+    with gate.turn("A") as turn:
+        other = _run(other_user)
+        deadline = time.monotonic() + 5
+        while gate.waiting() == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        with turn.paused():
+            other.join(5)
+            assert served == ["B"]
+        with gate.turn("A") as nested:  # the turn is this thread's again: nesting is a no-op
+            nested.share()
+    assert gate.waiting() == 0
