@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sam_onnx import amg
 from sam_onnx.errors import InvalidPromptError
@@ -106,14 +106,21 @@ class EverythingEstimate:
     seconds: float
 
 
+EVERYTHING_BATCH = 2
+"""Grid points per decoder call in the app. The decoder's cost is linear in the points on CPU (batching buys
+nothing, see :data:`sam_onnx.amg.DEFAULT_BATCH_SIZE`), and each call and the screening of its masks is one
+piece of a fair turn (:mod:`sam_demo.fair`): 2 points keep a piece near 50 ms, so another user's click
+waits for at most that."""
+
+
 def preset(name: str) -> amg.EverythingSettings:
-    """The settings of a named preset.
+    """The settings of a named preset, with the app's :data:`EVERYTHING_BATCH`.
 
     Raises:
         InvalidPromptError: no such preset.
     """
     try:
-        return amg.PRESETS[name]
+        return replace(amg.PRESETS[name], batch_size=EVERYTHING_BATCH)
     except KeyError:
         raise InvalidPromptError(f"Unknown preset {name!r}; choose one of {', '.join(amg.PRESETS)}.") from None
 
