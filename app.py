@@ -709,7 +709,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="long side of the displayed image in pixels (env SAM_APP_DISPLAY_SIDE)")
     parser.add_argument("--cache-mb", type=int, default=int(env("SAM_APP_CACHE_MB", "1024")),
                         help="memory for cached image embeddings, ~22 MB per image (env SAM_APP_CACHE_MB)")
-    parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up encode at start")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="skip the warm-up at start (one encoder run, a decoder call, a 2×2 segment everything)")
     return parser.parse_args(argv)
 
 

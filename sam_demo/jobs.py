@@ -21,45 +21,63 @@ FoundObject = tuple[Prompts, "int | None"]
 
 
 class SpeedMeter:
-    """Moving averages of measured model speeds, for up-front time estimates (thread-safe)."""
+    """Moving averages of measured speeds, for up-front time estimates (thread-safe).
+
+    The first measurement of a quantity replaces its prior (the priors are for a
+    2-core CPU and can be far off on other hardware); later ones are smoothed.
+    """
 
     SMOOTHING = 0.3
 
     def __init__(self, decode_seconds: float = 0.05, encode_seconds: float = 2.5) -> None:
-        self._decode = decode_seconds
-        self._encode = encode_seconds
-        self._everything: float | None = None
+        self._values: dict[str, float] = {"decode": decode_seconds, "encode": encode_seconds}
+        self._measured: set[str] = set()
         self._lock = threading.Lock()
+
+    def _record(self, name: str, value: float) -> None:
+        with self._lock:
+            if name not in self._measured:
+                self._values[name] = value
+                self._measured.add(name)
+            else:
+                self._values[name] += self.SMOOTHING * (value - self._values[name])
 
     def record_decode(self, seconds: float, objects: int) -> None:
         if objects > 0:
-            with self._lock:
-                self._decode += self.SMOOTHING * (seconds / objects - self._decode)
+            self._record("decode", seconds / objects)
 
     def record_encode(self, seconds: float) -> None:
+        self._record("encode", seconds)
+
+    def record_everything(self, grid_seconds: float, points: int, finish_seconds: float | None = None,
+                          kept: int = 0, megapixels: float = 0.0) -> None:
+        """A finished segment-everything run (encoder runs left out).
+
+        Args:
+            grid_seconds: the decoder calls and the screening of their masks (independent of the image size:
+                it works on the 256×256 logits).
+            points: grid points of the run.
+            finish_seconds: the final upsampling of the kept masks to the image's size (None: not measured).
+            kept: masks kept; megapixels: the image's size.
+        """
+        if points > 0 and grid_seconds > 0:
+            self._record("grid_per_point", grid_seconds / points)
+        if finish_seconds is not None and points > 0:
+            self._record("kept_per_point", kept / points)
+            if kept and megapixels > 0:
+                self._record("finish_per_mask_mp", finish_seconds / (kept * megapixels))
+
+    def measured(self, name: str) -> float | None:
         with self._lock:
-            self._encode += self.SMOOTHING * (seconds - self._encode)
-
-    def record_everything(self, seconds: float, points: int) -> None:
-        """A finished segment-everything run: seconds without encoder runs, for ``points`` grid points."""
-        if points > 0 and seconds > 0:
-            per_point = seconds / points
-            with self._lock:
-                self._everything = per_point if self._everything is None else \
-                    self._everything + self.SMOOTHING * 2 * (per_point - self._everything)
-
-    @property
-    def everything_seconds_per_point(self) -> float | None:
-        """Measured seconds per grid point of segment everything (decode, screening, finishing); None before a run."""
-        return self._everything
+            return self._values.get(name) if name in self._measured else None
 
     @property
     def decode_seconds_per_object(self) -> float:
-        return self._decode
+        return self._values["decode"]
 
     @property
     def encode_seconds(self) -> float:
-        return self._encode
+        return self._values["encode"]
 
 
 class CancelRegistry:
@@ -129,12 +147,16 @@ def estimate(preset_name: str, image_hw: tuple[int, int], speed: SpeedMeter) -> 
     """Up-front cost of segment everything with a preset on an already encoded image of size ``image_hw``."""
     settings = preset(preset_name)
     plan = amg.make_plan(settings, image_hw)
-    measured = speed.everything_seconds_per_point
-    if measured is not None:  # a run on this server: its whole cost per point, whatever the preset
-        seconds = (plan.encoder_runs - 1) * speed.encode_seconds + plan.points * measured
-    else:
+    grid = speed.measured("grid_per_point")
+    if grid is None:  # nothing measured yet: the wrapper's model of the cost
         seconds = amg.estimate_seconds(plan, speed.decode_seconds_per_object * settings.batch_size,
                                        speed.encode_seconds, image_encoded=True)
+    else:  # this server's measured costs: per grid point, and per kept mask and megapixel for the finish
+        kept = speed.measured("kept_per_point") or 0.0
+        finish = speed.measured("finish_per_mask_mp") or 0.0
+        megapixels = image_hw[0] * image_hw[1] / 1e6
+        seconds = ((plan.encoder_runs - 1) * speed.encode_seconds + plan.points * grid
+                   + plan.points * kept * megapixels * finish)
     return EverythingEstimate(preset_name, settings.points_per_side, plan.points, plan.decoder_calls,
                               plan.encoder_runs, seconds)
 

@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,9 @@ MAX_SEGMENT_MEGAPIXELS = 512
 256 objects of a 2 MP photo, 42 of a 12 MP one. Bounds the request's time and memory before any work."""
 MAX_SEGMENT_RESPONSE_BYTES = 32 * 1024 * 1024
 """Largest ``/segment`` answer (COCO RLE grows with a mask's detail, not only its size)."""
+WARM_UP_SIDE = 64
+WARM_UP_GRID = 2
+"""Segment everything at start-up on a WARM_UP_GRID × WARM_UP_GRID grid: measures its cost per grid point."""
 _MB = 1024 * 1024
 
 Progress = Callable[[float, str], None]
@@ -475,6 +478,7 @@ class SegmentationService:
         report = progress or (lambda done, total: None)
         stop = cancel or (lambda: False)
         started = time.perf_counter()
+        grid_done = [started]  # when the last decoder call's masks were screened (then the finish starts)
         # The whole run holds a turn (decoder calls and the screening of their masks, both CPU-heavy) and hands
         # it over between decoder calls whenever another user waits.
         with self.compute.turn() as turn:
@@ -483,23 +487,37 @@ class SegmentationService:
             def shared_progress(done: int, total: int) -> None:
                 turn.share()
                 report(done, total)
+                grid_done[0] = time.perf_counter()
 
             masks = amg.generate(turns, source, settings,  # type: ignore[arg-type]
                                  embedding=embedding if settings.crop_n_layers else None, progress=shared_progress,
                                  cancel=lambda: (turn.share(), stop())[1])
-        seconds = time.perf_counter() - started
-        self.speed.record_everything(seconds - turns.encode_seconds, plan.points)
+            waited = turn.waited
+        ended = time.perf_counter()
+        h, w = record.original_hw
+        self.speed.record_everything(grid_done[0] - started - turns.encode_seconds - waited, plan.points,
+                                     ended - grid_done[0], len(masks), h * w / 1e6)
+        seconds = ended - started
         logger.info("segment everything (%s) on %s: %d masks in %.1f s", preset, record.key[:12], len(masks), seconds)
         return jobs.found_objects(masks, record.original_hw)
 
     def warm_up(self) -> None:
-        """One encoder run and one decoder call on a small image, so the first user waits for neither
-        and the first estimates use this machine's measured speeds."""
-        rgb = np.zeros((64, 64, 3), np.uint8)
+        """Run the model once at start, so the first user waits for no first-run costs and the first
+        estimates use this machine's measured speeds: one encoder run on a small image, one decoder call,
+        and segment everything on a 2×2 grid of it (its decoder calls and the screening of their masks,
+        which costs more than the decoder for noisy masks)."""
+        rgb = np.zeros((WARM_UP_SIDE, WARM_UP_SIDE, 3), np.uint8)
         started = time.perf_counter()
         embedding = self.predictor.encode(rgb)
-        logger.info("warm-up encode %.2f s", time.perf_counter() - started)
-        self.decode(embedding, [Prompts((Point(32, 32),))])
+        self.speed.record_encode(time.perf_counter() - started)
+        self.decode(embedding, [Prompts((Point(WARM_UP_SIDE / 2, WARM_UP_SIDE / 2),))])
+        settings = replace(jobs.preset(amg.DEFAULT_PRESET), points_per_side=WARM_UP_GRID, crop_n_layers=0)
+        grid_started = time.perf_counter()
+        amg.generate(self.predictor, embedding, settings)  # before serving: nobody to share turns with
+        self.speed.record_everything(time.perf_counter() - grid_started, WARM_UP_GRID ** 2)
+        logger.info("warm-up %.2f s (encoder %.2f s, decoder %.0f ms per object, segment everything %.0f ms per "
+                    "grid point)", time.perf_counter() - started, self.speed.encode_seconds,
+                    self.speed.decode_seconds_per_object * 1e3, self.speed.measured("grid_per_point") * 1e3)
 
     # ------------------------------------------------------------------ info
     def model_summary(self) -> dict[str, Any]:

@@ -89,3 +89,22 @@ def test_browser_benchmark(analytic_dir, photos, tmp_path):
     result = json.loads(out.read_text())
     assert len(result["samples"]) == 2
     assert result["click to paint"]["p50"] > 0 and result["upload to ready ms"] > 0
+
+
+def test_fairness_limits_and_estimate_benchmarks(analytic_dir, tmp_path):
+    from bench import bench_estimate, bench_fairness, bench_limits
+
+    out = tmp_path / "fairness.json"
+    assert bench_fairness.main(["--model-dir", str(analytic_dir), "--objects", "12", "--points", "3", "--rounds", "1",
+                                "--clicks", "2", "--think", "0", "--warmup", "0.2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["b_idle_ms"]["n"] == 2 and result["b_busy_ms"]["n"] == 2 and result["a_action_ms"]["n"] >= 1
+    assert not result["a_errors"] and result["p95_ratio"] > 0
+    out = tmp_path / "limits.json"
+    assert bench_limits.main(["--model-dir", str(analytic_dir), "--repeat", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert {row["status"] for row in result["requests"]} == {413, 400} and result["served_on"]
+    out = tmp_path / "estimate.json"
+    assert bench_estimate.main(["--model-dir", str(analytic_dir), "--presets", "fast", "--sizes", "0.3",
+                                "--rounds", "1", "--json", str(out)]) == 0
+    assert len(json.loads(out.read_text())["runs"]) == 1
