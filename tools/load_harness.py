@@ -63,7 +63,9 @@ THINK_S = (0.2, 0.8)
 USER_STAGGER_S = 0.3
 IMAGE_HW = (600, 800)
 PLATEAU_TAIL = 0.25          # the plateau is the median RSS of the last quarter of the run
-RSS_SLACK_MB = 512           # docs/reliability.md, row D4: plateau <= baseline + cache cap + 0.5 GB
+RSS_SLACK_MB = 800           # README "Memory bound" (docs/reliability.md, row D4): plateau <= baseline + image cache
+#                              + 0.8 GB (decoder results 256, drawn backgrounds 128, scores 16, Gradio sessions <= 250,
+#                              one upload decoded <= 130 MB)
 CLICK_P95_TARGET_MS = 400.0  # 4 users on a 2-core machine
 DRIFT_FROM_S = 600.0         # soak: once the caches are full (10 min), RSS may drift by less than
 DRIFT_MAX_MB = 50            # 50 MB to the end of the run
