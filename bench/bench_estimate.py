@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import STANDIN_DIR, finish, machine_info, photo_file, table
+from bench.common import finish, machine_info, model_dir, photo_file, table
 from sam_demo.service import SegmentationService
 from sam_onnx import Sam2Predictor
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    args.model_dir = model_dir(args.model_dir)
     predictor = Sam2Predictor.from_files(args.model_dir / "encoder.onnx", args.model_dir / "decoder.onnx")
     service = SegmentationService(predictor)
     service.warm_up()
@@ -61,7 +62,7 @@ def report(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--model-dir", type=Path, default=STANDIN_DIR, help="encoder.onnx + decoder.onnx")
+    parser.add_argument("--model-dir", help="folder with encoder.onnx + decoder.onnx (default: $SAM_STANDIN_DIR)")
     parser.add_argument("--presets", nargs="+", default=["fast", "balanced"])
     parser.add_argument("--sizes", nargs="+", type=float, default=[12.0, 2.0], help="photo sizes in megapixels")
     parser.add_argument("--rounds", type=int, default=2)

@@ -1,7 +1,7 @@
 """Fairness between users: does one user's heavy work delay another user's click?
 
 Starts ``python app.py`` on 127.0.0.1 (``tools.load_harness.start_server``) with a model folder
-(default: the full-size stand-in), then:
+(``--model-dir``, default ``$SAM_STANDIN_DIR``: the full-size stand-in), then:
 
 * user B opens a photo and clicks (think time ``--think`` s) while nobody else works: **idle**;
 * user A opens another photo and loads a prompts file of ``--objects`` objects of ``--points``
@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import STANDIN_DIR, finish, machine_info, percentile, table
+from bench.common import finish, machine_info, model_dir, percentile, table
 from tests.reliability.rawapi import RawSession, file_data, png_bytes
 from tools.load_harness import Sampler, read_proc_status, start_server
 
@@ -150,6 +150,7 @@ def stats(values: list[float]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    args.model_dir = model_dir(args.model_dir)
     with tempfile.TemporaryDirectory(prefix="sam-fair-") as tmp:
         server = start_server(str(args.model_dir), 1024, Path(tmp), [])
         try:
@@ -223,7 +224,7 @@ def report(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--model-dir", type=Path, default=STANDIN_DIR, help="encoder.onnx + decoder.onnx")
+    parser.add_argument("--model-dir", help="folder with encoder.onnx + decoder.onnx (default: $SAM_STANDIN_DIR)")
     parser.add_argument("--scenario", choices=SCENARIOS, default="click")
     parser.add_argument("--objects", type=int, default=256, help="objects A holds (default 256, the limit)")
     parser.add_argument("--points", type=int, default=32, help="points per object (default 32, the limit)")

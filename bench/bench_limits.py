@@ -1,10 +1,11 @@
 """Oversized and malformed requests against the served app: how fast they are refused, and the server's memory.
 
-Starts ``python app.py`` on 127.0.0.1 (``tools.load_harness.start_server``, default model: the full-size
-stand-in), samples its RSS from ``/proc`` every 0.5 s, and sends, ``--repeat`` times each:
+Starts ``python app.py`` on 127.0.0.1 (``tools.load_harness.start_server``; ``--model-dir`` or
+``$SAM_STANDIN_DIR``: the full-size stand-in), samples its RSS from ``/proc`` every 0.5 s, and sends,
+``--repeat`` times each:
 
-* a 30 MB JSON body to ``/gradio_api/call/segment`` with its ``Content-Length`` (the newcomer review's
-  "30 MB of points"; before issue 10 it was parsed, took 20-27 s and left RSS ~1 GB higher);
+* a 30 MB JSON body to ``/gradio_api/call/segment`` with its ``Content-Length`` (the "30 MB of points"
+  of issue 10, which before was parsed, took 20-27 s and left RSS ~1 GB higher);
 * the same body chunked, without a ``Content-Length``;
 * 100,000 nested brackets (a legal size, refused for its depth);
 * a prompts value of 100,000 points inside a 1.2 MB body (a legal size; refused for its 300,000 values before
@@ -29,7 +30,7 @@ from typing import Any
 import httpx
 
 from bench.bench_fairness import photo
-from bench.common import STANDIN_DIR, finish, machine_info, table
+from bench.common import finish, machine_info, model_dir, table
 from tests.reliability.rawapi import RawSession, file_data
 from tools.load_harness import Sampler, read_proc_status, start_server
 
@@ -42,6 +43,7 @@ def body_30mb() -> bytes:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    args.model_dir = model_dir(args.model_dir)
     big = body_30mb()
     deep = b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b', "session_hash": "bench"}'
     rows: list[dict[str, Any]] = []
@@ -111,7 +113,7 @@ def report(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--model-dir", type=Path, default=STANDIN_DIR, help="encoder.onnx + decoder.onnx")
+    parser.add_argument("--model-dir", help="folder with encoder.onnx + decoder.onnx (default: $SAM_STANDIN_DIR)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", help="write the result here (default bench/results/limits-<time>.json)")
     return finish(run(parser.parse_args(argv)), parser.parse_args(argv).json, "limits", report)

@@ -93,7 +93,7 @@ def test_cancel_stops_the_run_and_adds_nothing(service, state, monkeypatch):
 
 
 def test_results_for_a_replaced_image_are_dropped_without_a_message(service, state, monkeypatch):
-    """A run on the previous image says nothing on the new one (newcomer-2 review: a stale toast)."""
+    """A run on the previous image says nothing on the new one (issue 10: a stale toast)."""
     infos = []
     monkeypatch.setattr(gr, "Info", lambda message, *a, **k: infos.append(message))
     found = app.run_everything(service, state, "fast", None, lambda *a, **k: None)

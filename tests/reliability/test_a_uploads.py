@@ -106,7 +106,7 @@ def test_A4_truncated_file_is_reported_damaged(work, fmt, fraction):
 
 @pytest.mark.parametrize("data, name, pattern", [
     (b"just some text\n" * 20, "notes.png", f"^{MSG_NOT_AN_IMAGE}$"),
-    (b"", "empty.png", f"^{MSG_EMPTY}$"),  # newcomer-2 review: say the file is empty
+    (b"", "empty.png", f"^{MSG_EMPTY}$"),  # issue 10: say the file is empty
     (np.random.default_rng(5).integers(0, 256, 4096, np.uint8).tobytes(), "noise.jpg", f"^{MSG_NOT_AN_IMAGE}$"),
     (encode(Image.new("RGB", (32, 32), "red"), "PDF"), "doc.png", r"^PDF files are not supported; use PNG"),
 ], ids=["text", "zero-bytes", "random-bytes", "pdf"])

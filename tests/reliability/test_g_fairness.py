@@ -1,5 +1,5 @@
 """Rows G1-G6 (issue 10): one user's work never holds another's, every request is bounded, and the malformed
-values of the newcomer review get a specific message, change nothing and log one line. Real servers on
+values listed in issue 10 get a specific message, change nothing and log one line. Real servers on
 127.0.0.1, driven with raw HTTP (``pytest tests/reliability -k G1_``).
 
 Timing assertions are ratios between two users measured in the same test, with generous margins: the
@@ -76,7 +76,7 @@ def test_G1_a_256_object_load_by_one_user_does_not_hold_another_users_clicks(ser
     loaded = a.wait(pending)
     assert loaded.ok, loaded
     assert len(a.snapshot().objects) == 256
-    # With one edit queue for everyone, B's first click waited for A's whole load (newcomer-2 review: 27 s).
+    # With one edit queue for everyone, B's first click waited for A's whole load (issue 10: 27 s).
     # Here B's clicks run between the pieces of A's load: all of them end long before it does.
     assert sum(busy) < loaded.seconds and max(busy) < loaded.seconds / 4, (idle, busy, loaded.seconds)
     for s in (a, b):
