@@ -112,7 +112,6 @@ class Busy(threading.Thread):
         session = self.a.session
         if self.scenario == "click":
             self.a.click()
-            self.stop_event.wait(self.think)
         elif self.scenario == "load":
             path = session.upload(prompts_file(self.objects, self.points, IMAGE_HW, self.seed + k), "p.json")
             outcome = session.call("load_prompts", [file_data(path), 0.5, True])
@@ -140,6 +139,8 @@ class Busy(threading.Thread):
             except Exception as exc:  # noqa: BLE001 - reported, and the run goes on
                 self.errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
                 time.sleep(0.5)
+            if self.scenario == "click":
+                self.stop_event.wait(self.think)  # a person's pause between clicks (not part of the click's time)
             k += 1
 
 
