@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from . import encoders
 from . import session as ort_session
 from .errors import InferenceError, InvalidImageError, InvalidPromptError, ModelLoadError
 from .geometry import MODEL_SIDE, Geometry
@@ -46,13 +47,19 @@ class ModelInfo:
 
     Attributes:
         source: where the files came from (hub repo and revision, or a folder).
-        encoder: encoder file path.
+        encoder: the file the encoder engine runs (the int8 copy for ``int8``).
         decoder: decoder file path.
-        providers: execution providers in use, in priority order.
+        providers: onnxruntime execution providers of the decoder (and of
+            onnxruntime encoders), in priority order.
         encoder_dtype: ``"float32"`` or ``"float16"`` (the encoder's input type).
         repaired_concats: prompt Concat nodes repaired in the decoder (see
             :mod:`sam_onnx.graph_repair`).
         threads: intra-op threads per session.
+        encoder_name: the encoder variant in use (``"fp32"``, ``"int8"``,
+            ``"openvino-bf16"``, ...; see :mod:`sam_onnx.encoders`).
+        encoder_description: the engine in one line, e.g. ``"OpenVINO 2026.4.1 CPU bf16"``.
+        encoder_selection: how the variant was chosen (``"forced"``, or the
+            ``auto`` check's summary).
     """
 
     source: str
@@ -62,6 +69,9 @@ class ModelInfo:
     encoder_dtype: str
     repaired_concats: int
     threads: int
+    encoder_name: str = encoders.FP32
+    encoder_description: str = ""
+    encoder_selection: str = "forced"
 
     def summary(self) -> dict[str, object]:
         """The JSON-ready facts a user or an API client may see (no file paths)."""
@@ -76,67 +86,96 @@ class ModelInfo:
 
 
 class Sam2Predictor:
-    """SAM 2.1 image predictor on onnxruntime; stateless after construction, thread-safe.
+    """SAM 2.1 image predictor: an image encoder and an onnxruntime decoder; stateless after construction.
 
     Typical use::
 
         predictor = Sam2Predictor.from_pretrained()        # downloads on first use
-        embedding = predictor.encode(rgb)                  # ~2.5 s on 2 CPU cores
+        embedding = predictor.encode(rgb)                  # ~2.5 s on 2 CPU cores (fp32)
         result = predictor.decode(embedding, Prompts((Point(410, 220),)))   # ~50 ms
         result.best_mask                                   # (H, W) bool, original size
     """
 
-    __slots__ = ("_encoder", "_decoder", "_encoder_dtype", "_info")
+    __slots__ = ("_encoder", "_decoder", "_info")
 
-    def __init__(self, encoder_session, decoder_session, *, source: str = "sessions", encoder_path: str = "",
+    def __init__(self, encoder, decoder_session, *, source: str = "sessions", encoder_path: str = "",
                  decoder_path: str = "", repaired_concats: int = 0, threads: int = 0) -> None:
-        """Wrap two ready sessions (checked against the SAM 2.1 I/O contract).
+        """Wrap a ready encoder and decoder session (checked against the SAM 2.1 I/O contract).
 
         Prefer :meth:`from_pretrained` or :meth:`from_files`, which also repair
-        and verify the decoder. Injecting sessions is for tests and custom setups;
-        the keyword arguments only describe the model in :attr:`info`.
+        and verify the decoder and build the encoder variant. Injecting is for
+        tests and custom setups; the keyword arguments only describe the model
+        in :attr:`info`.
+
+        Args:
+            encoder: an :class:`~sam_onnx.encoders.ImageEncoder`, or an
+                onnxruntime encoder session (wrapped as ``fp32``, or ``fp16``
+                for a float16 graph).
+            decoder_session: the onnxruntime decoder session.
 
         Raises:
             ModelLoadError: a session's inputs or outputs are not SAM 2.1's.
         """
-        ort_session.check_contract(encoder_session, ort_session.ENCODER_INPUTS, ort_session.ENCODER_OUTPUTS,
-                                   label=f"encoder {encoder_path}".strip())
+        if not isinstance(encoder, encoders.ImageEncoder):
+            encoder = encoders.OrtEncoder(encoder, name=_ort_variant_name(encoder), path=encoder_path)
         ort_session.check_contract(decoder_session, ort_session.DECODER_INPUTS, ort_session.DECODER_OUTPUTS,
                                    label=f"decoder {decoder_path}".strip())
-        self._encoder = encoder_session
+        self._encoder = encoder
         self._decoder = decoder_session
-        self._encoder_dtype = ort_session.input_type(encoder_session, "pixel_values")
-        self._info = ModelInfo(source, encoder_path, decoder_path, tuple(encoder_session.get_providers()),
-                               np.dtype(self._encoder_dtype).name, repaired_concats, threads)
+        self._info = ModelInfo(source, getattr(encoder, "path", "") or encoder_path, decoder_path,
+                               tuple(decoder_session.get_providers()), getattr(encoder, "input_dtype", "float32"),
+                               repaired_concats, threads, encoder.name, encoder.description)
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_files(cls, encoder: str | os.PathLike, decoder: str | os.PathLike, *,
                    providers: Sequence[str] | None = None, threads: int | None = None,
-                   source: str | None = None) -> Sam2Predictor:
+                   source: str | None = None, variant: str = encoders.FP32,
+                   fp16_encoder: str | os.PathLike | None = None,
+                   encoder_cache_dir: str | os.PathLike | None = None) -> Sam2Predictor:
         """Load an encoder and a decoder ``.onnx`` (external data beside them).
 
         The decoder is repaired against the onnxruntime Concat quirk in memory
         and then verified on the live session (plus a repeatability check).
 
+        Args:
+            encoder: the fp32 encoder file (any float32 or float16 encoder for ``fp32``).
+            decoder: the decoder file.
+            variant: the encoder engine (:mod:`sam_onnx.encoders`): ``"fp32"``
+                (default), ``"int8"``, ``"openvino"``,
+                ``"openvino-bf16"``, ``"openvino-f32"`` or ``"fp16"``.
+            fp16_encoder: the published float16 encoder file, if on this
+                machine (needed for ``"fp16"``).
+            encoder_cache_dir: folder for derived files (int8 copy, OpenVINO
+                blobs); default ``$SAM_ONNX_CACHE_DIR`` or
+                ``~/.cache/sam_onnx``.
+
         Raises:
-            ModelLoadError: a file is missing, damaged or of the wrong kind, or
-                a provider is unavailable.
+            ModelLoadError: a file is missing, damaged or of the wrong kind, a
+                provider is unavailable, or a forced variant cannot run here.
         """
         encoder, decoder = Path(encoder), Path(decoder)
         for path, what in ((encoder, "encoder"), (decoder, "decoder")):
             if not path.is_file():
                 raise ModelLoadError(f"The {what} file {path} does not exist.")
+        variant = encoders.requested_encoder(variant)
         threads = threads or ort_session.default_threads()
         started = time.perf_counter()
-        enc = ort_session.create_session(encoder, label=f"encoder {encoder}", providers=providers,
-                                         threads=threads)
         decoder_bytes, report = load_repaired_decoder(decoder)
         dec = ort_session.create_session(decoder_bytes, label=f"decoder {decoder}", providers=providers,
                                          threads=threads)
-        predictor = cls(enc, dec, source=source or str(encoder.parent), encoder_path=str(encoder),
+        ort_session.check_contract(dec, ort_session.DECODER_INPUTS, ort_session.DECODER_OUTPUTS,
+                                   label=f"decoder {decoder}")
+        _verify_decoder(dec, report)
+        enc_source = encoders.EncoderSource(
+            encoder, Path(encoder_cache_dir).expanduser() if encoder_cache_dir else encoders.default_cache_dir(),
+            threads, tuple(providers) if providers else None, Path(fp16_encoder) if fp16_encoder else None)
+        try:
+            image_encoder = encoders.load_encoder(variant, enc_source)
+        except encoders.EncoderUnavailable as exc:
+            raise ModelLoadError(f"The {variant} encoder cannot run here: {exc}. Use --encoder fp32.") from exc
+        predictor = cls(image_encoder, dec, source=source or str(encoder.parent), encoder_path=str(encoder),
                         decoder_path=str(decoder), repaired_concats=len(report.repaired), threads=threads)
-        _verify_decoder(dec, report)  # after the contract check, so a wrong file fails with a clear message
         logger.info("model ready in %.2f s: %s", time.perf_counter() - started, predictor.info.describe())
         return predictor
 
@@ -149,23 +188,35 @@ class Sam2Predictor:
     def from_pretrained(cls, spec: ModelSpec = DEFAULT_MODEL, *, model_dir: str | os.PathLike | None = None,
                         fp16_encoder: bool = False, cache_dir: str | os.PathLike | None = None,
                         local_files_only: bool = False, providers: Sequence[str] | None = None,
-                        threads: int | None = None) -> Sam2Predictor:
+                        threads: int | None = None, encoder: str | None = None,
+                        encoder_cache_dir: str | os.PathLike | None = None) -> Sam2Predictor:
         """The pinned hub model (downloaded once into the huggingface_hub cache), or a local folder.
 
         Args:
             spec: model table entry (revision pinned there).
             model_dir: a local folder with the ONNX files; default
                 ``$SAM_ONNX_MODEL_DIR``; when set, nothing is downloaded.
-            fp16_encoder: use the half-precision encoder (half the download).
+            fp16_encoder: same as ``encoder="fp16"`` (half the download).
             cache_dir: huggingface_hub cache folder (default: its standard cache).
             local_files_only: never download (also implied by ``HF_HUB_OFFLINE=1``).
             providers: onnxruntime execution providers, e.g.
                 ``["CUDAExecutionProvider", "CPUExecutionProvider"]``; default CPU.
             threads: intra-op threads per session; default all cores.
+            encoder: the encoder variant (see :mod:`sam_onnx.encoders`); default
+                ``$SAM_ONNX_ENCODER``, else ``"fp32"``.
+            encoder_cache_dir: folder for the int8 copy and OpenVINO blobs;
+                default ``$SAM_ONNX_CACHE_DIR`` or ``~/.cache/sam_onnx``.
         """
-        files = resolve_model_files(model_dir, spec=spec, fp16_encoder=fp16_encoder, cache_dir=cache_dir,
-                                    local_files_only=local_files_only)
-        return cls.from_model_files(files, providers=providers, threads=threads)
+        variant = encoders.requested_encoder("fp16" if fp16_encoder else encoder)
+        kwargs = {"spec": spec, "cache_dir": cache_dir, "local_files_only": local_files_only}
+        if variant == "fp16":  # the half-precision file alone: no fp32 download
+            files = resolve_model_files(model_dir, fp16_encoder=True, **kwargs)
+            fp16_path: Path | None = files.encoder
+        else:
+            files = resolve_model_files(model_dir, **kwargs)
+            fp16_path = None
+        return cls.from_model_files(files, providers=providers, threads=threads, variant=variant,
+                                    fp16_encoder=fp16_path, encoder_cache_dir=encoder_cache_dir)
 
     # ------------------------------------------------------------------ inference
     @property
@@ -203,11 +254,10 @@ class Sam2Predictor:
             raise InvalidImageError(f"expected pixel values of shape (1, 3, {MODEL_SIDE}, {MODEL_SIDE}), "
                                     f"got {pixel_values.shape}")
         started = time.perf_counter()
-        outputs = ort_session.run(self._encoder, ort_session.EMBEDDING_NAMES,
-                                  {"pixel_values": pixel_values.astype(self._encoder_dtype, copy=False)},
-                                  label="image encoder")
-        logger.debug("encode %s: encoder %.0f ms", geometry.original_hw, (time.perf_counter() - started) * 1e3)
-        return ImageEmbedding(tuple(o.astype(np.float32, copy=False) for o in outputs), geometry)
+        outputs = self._encoder.encode(pixel_values)
+        logger.debug("encode %s: %s encoder %.0f ms", geometry.original_hw, self._encoder.name,
+                     (time.perf_counter() - started) * 1e3)
+        return ImageEmbedding(outputs, geometry)
 
     def decode(self, embedding: ImageEmbedding, prompts: Prompts) -> MaskResult:
         """Masks for one object.
@@ -235,23 +285,35 @@ class Sam2Predictor:
         Returns:
             One :class:`MaskResult` per object, in the order given.
         """
-        if not isinstance(embedding, ImageEmbedding):
-            raise InvalidPromptError(f"expected an ImageEmbedding from encode(), got {type(embedding).__name__}")
-        if isinstance(objects, Prompts):
-            objects = (objects,)
-        if not objects:
-            return ()
-        geometry = embedding.geometry
-        features = dict(zip(ort_session.EMBEDDING_NAMES, embedding.features))
-        results: list[MaskResult | None] = [None] * len(objects)
-        for batch in encode_prompts(objects, geometry, max_batch=max_batch):
-            iou, logits, obj = ort_session.run(self._decoder, ort_session.DECODER_OUTPUT_NAMES,
-                                               {**batch.feeds, **features}, label="mask decoder")
-            if not (np.isfinite(iou).all() and np.isfinite(logits).all()):
-                raise InferenceError("The mask decoder returned non-finite values; the model files may be damaged.")
-            for q, index in enumerate(batch.object_indices):
-                results[index] = MaskResult(logits[0, q], iou[0, q], float(obj[0, q, 0]), geometry)
-        return tuple(results)
+        return _decode_many(self._decoder, embedding, objects, max_batch=max_batch)
+
+
+def _decode_many(decoder, embedding: ImageEmbedding, objects: Sequence[Prompts], *,
+                 max_batch: int = DEFAULT_MAX_BATCH) -> tuple[MaskResult, ...]:
+    """:meth:`Sam2Predictor.decode_many` on a decoder session (also used by the ``auto`` check)."""
+    if not isinstance(embedding, ImageEmbedding):
+        raise InvalidPromptError(f"expected an ImageEmbedding from encode(), got {type(embedding).__name__}")
+    if isinstance(objects, Prompts):
+        objects = (objects,)
+    if not objects:
+        return ()
+    geometry = embedding.geometry
+    features = dict(zip(ort_session.EMBEDDING_NAMES, embedding.features))
+    results: list[MaskResult | None] = [None] * len(objects)
+    for batch in encode_prompts(objects, geometry, max_batch=max_batch):
+        iou, logits, obj = ort_session.run(decoder, ort_session.DECODER_OUTPUT_NAMES,
+                                           {**batch.feeds, **features}, label="mask decoder")
+        if not (np.isfinite(iou).all() and np.isfinite(logits).all()):
+            raise InferenceError("The mask decoder returned non-finite values; the model files may be damaged.")
+        for q, index in enumerate(batch.object_indices):
+            results[index] = MaskResult(logits[0, q], iou[0, q], float(obj[0, q, 0]), geometry)
+    return tuple(results)
+
+
+def _ort_variant_name(session) -> str:
+    """``"fp16"`` for a float16 encoder session, else ``"fp32"``."""
+    return encoders.FP16 if ort_session.input_type(session, "pixel_values") == np.float16 else encoders.FP32
+
 
 
 def _verify_decoder(decoder, report: RepairReport) -> None:

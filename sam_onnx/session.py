@@ -73,6 +73,11 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def version() -> str:
+    """The installed onnxruntime version, e.g. ``"1.32.0"``."""
+    return ort.__version__
+
+
 def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 

@@ -25,6 +25,10 @@ if "GRADIO_TEMP_DIR" not in os.environ:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Derived encoder files (int8 copies, OpenVINO blobs, `--encoder auto` decisions) go to a per-run folder,
+# never to the user's ~/.cache/sam_onnx; app processes started by tests inherit it.
+os.environ["SAM_ONNX_CACHE_DIR"] = tempfile.mkdtemp(prefix="sam_onnx_cache_")
+atexit.register(shutil.rmtree, os.environ["SAM_ONNX_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

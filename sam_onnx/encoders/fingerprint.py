@@ -1,0 +1,61 @@
+"""A model file's identity: SHA-256 over the ``.onnx`` graph and the external-data files it names.
+
+The published encoder keeps its weights in ``vision_encoder.onnx_data``; hashing
+the 0.5 MB graph alone would miss a changed weight file. Hashes are memoised
+per (path, size, mtime) so that one start hashes each file once.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+from ..hub import sha256_of
+
+
+def external_data_files(path: Path) -> tuple[Path, ...]:
+    """The external-data files an ``.onnx`` graph refers to, in first-use order (none for a single file)."""
+    stat = Path(path).stat()
+    return _external_data_files(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _external_data_files(path_text: str, size: int, mtime_ns: int) -> tuple[Path, ...]:
+    import onnx
+
+    path = Path(path_text)
+    model = onnx.load(path_text, load_external_data=False)
+    seen: dict[str, None] = {}
+    for tensor in _tensors(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    seen.setdefault(entry.value, None)
+    return tuple(path.parent / name for name in seen)
+
+
+def _tensors(graph):
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            for sub in (attr.g, *attr.graphs) if attr.HasField("g") else attr.graphs:
+                yield from _tensors(sub)
+
+
+def model_fingerprint(path: Path) -> str:
+    """Hex SHA-256 of the graph file followed by its external-data files."""
+    path = Path(path).absolute()  # not resolve(): the hub cache links each file to a blob elsewhere
+    parts = (path, *external_data_files(path))
+    digest = hashlib.sha256()
+    for part in parts:
+        stat = part.stat()
+        digest.update(_file_hash(str(part), stat.st_size, stat.st_mtime_ns).encode())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=16)
+def _file_hash(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_of(Path(path))
