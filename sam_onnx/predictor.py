@@ -21,6 +21,7 @@ from PIL import Image
 
 from . import encoders
 from . import session as ort_session
+from .encoders import auto
 from .errors import InferenceError, InvalidImageError, InvalidPromptError, ModelLoadError
 from .geometry import MODEL_SIDE, Geometry
 from .graph_repair import RepairReport, load_repaired_decoder, verify_repair
@@ -96,10 +97,11 @@ class Sam2Predictor:
         result.best_mask                                   # (H, W) bool, original size
     """
 
-    __slots__ = ("_encoder", "_decoder", "_info")
+    __slots__ = ("_encoder", "_decoder", "_info", "_decision")
 
     def __init__(self, encoder, decoder_session, *, source: str = "sessions", encoder_path: str = "",
-                 decoder_path: str = "", repaired_concats: int = 0, threads: int = 0) -> None:
+                 decoder_path: str = "", repaired_concats: int = 0, threads: int = 0,
+                 decision: auto.Decision | None = None) -> None:
         """Wrap a ready encoder and decoder session (checked against the SAM 2.1 I/O contract).
 
         Prefer :meth:`from_pretrained` or :meth:`from_files`, which also repair
@@ -112,6 +114,7 @@ class Sam2Predictor:
                 onnxruntime encoder session (wrapped as ``fp32``, or ``fp16``
                 for a float16 graph).
             decoder_session: the onnxruntime decoder session.
+            decision: the ``auto`` check that chose ``encoder``, if any.
 
         Raises:
             ModelLoadError: a session's inputs or outputs are not SAM 2.1's.
@@ -122,9 +125,11 @@ class Sam2Predictor:
                                    label=f"decoder {decoder_path}".strip())
         self._encoder = encoder
         self._decoder = decoder_session
+        self._decision = decision
         self._info = ModelInfo(source, getattr(encoder, "path", "") or encoder_path, decoder_path,
                                tuple(decoder_session.get_providers()), getattr(encoder, "input_dtype", "float32"),
-                               repaired_concats, threads, encoder.name, encoder.description)
+                               repaired_concats, threads, encoder.name, encoder.description,
+                               decision.summary() if decision is not None else "forced")
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -142,12 +147,12 @@ class Sam2Predictor:
             encoder: the fp32 encoder file (any float32 or float16 encoder for ``fp32``).
             decoder: the decoder file.
             variant: the encoder engine (:mod:`sam_onnx.encoders`): ``"fp32"``
-                (default), ``"int8"``, ``"openvino"``,
+                (default here), ``"auto"``, ``"int8"``, ``"openvino"``,
                 ``"openvino-bf16"``, ``"openvino-f32"`` or ``"fp16"``.
             fp16_encoder: the published float16 encoder file, if on this
-                machine (needed for ``"fp16"``).
+                machine (needed for ``"fp16"``; an ``"auto"`` candidate).
             encoder_cache_dir: folder for derived files (int8 copy, OpenVINO
-                blobs); default ``$SAM_ONNX_CACHE_DIR`` or
+                blobs, ``auto`` decisions); default ``$SAM_ONNX_CACHE_DIR`` or
                 ``~/.cache/sam_onnx``.
 
         Raises:
@@ -170,12 +175,19 @@ class Sam2Predictor:
         enc_source = encoders.EncoderSource(
             encoder, Path(encoder_cache_dir).expanduser() if encoder_cache_dir else encoders.default_cache_dir(),
             threads, tuple(providers) if providers else None, Path(fp16_encoder) if fp16_encoder else None)
-        try:
-            image_encoder = encoders.load_encoder(variant, enc_source)
-        except encoders.EncoderUnavailable as exc:
-            raise ModelLoadError(f"The {variant} encoder cannot run here: {exc}. Use --encoder fp32.") from exc
+        decision = None
+        if variant == encoders.AUTO:
+            image_encoder, decision = auto.choose(
+                enc_source, lambda embedding, objects: _decode_many(dec, embedding, objects), decoder=decoder)
+        else:
+            try:
+                image_encoder = encoders.load_encoder(variant, enc_source)
+            except encoders.EncoderUnavailable as exc:
+                raise ModelLoadError(f"The {variant} encoder cannot run here: {exc}. "
+                                     "Use --encoder auto or fp32.") from exc
         predictor = cls(image_encoder, dec, source=source or str(encoder.parent), encoder_path=str(encoder),
-                        decoder_path=str(decoder), repaired_concats=len(report.repaired), threads=threads)
+                        decoder_path=str(decoder), repaired_concats=len(report.repaired), threads=threads,
+                        decision=decision)
         logger.info("model ready in %.2f s: %s", time.perf_counter() - started, predictor.info.describe())
         return predictor
 
@@ -203,9 +215,11 @@ class Sam2Predictor:
                 ``["CUDAExecutionProvider", "CPUExecutionProvider"]``; default CPU.
             threads: intra-op threads per session; default all cores.
             encoder: the encoder variant (see :mod:`sam_onnx.encoders`); default
-                ``$SAM_ONNX_ENCODER``, else ``"fp32"``.
-            encoder_cache_dir: folder for the int8 copy and OpenVINO blobs;
-                default ``$SAM_ONNX_CACHE_DIR`` or ``~/.cache/sam_onnx``.
+                ``$SAM_ONNX_ENCODER``, else ``"auto"``: at the first start the
+                variants this machine runs are checked against fp32 (about
+                20-40 s on 2 cores), later starts reuse the decision.
+            encoder_cache_dir: folder for the int8 copy, OpenVINO blobs and
+                ``auto`` decisions; default ``$SAM_ONNX_CACHE_DIR`` or ``~/.cache/sam_onnx``.
         """
         variant = encoders.requested_encoder("fp16" if fp16_encoder else encoder)
         kwargs = {"spec": spec, "cache_dir": cache_dir, "local_files_only": local_files_only}
@@ -214,9 +228,14 @@ class Sam2Predictor:
             fp16_path: Path | None = files.encoder
         else:
             files = resolve_model_files(model_dir, **kwargs)
-            fp16_path = None
+            fp16_path = _fp16_if_present(model_dir, **kwargs) if variant == encoders.AUTO else None
         return cls.from_model_files(files, providers=providers, threads=threads, variant=variant,
                                     fp16_encoder=fp16_path, encoder_cache_dir=encoder_cache_dir)
+
+    @property
+    def decision(self) -> auto.Decision | None:
+        """The ``auto`` check behind the encoder in use (``None`` when the variant was forced)."""
+        return self._decision
 
     # ------------------------------------------------------------------ inference
     @property
@@ -314,6 +333,13 @@ def _ort_variant_name(session) -> str:
     """``"fp16"`` for a float16 encoder session, else ``"fp32"``."""
     return encoders.FP16 if ort_session.input_type(session, "pixel_values") == np.float16 else encoders.FP32
 
+
+def _fp16_if_present(model_dir, **kwargs) -> Path | None:
+    """The fp16 encoder if it is already on this machine (never downloads it for ``auto``)."""
+    try:
+        return resolve_model_files(model_dir, fp16_encoder=True, **{**kwargs, "local_files_only": True}).encoder
+    except ModelLoadError:
+        return None
 
 
 def _verify_decoder(decoder, report: RepairReport) -> None:

@@ -3,6 +3,8 @@
 Variants (``--encoder`` / ``SAM_ONNX_ENCODER`` / ``Sam2Predictor.from_pretrained(encoder=...)``):
 
 ============== ===========================================================
+``auto``       measure the candidates below against fp32 at start-up and
+               keep the fastest whose masks agree (:mod:`.auto`); default
 ``fp32``       onnxruntime on the published fp32 file (the reference)
 ``int8``       onnxruntime on an int8 copy made once by dynamic quantization
 ``openvino``   OpenVINO on the fp32 file: ``openvino-bf16`` where the CPU
@@ -35,6 +37,7 @@ from .ort_fp32 import FP16, FP32, OrtEncoder
 ENGINE_MODULES = (ort_fp32, ort_int8, openvino_cpu, ort_fp16)
 """Every engine module; each lists its variants in ``VARIANTS``."""
 
+AUTO = "auto"
 ENCODER_ENV = "SAM_ONNX_ENCODER"
 """Environment variable with the default ``--encoder`` value (``auto`` when unset)."""
 ALIASES = {openvino_cpu.OPENVINO: openvino_cpu.default_variant}
@@ -48,16 +51,16 @@ def variants() -> dict[str, Variant]:
 
 def encoder_choices() -> tuple[str, ...]:
     """Every value ``--encoder`` accepts."""
-    return (*variants(), *ALIASES)
+    return (AUTO, *variants(), *ALIASES)
 
 
 def requested_encoder(value: str | None = None) -> str:
-    """``value`` if given, else ``$SAM_ONNX_ENCODER``, else ``fp32``; checked and lower-cased.
+    """``value`` if given, else ``$SAM_ONNX_ENCODER``, else ``auto``; checked and lower-cased.
 
     Raises:
         ModelLoadError: not one of :func:`encoder_choices`.
     """
-    name = (value or os.environ.get(ENCODER_ENV) or FP32).strip().lower()
+    name = (value or os.environ.get(ENCODER_ENV) or AUTO).strip().lower()
     if name not in encoder_choices():
         where = "" if value else f" (from {ENCODER_ENV})"
         raise ModelLoadError(f"Unknown encoder {name!r}{where}; choose one of {', '.join(encoder_choices())}.")
@@ -80,6 +83,7 @@ def load_encoder(name: str, source: EncoderSource) -> ImageEncoder:
 
 __all__ = [
     "ALIASES",
+    "AUTO",
     "CACHE_DIR_ENV",
     "EMBEDDING_SHAPES",
     "ENCODER_ENV",

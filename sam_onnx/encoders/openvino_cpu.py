@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 
 OPENVINO = "openvino"
 """``--encoder openvino``: bf16 where the CPU supports it, else f32."""
-PRECISIONS = ("bf16", "f32")
+PRECISIONS = {"bf16": "BF16", "f32": "FP32"}
+"""Precision hint -> the CPU capability OpenVINO lists for it, best first."""
 DEVICE = "CPU"
 INPUT_NAME = "pixel_values"
 OUTPUT_NAMES = ("image_embeddings.0", "image_embeddings.1", "image_embeddings.2")
@@ -52,7 +53,7 @@ def supported_precisions() -> tuple[str, ...]:
         capabilities = _runtime().Core().get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")
     except Exception:  # noqa: BLE001 - no openvino, or no CPU device: nothing supported
         return ()
-    return tuple(p for p in PRECISIONS if p.upper() in capabilities)
+    return tuple(hint for hint, capability in PRECISIONS.items() if capability in capabilities)
 
 
 def default_variant() -> str:

@@ -39,6 +39,13 @@ def int8_path(source: EncoderSource) -> Path:
     return source.cache_dir / "int8" / key / INT8_FILE_NAME
 
 
+class _QuietQuantizer(logging.Filter):
+    """Drops the quantizer's chatter, which it logs straight to the root logger (one line per tensor)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "onnxruntime" not in record.pathname or record.levelno >= logging.ERROR
+
+
 def quantize(encoder: Path, out: Path) -> Path:
     """Write the int8 copy of ``encoder`` to ``out`` (atomically: a crash leaves no half file).
 
@@ -56,6 +63,8 @@ def quantize(encoder: Path, out: Path) -> Path:
         raise ModelLoadError(f"Cannot write the int8 encoder to {out.parent}: {exc.strerror or exc}. "
                              f"Point SAM_ONNX_CACHE_DIR at a writable folder.") from exc
     tmp = Path(tmp_name)
+    quiet = _QuietQuantizer()
+    logging.getLogger().addFilter(quiet)  # only records logged to the root logger itself pass through it
     try:
         quantize_dynamic(encoder, tmp, op_types_to_quantize=list(QUANTIZED_OPS), weight_type=QuantType.QInt8,
                          per_channel=False, reduce_range=False)
@@ -64,6 +73,7 @@ def quantize(encoder: Path, out: Path) -> Path:
         raise ModelLoadError(f"Could not make the int8 encoder from {encoder}: "
                              f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from exc
     finally:
+        logging.getLogger().removeFilter(quiet)
         tmp.unlink(missing_ok=True)
     logger.info("made the int8 encoder %s in %.1f s", out, time.perf_counter() - started)
     return out
