@@ -33,6 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import amg
+from .encoders import ENCODER_ENV, encoder_choices
 from .errors import InvalidImageError, InvalidPromptError, SamOnnxError
 from .export import cutout, label_map_image, mask_image
 from .hub import MODEL_DIR_ENV, route_hub_logs_to_root
@@ -146,7 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument("--model-dir", type=Path, help=f"local folder with the ONNX files (default: ${MODEL_DIR_ENV}, "
                                                       "else download the pinned model from the Hugging Face hub)")
-    model.add_argument("--fp16-encoder", action="store_true", help="use the half-precision encoder")
+    model.add_argument("--encoder", type=str.lower, choices=encoder_choices(), default=None,
+                       help=f"image encoder engine (default: ${ENCODER_ENV}, else auto = the fastest variant whose "
+                            "masks agree with fp32 on this machine, checked once and remembered)")
+    model.add_argument("--fp16-encoder", action="store_true", help="same as --encoder fp16")
     model.add_argument("--provider", action="append", metavar="NAME",
                        help="onnxruntime execution provider (repeatable, in order of preference); default CPU")
     model.add_argument("--threads", type=int, help="threads per onnxruntime session (default: all cores)")
@@ -157,7 +161,6 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict:
     """Do what the parsed arguments say; return the JSON report."""
     from .image import load_image
-    from .predictor import Sam2Predictor
 
     prompts = Prompts(tuple(args.point), args.box)
     if prompts.is_empty:
@@ -166,8 +169,7 @@ def run(args: argparse.Namespace) -> dict:
     for note in loaded.notes:
         logger.info("%s", note)
     prompts.check_inside(loaded.rgb.shape[:2])  # fail before loading the model
-    predictor = Sam2Predictor.from_pretrained(model_dir=args.model_dir, fp16_encoder=args.fp16_encoder,
-                                              providers=args.provider, threads=args.threads)
+    predictor = _predictor(args)
     started = time.perf_counter()
     embedding = predictor.encode(loaded.rgb)
     encoded = time.perf_counter()
@@ -198,15 +200,13 @@ def run(args: argparse.Namespace) -> dict:
 def run_everything(args: argparse.Namespace, settings: amg.EverythingSettings) -> dict:
     """``--everything``: write the label map and the RLE JSON; return the JSON report."""
     from .image import load_image
-    from .predictor import Sam2Predictor
 
     loaded = load_image(args.image)
     for note in loaded.notes:
         logger.info("%s", note)
     h, w = loaded.rgb.shape[:2]
     plan = amg.make_plan(settings, (h, w))
-    predictor = Sam2Predictor.from_pretrained(model_dir=args.model_dir, fp16_encoder=args.fp16_encoder,
-                                              providers=args.provider, threads=args.threads)
+    predictor = _predictor(args)
     logger.info("segment everything: %d points in %d decoder calls, %d encoder run(s)", plan.points,
                 plan.decoder_calls, plan.encoder_runs)
     started = time.perf_counter()
@@ -232,6 +232,13 @@ def run_everything(args: argparse.Namespace, settings: amg.EverythingSettings) -
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _predictor(args: argparse.Namespace):
+    from .predictor import Sam2Predictor
+
+    return Sam2Predictor.from_pretrained(model_dir=args.model_dir, fp16_encoder=args.fp16_encoder,
+                                         encoder=args.encoder, providers=args.provider, threads=args.threads)
 
 
 def _progress_logger(total: int):

@@ -77,7 +77,8 @@ class ModelInfo:
     def summary(self) -> dict[str, object]:
         """The JSON-ready facts a user or an API client may see (no file paths)."""
         return {"source": self.source, "providers": list(self.providers), "encoder_dtype": self.encoder_dtype,
-                "threads": self.threads}
+                "threads": self.threads, "encoder": self.encoder_name,
+                "encoder_description": self.encoder_description, "encoder_selection": self.encoder_selection}
 
     def describe(self) -> str:
         """One line for the log, e.g. "onnx-community/...@a7df49d8de14 on CPUExecutionProvider, 2 threads, ..."."""

@@ -130,3 +130,20 @@ def test_usage_errors_are_one_line(tmp_path, photo, capsys, args, message):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and err.startswith("python -m sam_onnx: error: ")
     assert err.rstrip().endswith("(see --help)")
+
+
+def test_encoder_flag_picks_the_engine_and_the_report_names_it(tmp_path, photo, analytic_dir, monkeypatch):
+    report = tmp_path / "r.json"
+    assert _run(analytic_dir, photo, "--point", "200,120", "--json", report, "--encoder", "int8") == 0
+    model = json.loads(report.read_text())["model"]
+    assert (model["encoder"], model["encoder_selection"]) == ("int8", "forced")
+    assert "int8" in model["encoder_description"]
+    monkeypatch.setenv("SAM_ONNX_ENCODER", "auto")
+    assert _run(analytic_dir, photo, "--point", "200,120", "--json", report) == 0
+    assert json.loads(report.read_text())["model"]["encoder_selection"].startswith("auto")
+
+
+def test_unknown_encoder_is_a_usage_error(photo, analytic_dir, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _run(analytic_dir, photo, "--point", "1,1", "--out", "x.png", "--encoder", "turbo")
+    assert exc.value.code == 2 and "invalid choice: 'turbo'" in capsys.readouterr().err
