@@ -59,7 +59,8 @@ DISPLAY_OPACITY = 0.5
 def install_probes() -> common.Probe:
     """Time the functions each stage is made of, where the real code looks them up."""
     from sam_demo import service, view
-    from sam_onnx import image, predictor, session, types
+    from sam_onnx import encoders, image, predictor, session, types
+    from sam_onnx.encoders import openvino_cpu
 
     probe = common.Probe()
     probe.wrap(service, "load_image", "read+decode")
@@ -67,8 +68,11 @@ def install_probes() -> common.Probe:
     probe.wrap(service, "image_key", "hash")
     probe.wrap(predictor, "preprocess_image", "preprocess")  # Sam2Predictor.encode (re-encode, crops)
     probe.wrap(service, "preprocess_image", "preprocess")  # open_image preprocesses itself, beside the hash
+    # The encoder stage is the engine's own call, whichever engine it is (onnxruntime or OpenVINO).
+    probe.wrap(encoders.OrtEncoder, "encode", "encoder")
+    probe.wrap(openvino_cpu.OpenVinoEncoder, "encode", "encoder")
     probe.wrap(session, "run", lambda sess, names, feeds, *, label: {
-        "image encoder": "encoder", "mask decoder": "decoder"}.get(label, "onnx other"))
+        "image encoder": None, "mask decoder": "decoder"}.get(label, "onnx other"))
     probe.wrap(view, "display_images", "display copies")
     probe.wrap(predictor, "encode_prompts", "prompt encoding")
     probe.wrap(view, "mask_crop_from_logits", "upsampling")

@@ -108,3 +108,19 @@ def test_fairness_limits_and_estimate_benchmarks(analytic_dir, tmp_path):
     assert bench_estimate.main(["--model-dir", str(analytic_dir), "--presets", "fast", "--sizes", "0.3",
                                 "--rounds", "1", "--json", str(out)]) == 0
     assert len(json.loads(out.read_text())["runs"]) == 1
+
+
+def test_encoder_benchmark_forces_each_variant_against_bare_fp32(analytic_dir, photos, tmp_path, capsys):
+    from bench import bench_encoders
+
+    out = tmp_path / "encoders.json"
+    bench_encoders.main(["--model-dir", str(analytic_dir), "--variants", "fp32", "int8", "--rounds", "2",
+                         "--mp", "0.3", "--photos", str(photos), "--json", str(out), "--auto"])
+    result = json.loads(out.read_text())
+    assert [r["variant"] for r in result["rows"]] == ["fp32", "int8"]
+    for row in result["rows"]:
+        assert len(row["samples"]) == 2 and row["upload-to-ready ms"] >= row["encoder ms"] > 0
+        assert row["bare ORT fp32 ms"] > 0 and row["upload / bare"] > 0
+    assert result["auto"]["chosen"] in {"fp32", "int8", "openvino-bf16", "openvino-f32"}
+    printed = capsys.readouterr().out
+    assert "| variant |" in printed and "auto would pick" in printed
