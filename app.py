@@ -32,6 +32,7 @@ from sam_demo.page import CSS, DISPLAY_HEIGHT, HEAD, HELP, TITLE, UPLOAD_BOX_HEI
 from sam_demo.service import DEFAULT_DISPLAY_SIDE, ImageRecord, SegmentationService, segment_objects_from_json
 from sam_demo.view import View, ViewOptions
 from sam_onnx import InvalidPromptError, Sam2Predictor, SamOnnxError, amg
+from sam_onnx.encoders import ENCODER_ENV, encoder_choices
 from sam_onnx.hub import MODEL_DIR_ENV, route_hub_logs_to_root
 from sam_onnx.types import NEGATIVE, NUM_CANDIDATES, POSITIVE
 
@@ -221,7 +222,7 @@ def _status(service: SegmentationService, state: AppState, view: View, extra: st
     if any(o.has_prompts for o in view.objects):  # nothing is decoded or drawn before the first prompt
         decoded = f"decode {t.get('decode_ms', 0):.0f} ms" if t.get("decoded") else "masks cached"
         parts += [decoded, f"render {t.get('render_ms', 0):.0f} ms"]
-    parts.append(f"{', '.join(info['providers'])} · {info['threads']} threads")
+    parts.append(f"encoder {info['encoder']} · {', '.join(info['providers'])} · {info['threads']} threads")
     pending = state.editor.pending_corner is not None
     hint = " · **Box:** now click the opposite corner" if pending else ""
     notes = "".join(f"<br>{n}" for n in state.record.notes)
@@ -701,8 +702,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model-dir", default=env(MODEL_DIR_ENV),
                         help=f"local folder with the ONNX files (env {MODEL_DIR_ENV}); default: download the "
                              "pinned model from the Hugging Face hub on first run")
+    parser.add_argument("--encoder", type=str.lower, choices=encoder_choices(), default=None,
+                        help=f"image encoder engine (env {ENCODER_ENV}); default auto: at the first start the "
+                             "variants this CPU runs are checked against fp32 on a bundled photo and the fastest "
+                             "whose masks agree is kept (the decision is remembered)")
     parser.add_argument("--fp16-encoder", action="store_true", default=env("SAM_APP_FP16_ENCODER") == "1",
-                        help="half-precision encoder (env SAM_APP_FP16_ENCODER=1)")
+                        help="same as --encoder fp16 (env SAM_APP_FP16_ENCODER=1)")
     parser.add_argument("--provider", action="append", help="onnxruntime execution provider (repeatable)")
     parser.add_argument("--threads", type=int, default=None, help="threads per onnxruntime session")
     parser.add_argument("--display-side", type=int, default=int(env("SAM_APP_DISPLAY_SIDE", DEFAULT_DISPLAY_SIDE)),
@@ -716,7 +721,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def make_service(args: argparse.Namespace) -> SegmentationService:
     predictor = Sam2Predictor.from_pretrained(model_dir=args.model_dir, fp16_encoder=args.fp16_encoder,
-                                              providers=args.provider, threads=args.threads)
+                                              encoder=args.encoder, providers=args.provider, threads=args.threads)
     service = SegmentationService(predictor, display_max_side=args.display_side, image_cache_mb=args.cache_mb)
     if not args.no_warmup:
         service.warm_up()

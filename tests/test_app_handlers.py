@@ -55,6 +55,7 @@ def test_upload_shows_the_image_and_starts_an_editor(service, photo):
     np.testing.assert_array_equal(overlay, make_rgb(300, 500))  # nothing drawn yet
     assert state.record.original_hw == (300, 500) and len(state.editor.objects) == 1
     assert "500×300" in out[OUT["status"]]
+    assert f"encoder {service.predictor.info.encoder_name}" in out[OUT["status"]]  # which engine encodes
 
 
 def test_click_draws_the_mask_where_clicked(service, photo):
@@ -198,9 +199,24 @@ def test_stateless_api_segment(service, photo):
     result = app.api_segment(service, str(photo), [{"points": [[250, 150, 1]], "box": None},
                                                    {"box": [300, 60, 480, 280]}])
     assert result["width"] == 500 and len(result["objects"]) == 2
+    model = result["model"]
+    assert (model["encoder"], model["encoder_selection"]) == (service.predictor.info.encoder_name,
+                                                              service.predictor.info.encoder_selection)
     first = result["objects"][0]
     assert first["best_index"] == int(np.argmax(first["scores"]))
     am.assert_pipeline_mask(decode_rle(first["mask_rle"]), [(250, 150)], [1], None, (300, 500))
     for bad in ("{", [{"points": [[1e9, 1, 1]]}], [{"points": [[1, 1, 3]]}], 5, []):
         with pytest.raises(gr.Error):
             app.api_segment(service, str(photo), bad)
+
+
+def test_encoder_flag_and_environment_reach_the_predictor(analytic_dir, monkeypatch):
+    base = ["--model-dir", str(analytic_dir), "--threads", "1", "--no-warmup"]
+    assert app.make_service(app.parse_args([*base, "--encoder", "int8"])).predictor.info.encoder_name == "int8"
+    monkeypatch.setenv("SAM_ONNX_ENCODER", "fp32")
+    info = app.make_service(app.parse_args(base)).predictor.info
+    assert (info.encoder_name, info.encoder_selection) == ("fp32", "forced")
+    monkeypatch.delenv("SAM_ONNX_ENCODER")
+    assert app.make_service(app.parse_args(base)).predictor.info.encoder_selection.startswith("auto")
+    with pytest.raises(SystemExit):
+        app.parse_args([*base, "--encoder", "turbo"])
