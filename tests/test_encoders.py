@@ -410,3 +410,11 @@ def test_every_variant_gives_the_same_embeddings_contract(tmp_path):
         outputs = load_encoder(name, source).encode(pixels)
         ImageEmbedding(outputs, geometry)  # accepted by the value type
         assert [o.shape for o in outputs] == [(1, 32, 256, 256), (1, 64, 128, 128), (1, 256, 64, 64)]
+
+
+def test_auto_on_a_damaged_encoder_fails_with_the_load_message(tmp_path, analytic_dir):
+    (tmp_path / "encoder.onnx").write_text("<html><body>404 Not Found</body></html>")
+    shutil.copy(analytic_dir / "decoder.onnx", tmp_path / "decoder.onnx")
+    with pytest.raises(ModelLoadError, match="not a valid ONNX file"):
+        Sam2Predictor.from_files(tmp_path / "encoder.onnx", tmp_path / "decoder.onnx", threads=1, variant="auto",
+                                 encoder_cache_dir=tmp_path / "cache")

@@ -15,7 +15,11 @@ from ..hub import sha256_of
 
 
 def external_data_files(path: Path) -> tuple[Path, ...]:
-    """The external-data files an ``.onnx`` graph refers to, in first-use order (none for a single file)."""
+    """The external-data files an ``.onnx`` graph refers to, in first-use order.
+
+    None for a single file, or for a file that is not a readable ONNX graph
+    (then onnxruntime's load explains the problem).
+    """
     stat = Path(path).stat()
     return _external_data_files(str(path), stat.st_size, stat.st_mtime_ns)
 
@@ -25,7 +29,10 @@ def _external_data_files(path_text: str, size: int, mtime_ns: int) -> tuple[Path
     import onnx
 
     path = Path(path_text)
-    model = onnx.load(path_text, load_external_data=False)
+    try:
+        model = onnx.load(path_text, load_external_data=False)
+    except Exception:  # noqa: BLE001 - not a readable graph: the file alone identifies it, loading reports why
+        return ()
     seen: dict[str, None] = {}
     for tensor in _tensors(model.graph):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:

@@ -43,6 +43,11 @@ class OrtEncoder:
                                             f"on {', '.join(self.providers)}")
 
     @property
+    def session(self):
+        """The wrapped onnxruntime session (for diagnostics and fault-injection tests)."""
+        return self._session
+
+    @property
     def providers(self) -> tuple[str, ...]:
         return tuple(self._session.get_providers())
 

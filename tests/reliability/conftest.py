@@ -2,8 +2,8 @@
 the analytic models, a session with work in it, and switches that inject runtime faults.
 
 The server is the app exactly as ``python app.py`` builds it (``app.build_demo`` +
-``app.launch_kwargs``); only the onnxruntime sessions are wrapped so that a test can make
-them fail, stall or hang on purpose.
+``app.launch_kwargs``); only the onnxruntime sessions (the decoder's, and the one inside the fp32
+encoder engine) are wrapped so that a test can make them fail, stall or hang on purpose.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import pytest
 import app
 from sam_demo.service import SegmentationService
 from sam_onnx import Sam2Predictor
+from sam_onnx.encoders import OrtEncoder
 from tests.conftest import make_rgb
 from tests.reliability.rawapi import Outcome, RawSession, Snapshot, png_bytes
 from tests.support import free_port
@@ -94,8 +95,8 @@ class Switches:
 @pytest.fixture(scope="session")
 def switchable_predictor(analytic_dir) -> tuple[Sam2Predictor, Switches]:
     predictor = Sam2Predictor.from_files(analytic_dir / "encoder.onnx", analytic_dir / "decoder.onnx", threads=1)
-    switches = Switches(SwitchableSession(predictor._encoder), SwitchableSession(predictor._decoder))
-    predictor._encoder = switches.encoder
+    switches = Switches(SwitchableSession(predictor._encoder.session), SwitchableSession(predictor._decoder))
+    predictor._encoder = OrtEncoder(switches.encoder, name=predictor.info.encoder_name, path=predictor.info.encoder)
     predictor._decoder = switches.decoder
     return predictor, switches
 

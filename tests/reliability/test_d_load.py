@@ -126,7 +126,7 @@ def test_D6_no_cpu_oversubscription_by_construction(served, switchable_predictor
     segment = next(fn for fn in served.demo.fns.values() if fn.api_name == "segment")
     assert segment.concurrency_id == app.SEGMENT_QUEUE != app.ENCODE_QUEUE
     predictor = switchable_predictor[0]
-    for session in (predictor._encoder, predictor._decoder):
+    for session in (predictor._encoder.session, predictor._decoder):
         options = session.get_session_options()
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
         assert options.inter_op_num_threads == 1
