@@ -418,3 +418,38 @@ def test_auto_on_a_damaged_encoder_fails_with_the_load_message(tmp_path, analyti
     with pytest.raises(ModelLoadError, match="not a valid ONNX file"):
         Sam2Predictor.from_files(tmp_path / "encoder.onnx", tmp_path / "decoder.onnx", threads=1, variant="auto",
                                  encoder_cache_dir=tmp_path / "cache")
+
+
+def test_openvino_int8_is_made_once_from_the_fixture_and_stays_close_to_fp32(tmp_path):
+    pytest.importorskip("openvino", reason="the optional openvino package is not installed")
+    pytest.importorskip("nncf", reason="the optional nncf package is not installed")
+    from sam_onnx.encoders import openvino_int8
+
+    source = _source(FIXTURE / "encoder.onnx", tmp_path)
+    encoder = openvino_int8.load(source)
+    path = openvino_int8.int8_ir_path(source)
+    assert path.is_file() and path.with_suffix(".bin").is_file() and encoder.name == "openvino-int8"
+    assert "FakeQuantize" in path.read_text()  # really quantized
+    pixels, _ = auto.calibration_input()
+    for got, want in zip(encoder.encode(pixels), ort_fp32.load(source).encode(pixels), strict=True):
+        assert got.dtype == np.float32 and 0 < np.linalg.norm(got - want) / np.linalg.norm(want) < 0.1
+    made = path.stat().st_mtime_ns
+    openvino_int8.load(source)
+    assert path.stat().st_mtime_ns == made  # reused
+
+
+def test_openvino_int8_without_nncf_is_a_reason(tmp_path, monkeypatch):
+    import builtins
+
+    from sam_onnx.encoders import openvino_int8
+
+    real_import = builtins.__import__
+
+    def no_nncf(name, *args, **kwargs):
+        if name == "nncf" or name.startswith("nncf."):
+            raise ImportError("No module named 'nncf'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_nncf)
+    with pytest.raises(EncoderUnavailable, match="(nncf|openvino) package is not installed"):
+        openvino_int8.load(_source(FIXTURE / "encoder.onnx", tmp_path))

@@ -2,15 +2,14 @@
 
 Variants (``--encoder`` / ``SAM_ONNX_ENCODER`` / ``Sam2Predictor.from_pretrained(encoder=...)``):
 
-============== ===========================================================
-``auto``       measure the candidates below against fp32 at start-up and
-               keep the fastest whose masks agree (:mod:`.auto`); default
-``fp32``       onnxruntime on the published fp32 file (the reference)
-``int8``       onnxruntime on an int8 copy made once by dynamic quantization
-``openvino``   OpenVINO on the fp32 file: ``openvino-bf16`` where the CPU
-               has bf16, else ``openvino-f32``
-``fp16``       onnxruntime on the published half-precision file
-============== ===========================================================
+- ``auto`` (default): measure the candidates below against fp32 at start-up
+  and keep the fastest whose masks agree (:mod:`.auto`).
+- ``fp32``: onnxruntime on the published fp32 file (the reference).
+- ``int8``: onnxruntime on an int8 copy made once by dynamic quantization.
+- ``openvino``: OpenVINO on the fp32 file, ``openvino-bf16`` where the CPU has
+  bf16, else ``openvino-f32`` (needs the ``openvino`` package).
+- ``openvino-int8``: OpenVINO on an int8 copy made once with NNCF (needs ``nncf``).
+- ``fp16``: onnxruntime on the published half-precision file.
 
 Each engine is one module with a ``VARIANTS`` tuple; add a module to
 ``ENGINE_MODULES`` to add an engine.
@@ -21,7 +20,7 @@ from __future__ import annotations
 import os
 
 from ..errors import ModelLoadError
-from . import openvino_cpu, ort_fp16, ort_fp32, ort_int8
+from . import openvino_cpu, openvino_int8, ort_fp16, ort_fp32, ort_int8
 from .base import (
     CACHE_DIR_ENV,
     EMBEDDING_SHAPES,
@@ -34,7 +33,7 @@ from .base import (
 )
 from .ort_fp32 import FP16, FP32, OrtEncoder
 
-ENGINE_MODULES = (ort_fp32, ort_int8, openvino_cpu, ort_fp16)
+ENGINE_MODULES = (ort_fp32, ort_int8, openvino_cpu, openvino_int8, ort_fp16)
 """Every engine module; each lists its variants in ``VARIANTS``."""
 
 AUTO = "auto"

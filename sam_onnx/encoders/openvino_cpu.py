@@ -37,7 +37,8 @@ INPUT_NAME = "pixel_values"
 OUTPUT_NAMES = ("image_embeddings.0", "image_embeddings.1", "image_embeddings.2")
 
 
-def _runtime():
+def runtime():
+    """The ``openvino`` module, or :class:`EncoderUnavailable` saying why it cannot be used."""
     try:
         import openvino
     except ImportError as exc:
@@ -50,7 +51,7 @@ def _runtime():
 def supported_precisions() -> tuple[str, ...]:
     """The precisions OpenVINO can run on this CPU, best first (empty without openvino)."""
     try:
-        capabilities = _runtime().Core().get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")
+        capabilities = runtime().Core().get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")
     except Exception:  # noqa: BLE001 - no openvino, or no CPU device: nothing supported
         return ()
     return tuple(hint for hint, capability in PRECISIONS.items() if capability in capabilities)
@@ -103,19 +104,33 @@ def load(source: EncoderSource, precision: str) -> OpenVinoEncoder:
         EncoderUnavailable: no openvino package, no CPU device, or the CPU lacks ``precision``.
         ModelLoadError: OpenVINO cannot read or compile the file.
     """
-    ov = _runtime()
-    name = f"{OPENVINO}-{precision}"
     if precision not in supported_precisions():
+        runtime()  # no openvino at all: say that
         raise EncoderUnavailable(f"this CPU has no {precision} support in OpenVINO "
                                  f"(it offers: {', '.join(supported_precisions()) or 'nothing'})")
+    return compile_encoder(Path(source.encoder), source, precision, name=f"{OPENVINO}-{precision}")
+
+
+def read_model(path: Path):
+    """The encoder as an OpenVINO model with its input fixed to (1, 3, 1024, 1024)."""
+    model = runtime().Core().read_model(str(path))
+    model.reshape({INPUT_NAME: list(PIXEL_SHAPE)})
+    return model
+
+
+def compile_encoder(path: Path, source: EncoderSource, precision: str, *, name: str,
+                    description: str = "") -> OpenVinoEncoder:
+    """Compile an encoder file (ONNX, or OpenVINO IR ``.xml``) for this CPU with ``precision`` as the hint.
+
+    Raises:
+        ModelLoadError: OpenVINO cannot read or compile it, or its outputs are not SAM 2.1's.
+    """
+    ov = runtime()
     started = time.perf_counter()
     cache = source.cache_dir / "openvino"
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        core = ov.Core()
-        model = core.read_model(str(source.encoder))
-        model.reshape({INPUT_NAME: list(PIXEL_SHAPE)})
-        compiled = core.compile_model(model, DEVICE, {
+        compiled = ov.Core().compile_model(read_model(path), DEVICE, {
             "INFERENCE_PRECISION_HINT": precision,
             "INFERENCE_NUM_THREADS": int(source.threads),
             "PERFORMANCE_HINT": "LATENCY",
@@ -128,13 +143,18 @@ def load(source: EncoderSource, precision: str) -> OpenVinoEncoder:
         if missing:
             raise ModelLoadError(f"the file has no output {', '.join(missing)}")
     except ModelLoadError as exc:
-        raise ModelLoadError(f"OpenVINO cannot use the encoder {source.encoder}: {exc}") from exc
+        raise ModelLoadError(f"OpenVINO cannot use the encoder {path}: {exc}") from exc
     except Exception as exc:
-        raise ModelLoadError(f"OpenVINO could not compile the encoder {source.encoder} "
+        raise ModelLoadError(f"OpenVINO could not compile the encoder {path} "
                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from exc
-    description = f"OpenVINO {ov.get_version().split('-')[0]} CPU {precision}"
     logger.info("compiled the %s encoder in %.1f s", name, time.perf_counter() - started)
-    return OpenVinoEncoder(compiled, name=name, description=description, path=str(Path(source.encoder)))
+    return OpenVinoEncoder(compiled, name=name, path=str(path),
+                           description=description or f"OpenVINO {version()} CPU {precision}")
+
+
+def version() -> str:
+    """The installed OpenVINO version, e.g. ``"2026.4.1"``."""
+    return runtime().get_version().split("-")[0]
 
 
 def _load_bf16(source: EncoderSource) -> OpenVinoEncoder:
