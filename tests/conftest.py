@@ -29,6 +29,9 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 # never to the user's ~/.cache/sam_onnx; app processes started by tests inherit it.
 os.environ["SAM_ONNX_CACHE_DIR"] = tempfile.mkdtemp(prefix="sam_onnx_cache_")
 atexit.register(shutil.rmtree, os.environ["SAM_ONNX_CACHE_DIR"], ignore_errors=True)
+# Tests that are not about encoders run the reference engine (no start-up check, no int8/OpenVINO builds);
+# tests/test_encoders.py and the flag tests choose `auto` or a variant themselves.
+os.environ.setdefault("SAM_ONNX_ENCODER", "fp32")
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ test depends on how busy the machine is.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -215,8 +216,8 @@ def test_auto_skips_candidates_that_fail_to_load_or_run_and_says_why(tmp_path, a
 
 def test_auto_needs_a_15_percent_gain_and_takes_the_fastest(tmp_path, analytic_dir, analytic_decode):
     same = lambda name, sleep: Variant(name, lambda s: Wrapped(ort_fp32.load(s), name, sleep=sleep))  # noqa: E731
-    table = {FP32: Variant(FP32, _slow_fp32(0.2)), "marginal": same("marginal", 0.2),
-             "fast": same("fast", 0.05), "fastest": same("fastest", 0.0)}
+    table = {FP32: Variant(FP32, _slow_fp32(0.4)), "marginal": same("marginal", 0.4),
+             "fast": same("fast", 0.1), "fastest": same("fastest", 0.0)}
     encoder, decision = auto.choose(_source(analytic_dir / "encoder.onnx", tmp_path), analytic_decode, table=table,
                                     runs=3, use_cache=False)
     marginal = _report(decision, "marginal")
@@ -241,13 +242,14 @@ def test_auto_decision_is_stored_reused_and_invalidated_by_a_new_model(tmp_path,
              "quick": loads.variant("quick", lambda s: Wrapped(ort_fp32.load(s), "quick"))}
     source = _source(models / "encoder.onnx", cache)
 
-    first, decision = auto.choose(source, analytic_decode, table=table, runs=1)
+    choose = functools.partial(auto.choose, source, analytic_decode, table=table, runs=1, min_speedup=-math.inf)
+    first, decision = choose()
     assert decision.chosen == "quick" and not decision.from_cache
     stored = list((cache / "auto").glob("*.json"))
     assert len(stored) == 1 and json.loads(stored[0].read_text())["chosen"] == "quick"
 
     loads.count.clear()
-    again, reused = auto.choose(source, analytic_decode, table=table, runs=1)
+    again, reused = choose()
     assert reused.from_cache and reused.chosen == "quick" and again.name == "quick"
     assert loads.count == {"quick": 1}  # no fp32 reference, no check: the chosen variant only
     assert again.calls == 0  # and not a single calibration encode
@@ -256,7 +258,7 @@ def test_auto_decision_is_stored_reused_and_invalidated_by_a_new_model(tmp_path,
     onnx.helper.set_model_props(model, {"release": "2"})
     onnx.save(model, str(models / "encoder.onnx"))
     loads.count.clear()
-    _, rechecked = auto.choose(source, analytic_decode, table=table, runs=1)
+    _, rechecked = choose()
     assert not rechecked.from_cache and loads.count == {FP32: 1, "quick": 1}
     assert rechecked.key["encoder"] != decision.key["encoder"]
     assert len(list((cache / "auto").glob("*.json"))) == 2
@@ -273,17 +275,18 @@ def test_stored_decision_that_no_longer_loads_or_is_damaged_means_a_new_check(tm
         return Wrapped(ort_fp32.load(source), "quick")
 
     table = {FP32: Variant(FP32, _slow_fp32(0.2)), "quick": Variant("quick", quick)}
-    source = _source(analytic_dir / "encoder.onnx", cache)
-    assert auto.choose(source, analytic_decode, table=table, runs=1)[1].chosen == "quick"
+    choose = functools.partial(auto.choose, _source(analytic_dir / "encoder.onnx", cache), analytic_decode,
+                               table=table, runs=1, min_speedup=-math.inf)
+    assert choose()[1].chosen == "quick"
 
     works["ok"] = False
-    encoder, decision = auto.choose(source, analytic_decode, table=table, runs=1)
+    encoder, decision = choose()
     assert not decision.from_cache and decision.chosen == FP32 and encoder.name == FP32
     assert _report(decision, "quick").status == "skipped"
 
     (stored,) = (cache / "auto").glob("*.json")
     stored.write_text("{not json")
-    _, decision = auto.choose(source, analytic_decode, table=table, runs=1)
+    _, decision = choose()
     assert not decision.from_cache and decision.chosen == FP32
 
 
