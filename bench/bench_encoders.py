@@ -48,11 +48,14 @@ COLUMNS = ("variant", "encoder ms", "upload-to-ready ms", "bare ORT fp32 ms", "e
            "CPU time: upload / bare", "target <= 0.45")
 
 
-def bare_encoder(encoder: Path):
+def bare_encoder(encoder: Path, threads: int | None = None):
     """One bare onnxruntime fp32 encoder run (default session options: what bench-model.md measured)."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(encoder), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if threads:  # same thread count as the variants when --threads is given
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(encoder), sess_options=options, providers=["CPUExecutionProvider"])
     pixels = np.random.default_rng(0).standard_normal((1, 3, 1024, 1024), dtype=np.float32)
     session.run(None, {"pixel_values": pixels})  # warm-up
 
@@ -118,7 +121,7 @@ def run(args) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": common.machine_info(), "model_dir": str(folder), "photo": photo.name,
                               "args": vars(args)}
     try:
-        bare = bare_encoder(folder / "encoder.onnx")
+        bare = bare_encoder(folder / "encoder.onnx", args.threads)
         predictors = load_variants(folder, args.variants, args.threads, cache_dir)
         limits = ImageLimits(max_bytes=None)
         outputs = bench_pipeline.Outputs(app.build_demo(SegmentationService(next(iter(predictors.values())),
