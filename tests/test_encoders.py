@@ -349,19 +349,24 @@ def test_openvino_runs_the_fixture_like_fp32_within_its_precision(tmp_path):
     assert load_encoder("openvino", source).name == openvino_cpu.default_variant()
 
 
-def test_openvino_missing_is_a_reason_not_a_crash(tmp_path, monkeypatch):
+def _without(monkeypatch, package: str) -> None:
+    """Make ``import package`` fail as if it were not installed."""
     import builtins
-
-    from sam_onnx.encoders import openvino_cpu
 
     real_import = builtins.__import__
 
-    def no_openvino(name, *args, **kwargs):
-        if name == "openvino" or name.startswith("openvino."):
-            raise ImportError("No module named 'openvino'")
+    def guarded(name, *args, **kwargs):
+        if name == package or name.startswith(f"{package}."):
+            raise ImportError(f"No module named {package!r}")
         return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    monkeypatch.setattr(builtins, "__import__", guarded)
+
+
+def test_openvino_missing_is_a_reason_not_a_crash(tmp_path, monkeypatch):
+    from sam_onnx.encoders import openvino_cpu
+
+    _without(monkeypatch, "openvino")
     assert openvino_cpu.supported_precisions() == ()
     with pytest.raises(EncoderUnavailable, match="openvino package is not installed"):
         openvino_cpu.load(_source(FIXTURE / "encoder.onnx", tmp_path), "f32")
@@ -442,17 +447,8 @@ def test_openvino_int8_is_made_once_from_the_fixture_and_stays_close_to_fp32(tmp
 
 
 def test_openvino_int8_without_nncf_is_a_reason(tmp_path, monkeypatch):
-    import builtins
-
     from sam_onnx.encoders import openvino_int8
 
-    real_import = builtins.__import__
-
-    def no_nncf(name, *args, **kwargs):
-        if name == "nncf" or name.startswith("nncf."):
-            raise ImportError("No module named 'nncf'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_nncf)
+    _without(monkeypatch, "nncf")
     with pytest.raises(EncoderUnavailable, match="(nncf|openvino) package is not installed"):
         openvino_int8.load(_source(FIXTURE / "encoder.onnx", tmp_path))
