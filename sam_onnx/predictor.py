@@ -217,8 +217,9 @@ class Sam2Predictor:
             threads: intra-op threads per session; default all cores.
             encoder: the encoder variant (see :mod:`sam_onnx.encoders`); default
                 ``$SAM_ONNX_ENCODER``, else ``"auto"``: at the first start the
-                variants this machine runs are checked against fp32 (about
-                20-40 s on 2 cores), later starts reuse the decision.
+                variants this machine runs are checked against fp32 (about a
+                minute of work on 2 cores with the stand-in, measured), later
+                starts reuse the decision.
             encoder_cache_dir: folder for the int8 copy, OpenVINO blobs and
                 ``auto`` decisions; default ``$SAM_ONNX_CACHE_DIR`` or ``~/.cache/sam_onnx``.
         """

@@ -67,7 +67,7 @@ def _run_blocked(code: str, timeout: float) -> subprocess.CompletedProcess:
 
 def test_wrapper_source_imports_nothing_of_the_demo():
     offenders = {str(p.relative_to(REPO)): sorted(_imported_modules(p) & set(DEMO_MODULES))
-                 for p in sorted(WRAPPER.glob("*.py")) if _imported_modules(p) & set(DEMO_MODULES)}
+                 for p in sorted(WRAPPER.rglob("*.py")) if _imported_modules(p) & set(DEMO_MODULES)}
     assert not offenders
 
 

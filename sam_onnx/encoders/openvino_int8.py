@@ -7,8 +7,8 @@ where the CPU has it. Activation ranges come from one bundled photo
 (``quantization.jpg``, 451 x 300, scikit-image's ``chelsea.png``, CC0), not
 from the photo the ``auto`` check compares masks on. Bias correction and
 SmoothQuant are off: they multiplied the quantization time and changed
-nothing measurable on the stand-in. Takes about 20-45 s and 2.4 GB of memory
-for Hiera-S, once; the IR is kept under
+nothing measurable on the stand-in. Took 33-72 s (on a heavily shared 2-vCPU
+machine) and 2.4 GB of memory for the Hiera-S stand-in, once; the IR is kept under
 ``<cache_dir>/openvino-int8/<model hash>-openvino<version>-nncf<version>/``.
 
 Needs the optional ``nncf`` package (only to make the copy). NNCF sends usage

@@ -4,8 +4,8 @@
 int8 (per tensor, signed) and quantizes their activations to uint8 at run
 time; convolutions and attention products stay float32 (quantizing the
 convolutions too was no faster and less accurate on the stand-in; see
-bench/README.md). No calibration data and no new dependency: about 2-3 s for
-the 163 MB Hiera-S encoder. The file is written once under
+bench/README.md). No calibration data and no new dependency: 2-4 s for
+the 163 MB Hiera-S stand-in (measured). The file is written once under
 ``<cache_dir>/int8/<model hash>-onnxruntime<version>/`` and reused by every
 later start; a different encoder file or onnxruntime version gets its own.
 """
