@@ -84,7 +84,7 @@ class ModelInfo:
         """One line for the log, e.g. "onnx-community/...@a7df49d8de14 on CPUExecutionProvider, 2 threads, ..."."""
         repaired = f", {self.repaired_concats} Concat node(s) repaired" if self.repaired_concats else ""
         return (f"{self.source} on {', '.join(self.providers)}, {self.threads} thread(s), "
-                f"{self.encoder_dtype} encoder{repaired}")
+                f"{self.encoder_name} encoder ({self.encoder_description}; {self.encoder_selection}){repaired}")
 
 
 class Sam2Predictor:
