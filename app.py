@@ -33,6 +33,8 @@ from sam_demo.service import DEFAULT_DISPLAY_SIDE, ImageRecord, SegmentationServ
 from sam_demo.view import View, ViewOptions
 from sam_onnx import InvalidPromptError, Sam2Predictor, SamOnnxError, amg
 from sam_onnx.encoders import ENCODER_ENV, encoder_choices
+from sam_onnx.encoders.remote import RemoteEncoder
+from sam_onnx.errors import ModelLoadError
 from sam_onnx.hub import MODEL_DIR_ENV, route_hub_logs_to_root
 from sam_onnx.types import NEGATIVE, NUM_CANDIDATES, POSITIVE
 
@@ -52,7 +54,10 @@ MODE_LABELS = ("+ Include", "− Exclude", "▭ Box")
 
 QUEUE_MAX_SIZE = 64
 EDIT_QUEUE = "edit"        # clicks and every other state edit: ordered per browser tab (SafeBlocks), tabs in parallel
-ENCODE_QUEUE = "encode"    # the upload box: one image read and encoded at a time (the engine also takes turns)
+ENCODE_QUEUE = "encode"    # the upload box: one image read and encoded at a time (the engine also takes turns),
+                           # or --ray-uploads at a time when a Ray Serve deployment encodes
+ENCODER_BACKENDS = ("local", "ray")
+DEFAULT_RAY_UPLOADS = 4
 EXPORT_QUEUE = "export"
 EVERYTHING_QUEUE = "everything"  # automatic masks: seconds long, so not on the edit queue
 SEGMENT_QUEUE = "segment"  # the stateless /segment API: its own queue, one request at a time
@@ -629,7 +634,7 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                                                  if example_list else [])
         for trigger, name in opened:
             trigger(bind(open_image, service), [image_in], [loaded], concurrency_id=ENCODE_QUEUE,
-                    concurrency_limit=1, trigger_mode="always_last", api_name=f"ui_open_{name}",
+                    concurrency_limit=service.upload_concurrency, trigger_mode="always_last", api_name=f"ui_open_{name}",
                     api_visibility="private", show_progress="full", show_progress_on=[image_in]).success(
                 bind(show_image, service), [loaded, *view_inputs, state], outputs, **edit, api_name=f"ui_show_{name}",
                 api_visibility="private").then(
@@ -716,13 +721,48 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="memory for cached image embeddings, ~22 MB per image (env SAM_APP_CACHE_MB)")
     parser.add_argument("--no-warmup", action="store_true",
                         help="skip the warm-up at start (one encoder run, a decoder call, a 2×2 segment everything)")
+    scale = parser.add_argument_group("encoder on a Ray Serve deployment (README: Scaling out with Ray Serve)")
+    scale.add_argument("--encoder-backend", choices=ENCODER_BACKENDS, default=env("SAM_APP_ENCODER_BACKEND", "local"),
+                       help="where uploads are encoded: in this process, or by the Ray Serve deployment at "
+                            "--ray-address (env SAM_APP_ENCODER_BACKEND)")
+    scale.add_argument("--ray-address", default=env("SAM_APP_RAY_ADDRESS"),
+                       help="HTTP address of the Serve proxy with the encoder deployment, e.g. http://HEAD:8000 "
+                            "(env SAM_APP_RAY_ADDRESS)")
+    scale.add_argument("--ray-fallback", action="store_true", default=env("SAM_APP_RAY_FALLBACK") == "1",
+                       help="encode on this machine while the cluster cannot be reached (loads the local encoder "
+                            "on first need; env SAM_APP_RAY_FALLBACK=1)")
+    scale.add_argument("--ray-uploads", type=int, default=int(env("SAM_APP_RAY_UPLOADS", str(DEFAULT_RAY_UPLOADS))),
+                       help=f"uploads this app sends to the cluster at once (default {DEFAULT_RAY_UPLOADS}; "
+                            "env SAM_APP_RAY_UPLOADS)")
     return parser.parse_args(argv)
 
 
+def remote_encoder(args: argparse.Namespace) -> RemoteEncoder | None:
+    """The Ray Serve encoder for ``--encoder-backend ray`` (checked now), else ``None``.
+
+    Raises:
+        ModelLoadError: no --ray-address, or nothing answers there (the message names it).
+    """
+    if args.encoder_backend != "ray":
+        return None
+    if not args.ray_address:
+        raise ModelLoadError("--encoder-backend ray needs --ray-address (the Serve HTTP address, http://HEAD:8000).")
+    fallback = None
+    if args.ray_fallback:
+        def fallback():
+            return Sam2Predictor.from_pretrained(model_dir=args.model_dir, fp16_encoder=args.fp16_encoder,
+                                                 encoder=args.encoder, providers=args.provider,
+                                                 threads=args.threads).encoder
+    return RemoteEncoder.connect(args.ray_address, fallback=fallback)
+
+
 def make_service(args: argparse.Namespace) -> SegmentationService:
+    remote = remote_encoder(args)
     predictor = Sam2Predictor.from_pretrained(model_dir=args.model_dir, fp16_encoder=args.fp16_encoder,
-                                              encoder=args.encoder, providers=args.provider, threads=args.threads)
-    service = SegmentationService(predictor, display_max_side=args.display_side, image_cache_mb=args.cache_mb)
+                                              encoder=args.encoder, providers=args.provider, threads=args.threads,
+                                              image_encoder=remote)
+    service = SegmentationService(predictor, display_max_side=args.display_side, image_cache_mb=args.cache_mb,
+                                  upload_concurrency=1 if remote is None else args.ray_uploads)
     if not args.no_warmup:
         service.warm_up()
     return service

@@ -90,17 +90,20 @@ class _NoTurn(Turn):
 
 
 class FairGate:
-    """One turn at a time; waiting owners are served round robin, each owner's requests in order.
+    """``slots`` turns at a time (default one); waiting owners are served round robin, each owner's requests in order.
 
     An owner that releases its turn and asks again goes behind every owner
     already waiting, so a long job cut into pieces alternates with the short
     jobs of others instead of running to its end first.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, slots: int = 1) -> None:
+        if slots < 1:
+            raise ValueError(f"a gate needs at least one slot, not {slots}")
         self.name = name
+        self.slots = slots
         self._lock = threading.Lock()
-        self._busy = False
+        self._running = 0
         self._waiting: OrderedDict[Hashable, deque[threading.Event]] = OrderedDict()
         self._local = threading.local()
 
@@ -132,13 +135,13 @@ class FairGate:
     def _acquire(self, who: Hashable) -> float:
         """Wait for the turn; returns the seconds waited."""
         with self._lock:
-            if not self._busy and not self._waiting:
-                self._busy = True
+            if self._running < self.slots and not self._waiting:
+                self._running += 1
                 return 0.0
             ticket = threading.Event()
             self._waiting.setdefault(who, deque()).append(ticket)
         started = time.perf_counter()
-        ticket.wait()  # set by _release, which hands the turn over (the gate stays busy)
+        ticket.wait()  # set by _release, which hands its slot over (the count of running turns stays)
         return time.perf_counter() - started
 
     def _release(self) -> None:
@@ -151,4 +154,4 @@ class FairGate:
                     self._waiting[who] = queue
                 ticket.set()
                 return
-            self._busy = False
+            self._running -= 1

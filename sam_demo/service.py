@@ -170,12 +170,18 @@ class SegmentationService:
         image_cache_mb: budget for embeddings + display images (about 22 MB per image).
         result_cache_mb: budget for decoder results (about 0.8 MB per object).
         limits: what uploads may be.
+        upload_concurrency: uploads read and encoded at once (1 with a local encoder; the app's
+            ``--ray-uploads`` when a Ray Serve deployment encodes).
     """
 
     def __init__(self, predictor: Sam2Predictor, *, display_max_side: int = DEFAULT_DISPLAY_SIDE,
                  image_cache_mb: int = DEFAULT_IMAGE_CACHE_MB, result_cache_mb: int = DEFAULT_RESULT_CACHE_MB,
-                 view_cache_mb: int = DEFAULT_VIEW_CACHE_MB, limits: ImageLimits = DEFAULT_LIMITS) -> None:
+                 view_cache_mb: int = DEFAULT_VIEW_CACHE_MB, limits: ImageLimits = DEFAULT_LIMITS,
+                 upload_concurrency: int = 1) -> None:
         self.predictor = predictor
+        # Uploads encoded at once: 1 for an encoder on this machine (two at once only halve the speed);
+        # more when the encoder is a Ray Serve deployment with several replicas.
+        self.upload_concurrency = max(1, upload_concurrency)
         self.display_max_side = display_max_side
         self.limits = limits
         self._images: BoundedCache[CachedImage] = BoundedCache(image_cache_mb * _MB, lambda v: v.nbytes)
@@ -185,10 +191,11 @@ class SegmentationService:
         self._backgrounds: BoundedCache[Background] = BoundedCache(view_cache_mb * _MB, lambda b: b.nbytes + 64)
         self.compute = fair.FairGate("compute")
         """Turns for decoder calls and drawing, shared fairly between users (:mod:`sam_demo.fair`)."""
-        self.encoder = fair.FairGate("encoder")
-        """Turns for encoder runs: one at a time (a second run on 2 cores only halves both)."""
-        self.intake = fair.FairGate("intake")
-        """Turns for reading and encoding an upload: one image (up to 40 MP decoded) in memory at a time."""
+        self.encoder = fair.FairGate("encoder", slots=self.upload_concurrency)
+        """Turns for encoder runs: one at a time on this machine (a second run on 2 cores only halves both)."""
+        self.intake = fair.FairGate("intake", slots=self.upload_concurrency)
+        """Turns for reading and encoding an upload: ``upload_concurrency`` images (up to 40 MP decoded each)
+        in memory at a time."""
         self.speed = jobs.SpeedMeter()
         self.cancels = jobs.CancelRegistry()
         self._local = threading.local()

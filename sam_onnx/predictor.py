@@ -138,7 +138,8 @@ class Sam2Predictor:
                    providers: Sequence[str] | None = None, threads: int | None = None,
                    source: str | None = None, variant: str = encoders.FP32,
                    fp16_encoder: str | os.PathLike | None = None,
-                   encoder_cache_dir: str | os.PathLike | None = None) -> Sam2Predictor:
+                   encoder_cache_dir: str | os.PathLike | None = None,
+                   image_encoder: encoders.ImageEncoder | None = None) -> Sam2Predictor:
         """Load an encoder and a decoder ``.onnx`` (external data beside them).
 
         The decoder is repaired against the onnxruntime Concat quirk in memory
@@ -155,6 +156,9 @@ class Sam2Predictor:
             encoder_cache_dir: folder for derived files (int8 copy, OpenVINO
                 blobs, ``auto`` decisions); default ``$SAM_ONNX_CACHE_DIR`` or
                 ``~/.cache/sam_onnx``.
+            image_encoder: a ready encoder to use instead of building ``variant``
+                from ``encoder`` (e.g. a :class:`~sam_onnx.encoders.remote.RemoteEncoder`
+                on a Ray Serve deployment); ``encoder`` is then only named in :attr:`info`.
 
         Raises:
             ModelLoadError: a file is missing, damaged or of the wrong kind, a
@@ -177,7 +181,9 @@ class Sam2Predictor:
             encoder, Path(encoder_cache_dir).expanduser() if encoder_cache_dir else encoders.default_cache_dir(),
             threads, tuple(providers) if providers else None, Path(fp16_encoder) if fp16_encoder else None)
         decision = None
-        if variant == encoders.AUTO:
+        if image_encoder is not None:
+            logger.info("encoder: %s", image_encoder.description)
+        elif variant == encoders.AUTO:
             image_encoder, decision = auto.choose(
                 enc_source, lambda embedding, objects: _decode_many(dec, embedding, objects), decoder=decoder)
         else:
@@ -202,7 +208,8 @@ class Sam2Predictor:
                         fp16_encoder: bool = False, cache_dir: str | os.PathLike | None = None,
                         local_files_only: bool = False, providers: Sequence[str] | None = None,
                         threads: int | None = None, encoder: str | None = None,
-                        encoder_cache_dir: str | os.PathLike | None = None) -> Sam2Predictor:
+                        encoder_cache_dir: str | os.PathLike | None = None,
+                        image_encoder: encoders.ImageEncoder | None = None) -> Sam2Predictor:
         """The pinned hub model (downloaded once into the huggingface_hub cache), or a local folder.
 
         Args:
@@ -222,6 +229,8 @@ class Sam2Predictor:
                 starts reuse the decision.
             encoder_cache_dir: folder for the int8 copy, OpenVINO blobs and
                 ``auto`` decisions; default ``$SAM_ONNX_CACHE_DIR`` or ``~/.cache/sam_onnx``.
+            image_encoder: a ready encoder (e.g. a Ray Serve deployment's client,
+                :class:`~sam_onnx.encoders.remote.RemoteEncoder`) instead of a local one.
         """
         variant = encoders.requested_encoder("fp16" if fp16_encoder else encoder)
         kwargs = {"spec": spec, "cache_dir": cache_dir, "local_files_only": local_files_only}
@@ -232,7 +241,13 @@ class Sam2Predictor:
             files = resolve_model_files(model_dir, **kwargs)
             fp16_path = _fp16_if_present(model_dir, **kwargs) if variant == encoders.AUTO else None
         return cls.from_model_files(files, providers=providers, threads=threads, variant=variant,
-                                    fp16_encoder=fp16_path, encoder_cache_dir=encoder_cache_dir)
+                                    fp16_encoder=fp16_path, encoder_cache_dir=encoder_cache_dir,
+                                    image_encoder=image_encoder)
+
+    @property
+    def encoder(self) -> encoders.ImageEncoder:
+        """The image encoder in use (:class:`~sam_onnx.encoders.ImageEncoder`)."""
+        return self._encoder
 
     @property
     def decision(self) -> auto.Decision | None:

@@ -28,8 +28,10 @@ def test_a_free_gate_gives_the_turn_at_once_and_turns_nest():
         pass
 
 
-def test_one_turn_at_a_time():
-    gate = FairGate("test")
+@pytest.mark.parametrize("slots", [1, 3])
+def test_at_most_slots_turns_at_a_time(slots):
+    """One turn at a time by default; a gate of 3 slots (uploads to a Ray deployment) runs 3 and no more."""
+    gate = FairGate("test", slots=slots)
     running, most = [0], [0]
     lock = threading.Lock()
 
@@ -39,14 +41,17 @@ def test_one_turn_at_a_time():
                 with lock:
                     running[0] += 1
                     most[0] = max(most[0], running[0])
-                time.sleep(0.002)
+                time.sleep(0.01)  # long enough for every thread to be waiting meanwhile
                 with lock:
                     running[0] -= 1
 
-    threads = [_run(work, f"user{k}") for k in range(4)]
+    threads = [_run(work, f"user{k}") for k in range(2 * slots + 2)]
     for t in threads:
         t.join(10)
-    assert most[0] == 1
+    assert most[0] == slots
+    assert gate.waiting() == 0
+    with gate.turn("after"):  # every slot came back
+        pass
 
 
 def test_a_long_job_in_pieces_lets_another_owner_in_after_one_piece(monkeypatch):

@@ -1,0 +1,215 @@
+"""The app side of the Ray Serve backend, without Ray: the HTTP client, its faults and the start-up errors.
+
+The server here is a real HTTP server (stdlib) around the real replica class
+:class:`sam_onnx.ray_serve.EncoderReplica` on the fixture model, so the bytes on
+the wire are the deployment's; Ray only adds routing between replicas, which
+tests/test_ray_serve.py covers on a real local Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sam_onnx import Sam2Predictor
+from sam_onnx.encoders.remote import (
+    EMBEDDING_BYTES,
+    ClusterUnavailableError,
+    RemoteEncoder,
+    normalise_address,
+)
+from sam_onnx.errors import InvalidImageError, ModelLoadError
+from sam_onnx.ray_serve import EncoderReplica, ReplicaConfig, probe
+
+FIXTURE = Path(__file__).parent / "fixtures" / "sam2_tiny"
+UNREACHABLE_SECONDS = 5.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ReplicaServer:
+    """``EncoderReplica`` behind a stdlib HTTP server on 127.0.0.1; ``fail_next`` answers 500 to that many encodes."""
+
+    def __init__(self, replica: EncoderReplica) -> None:
+        self.replica = replica
+        self.fail_next = 0
+        self.encodes = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                body = json.dumps(outer.replica.info()).encode()
+                self.send_response(200 if self.path.endswith("/info") else 404)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                data = self.rfile.read(int(self.headers["Content-Length"]))
+                if outer.fail_next > 0:
+                    outer.fail_next -= 1
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                blob, _ = outer.replica.encode_bytes(data)
+                outer.encodes += 1
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(blob)))
+                self.end_headers()
+                self.wfile.write(blob)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sam-encoder"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def replica() -> EncoderReplica:
+    return EncoderReplica(ReplicaConfig(model_dir=str(FIXTURE), encoder="fp32", threads=1))
+
+
+@pytest.fixture(scope="module")
+def local() -> Sam2Predictor:
+    return Sam2Predictor.from_files(FIXTURE / "encoder.onnx", FIXTURE / "decoder.onnx", threads=1)
+
+
+@pytest.fixture
+def server(replica):
+    srv = ReplicaServer(replica)
+    yield srv
+    srv.stop()
+
+
+def pixels(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((1, 3, 1024, 1024), dtype=np.float32)
+
+
+def as_float16(arrays) -> tuple[np.ndarray, ...]:
+    return tuple(a.astype(np.float16).astype(np.float32) for a in arrays)
+
+
+def test_embeddings_are_the_local_ones_rounded_to_float16(server, local):
+    remote = RemoteEncoder.connect(server.url)
+    x = pixels(1)
+    got = remote.encode(x)
+    want = as_float16(local.encoder.encode(x))
+    assert all(g.dtype == np.float32 and np.array_equal(g, w) for g, w in zip(got, want))
+    assert remote.name == "ray:fp32" and server.url in remote.description
+
+
+def test_a_failed_request_is_retried_once(server, local):
+    remote = RemoteEncoder.connect(server.url)
+    server.fail_next = 1  # what Serve answers when the replica dies mid-request
+    x = pixels(2)
+    assert all(np.array_equal(g, w) for g, w in zip(remote.encode(x), as_float16(local.encoder.encode(x))))
+    assert remote.stats.retries == 1 and server.encodes >= 1
+
+
+def test_two_failures_give_the_user_a_message_naming_the_cluster(server):
+    remote = RemoteEncoder.connect(server.url)
+    server.fail_next = 2
+    with pytest.raises(ClusterUnavailableError, match="127.0.0.1") as info:
+        remote.encode(pixels(3))
+    assert "kept" in str(info.value) and remote.stats.retries == 1
+
+
+def test_a_lost_cluster_is_a_message_or_the_local_fallback(replica, local):
+    server = ReplicaServer(replica)
+    plain = RemoteEncoder.connect(server.url)
+    calls = []
+
+    def load_local():
+        calls.append(1)
+        return local.encoder
+
+    with_fallback = RemoteEncoder.connect(server.url, fallback=load_local)
+    server.stop()
+    started = time.perf_counter()
+    with pytest.raises(ClusterUnavailableError, match="connection refused"):
+        plain.encode(pixels(4))
+    assert time.perf_counter() - started < UNREACHABLE_SECONDS
+    x = pixels(5)
+    got = with_fallback.encode(x)
+    assert all(np.array_equal(g, w) for g, w in zip(got, local.encoder.encode(x)))  # exact: encoded here, float32
+    with_fallback.encode(x)
+    assert calls == [1] and with_fallback.stats.fallbacks == 2  # loaded once, then reused
+
+
+def test_unreachable_deployment_at_start_up_names_the_address():
+    port = free_port()
+    started = time.perf_counter()
+    with pytest.raises(ModelLoadError, match=f"http://127.0.0.1:{port}/sam-encoder is unreachable"):
+        RemoteEncoder.connect(f"127.0.0.1:{port}")
+    assert time.perf_counter() - started < UNREACHABLE_SECONDS
+    with pytest.raises(ModelLoadError, match=f"127.0.0.1:{port} is unreachable"):
+        probe(f"127.0.0.1:{port}")
+
+
+def test_the_app_refuses_to_start_against_an_unreachable_cluster(capsys):
+    app = pytest.importorskip("app")
+    port = free_port()
+    args = app.parse_args(["--encoder-backend", "ray", "--ray-address", f"http://127.0.0.1:{port}",
+                           "--model-dir", str(FIXTURE)])
+    with pytest.raises(ModelLoadError, match=f"127.0.0.1:{port}"):
+        app.make_service(args)
+    args = app.parse_args(["--encoder-backend", "ray", "--model-dir", str(FIXTURE)])
+    with pytest.raises(ModelLoadError, match="needs --ray-address"):
+        app.make_service(args)
+
+
+def test_the_app_encodes_uploads_on_the_deployment(server, local, tmp_path):
+    app = pytest.importorskip("app")
+    args = app.parse_args(["--encoder-backend", "ray", "--ray-address", server.url, "--model-dir", str(FIXTURE),
+                           "--no-warmup", "--ray-uploads", "3", "--threads", "1"])
+    service = app.make_service(args)
+    assert service.upload_concurrency == 3 and service.predictor.info.encoder_name == "ray:fp32"
+    before = server.encodes
+    record, _ = service.open_image(FIXTURE / "image.png")
+    assert server.encodes == before + 1
+    embedding = service.cached_image(record).embedding
+    want = local.encode(np.asarray(Image.open(FIXTURE / "image.png").convert("RGB")))
+    assert all(np.array_equal(g, w) for g, w in zip(embedding.features, as_float16(want.features)))
+
+
+@pytest.mark.parametrize(("address", "url"), [
+    ("10.1.2.3", "http://10.1.2.3:8000/sam-encoder"),
+    ("head:9000", "http://head:9000/sam-encoder"),
+    ("http://head:8000/", "http://head:8000/sam-encoder"),
+    ("https://enc.example/custom", "https://enc.example:443/custom"),
+])
+def test_addresses_are_normalised(address, url):
+    assert normalise_address(address) == url
+
+
+@pytest.mark.parametrize("address", ["", "ray://head:10001", "http://head:port"])
+def test_bad_addresses_are_explained(address):
+    with pytest.raises(ModelLoadError, match="ray-address"):
+        normalise_address(address)
+
+
+def test_wrong_input_is_refused_before_sending():
+    remote = RemoteEncoder("http://127.0.0.1:9/sam-encoder", name="ray:fp32", description="")
+    with pytest.raises(InvalidImageError):
+        remote.encode(np.zeros((1, 3, 512, 512), np.float32))
+    assert remote.stats.requests == 0 and EMBEDDING_BYTES == 8_388_608
