@@ -1,0 +1,168 @@
+"""The encoder deployment on a real local Ray (127.0.0.1 only): two replicas, a killed replica, a lost cluster.
+
+Needs ``requirements-serve.txt`` (skipped without Ray). One Ray head is started in
+this process for the module (~10-20 s), with two replicas of the fixture encoder
+(a reduced SAM 2.1 with the real I/O contract, ~0.4 s per encode on one thread).
+
+Claim tested throughout: the embeddings an upload gets through the deployment
+equal the local fp32 encoder's, rounded to float16 (the transfer format), bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sam_onnx.ray_serve import LOOPBACK_ENV
+
+os.environ.update({**LOOPBACK_ENV, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
+serve = pytest.importorskip("ray.serve", reason="Ray Serve is optional: pip install -r requirements-serve.txt")
+
+from sam_demo.editor import Editor  # noqa: E402
+from sam_demo.service import SegmentationService  # noqa: E402
+from sam_onnx import Sam2Predictor  # noqa: E402
+from sam_onnx.encoders.remote import ClusterUnavailableError, RemoteEncoder  # noqa: E402
+from sam_onnx.ray_serve import ReplicaConfig, build_app, connect, deploy  # noqa: E402
+
+FIXTURE = Path(__file__).parent / "fixtures" / "sam2_tiny"
+REPLICAS = 2
+UPLOADS = 12
+THREADS = 4
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import ray
+
+    connect(None, num_cpus=REPLICAS, object_store_mb=256)
+    try:
+        url = deploy(build_app(ReplicaConfig(model_dir=str(FIXTURE), encoder="fp32", threads=1),
+                               num_replicas=REPLICAS, replica_cpus=1), http_port=free_port())
+        yield url
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local() -> Sam2Predictor:
+    return Sam2Predictor.from_files(FIXTURE / "encoder.onnx", FIXTURE / "decoder.onnx", threads=1)
+
+
+def replica_pids(url: str, want: int, timeout_s: float = 60.0) -> set[int]:
+    """The pids of the live replicas (asked through the proxy until ``want`` distinct ones answered)."""
+    import json
+
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout_s
+    while len(seen) < want and time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{url}/info", timeout=10) as response:
+            seen.add(json.loads(response.read())["pid"])
+    return seen
+
+
+def as_float16(arrays) -> tuple[np.ndarray, ...]:
+    return tuple(a.astype(np.float16).astype(np.float32) for a in arrays)
+
+
+def same(got, want) -> bool:
+    return all(g.dtype == np.float32 and np.array_equal(g, w) for g, w in zip(got, want))
+
+
+def pixels(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((1, 3, 1024, 1024), dtype=np.float32)
+
+
+def service_on(url: str, local: Sam2Predictor, **kwargs) -> SegmentationService:
+    remote = RemoteEncoder.connect(url, timeout_s=120, **kwargs)
+    predictor = Sam2Predictor.from_files(FIXTURE / "encoder.onnx", FIXTURE / "decoder.onnx", threads=1,
+                                         image_encoder=remote)
+    return SegmentationService(predictor, upload_concurrency=THREADS)
+
+
+def test_two_replicas_serve_and_an_upload_through_the_app_gets_the_local_embeddings(cluster, local):
+    assert len(replica_pids(cluster, REPLICAS)) == REPLICAS
+    service = service_on(cluster, local)
+    record, info = service.open_image(FIXTURE / "image.png")
+    rgb = np.asarray(Image.open(FIXTURE / "image.png").convert("RGB"))
+    assert not info["cache_hit"]
+    assert same(service.cached_image(record).embedding.features, as_float16(local.encode(rgb).features))
+
+
+def test_concurrent_uploads_all_succeed(cluster, local, tmp_path):
+    service = service_on(cluster, local)
+    paths = []
+    for i in range(UPLOADS):
+        rgb = np.random.default_rng(100 + i).integers(0, 256, (120 + 7 * i, 200, 3), dtype=np.uint8)
+        paths.append(tmp_path / f"upload{i}.png")
+        Image.fromarray(rgb).save(paths[-1])
+    with ThreadPoolExecutor(THREADS) as pool:
+        records = list(pool.map(lambda p: service.open_image(p)[0], paths))
+    for path, record in zip(paths, records):
+        want = local.encode(np.asarray(Image.open(path).convert("RGB")))
+        assert same(service.cached_image(record).embedding.features, as_float16(want.features))
+    assert service.predictor.encoder.stats.requests == UPLOADS
+
+
+def test_killing_a_replica_mid_stream_loses_no_upload(cluster, local):
+    remote = RemoteEncoder.connect(cluster, timeout_s=120)
+    victim = min(replica_pids(cluster, REPLICAS))
+    inputs = [pixels(i) for i in range(UPLOADS)]
+    done = []
+
+    def upload(i):
+        out = remote.encode(inputs[i])
+        done.append(i)
+        return out
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        futures = [pool.submit(upload, i) for i in range(UPLOADS)]
+        while len(done) < 2:  # the stream is flowing: both replicas are busy with queued uploads behind them
+            time.sleep(0.02)
+        os.kill(victim, signal.SIGKILL)
+        results = [f.result(timeout=180) for f in futures]
+    for x, got in zip(inputs, results):
+        assert same(got, as_float16(local.encoder.encode(x)))
+    assert remote.stats.retries >= 1, "the kill hit no request in flight; the test proved nothing"
+    assert victim not in replica_pids(cluster, REPLICAS, timeout_s=120)  # Serve replaced the dead replica
+
+
+def test_a_lost_cluster_keeps_the_session_and_says_so(cluster, local, tmp_path):
+    """Runs last (it shuts Serve down): the session's image, prompts and masks stay; the next upload says why."""
+    service = service_on(cluster, local)
+    fallback_service = service_on(cluster, local, fallback=lambda: local.encoder)
+    record, _ = service.open_image(FIXTURE / "image.png")
+    editor = Editor.start(record.original_hw).add_point(120, 70)
+    masks_before = service.results(record, [editor.objects[0].prompts])[0].best_mask.copy()
+    other = tmp_path / "other.png"
+    Image.fromarray(np.full((90, 160, 3), 200, np.uint8)).save(other)
+
+    serve.shutdown()
+    with pytest.raises(ClusterUnavailableError, match="not answering") as info:
+        service.open_image(other)
+    assert cluster in str(info.value) and "kept" in str(info.value)
+    # The session still works: its image is cached, new clicks decode here.
+    assert np.array_equal(service.results(record, [editor.objects[0].prompts])[0].best_mask, masks_before)
+    more = editor.add_point(30, 40)
+    assert service.results(record, [p.prompts for p in more.objects])[0].best_mask.shape == (150, 240)
+    # With a local fallback configured, the upload succeeds on this machine.
+    record2, _ = fallback_service.open_image(other)
+    want = local.encode(np.asarray(Image.open(other).convert("RGB")))
+    assert all(np.array_equal(g, w) for g, w in zip(fallback_service.cached_image(record2).embedding.features,
+                                                    want.features))
