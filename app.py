@@ -33,8 +33,8 @@ from sam_demo.service import DEFAULT_DISPLAY_SIDE, ImageRecord, SegmentationServ
 from sam_demo.view import View, ViewOptions
 from sam_onnx import InvalidPromptError, Sam2Predictor, SamOnnxError, amg
 from sam_onnx.encoders import ENCODER_ENV, encoder_choices
-from sam_onnx.encoders.remote import RemoteEncoder
-from sam_onnx.errors import ModelLoadError
+from sam_onnx.encoders.remote import BACKENDS as ENCODER_BACKENDS
+from sam_onnx.encoders.remote import RemoteEncoder, encoder_for_backend
 from sam_onnx.hub import MODEL_DIR_ENV, route_hub_logs_to_root
 from sam_onnx.types import NEGATIVE, NUM_CANDIDATES, POSITIVE
 
@@ -56,7 +56,6 @@ QUEUE_MAX_SIZE = 64
 EDIT_QUEUE = "edit"        # clicks and every other state edit: ordered per browser tab (SafeBlocks), tabs in parallel
 ENCODE_QUEUE = "encode"    # the upload box: one image read and encoded at a time (the engine also takes turns),
                            # or --ray-uploads at a time when a Ray Serve deployment encodes
-ENCODER_BACKENDS = ("local", "ray")
 DEFAULT_RAY_UPLOADS = 4
 EXPORT_QUEUE = "export"
 EVERYTHING_QUEUE = "everything"  # automatic masks: seconds long, so not on the edit queue
@@ -634,8 +633,9 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                                                  if example_list else [])
         for trigger, name in opened:
             trigger(bind(open_image, service), [image_in], [loaded], concurrency_id=ENCODE_QUEUE,
-                    concurrency_limit=service.upload_concurrency, trigger_mode="always_last", api_name=f"ui_open_{name}",
-                    api_visibility="private", show_progress="full", show_progress_on=[image_in]).success(
+                    concurrency_limit=service.upload_concurrency, trigger_mode="always_last",
+                    api_name=f"ui_open_{name}", api_visibility="private", show_progress="full",
+                    show_progress_on=[image_in]).success(
                 bind(show_image, service), [loaded, *view_inputs, state], outputs, **edit, api_name=f"ui_show_{name}",
                 api_visibility="private").then(
                 bind(everything_estimate, service), [state, preset], [estimate], api_name=f"ui_estimate_{name}",
@@ -738,22 +738,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def remote_encoder(args: argparse.Namespace) -> RemoteEncoder | None:
-    """The Ray Serve encoder for ``--encoder-backend ray`` (checked now), else ``None``.
-
-    Raises:
-        ModelLoadError: no --ray-address, or nothing answers there (the message names it).
-    """
-    if args.encoder_backend != "ray":
-        return None
-    if not args.ray_address:
-        raise ModelLoadError("--encoder-backend ray needs --ray-address (the Serve HTTP address, http://HEAD:8000).")
+    """The Ray Serve encoder for ``--encoder-backend ray`` (checked now), else ``None``."""
     fallback = None
     if args.ray_fallback:
         def fallback():
             return Sam2Predictor.from_pretrained(model_dir=args.model_dir, fp16_encoder=args.fp16_encoder,
                                                  encoder=args.encoder, providers=args.provider,
                                                  threads=args.threads).encoder
-    return RemoteEncoder.connect(args.ray_address, fallback=fallback)
+    return encoder_for_backend(args.encoder_backend, args.ray_address, fallback=fallback)
 
 
 def make_service(args: argparse.Namespace) -> SegmentationService:

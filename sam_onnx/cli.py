@@ -34,6 +34,7 @@ from pathlib import Path
 
 from . import amg
 from .encoders import ENCODER_ENV, encoder_choices
+from .encoders.remote import BACKENDS, encoder_for_backend
 from .errors import InvalidImageError, InvalidPromptError, SamOnnxError
 from .export import cutout, label_map_image, mask_image
 from .hub import MODEL_DIR_ENV, route_hub_logs_to_root
@@ -154,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--provider", action="append", metavar="NAME",
                        help="onnxruntime execution provider (repeatable, in order of preference); default CPU")
     model.add_argument("--threads", type=int, help="threads per onnxruntime session (default: all cores)")
+    model.add_argument("--encoder-backend", choices=BACKENDS, default="local",
+                       help="encode here, or on the Ray Serve deployment at --ray-address (README: Scaling out "
+                            "with Ray Serve); decoding always runs here")
+    model.add_argument("--ray-address", metavar="URL", help="Serve HTTP address of the encoder, e.g. http://HEAD:8000")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print errors")
     return parser
 
@@ -237,8 +242,10 @@ def run_everything(args: argparse.Namespace, settings: amg.EverythingSettings) -
 def _predictor(args: argparse.Namespace):
     from .predictor import Sam2Predictor
 
+    remote = encoder_for_backend(args.encoder_backend, args.ray_address)
     return Sam2Predictor.from_pretrained(model_dir=args.model_dir, fp16_encoder=args.fp16_encoder,
-                                         encoder=args.encoder, providers=args.provider, threads=args.threads)
+                                         encoder=args.encoder, providers=args.provider, threads=args.threads,
+                                         image_encoder=remote)
 
 
 def _progress_logger(total: int):

@@ -31,6 +31,8 @@ from sam_onnx.ray_serve import EncoderReplica, ReplicaConfig, probe
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sam2_tiny"
 UNREACHABLE_SECONDS = 5.0
+FLOAT16_PIXEL_FLIPS = 4
+"""Most mask pixels that flipped between float16 and float32 embeddings on this fixture (docs/ray-serve.md)."""
 
 
 def free_port() -> int:
@@ -213,3 +215,21 @@ def test_wrong_input_is_refused_before_sending():
     with pytest.raises(InvalidImageError):
         remote.encode(np.zeros((1, 3, 512, 512), np.float32))
     assert remote.stats.requests == 0 and EMBEDDING_BYTES == 8_388_608
+
+
+def test_the_cli_encodes_on_the_deployment_and_names_an_unreachable_one(server, tmp_path, capsys):
+    from sam_onnx.cli import main
+
+    base = [str(FIXTURE / "image.png"), "--point", "120,70", "--model-dir", str(FIXTURE), "--threads", "1",
+            "--encoder", "fp32", "-q"]
+    before = server.encodes
+    assert main([*base, "--encoder-backend", "ray", "--ray-address", server.url,
+                 "--out", str(tmp_path / "ray.png")]) == 0
+    assert server.encodes == before + 1
+    assert main([*base, "--out", str(tmp_path / "local.png")]) == 0
+    ray_mask, local_mask = (np.asarray(Image.open(tmp_path / n)) > 0 for n in ("ray.png", "local.png"))
+    assert (ray_mask != local_mask).sum() <= FLOAT16_PIXEL_FLIPS  # float16 transfer: a few boundary pixels at most
+    port = free_port()
+    assert main([*base, "--encoder-backend", "ray", "--ray-address", f"127.0.0.1:{port}",
+                 "--out", str(tmp_path / "x.png")]) != 0
+    assert f"127.0.0.1:{port}" in capsys.readouterr().err

@@ -69,6 +69,10 @@ LOCAL_AFTER_FAILURE_S = 30.0
 """With a fallback, how long uploads go straight to it after the cluster failed (then the cluster is tried again)."""
 
 
+BACKENDS = ("local", "ray")
+"""``--encoder-backend`` values: encode in this process, or on the Ray Serve deployment at ``--ray-address``."""
+
+
 class ClusterUnavailableError(InferenceError):
     """The encoder deployment cannot be reached now; nothing of the user's session is lost."""
 
@@ -105,6 +109,22 @@ def normalise_address(address: str) -> str:
     path = parts.path.rstrip("/") or ROUTE_PREFIX
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return f"{parts.scheme}://{host}:{port}{path}"
+
+
+def encoder_for_backend(backend: str, address: str | None, *,
+                        fallback: Callable[[], ImageEncoder] | None = None) -> RemoteEncoder | None:
+    """``--encoder-backend`` / ``--ray-address`` as an encoder: ``None`` for ``local``, a checked client for ``ray``.
+
+    Raises:
+        ModelLoadError: ``ray`` without an address, or nothing answers there (the message names it).
+    """
+    if backend not in BACKENDS:
+        raise ModelLoadError(f"Unknown encoder backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+    if backend == "local":
+        return None
+    if not address:
+        raise ModelLoadError("--encoder-backend ray needs --ray-address (the Serve HTTP address, http://HEAD:8000).")
+    return RemoteEncoder.connect(address, fallback=fallback)
 
 
 def _reason(exc: BaseException) -> str:
