@@ -96,6 +96,21 @@ def service_on(url: str, local: Sam2Predictor, **kwargs) -> SegmentationService:
     return SegmentationService(predictor, upload_concurrency=THREADS)
 
 
+def test_the_benchmark_runs(tmp_path):
+    """Before the module's cluster starts (the benchmark starts its own head in a subprocess)."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, "bench/bench_ray.py", "--model-dir", str(FIXTURE), "--uploads", "2",
+                          "--concurrency", "2", "--hop-rounds", "1", "--cpus", "2", "--json", str(out)],
+                         cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert {"local", "ray_1", "ray_2"} <= set(report) and report["ray_1"]["hop"]["rounds"] == 1
+
+
 def test_two_replicas_serve_and_an_upload_through_the_app_gets_the_local_embeddings(cluster, local):
     assert len(replica_pids(cluster, REPLICAS)) == REPLICAS
     service = service_on(cluster, local)
