@@ -232,7 +232,9 @@ def connect(address: str | None, *, num_cpus: int | None = None, object_store_mb
     import ray
 
     if address is None:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=object_store_mb * 2**20,
+        # address="local": a new head even when `ray start` left a cluster (or its stale record) on this machine.
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                 object_store_memory=object_store_mb * 2**20,
                  logging_level=logging.WARNING, log_to_driver=False)
         return
     if address != "auto":
