@@ -3,7 +3,9 @@
 Needs requirements-serve.txt. Starts a local Ray head in this process (127.0.0.1 only),
 deploys the encoder with 1 and then 2 replicas, and sends ``--uploads`` encodes from
 ``--concurrency`` threads through :class:`~sam_onnx.encoders.remote.RemoteEncoder`
-(the app's client). The local baseline encodes the same inputs one at a time, as the app does.
+(the app's client, as with ``--ray-uploads``). The local baseline encodes the same burst one
+at a time, as the app does, before and after the Ray runs (other jobs' load drifts).
+Latency = from the burst's arrival to an upload's embeddings, queueing included.
 
 Hop overhead of one upload = client wall time - the replica's own encoder time
 (``X-Encode-Seconds``): pixels out, float16 embeddings back, routing, widening to float32.
@@ -40,14 +42,17 @@ def percentile(values, q) -> float:
 
 
 def run_load(encode, inputs, concurrency: int) -> dict:
+    """A burst: every upload arrives at once and at most ``concurrency`` are encoded at a time (the app's queue).
+
+    An upload's latency runs from the burst to its embeddings (queueing included), as its user waits.
+    """
     latencies = []
+    started = time.perf_counter()
 
     def one(x):
-        started = time.perf_counter()
         encode(x)
         latencies.append(time.perf_counter() - started)
 
-    started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, inputs))
     wall = time.perf_counter() - started
@@ -122,6 +127,7 @@ def main(argv=None) -> int:
         report[f"ray_{replicas}"] = row
         print(json.dumps(row), flush=True)
         serve.delete("sam-encoder")
+    report["local_again"] = run_load(local.encode, inputs, 1)  # the load of other jobs drifts: bracket Ray with local
     print(json.dumps(report, indent=1))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
