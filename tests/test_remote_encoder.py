@@ -192,6 +192,14 @@ def test_the_app_encodes_uploads_on_the_deployment(server, local, tmp_path):
     embedding = service.cached_image(record).embedding
     want = local.encode(np.asarray(Image.open(FIXTURE / "image.png").convert("RGB")))
     assert all(np.array_equal(g, w) for g, w in zip(embedding.features, as_float16(want.features)))
+    # The cluster goes away: the next upload is a message for the user; the open image still decodes here.
+    server.stop()
+    other = tmp_path / "other.png"
+    Image.fromarray(np.full((90, 160, 3), 200, np.uint8)).save(other)
+    with pytest.raises(Exception, match="not answering") as info:
+        app.open_image(service, str(other))
+    assert type(info.value).__name__ == "Error"  # gr.Error: shown to the user, the session state untouched
+    assert service.cached_image(record).embedding is embedding
 
 
 @pytest.mark.parametrize(("address", "url"), [
