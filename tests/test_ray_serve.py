@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -32,18 +31,12 @@ from sam_demo.service import SegmentationService  # noqa: E402
 from sam_onnx import Sam2Predictor  # noqa: E402
 from sam_onnx.encoders.remote import ClusterUnavailableError, RemoteEncoder  # noqa: E402
 from sam_onnx.ray_serve import ReplicaConfig, build_app, connect, deploy  # noqa: E402
+from tests.replica_server import FIXTURE, as_float16, free_port, pixels  # noqa: E402
 
-FIXTURE = Path(__file__).parent / "fixtures" / "sam2_tiny"
 REPLICAS = 2
 UPLOADS = 12
 THREADS = 4
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -77,16 +70,8 @@ def replica_pids(url: str, want: int, timeout_s: float = 60.0) -> set[int]:
     return seen
 
 
-def as_float16(arrays) -> tuple[np.ndarray, ...]:
-    return tuple(a.astype(np.float16).astype(np.float32) for a in arrays)
-
-
 def same(got, want) -> bool:
     return all(g.dtype == np.float32 and np.array_equal(g, w) for g, w in zip(got, want))
-
-
-def pixels(seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((1, 3, 1024, 1024), dtype=np.float32)
 
 
 def service_on(url: str, local: Sam2Predictor, **kwargs) -> SegmentationService:

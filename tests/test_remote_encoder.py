@@ -8,12 +8,7 @@ tests/test_ray_serve.py covers on a real local Ray.
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,62 +23,11 @@ from sam_onnx.encoders.remote import (
 )
 from sam_onnx.errors import InvalidImageError, ModelLoadError
 from sam_onnx.ray_serve import EncoderReplica, ReplicaConfig, probe
+from tests.replica_server import FIXTURE, ReplicaServer, as_float16, free_port, pixels
 
-FIXTURE = Path(__file__).parent / "fixtures" / "sam2_tiny"
 UNREACHABLE_SECONDS = 5.0
 FLOAT16_PIXEL_FLIPS = 4
 """Most mask pixels that flipped between float16 and float32 embeddings on this fixture (docs/ray-serve.md)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ReplicaServer:
-    """``EncoderReplica`` behind a stdlib HTTP server on 127.0.0.1; ``fail_next`` answers 500 to that many encodes."""
-
-    def __init__(self, replica: EncoderReplica) -> None:
-        self.replica = replica
-        self.fail_next = 0
-        self.encodes = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                body = json.dumps(outer.replica.info()).encode()
-                self.send_response(200 if self.path.endswith("/info") else 404)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self):
-                data = self.rfile.read(int(self.headers["Content-Length"]))
-                if outer.fail_next > 0:
-                    outer.fail_next -= 1
-                    self.send_response(500)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                blob, _ = outer.replica.encode_bytes(data)
-                outer.encodes += 1
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(blob)))
-                self.end_headers()
-                self.wfile.write(blob)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sam-encoder"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -101,14 +45,6 @@ def server(replica):
     srv = ReplicaServer(replica)
     yield srv
     srv.stop()
-
-
-def pixels(seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((1, 3, 1024, 1024), dtype=np.float32)
-
-
-def as_float16(arrays) -> tuple[np.ndarray, ...]:
-    return tuple(a.astype(np.float16).astype(np.float32) for a in arrays)
 
 
 def test_embeddings_are_the_local_ones_rounded_to_float16(server, local):
@@ -166,40 +102,6 @@ def test_unreachable_deployment_at_start_up_names_the_address():
     assert time.perf_counter() - started < UNREACHABLE_SECONDS
     with pytest.raises(ModelLoadError, match=f"127.0.0.1:{port} is unreachable"):
         probe(f"127.0.0.1:{port}")
-
-
-def test_the_app_refuses_to_start_against_an_unreachable_cluster(capsys):
-    app = pytest.importorskip("app")
-    port = free_port()
-    args = app.parse_args(["--encoder-backend", "ray", "--ray-address", f"http://127.0.0.1:{port}",
-                           "--model-dir", str(FIXTURE)])
-    with pytest.raises(ModelLoadError, match=f"127.0.0.1:{port}"):
-        app.make_service(args)
-    args = app.parse_args(["--encoder-backend", "ray", "--model-dir", str(FIXTURE)])
-    with pytest.raises(ModelLoadError, match="needs --ray-address"):
-        app.make_service(args)
-
-
-def test_the_app_encodes_uploads_on_the_deployment(server, local, tmp_path):
-    app = pytest.importorskip("app")
-    args = app.parse_args(["--encoder-backend", "ray", "--ray-address", server.url, "--model-dir", str(FIXTURE),
-                           "--no-warmup", "--ray-uploads", "3", "--threads", "1"])
-    service = app.make_service(args)
-    assert service.upload_concurrency == 3 and service.predictor.info.encoder_name == "ray:fp32"
-    before = server.encodes
-    record, _ = service.open_image(FIXTURE / "image.png")
-    assert server.encodes == before + 1
-    embedding = service.cached_image(record).embedding
-    want = local.encode(np.asarray(Image.open(FIXTURE / "image.png").convert("RGB")))
-    assert all(np.array_equal(g, w) for g, w in zip(embedding.features, as_float16(want.features)))
-    # The cluster goes away: the next upload is a message for the user; the open image still decodes here.
-    server.stop()
-    other = tmp_path / "other.png"
-    Image.fromarray(np.full((90, 160, 3), 200, np.uint8)).save(other)
-    with pytest.raises(Exception, match="not answering") as info:
-        app.open_image(service, str(other))
-    assert type(info.value).__name__ == "Error"  # gr.Error: shown to the user, the session state untouched
-    assert service.cached_image(record).embedding is embedding
 
 
 @pytest.mark.parametrize(("address", "url"), [

@@ -1,0 +1,77 @@
+"""A real HTTP server around the real Ray Serve replica class, for tests of the app side without Ray."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+
+from sam_onnx.ray_serve import EncoderReplica
+
+FIXTURE = Path(__file__).parent / "fixtures" / "sam2_tiny"
+"""The reduced SAM 2.1 model (real I/O contract) the replicas load."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ReplicaServer:
+    """``EncoderReplica`` behind a stdlib HTTP server on 127.0.0.1; ``fail_next`` answers 500 to that many encodes."""
+
+    def __init__(self, replica: EncoderReplica) -> None:
+        self.replica = replica
+        self.fail_next = 0
+        self.encodes = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                body = json.dumps(outer.replica.info()).encode()
+                self.send_response(200 if self.path.endswith("/info") else 404)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                data = self.rfile.read(int(self.headers["Content-Length"]))
+                if outer.fail_next > 0:
+                    outer.fail_next -= 1
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                blob, _ = outer.replica.encode_bytes(data)
+                outer.encodes += 1
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(blob)))
+                self.end_headers()
+                self.wfile.write(blob)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sam-encoder"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def pixels(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((1, 3, 1024, 1024), dtype=np.float32)
+
+
+def as_float16(arrays) -> tuple[np.ndarray, ...]:
+    return tuple(a.astype(np.float16).astype(np.float32) for a in arrays)
+
+

@@ -1,0 +1,61 @@
+"""The app with ``--encoder-backend ray``: start-up checks, uploads encoded by the deployment, a lost cluster.
+
+The deployment here is the real replica class behind a stdlib HTTP server
+(tests/test_remote_encoder.py); tests/test_ray_serve.py runs it on a real Ray.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import app
+from sam_onnx import Sam2Predictor
+from sam_onnx.errors import ModelLoadError
+from sam_onnx.ray_serve import EncoderReplica, ReplicaConfig
+from tests.replica_server import FIXTURE, ReplicaServer, as_float16, free_port
+
+
+@pytest.fixture(scope="module")
+def local() -> Sam2Predictor:
+    return Sam2Predictor.from_files(FIXTURE / "encoder.onnx", FIXTURE / "decoder.onnx", threads=1)
+
+
+@pytest.fixture
+def server():
+    srv = ReplicaServer(EncoderReplica(ReplicaConfig(model_dir=str(FIXTURE), encoder="fp32", threads=1)))
+    yield srv
+    srv.stop()
+
+
+def test_the_app_refuses_to_start_against_an_unreachable_cluster(capsys):
+    port = free_port()
+    args = app.parse_args(["--encoder-backend", "ray", "--ray-address", f"http://127.0.0.1:{port}",
+                           "--model-dir", str(FIXTURE)])
+    with pytest.raises(ModelLoadError, match=f"127.0.0.1:{port}"):
+        app.make_service(args)
+    args = app.parse_args(["--encoder-backend", "ray", "--model-dir", str(FIXTURE)])
+    with pytest.raises(ModelLoadError, match="needs --ray-address"):
+        app.make_service(args)
+
+
+def test_the_app_encodes_uploads_on_the_deployment(server, local, tmp_path):
+    args = app.parse_args(["--encoder-backend", "ray", "--ray-address", server.url, "--model-dir", str(FIXTURE),
+                           "--no-warmup", "--ray-uploads", "3", "--threads", "1"])
+    service = app.make_service(args)
+    assert service.upload_concurrency == 3 and service.predictor.info.encoder_name == "ray:fp32"
+    before = server.encodes
+    record, _ = service.open_image(FIXTURE / "image.png")
+    assert server.encodes == before + 1
+    embedding = service.cached_image(record).embedding
+    want = local.encode(np.asarray(Image.open(FIXTURE / "image.png").convert("RGB")))
+    assert all(np.array_equal(g, w) for g, w in zip(embedding.features, as_float16(want.features)))
+    # The cluster goes away: the next upload is a message for the user; the open image still decodes here.
+    server.stop()
+    other = tmp_path / "other.png"
+    Image.fromarray(np.full((90, 160, 3), 200, np.uint8)).save(other)
+    with pytest.raises(Exception, match="not answering") as info:
+        app.open_image(service, str(other))
+    assert type(info.value).__name__ == "Error"  # gr.Error: shown to the user, the session state untouched
+    assert service.cached_image(record).embedding is embedding
