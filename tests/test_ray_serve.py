@@ -120,9 +120,24 @@ def test_concurrent_uploads_all_succeed(cluster, local, tmp_path):
     assert service.predictor.encoder.stats.requests == UPLOADS
 
 
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU time of a process so far, in clock ticks (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def busiest(pids: set[int], window_s: float = 0.3) -> int | None:
+    """The replica that burns the most CPU over a short window (it is encoding), or None if all are idle."""
+    before = {pid: cpu_ticks(pid) for pid in pids}
+    time.sleep(window_s)
+    used = {pid: cpu_ticks(pid) - before[pid] for pid in pids}
+    pid = max(used, key=used.get)
+    return pid if used[pid] > 0 else None
+
+
 def test_killing_a_replica_mid_stream_loses_no_upload(cluster, local):
     remote = RemoteEncoder.connect(cluster, timeout_s=120)
-    victim = min(replica_pids(cluster, REPLICAS))
+    pids = replica_pids(cluster, REPLICAS)
     inputs = [pixels(i) for i in range(UPLOADS)]
     done = []
 
@@ -135,6 +150,10 @@ def test_killing_a_replica_mid_stream_loses_no_upload(cluster, local):
         futures = [pool.submit(upload, i) for i in range(UPLOADS)]
         while len(done) < 2:  # the stream is flowing: both replicas are busy with queued uploads behind them
             time.sleep(0.02)
+        victim = None
+        while victim is None and len(done) < UPLOADS - THREADS:
+            victim = busiest(pids)  # encoding right now, so the kill lands mid-request
+        assert victim is not None, "no replica was seen encoding"
         os.kill(victim, signal.SIGKILL)
         results = [f.result(timeout=180) for f in futures]
     for x, got in zip(inputs, results):
