@@ -10,7 +10,7 @@ Latency = from the burst's arrival to an upload's embeddings, queueing included.
 Hop overhead of one upload = client wall time - the replica's own encoder time
 (``X-Encode-Seconds``): pixels out, float16 embeddings back, routing, widening to float32.
 
-    python bench/bench_ray.py --model-dir /root/.cache/sam2-standin/trace
+    python bench/bench_ray.py --model-dir $SAM_STANDIN_DIR
 
 On a 2-core box two replicas share the same two cores: they cannot beat one
 replica with 2 threads by much; the numbers show the overhead and the queueing,
@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+STANDIN_ENV = "SAM_STANDIN_DIR"
 
 from sam_onnx.encoders.remote import ENCODE_SECONDS_HEADER, RemoteEncoder  # noqa: E402
 from sam_onnx.ray_serve import LOOPBACK_ENV, ReplicaConfig, build_app, connect, deploy  # noqa: E402
@@ -89,7 +91,8 @@ def hop(url: str, local_encode, x: np.ndarray, rounds: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--model-dir", default=os.environ.get(STANDIN_ENV),
+                        help=f"folder with encoder.onnx + decoder.onnx (default ${STANDIN_ENV}: a full-size stand-in)")
     parser.add_argument("--uploads", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--hop-rounds", type=int, default=5)
@@ -99,6 +102,8 @@ def main(argv=None) -> int:
                         help="nice value of Ray's worker processes (Ray's default is 15, which on a shared machine "
                              "starves the replicas against the nice-0 local baseline; default 0 = a fair race)")
     args = parser.parse_args(argv)
+    if not args.model_dir:
+        parser.error(f"give --model-dir or set {STANDIN_ENV}")
     os.environ.update({**LOOPBACK_ENV, "RAY_AUTH_MODE": "disabled", "RAY_worker_niceness": str(args.niceness)})
 
     from ray import serve
