@@ -37,9 +37,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_pipeline  # noqa: E402
-import common  # noqa: E402
+from bench import bench_pipeline, common
 
 DEFAULT_VARIANTS = ("fp32", "int8", "openvino-bf16", "openvino-f32", "fp16")
 TARGET_RATIO = 0.45
@@ -71,7 +69,7 @@ def load_variants(folder: Path, variants, threads: int | None, cache_dir: Path) 
 
     fp16 = folder / "encoder_fp16.onnx"
     if "fp16" in variants and not fp16.is_file():  # the stand-in has none: a converted copy, made once
-        import bench_session_options
+        from bench import bench_session_options
 
         fp16 = bench_session_options.fp16_encoder(folder, common.RESULTS / f"fp16-{folder.name}")
     predictors = {}

@@ -10,7 +10,7 @@ Latency = from the burst's arrival to an upload's embeddings, queueing included.
 Hop overhead of one upload = client wall time - the replica's own encoder time
 (``X-Encode-Seconds``): pixels out, float16 embeddings back, routing, widening to float32.
 
-    python bench/bench_ray.py --model-dir $SAM_STANDIN_DIR
+    python -m bench.bench_ray --model-dir $SAM_STANDIN_DIR
 
 On a 2-core box two replicas share the same two cores: they cannot beat one
 replica with 2 threads by much; the numbers show the overhead and the queueing,
@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -31,12 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sam_onnx.encoders.remote import ENCODE_SECONDS_HEADER, RemoteEncoder
+from sam_onnx.ray_serve import LOOPBACK_ENV, ReplicaConfig, build_app, connect, deploy
 
 STANDIN_ENV = "SAM_STANDIN_DIR"
-
-from sam_onnx.encoders.remote import ENCODE_SECONDS_HEADER, RemoteEncoder  # noqa: E402
-from sam_onnx.ray_serve import LOOPBACK_ENV, ReplicaConfig, build_app, connect, deploy  # noqa: E402
 
 
 def percentile(values, q) -> float:

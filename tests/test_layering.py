@@ -109,3 +109,12 @@ sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", *{files!r}]))
 """
     run = _run_blocked(code, timeout=1200)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+
+
+def test_no_module_edits_sys_path():
+    """``bench`` and ``tools`` are packages run with ``python -m``: nothing patches the import path to find a module."""
+    edits = ("sys.path.insert", "sys.path.append")
+    offenders = [str(p.relative_to(REPO)) for folder in ("bench", "tools", "sam_onnx", "sam_demo", "tests")
+                 for p in sorted((REPO / folder).rglob("*.py"))
+                 if p != Path(__file__) and any(edit in p.read_text() for edit in edits)]
+    assert not offenders

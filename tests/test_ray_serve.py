@@ -90,7 +90,7 @@ def test_the_benchmark_runs(tmp_path):
     import sys
 
     out = tmp_path / "bench.json"
-    run = subprocess.run([sys.executable, "bench/bench_ray.py", "--model-dir", str(FIXTURE), "--uploads", "2",
+    run = subprocess.run([sys.executable, "-m", "bench.bench_ray", "--model-dir", str(FIXTURE), "--uploads", "2",
                           "--concurrency", "2", "--hop-rounds", "1", "--cpus", "2", "--json", str(out)],
                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
