@@ -51,8 +51,8 @@ def _nncf():
     try:
         import nncf
     except ImportError as exc:
-        raise EncoderUnavailable("the nncf package is not installed (pip install nncf); it makes the int8 copy") \
-            from exc
+        raise EncoderUnavailable("the nncf package is not installed (pip install -r requirements-int8.txt); "
+                                 "it makes the int8 copy") from exc
     except Exception as exc:  # a broken install
         raise EncoderUnavailable(f"the nncf package does not load ({type(exc).__name__}: {exc})") from exc
     return nncf
