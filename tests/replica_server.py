@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -23,12 +24,20 @@ def free_port() -> int:
 
 
 class ReplicaServer:
-    """``EncoderReplica`` behind a stdlib HTTP server on 127.0.0.1; ``fail_next`` answers 500 to that many encodes."""
+    """``EncoderReplica`` behind a stdlib HTTP server on 127.0.0.1; ``fail_next`` answers 500 to that many encodes.
 
-    def __init__(self, replica: EncoderReplica) -> None:
+    ``hold_s`` keeps each encode request open that long first (a slow replica), and ``most_in_flight``
+    counts the most encode requests it held at once.
+    """
+
+    def __init__(self, replica: EncoderReplica, hold_s: float = 0.0) -> None:
         self.replica = replica
         self.fail_next = 0
         self.encodes = 0
+        self.hold_s = hold_s
+        self.most_in_flight = 0
+        self._in_flight = 0
+        self._lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -43,6 +52,17 @@ class ReplicaServer:
                 self.wfile.write(body)
 
             def do_POST(self):
+                with outer._lock:
+                    outer._in_flight += 1
+                    outer.most_in_flight = max(outer.most_in_flight, outer._in_flight)
+                try:
+                    time.sleep(outer.hold_s)
+                    self._encode()
+                finally:
+                    with outer._lock:
+                        outer._in_flight -= 1
+
+            def _encode(self):
                 data = self.rfile.read(int(self.headers["Content-Length"]))
                 if outer.fail_next > 0:
                     outer.fail_next -= 1

@@ -6,6 +6,8 @@ The deployment here is the real replica class behind a stdlib HTTP server
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -59,3 +61,24 @@ def test_the_app_encodes_uploads_on_the_deployment(server, local, tmp_path):
         app.open_image(service, str(other))
     assert type(info.value).__name__ == "Error"  # gr.Error: shown to the user, the session state untouched
     assert service.cached_image(record).embedding is embedding
+
+
+@pytest.mark.parametrize("uploads_at_once", [1, 3])
+def test_ray_uploads_sets_how_many_uploads_are_encoded_at_once(uploads_at_once, tmp_path):
+    """Three users upload together: with --ray-uploads 3 the deployment gets all three at once, with 1 one by one."""
+    hold_s = 0.5  # each encode request is held this long, so three sent together overlap however busy the CPU is
+    srv = ReplicaServer(EncoderReplica(ReplicaConfig(model_dir=str(FIXTURE), encoder="fp32", threads=1)), hold_s)
+    try:
+        args = app.parse_args(["--encoder-backend", "ray", "--ray-address", srv.url, "--model-dir", str(FIXTURE),
+                               "--no-warmup", "--ray-uploads", str(uploads_at_once), "--threads", "1"])
+        service = app.make_service(args)
+        paths = []
+        for i in range(3):
+            paths.append(tmp_path / f"user{i}.png")
+            Image.fromarray(np.full((80 + i, 120, 3), 40 * i, np.uint8)).save(paths[-1])
+        with ThreadPoolExecutor(3) as pool:
+            infos = list(pool.map(lambda p: service.open_image(p)[1], paths))
+        assert not any(info["cache_hit"] for info in infos) and srv.encodes == 3
+        assert srv.most_in_flight == uploads_at_once
+    finally:
+        srv.stop()
