@@ -119,36 +119,34 @@ def browser():
         playwright.stop()
 
 
-@pytest.fixture(scope="session")
-def demo_url(predictor):
-    """The demo served in this process on a free port, on the analytic models (default display side 1536)."""
+def _serve(predictor, image_cache_mb: int):
+    """The demo on ``predictor``, served in this process on a free port: yields its URL, closes it after."""
     import app
     from sam_demo.service import SegmentationService
 
-    demo = app.build_demo(SegmentationService(predictor, image_cache_mb=256))
+    demo = app.build_demo(SegmentationService(predictor, image_cache_mb=image_cache_mb))
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs("127.0.0.1", free_port()))
     try:
         yield url
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="session")
+def demo_url(predictor):
+    """The demo on the analytic models (default display side 1536)."""
+    yield from _serve(predictor, image_cache_mb=256)
 
 
 @pytest.fixture(scope="session")
 def fixture_demo_url():
-    """The demo served on the reduced real-architecture model (tests/fixtures/sam2_tiny) instead of the
+    """The demo on the reduced real-architecture model (tests/fixtures/sam2_tiny) instead of the
     analytic ones, for the cases compared with PyTorch's masks."""
-    import app
-    from sam_demo.service import SegmentationService
     from sam_onnx import Sam2Predictor
     from tests.test_reference_fixture import FIXTURE
 
     predictor = Sam2Predictor.from_files(FIXTURE / "encoder.onnx", FIXTURE / "decoder.onnx", threads=1)
-    demo = app.build_demo(SegmentationService(predictor, image_cache_mb=64))
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs("127.0.0.1", free_port()))
-    try:
-        yield url
-    finally:
-        demo.close()
+    yield from _serve(predictor, image_cache_mb=64)
 
 
 @pytest.fixture(scope="session")
