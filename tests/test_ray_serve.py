@@ -23,7 +23,12 @@ from PIL import Image
 
 from sam_onnx.ray_serve import LOOPBACK_ENV
 
-os.environ.update({**LOOPBACK_ENV, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
+RAY_ENV = {**LOOPBACK_ENV, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_worker_niceness": "0"}
+"""``RAY_worker_niceness``: Ray starts its workers (Serve's proxy, controller, replicas) at nice 15, which on a busy
+machine starves them: beside two CPU-bound processes the proxy missed Serve's 60 s start deadline and every test
+of the module errored. At nice 0 they get their fair share, like the test process that waits for them."""
+os.environ.update(RAY_ENV)
 serve = pytest.importorskip("ray.serve", reason="Ray Serve is optional: pip install -r requirements-serve.txt")
 
 from sam_demo.editor import Editor  # noqa: E402
