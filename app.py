@@ -272,19 +272,16 @@ def show_image(service: SegmentationService, loaded, options: ViewOptions, state
                request: gr.Request = None):
     """Second step of an upload (edit queue, ordered with the tab's clicks): a fresh editor on the new image.
 
-    Gradio can fire ``.change`` twice for one upload; a second run for the image already shown
-    (same content and file) keeps the user's prompts instead of wiping them. A segment-everything
-    run of this tab on the previous image is cancelled: its masks would not be added anyway.
+    A second run for the image already shown (same content and file) keeps the user's prompts
+    instead of wiping them. A segment-everything run of this tab on the previous image is
+    cancelled: its masks would not be added anyway.
     """
     if loaded is None:
         return unchanged()
     record, info = loaded
     if state is not None and (state.record.key, state.record.path) == (record.key, record.path):
         return unchanged()
-    if state is not None:
-        tab = _tab_id(request)
-        if not (tab is not None and service.cancels.cancel(tab)):
-            service.cancels.cancel(state.record.key)
+    cancel_everything(service, state, request)
     state = AppState(record, Editor.start(record.original_hw))
     view = service.render(record, state.editor, options)
     extra = "cached" if info["cache_hit"] else f"encode {info['encode_ms'] / 1e3:.2f} s"

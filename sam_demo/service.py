@@ -212,7 +212,7 @@ class SegmentationService:
         """
         started = time.perf_counter()
         progress(0.05, "Reading the image")
-        with self.intake.turn():  # one image in memory at a time, however many arrive
+        with self.intake.turn():  # upload_concurrency images in memory at a time, however many arrive
             loaded = load_image(path, limits=self.limits)
             loaded_at = time.perf_counter()
             frame = DisplayFrame.fit(loaded.rgb.shape[:2], self.display_max_side)
