@@ -18,20 +18,23 @@ from sam_onnx.types import Box, Point, Prompts
 from tests.conftest import make_rgb
 
 HW = (180, 260)
+DISPLAY_SIDE = 128
+"""Shown at 89×128: the incremental path maps prompts and masks to a scaled, non-square display frame."""
 
 
 @pytest.fixture
 def opened(predictor, tmp_path):
-    service = SegmentationService(predictor, image_cache_mb=64)
+    service = SegmentationService(predictor, image_cache_mb=64, display_max_side=DISPLAY_SIDE)
     path = tmp_path / "photo.png"
     Image.fromarray(make_rgb(*HW, seed=4)).save(path)
     record, _ = service.open_image(str(path))
+    assert record.frame.display_hw != HW  # a scaled frame: display pixels are not original pixels
     return service, record
 
 
 def _reference(predictor, record, editor, options) -> np.ndarray:
     """From scratch with a fresh service: no cached background, results or scores."""
-    fresh = SegmentationService(predictor, image_cache_mb=64)
+    fresh = SegmentationService(predictor, image_cache_mb=64, display_max_side=DISPLAY_SIDE)
     cached = fresh.cached_image(record)
     active = [o for o in editor.objects if not o.prompts.is_empty]
     results = dict(zip((o.id for o in active), fresh.results(record, [o.prompts for o in active])))
@@ -72,7 +75,7 @@ def test_incremental_drawing_equals_drawing_from_scratch(opened, predictor):
     for step in range(60):
         editor = _random_edit(editor, rng)
         most = max(most, sum(not o.prompts.is_empty and editor.is_visible(o.id) for o in editor.objects))
-        option = options[step % 7 == 6]
+        option = options[step % len(options)]
         shown = service.render(record, editor, option).overlay
         if step % 3 == 0 or step > 50:
             np.testing.assert_array_equal(shown, _reference(predictor, record, editor, option), err_msg=f"step {step}")

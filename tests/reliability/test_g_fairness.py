@@ -156,7 +156,7 @@ def test_G4_a_30_mb_body_is_refused_at_once_and_memory_stays(served):
             assert response.status_code == 413 and time.perf_counter() - started < 2.0
             assert response.json()["detail"].startswith("The request is larger than 2 MB")
         # Without a Content-Length (chunked), the body is read up to the limit, then refused.
-        chunks = (body[i:i + 1 << 20] for i in range(0, len(body), 1 << 20))
+        chunks = (body[i:i + (1 << 20)] for i in range(0, len(body), 1 << 20))
         response = http.post(f"{url}/gradio_api/queue/join", content=chunks,
                              headers={"content-type": "application/json"})
         assert response.status_code == 413
