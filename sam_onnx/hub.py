@@ -6,6 +6,7 @@ sam_onnx never touches the network or the disk.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -81,6 +82,14 @@ def resolve_local_files(model_dir: str | os.PathLike, *, fp16_encoder: bool = Fa
 
 
 def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, memoised per (path, size, mtime): one process hashes each file once,
+    however many checks (the hub's file check, the encoder fingerprints) ask."""
+    stat = Path(path).stat()
+    return _sha256_of(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(_HASH_CHUNK):

@@ -81,6 +81,37 @@ def test_cached_hub_files_with_external_data_load_and_segment(tmp_path, hub_file
     assert result.best_mask[60, 100]
 
 
+def test_one_start_hashes_each_model_file_once_for_all_its_checks(tmp_path, hub_files, spec, monkeypatch):
+    """The hub's file check and the encoder fingerprint (auto's decision key, the int8 copy's name) share hashes:
+    the bytes hashed are the model files' bytes once (plus the fingerprints' few hex digests)."""
+    from sam_onnx.encoders.fingerprint import model_fingerprint
+
+    hashed = [0]
+    real_sha256 = hashlib.sha256
+
+    class Counting:
+        def __init__(self, data=b""):
+            self._digest = real_sha256(data)
+            hashed[0] += len(data)
+
+        def update(self, data):
+            hashed[0] += len(data)
+            self._digest.update(data)
+
+        def hexdigest(self):
+            return self._digest.hexdigest()
+
+    cache = make_cache(tmp_path, hub_files)
+    hub._sha256_of.cache_clear()
+    monkeypatch.setattr(hashlib, "sha256", Counting)
+    files = resolve_hub_files(spec, cache_dir=cache, local_files_only=True)
+    for _ in range(2):  # e.g. auto's decision key, then the int8 copy's folder name
+        model_fingerprint(files.encoder)
+        model_fingerprint(files.decoder)
+    model_bytes = sum((hub_files / name).stat().st_size for name in FILES)
+    assert model_bytes <= hashed[0] <= model_bytes + 4096
+
+
 def test_hf_hub_offline_env_uses_the_cache_only(tmp_path, hub_files, spec):
     """HF_HUB_OFFLINE=1 in a fresh process: cached files load, missing ones give the offline message."""
     cache = make_cache(tmp_path / "full", hub_files)

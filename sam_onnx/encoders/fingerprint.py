@@ -1,8 +1,9 @@
 """A model file's identity: SHA-256 over the ``.onnx`` graph and the external-data files it names.
 
 The published encoder keeps its weights in ``vision_encoder.onnx_data``; hashing
-the 0.5 MB graph alone would miss a changed weight file. Hashes are memoised
-per (path, size, mtime) so that one start hashes each file once.
+the 0.5 MB graph alone would miss a changed weight file. File hashes come from
+:func:`sam_onnx.hub.sha256_of`, memoised per (path, size, mtime) and shared with the
+hub's file check, so one start hashes each file once.
 """
 
 from __future__ import annotations
@@ -58,11 +59,5 @@ def model_fingerprint(path: Path) -> str:
     parts = (path, *external_data_files(path))
     digest = hashlib.sha256()
     for part in parts:
-        stat = part.stat()
-        digest.update(_file_hash(str(part), stat.st_size, stat.st_mtime_ns).encode())
+        digest.update(sha256_of(part).encode())
     return digest.hexdigest()
-
-
-@functools.lru_cache(maxsize=16)
-def _file_hash(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_of(Path(path))
