@@ -1,7 +1,8 @@
 """The stateless predictor: encode an image once, decode any number of prompts.
 
-``Sam2Predictor`` holds two onnxruntime sessions and nothing else that
-changes: per-image data lives in the :class:`~sam_onnx.types.ImageEmbedding`
+``Sam2Predictor`` holds an image encoder (:class:`~sam_onnx.encoders.ImageEncoder`:
+onnxruntime, OpenVINO or a remote deployment) and the decoder's onnxruntime
+session, and nothing else that changes: per-image data lives in the :class:`~sam_onnx.types.ImageEmbedding`
 value that :meth:`Sam2Predictor.encode` returns, so one predictor serves many
 threads and users at once. It composes the pure steps (preprocess, prompts,
 postprocess) and does no array maths of its own.
@@ -121,7 +122,7 @@ class Sam2Predictor:
             ModelLoadError: a session's inputs or outputs are not SAM 2.1's.
         """
         if not isinstance(encoder, encoders.ImageEncoder):
-            encoder = encoders.OrtEncoder(encoder, name=_ort_variant_name(encoder), path=encoder_path)
+            encoder = encoders.OrtEncoder(encoder, path=encoder_path)
         ort_session.check_contract(decoder_session, ort_session.DECODER_INPUTS, ort_session.DECODER_OUTPUTS,
                                    label=f"decoder {decoder_path}".strip())
         self._encoder = encoder
@@ -272,7 +273,7 @@ class Sam2Predictor:
 
         Raises:
             InvalidImageError: the input is not an image.
-            InferenceError: onnxruntime failed.
+            InferenceError: the encoder engine failed.
         """
         return self.encode_pixels(*preprocess_image(as_rgb_uint8(image)))
 
@@ -344,11 +345,6 @@ def _decode_many(decoder, embedding: ImageEmbedding, objects: Sequence[Prompts],
         for q, index in enumerate(batch.object_indices):
             results[index] = MaskResult(logits[0, q], iou[0, q], float(obj[0, q, 0]), geometry)
     return tuple(results)
-
-
-def _ort_variant_name(session) -> str:
-    """``"fp16"`` for a float16 encoder session, else ``"fp32"``."""
-    return encoders.FP16 if ort_session.input_type(session, "pixel_values") == np.float16 else encoders.FP32
 
 
 def _fp16_if_present(model_dir, **kwargs) -> Path | None:

@@ -1,4 +1,5 @@
-"""onnxruntime sessions: options, providers and the I/O contract. The only importer of onnxruntime.
+"""onnxruntime sessions: options, providers and the I/O contract. The only importer of onnxruntime
+(besides ``encoders.ort_int8``, which needs its quantization tool).
 
 I/O contract of onnx-community/sam2.1-hiera-small-ONNX (docs/model-io.md)::
 

@@ -20,7 +20,6 @@ chosen variant directly. Any change to those makes a new check.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -36,7 +35,7 @@ import numpy as np
 from ..errors import SamOnnxError
 from ..geometry import Geometry
 from ..types import NEGATIVE, Box, ImageEmbedding, MaskResult, Point, Prompts
-from .base import EncoderSource, ImageEncoder, Variant
+from .base import EncoderSource, ImageEncoder, Variant, package_version
 from .fingerprint import model_fingerprint
 from .ort_fp32 import FP32
 
@@ -178,13 +177,6 @@ def _timed(encoder: ImageEncoder, pixels: np.ndarray) -> tuple[float, tuple[np.n
 
 
 # ---------------------------------------------------------------------------- decision cache
-def _package_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def cpu_identity() -> dict[str, str]:
     """CPU model name and a hash of its feature flags (what decides which engines run fast)."""
     model, flags = platform.processor() or platform.machine(), ""
@@ -214,7 +206,7 @@ def decision_key(source: EncoderSource, candidates: Sequence[str], *, decoder: P
         "cpu": cpu_identity(),
         "threads": source.threads,
         "providers": list(source.providers or ()),
-        "packages": {name: _package_version(name) for name in ("onnxruntime", "openvino", "numpy")},
+        "packages": {name: package_version(name) for name in ("onnxruntime", "openvino", "numpy")},
         "candidates": list(candidates),
         "agreement": asdict(agreement),
         "min_speedup": min_speedup,

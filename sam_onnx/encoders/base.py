@@ -15,6 +15,7 @@ one module with a ``VARIANTS`` tuple of :class:`Variant` (see
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,6 +99,14 @@ class Variant:
 
 class EncoderUnavailable(ModelLoadError):
     """This encoder variant cannot run here (package missing, CPU lacks a feature, file absent)."""
+
+
+def package_version(name: str) -> str | None:
+    """The installed version of a distribution (part of the keys of derived files and ``auto`` decisions)."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def default_cache_dir() -> Path:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from ..errors import ModelLoadError
-from .base import EncoderSource, EncoderUnavailable, Variant
+from .base import EncoderSource, EncoderUnavailable, Variant, package_version
 from .fingerprint import model_fingerprint
 from .openvino_cpu import (
     OPENVINO,
@@ -58,19 +58,9 @@ def _nncf():
     return nncf
 
 
-def _package_version(name: str) -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
-
-    try:
-        return dist_version(name)
-    except PackageNotFoundError:
-        return "none"
-
-
 def int8_ir_path(source: EncoderSource) -> Path:
     """Where the int8 IR of ``source.encoder`` lives (keyed by its hash and the OpenVINO and NNCF versions)."""
-    key = f"{model_fingerprint(source.encoder)[:16]}-openvino{version()}-nncf{_package_version('nncf')}"
+    key = f"{model_fingerprint(source.encoder)[:16]}-openvino{version()}-nncf{package_version('nncf') or 'none'}"
     return source.cache_dir / "openvino-int8" / key / IR_NAME
 
 

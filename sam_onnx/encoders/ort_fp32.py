@@ -27,8 +27,10 @@ class OrtEncoder:
 
     __slots__ = ("name", "description", "path", "_session", "_dtype")
 
-    def __init__(self, session, *, name: str, description: str = "", path: str = "") -> None:
+    def __init__(self, session, *, name: str | None = None, description: str = "", path: str = "") -> None:
         """Check ``session`` against the SAM 2.1 encoder contract and wrap it.
+
+        ``name`` defaults to ``"fp32"``, or ``"fp16"`` for a float16 graph.
 
         Raises:
             ModelLoadError: its inputs or outputs are not SAM 2.1's.
@@ -37,7 +39,7 @@ class OrtEncoder:
                                    label=f"encoder {path}".strip())
         self._session = session
         self._dtype = ort_session.input_type(session, "pixel_values")
-        self.name = name
+        self.name = name or (FP16 if self._dtype == np.float16 else FP32)
         self.path = path
         self.description = description or (f"onnxruntime {ort_session.version()} {np.dtype(self._dtype).name} "
                                             f"on {', '.join(self.providers)}")
@@ -73,8 +75,6 @@ def load_file(path: Path, source: EncoderSource, *, name: str | None = None, des
     """
     session = ort_session.create_session(path, label=f"{name or 'image'} encoder {path}",
                                          providers=source.providers, threads=source.threads)
-    if name is None:
-        name = FP16 if ort_session.input_type(session, "pixel_values") == np.float16 else FP32
     return OrtEncoder(session, name=name, description=description, path=str(path))
 
 
