@@ -30,14 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.common import STANDIN_ENV, model_dir, percentile, write_json
 from sam_onnx.encoders.remote import ENCODE_SECONDS_HEADER, RemoteEncoder
-from sam_onnx.ray_serve import LOOPBACK_ENV, ReplicaConfig, build_app, connect, deploy
-
-STANDIN_ENV = "SAM_STANDIN_DIR"
-
-
-def percentile(values, q) -> float:
-    return float(np.percentile(np.asarray(values), q))
+from sam_onnx.ray_serve import APP_NAME, LOOPBACK_ENV, ReplicaConfig, build_app, connect, deploy
 
 
 def run_load(encode, inputs, concurrency: int) -> dict:
@@ -88,7 +83,7 @@ def hop(url: str, local_encode, x: np.ndarray, rounds: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", default=os.environ.get(STANDIN_ENV),
+    parser.add_argument("--model-dir",
                         help=f"folder with encoder.onnx + decoder.onnx (default ${STANDIN_ENV}: a full-size stand-in)")
     parser.add_argument("--uploads", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=4)
@@ -99,8 +94,7 @@ def main(argv=None) -> int:
                         help="nice value of Ray's worker processes (Ray's default is 15, which on a shared machine "
                              "starves the replicas against the nice-0 local baseline; default 0 = a fair race)")
     args = parser.parse_args(argv)
-    if not args.model_dir:
-        parser.error(f"give --model-dir or set {STANDIN_ENV}")
+    folder = str(model_dir(args.model_dir))
     os.environ.update({**LOOPBACK_ENV, "RAY_AUTH_MODE": "disabled", "RAY_worker_niceness": str(args.niceness)})
 
     from ray import serve
@@ -109,7 +103,7 @@ def main(argv=None) -> int:
 
     rng = np.random.default_rng(0)
     inputs = [rng.standard_normal((1, 3, 1024, 1024), dtype=np.float32) for _ in range(args.uploads)]
-    local = Sam2Predictor.from_pretrained(model_dir=args.model_dir, encoder="fp32", threads=args.cpus).encoder
+    local = Sam2Predictor.from_pretrained(model_dir=folder, encoder="fp32", threads=args.cpus).encoder
     local.encode(inputs[0])  # warm-up
     report = {"cpus": args.cpus, "local": run_load(local.encode, inputs, 1)}
     connect(None, num_cpus=args.cpus, object_store_mb=512)
@@ -117,22 +111,22 @@ def main(argv=None) -> int:
     for replicas in (1, 2):
         threads = max(1, args.cpus // replicas)
         started = time.perf_counter()
-        url = deploy(build_app(ReplicaConfig(args.model_dir, "fp32", threads), num_replicas=replicas,
+        url = deploy(build_app(ReplicaConfig(folder, "fp32", threads), num_replicas=replicas,
                                replica_cpus=args.cpus / replicas), http_port=port)
         ready = time.perf_counter() - started
         remote = RemoteEncoder.connect(url, timeout_s=600)
-        remote.encode(inputs[0])  # warm-up every replica's arena a little
+        remote.encode(inputs[0])  # warm-up (reaches one replica; the burst below warms the others)
         row = {"replicas": replicas, "threads_per_replica": threads, "deploy_s": round(ready, 1),
                **run_load(remote.encode, inputs, args.concurrency)}
         if replicas == 1:
             row["hop"] = hop(url, local.encode, inputs[0], args.hop_rounds)
         report[f"ray_{replicas}"] = row
         print(json.dumps(row), flush=True)
-        serve.delete("sam-encoder")
+        serve.delete(APP_NAME)
     report["local_again"] = run_load(local.encode, inputs, 1)  # the load of other jobs drifts: bracket Ray with local
     print(json.dumps(report, indent=1))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
+        write_json(args.json, report)
     serve.shutdown()
     return 0
 

@@ -42,6 +42,7 @@ import numpy as np
 
 from .encoders import encoder_choices
 from .encoders.remote import (
+    DEFAULT_HTTP_PORT,
     EMBEDDING_DTYPE,
     ENCODE_SECONDS_HEADER,
     PIXEL_BYTES,
@@ -60,7 +61,6 @@ APP_NAME = "sam-encoder"
 DEPLOYMENT_NAME = "SamEncoder"
 DEFAULT_REPLICA_CPUS = 2
 """CPUs Ray reserves per replica (and its encoder's threads, unless --replica-threads says otherwise)."""
-DEFAULT_HTTP_PORT = 8000
 LOOPBACK = "127.0.0.1"
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 """Ray rewrites a loopback node address to the machine's routable one on Linux unless this is off
@@ -138,7 +138,7 @@ class EncoderReplica:
         return dict(self._info)
 
     def encode(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(1, 3, 1024, 1024)`` float32 -> the three embeddings as float16 (for a DeploymentHandle caller)."""
+        """``(1, 3, 1024, 1024)`` float32 -> the three embeddings as float16 (the transfer format)."""
         return tuple(e.astype(EMBEDDING_DTYPE) for e in self._encoder.encode(pixel_values))
 
     def encode_bytes(self, body: bytes) -> tuple[bytes, float]:

@@ -16,7 +16,7 @@ app process a Ray driver, and a driver is ended by Ray 60 s after it loses the
 cluster (with every user's session); connecting to a dead address hangs for
 minutes; and the app machine would have to be a Ray node. Over HTTP the app
 needs no Ray at all, a lost cluster is an ordinary error, and the hop costs
-about 30 ms more than a handle (~1 % of an encode, bench/bench_ray.py).
+about 30 ms more than a handle (~1 % of an encode; measured with a prototype, docs/ray-serve.md).
 
 Faults: a request that fails with a 5xx or a dropped connection (a replica died
 mid-request) is sent once more; Serve has already taken the dead replica out of
