@@ -28,8 +28,9 @@ import gradio as gr
 
 from sam_demo.editor import MAX_OBJECTS, Editor
 from sam_demo.gradio_guard import SafeBlocks, guarded, request_limits_middleware, uploaded_image, user_error
+from sam_demo.limits import api_objects
 from sam_demo.page import CSS, DISPLAY_HEIGHT, HEAD, HELP, TITLE, UPLOAD_BOX_HEIGHT
-from sam_demo.service import DEFAULT_DISPLAY_SIDE, ImageRecord, SegmentationService, segment_objects_from_json
+from sam_demo.service import DEFAULT_DISPLAY_SIDE, ImageRecord, SegmentationService
 from sam_demo.view import View, ViewOptions
 from sam_onnx import InvalidPromptError, Sam2Predictor, SamOnnxError, amg
 from sam_onnx.encoders import ENCODER_ENV, encoder_choices
@@ -527,7 +528,7 @@ def api_segment(service: SegmentationService, image: str | None, prompts):
     if image is None:
         raise gr.Error("Send an image.", print_exception=False)
     try:
-        return service.segment(image, segment_objects_from_json(prompts))
+        return service.segment(image, api_objects(prompts))
     except SamOnnxError as exc:
         raise user_error(exc) from None
 

@@ -13,7 +13,9 @@ another user's click waits for at most one piece of theirs (about one decoder
 call, 20-50 ms on 2 cores) before it runs.
 
 Encoder runs (seconds each, not divisible) take turns on a separate gate, so an
-upload never holds anyone's click, and two uploads never run at once.
+upload never holds anyone's click. That gate has one slot with a local encoder
+(two uploads never run at once) and ``--ray-uploads`` slots when a Ray Serve
+deployment encodes.
 
 Turns are re-entrant within a thread: code that already holds a turn and calls a
 function that asks for one keeps its turn.

@@ -72,12 +72,13 @@ def json_depth(text: bytes | str) -> int:
 
 
 def parse_json(text: bytes | str, what: str, *, max_bytes: int = MAX_JSON_BYTES,
-               max_depth: int = MAX_JSON_DEPTH) -> Any:
+               max_depth: int = MAX_JSON_DEPTH, not_json: str | None = None) -> Any:
     """Parse a JSON text after checking its size and nesting.
 
     Args:
         text: the JSON text.
         what: how messages name it, e.g. "The prompts file".
+        not_json: the message when the text is not JSON (default: "<what> is not valid JSON.").
 
     Raises:
         InvalidPromptError: too large, nested too deeply, or not JSON.
@@ -96,7 +97,7 @@ def parse_json(text: bytes | str, what: str, *, max_bytes: int = MAX_JSON_BYTES,
     try:
         return json.loads(text)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InvalidPromptError(f"{what} is not valid JSON.") from None
+        raise InvalidPromptError(not_json or f"{what} is not valid JSON.") from None
 
 
 def api_objects(value: Any) -> list[Prompts]:
@@ -111,18 +112,22 @@ def api_objects(value: Any) -> list[Prompts]:
         InvalidPromptError: with a message saying what is wrong.
     """
     if isinstance(value, (str, bytes)):
-        try:
-            value = parse_json(value, "The prompts value")
-        except InvalidPromptError as exc:
-            if "not valid JSON" in str(exc):
-                raise InvalidPromptError(API_PROMPTS_FORMAT) from None
-            raise
+        value = parse_json(value, "The prompts value", not_json=API_PROMPTS_FORMAT)
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, list):
         raise InvalidPromptError("prompts must be a list of objects with 'points' and/or 'box'.")
-    if not value:
-        raise InvalidPromptError("Give at least one object with points or a box.")
-    if len(value) > MAX_OBJECTS:
-        raise InvalidPromptError(f"At most {MAX_OBJECTS} objects per request (got {len(value)}).")
+    check_object_count(len(value))
     return [Prompts.from_dict(item) for item in value]
+
+
+def check_object_count(count: int) -> None:
+    """One ``/segment`` request holds 1 to :data:`~sam_demo.editor.MAX_OBJECTS` objects.
+
+    Raises:
+        InvalidPromptError: none, or too many.
+    """
+    if not count:
+        raise InvalidPromptError("Give at least one object with points or a box.")
+    if count > MAX_OBJECTS:  # each costs ~0.8 MB of logits until the answer is built
+        raise InvalidPromptError(f"At most {MAX_OBJECTS} objects per request (got {count}).")

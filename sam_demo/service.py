@@ -50,7 +50,7 @@ from sam_onnx.types import ImageEmbedding, MaskResult, Point, Prompts
 
 from . import bundle, fair, jobs, limits, view
 from .cache import BoundedCache
-from .editor import MAX_OBJECTS, Editor
+from .editor import Editor
 from .view import Background, Summary, View, ViewOptions
 
 logger = logging.getLogger(__name__)
@@ -127,15 +127,6 @@ def image_key(rgb: NDArray[np.uint8]) -> str:
     return digest.hexdigest()
 
 
-def segment_objects_from_json(value: Any) -> list[Prompts]:
-    """The objects of a ``/segment`` request (see :func:`sam_demo.limits.api_objects`).
-
-    Raises:
-        InvalidPromptError: with a message saying what is wrong.
-    """
-    return limits.api_objects(value)
-
-
 class _FairTurns:
     """The predictor as :func:`sam_onnx.amg.generate` uses it, run inside a turn of the compute gate: decoder
     calls share that turn, and an encoder run (a crop) gives it up while it waits for and uses the encoder."""
@@ -192,7 +183,8 @@ class SegmentationService:
         self.compute = fair.FairGate("compute")
         """Turns for decoder calls and drawing, shared fairly between users (:mod:`sam_demo.fair`)."""
         self.encoder = fair.FairGate("encoder", slots=self.upload_concurrency)
-        """Turns for encoder runs: one at a time on this machine (a second run on 2 cores only halves both)."""
+        """Turns for encoder runs: ``upload_concurrency`` at a time, i.e. one with a local encoder (a second run on
+        2 cores only halves both), several when a Ray Serve deployment encodes."""
         self.intake = fair.FairGate("intake", slots=self.upload_concurrency)
         """Turns for reading and encoding an upload: ``upload_concurrency`` images (up to 40 MP decoded each)
         in memory at a time."""
@@ -362,8 +354,7 @@ class SegmentationService:
                 selected_result = self.results(record, [selected.prompts])[0]
             summaries = self.summaries(record, editor)
             background = self.background(record, cached, editor, options, share=turn.share)
-            drawn = selected_result if view.drawn_selected(editor) is not None else None
-            overlay = view.compose(background, record.frame, editor, drawn, options)
+            overlay = view.compose(background, record.frame, editor, selected_result, options)
             thumbs, scores, chosen = view.candidates_view(record.frame, cached.thumbnail_rgb, editor, selected_result)
             waited = turn.waited
         rows = view.object_rows(editor, summaries)
@@ -424,10 +415,7 @@ class SegmentationService:
                 or an answer over :data:`MAX_SEGMENT_RESPONSE_BYTES`.
             InvalidImageError: the file is not a usable image.
         """
-        if not objects:
-            raise InvalidPromptError("Give at least one object with points or a box.")
-        if len(objects) > MAX_OBJECTS:  # each costs ~0.8 MB of logits until the answer is built
-            raise InvalidPromptError(f"At most {MAX_OBJECTS} objects per request (got {len(objects)}).")
+        limits.check_object_count(len(objects))
         width, height = image_size(path, limits=self.limits)
         megapixels = len(objects) * width * height / 1e6
         if megapixels > MAX_SEGMENT_MEGAPIXELS:

@@ -106,7 +106,8 @@ class Summary:
 
     @property
     def best_index(self) -> int:
-        return max(range(NUM_CANDIDATES), key=lambda k: (self.scores[k], -k))
+        """Index of the candidate with the highest predicted IoU, as :attr:`MaskResult.best_index`."""
+        return int(np.argmax(self.scores))
 
 
 def shown_candidate(obj: ObjectState, result: MaskResult | Summary) -> int:
