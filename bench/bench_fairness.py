@@ -38,9 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import finish, machine_info, model_dir, percentile, table
+from bench.common import finish, machine_info, model_dir, table
 from tests.reliability.rawapi import RawSession, file_data, png_bytes
-from tools.load_harness import Sampler, read_proc_status, start_server
+from tools.load_harness import Sampler, read_proc_status, start_server, summarise
 
 MODE_POSITIVE = "+ Include (positive point)"
 SCENARIOS = ("click", "load", "segment", "everything")
@@ -145,9 +145,8 @@ class Busy(threading.Thread):
 
 
 def stats(values: list[float]) -> dict[str, Any]:
-    ms = [v * 1e3 for v in values]
-    return {"n": len(ms), "p50": percentile(ms, 50) if ms else None, "p95": percentile(ms, 95) if ms else None,
-            "max": max(ms) if ms else None}
+    """n, p50, p95 and max in milliseconds of durations in seconds (None when there are none)."""
+    return summarise([v * 1e3 for v in values])
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

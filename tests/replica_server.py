@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sam_onnx.ray_serve import EncoderReplica
+from sam_onnx import Sam2Predictor
+from sam_onnx.ray_serve import EncoderReplica, ReplicaConfig
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sam2_tiny"
 """The reduced SAM 2.1 model (real I/O contract) the replicas load."""
@@ -95,3 +96,11 @@ def as_float16(arrays) -> tuple[np.ndarray, ...]:
     return tuple(a.astype(np.float16).astype(np.float32) for a in arrays)
 
 
+def fixture_replica() -> EncoderReplica:
+    """The deployment's replica class on the fixture's fp32 encoder, one thread (an onnxruntime session)."""
+    return EncoderReplica(ReplicaConfig(model_dir=str(FIXTURE), encoder="fp32", threads=1))
+
+
+def fixture_predictor() -> Sam2Predictor:
+    """The local path the remote one is compared with: the fixture's encoder and decoder, one thread."""
+    return Sam2Predictor.from_files(FIXTURE / "encoder.onnx", FIXTURE / "decoder.onnx", threads=1)

@@ -15,18 +15,23 @@ from PIL import Image
 import app
 from sam_onnx import Sam2Predictor
 from sam_onnx.errors import ModelLoadError
-from sam_onnx.ray_serve import EncoderReplica, ReplicaConfig
-from tests.replica_server import FIXTURE, ReplicaServer, as_float16, free_port
+from sam_onnx.ray_serve import EncoderReplica
+from tests.replica_server import FIXTURE, ReplicaServer, as_float16, fixture_predictor, fixture_replica, free_port
 
 
 @pytest.fixture(scope="module")
 def local() -> Sam2Predictor:
-    return Sam2Predictor.from_files(FIXTURE / "encoder.onnx", FIXTURE / "decoder.onnx", threads=1)
+    return fixture_predictor()
+
+
+@pytest.fixture(scope="module")
+def replica() -> EncoderReplica:
+    return fixture_replica()
 
 
 @pytest.fixture
-def server():
-    srv = ReplicaServer(EncoderReplica(ReplicaConfig(model_dir=str(FIXTURE), encoder="fp32", threads=1)))
+def server(replica):
+    srv = ReplicaServer(replica)
     yield srv
     srv.stop()
 
@@ -64,10 +69,10 @@ def test_the_app_encodes_uploads_on_the_deployment(server, local, tmp_path):
 
 
 @pytest.mark.parametrize("uploads_at_once", [1, 3])
-def test_ray_uploads_sets_how_many_uploads_are_encoded_at_once(uploads_at_once, tmp_path):
+def test_ray_uploads_sets_how_many_uploads_are_encoded_at_once(uploads_at_once, replica, tmp_path):
     """Three users upload together: with --ray-uploads 3 the deployment gets all three at once, with 1 one by one."""
     hold_s = 0.5  # each encode request is held this long, so three sent together overlap however busy the CPU is
-    srv = ReplicaServer(EncoderReplica(ReplicaConfig(model_dir=str(FIXTURE), encoder="fp32", threads=1)), hold_s)
+    srv = ReplicaServer(replica, hold_s)
     try:
         args = app.parse_args(["--encoder-backend", "ray", "--ray-address", srv.url, "--model-dir", str(FIXTURE),
                                "--no-warmup", "--ray-uploads", str(uploads_at_once), "--threads", "1"])

@@ -22,8 +22,16 @@ from sam_onnx.encoders.remote import (
     normalise_address,
 )
 from sam_onnx.errors import InvalidImageError, ModelLoadError
-from sam_onnx.ray_serve import EncoderReplica, ReplicaConfig, probe
-from tests.replica_server import FIXTURE, ReplicaServer, as_float16, free_port, pixels
+from sam_onnx.ray_serve import EncoderReplica, probe
+from tests.replica_server import (
+    FIXTURE,
+    ReplicaServer,
+    as_float16,
+    fixture_predictor,
+    fixture_replica,
+    free_port,
+    pixels,
+)
 
 UNREACHABLE_SECONDS = 5.0
 FLOAT16_PIXEL_FLIPS = 4
@@ -32,12 +40,12 @@ FLOAT16_PIXEL_FLIPS = 4
 
 @pytest.fixture(scope="module")
 def replica() -> EncoderReplica:
-    return EncoderReplica(ReplicaConfig(model_dir=str(FIXTURE), encoder="fp32", threads=1))
+    return fixture_replica()
 
 
 @pytest.fixture(scope="module")
 def local() -> Sam2Predictor:
-    return Sam2Predictor.from_files(FIXTURE / "encoder.onnx", FIXTURE / "decoder.onnx", threads=1)
+    return fixture_predictor()
 
 
 @pytest.fixture
