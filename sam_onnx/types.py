@@ -148,6 +148,12 @@ class Box:
                 f"Box ({', '.join(_fmt(v) for v in self.xyxy)}) extends outside the {w}×{h} image.")
 
 
+def _check_point_count(count: int) -> None:
+    if count > MAX_POINTS_PER_OBJECT:
+        raise InvalidPromptError(f"At most {MAX_POINTS_PER_OBJECT} points per object (got {count}); "
+                                 "undo some points or clear the object.")
+
+
 @dataclass(frozen=True)
 class Prompts:
     """Everything the user said about **one** object: clicks and at most one box.
@@ -165,10 +171,7 @@ class Prompts:
         for p in points:
             if not isinstance(p, Point):
                 raise InvalidPromptError(f"points must be Point values, got {type(p).__name__}")
-        if len(points) > MAX_POINTS_PER_OBJECT:
-            raise InvalidPromptError(
-                f"At most {MAX_POINTS_PER_OBJECT} points per object (got {len(points)}); "
-                "undo some points or clear the object.")
+        _check_point_count(len(points))
         if self.box is not None and not isinstance(self.box, Box):
             raise InvalidPromptError(f"box must be a Box, got {type(self.box).__name__}")
         object.__setattr__(self, "points", points)
@@ -223,10 +226,7 @@ class Prompts:
             raw_points = []
         if not isinstance(raw_points, (list, tuple)):
             raise InvalidPromptError("'points' must be a list of [x, y, label]")
-        if len(raw_points) > MAX_POINTS_PER_OBJECT:
-            raise InvalidPromptError(
-                f"At most {MAX_POINTS_PER_OBJECT} points per object (got {len(raw_points)}); "
-                "undo some points or clear the object.")
+        _check_point_count(len(raw_points))  # before any point is built
         points = []
         for item in raw_points:
             if not isinstance(item, (list, tuple)) or len(item) not in (2, 3):
