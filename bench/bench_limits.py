@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", help="folder with encoder.onnx + decoder.onnx (default: $SAM_STANDIN_DIR)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", help="write the result here (default bench/results/limits-<time>.json)")
-    return finish(run(parser.parse_args(argv)), parser.parse_args(argv).json, "limits", report)
+    args = parser.parse_args(argv)
+    return finish(run(args), args.json, "limits", report)
 
 
 if __name__ == "__main__":

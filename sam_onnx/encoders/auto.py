@@ -27,7 +27,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -319,7 +319,7 @@ def _check(source: EncoderSource, decode_many: Decode, table: Mapping[str, Varia
     ref_ms = min(ref_times) if ref_times else ref_first_ms
     reports.insert(0, CandidateReport(FP32, "reference", ms=ref_ms, ratio=1.0, description=reference.description))
     chosen_name, chosen = (FP32, reference) if best is None else best[1:]
-    reports = [CandidateReport(**{**asdict(r), "status": "chosen"}) if r.name == chosen_name and r.name != FP32
+    reports = [replace(r, status="chosen") if r.name == chosen_name and r.name != FP32
                else r for r in reports]
     decision = Decision(chosen_name, tuple(reports), key=key)
     logger.info("encoder: %s (%s); auto check took %.1f s", chosen_name, chosen.description,
