@@ -151,12 +151,12 @@ def estimate(preset_name: str, image_hw: tuple[int, int], speed: SpeedMeter) -> 
     if grid is None:  # nothing measured yet: the wrapper's model of the cost
         seconds = amg.estimate_seconds(plan, speed.decode_seconds_per_object * settings.batch_size,
                                        speed.encode_seconds, image_encoded=True)
-    else:  # this server's measured costs: per grid point, and per kept mask and megapixel for the finish
+    else:  # this server's measured costs: per grid point (decoder call included), per kept mask and megapixel
         kept = speed.measured("kept_per_point") or 0.0
         finish = speed.measured("finish_per_mask_mp") or 0.0
         megapixels = image_hw[0] * image_hw[1] / 1e6
-        seconds = ((plan.encoder_runs - 1) * speed.encode_seconds + plan.points * grid
-                   + plan.points * kept * megapixels * finish)
+        seconds = amg.estimate_seconds(plan, 0.0, speed.encode_seconds, image_encoded=True,
+                                       overhead_seconds_per_point=grid + kept * megapixels * finish)
     return EverythingEstimate(preset_name, settings.points_per_side, plan.points, plan.decoder_calls,
                               plan.encoder_runs, seconds)
 

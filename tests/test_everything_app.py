@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 import app
+from sam_demo import jobs
 from sam_demo.service import SegmentationService
 from sam_onnx import amg
 from sam_onnx.types import MaskResult
@@ -112,6 +113,20 @@ def test_a_new_image_cancels_the_running_job_of_its_tab(service, state, tmp_path
     Image.fromarray(make_rgb(200, 300, seed=5)).save(path)
     app.show_image(service, app.open_image(service, str(path)), 0.5, True, state, request)
     assert cancelled.is_set()
+
+
+def test_measured_runs_predict_their_own_time_and_scale_to_other_presets_and_images():
+    """Once a run is measured, the estimate is its per-point and per-mask costs times the new plan (+ crop encodes)."""
+    speed = jobs.SpeedMeter(encode_seconds=2.0)
+    hw = (1000, 2000)  # 2 MP
+    fast = amg.make_plan(jobs.preset("fast"), hw)
+    grid_s, finish_s, kept = 0.64, 1.0, 10
+    speed.record_everything(grid_s, fast.points, finish_s, kept=kept, megapixels=2.0)
+    assert jobs.estimate("fast", hw, speed).seconds == pytest.approx(grid_s + finish_s)
+    thorough = amg.make_plan(jobs.preset("thorough"), (2000, 4000))  # more points, crop encodes, an 8 MP image
+    expected = ((thorough.encoder_runs - 1) * 2.0 + thorough.points * grid_s / fast.points
+                + thorough.points * (kept / fast.points) * 8.0 * finish_s / (kept * 2.0))
+    assert jobs.estimate("thorough", (2000, 4000), speed).seconds == pytest.approx(expected)
 
 
 def test_unknown_preset_is_a_clear_error(service, state):
