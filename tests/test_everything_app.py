@@ -33,7 +33,8 @@ def state(service, tmp_path):
 
 def test_estimate_is_shown_before_running(service, state):
     text = app.everything_estimate(service, state, "fast")
-    assert "8×8 points (64 in all)" in text and "32 decoder calls" in text and "s** on this server" in text
+    calls = 64 // jobs.EVERYTHING_BATCH
+    assert "8×8 points (64 in all)" in text and f"{calls} decoder calls" in text and "s** on this server" in text
     assert app.everything_estimate(service, None, "fast") == "Upload an image first."
     est = service.everything_estimate(state.record, "thorough")
     assert est.encoder_runs == 5 and est.seconds > service.everything_estimate(state.record, "fast").seconds
@@ -48,8 +49,9 @@ def test_results_become_objects_that_can_be_refined_and_undone(service, state):
 
     found = app.run_everything(service, state, "fast", None, Progress())
     assert found[0] == state.record.key and len(found[1]) == 64  # one disc per grid point (analytic model)
-    # 2 grid points per decoder call (jobs.EVERYTHING_BATCH): short pieces of the fair turn
-    assert calls[0][0] == (0, 32) and calls[-1][0] == (32, 32) and "decoder calls" in calls[-1][1]
+    # jobs.EVERYTHING_BATCH grid points per decoder call: short pieces of the fair turn
+    total = 64 // jobs.EVERYTHING_BATCH
+    assert calls[0][0] == (0, total) and calls[-1][0] == (total, total) and "decoder calls" in calls[-1][1]
     out = app.apply_everything(service, found, state, 0.5, True)
     editor = out[OUT["state"]].editor
     autos = [o for o in editor.objects if o.name.startswith("Auto")]
