@@ -17,15 +17,14 @@ and prints what it would pick here and why.
 
 Run from the repository root::
 
-    PYTHONPATH=. python bench/bench_encoders.py                     # stand-in, every variant, 5 rounds
-    PYTHONPATH=. python bench/bench_encoders.py --variants fp32 openvino-bf16 --rounds 8 --auto
-    PYTHONPATH=. python bench/bench_encoders.py --model-dir DIR      # encoder.onnx + decoder.onnx (+ encoder_fp16.onnx)
+    python -m bench.bench_encoders                     # stand-in ($SAM_STANDIN_DIR), every variant, 5 rounds
+    python -m bench.bench_encoders --variants fp32 openvino-bf16 --rounds 8 --auto
+    python -m bench.bench_encoders --model-dir DIR      # encoder.onnx + decoder.onnx (+ encoder_fp16.onnx)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -217,8 +216,7 @@ def main(argv=None) -> None:
     parser.add_argument("--json", type=Path, default=common.RESULTS / "encoders.json")
     args = parser.parse_args(argv)
     result = run(args)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1, default=str))
+    common.write_json(args.json, result)
     print(report(result))
 
 
