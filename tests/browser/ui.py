@@ -55,6 +55,9 @@ _NEW_DISPLAY_JS = """old => { const i = document.querySelector('#display img');
 _LOADED_JS = """([w, h, text]) => { const i = document.querySelector('#display img');
   const s = document.querySelector('#status');
   return !!i && i.complete && i.naturalWidth === w && i.naturalHeight === h && !!s && s.innerText.includes(text); }"""
+# JS: the display <img> shows a loaded file (while a new one loads, its natural size reads 0).
+_SHOWN_DISPLAY_JS = """() => { const i = document.querySelector('#display img');
+  return !!i && i.complete && i.naturalWidth > 0; }"""
 _BOX_JS = """e => { const r = e.getBoundingClientRect();
   return [r.left, r.top, r.width, r.height, e.naturalWidth, e.naturalHeight]; }"""
 # JS: the image's decoded pixels, as the browser shows them (same origin, so the canvas is readable).
@@ -244,6 +247,8 @@ class DemoPage:
 
     # ------------------------------------------------------------------ the display image
     def image_box(self) -> ImageBox:
+        """Where the display image is, measured once its file has loaded (an edit may have just swapped it)."""
+        self.page.wait_for_function(_SHOWN_DISPLAY_JS)
         img = self.page.locator(DISPLAY_IMG).first
         img.scroll_into_view_if_needed()
         return ImageBox(*img.evaluate(_BOX_JS))
