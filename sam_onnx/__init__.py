@@ -14,7 +14,7 @@ predictor is built.
 """
 
 from .errors import InferenceError, InvalidImageError, InvalidPromptError, ModelLoadError, SamOnnxError
-from .geometry import LOW_RES_SIDE, MODEL_SIDE, DisplayFrame, Geometry
+from .geometry import LOW_RES_SIDE, MODEL_SIDE, CropFrame, DisplayFrame, Geometry
 from .models import DEFAULT_MODEL, SAM21_HIERA_SMALL, ModelSpec
 from .predictor import ModelInfo, Sam2Predictor
 from .types import (
@@ -37,6 +37,7 @@ __all__ = [
     "POSITIVE",
     "SAM21_HIERA_SMALL",
     "Box",
+    "CropFrame",
     "DisplayFrame",
     "Geometry",
     "ImageEmbedding",

@@ -515,6 +515,8 @@ def generate(predictor: Sam2Predictor, image_or_embedding: NDArray[np.uint8] | I
         embedding = image_or_embedding
     else:
         image = as_rgb_uint8(image_or_embedding)
+    if embedding is not None and embedding.geometry.crop is not None:
+        raise ValueError("segment everything needs the whole image's embedding, not a crop's")
     image_hw = embedding.original_hw if image is None else image.shape[:2]
     if embedding is not None and embedding.original_hw != tuple(image_hw):
         raise ValueError(f"the embedding is of a {embedding.original_hw} image, the image is {image_hw}")

@@ -24,12 +24,12 @@ from . import encoders
 from . import session as ort_session
 from .encoders import auto
 from .errors import InferenceError, InvalidImageError, InvalidPromptError, ModelLoadError
-from .geometry import MODEL_SIDE, Geometry
+from .geometry import MODEL_SIDE, CropFrame, Geometry
 from .graph_repair import RepairReport, load_repaired_decoder, verify_repair
 from .hub import ModelFiles, resolve_model_files
 from .image import as_rgb_uint8
 from .models import DEFAULT_MODEL, ModelSpec
-from .preprocess import preprocess_image
+from .preprocess import preprocess_crop, preprocess_image
 from .prompts import DEFAULT_MAX_BATCH, encode_prompts
 from .types import ImageEmbedding, MaskResult, Prompts
 
@@ -277,6 +277,25 @@ class Sam2Predictor:
         """
         return self.encode_pixels(*preprocess_image(as_rgb_uint8(image)))
 
+    def encode_crop(self, image: np.ndarray | Image.Image, crop: CropFrame) -> ImageEmbedding:
+        """Run the image encoder on a crop of an image (one more encoder run), to refine an object there.
+
+        Prompts decoded on the result stay in the whole image's original pixels
+        (they are reduced to the crop, :func:`sam_onnx.prompts.prompts_for_crop`), and
+        its masks are of the whole image's size, empty outside the crop. Choose
+        the crop with :func:`sam_onnx.refine.crop_for`.
+
+        Args:
+            image: the whole upright image, as for :meth:`encode`.
+            crop: a :class:`~sam_onnx.geometry.CropFrame` of an image of that size.
+
+        Raises:
+            InvalidImageError: the input is not an image.
+            ValueError: the crop is of an image of another size.
+            InferenceError: the encoder engine failed.
+        """
+        return self.encode_pixels(*preprocess_crop(as_rgb_uint8(image), crop))
+
     def encode_pixels(self, pixel_values: np.ndarray, geometry: Geometry) -> ImageEmbedding:
         """Run the encoder on input already made by :func:`sam_onnx.preprocess.preprocess_image`.
 
@@ -285,7 +304,7 @@ class Sam2Predictor:
 
         Args:
             pixel_values: ``(1, 3, 1024, 1024)`` float32, model frame, normalised.
-            geometry: the original image's geometry from the same call.
+            geometry: the original image's geometry from the same call (with the crop, for a crop).
         """
         if pixel_values.shape != (1, 3, MODEL_SIDE, MODEL_SIDE):
             raise InvalidImageError(f"expected pixel values of shape (1, 3, {MODEL_SIDE}, {MODEL_SIDE}), "

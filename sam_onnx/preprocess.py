@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from .errors import InvalidImageError
-from .geometry import MODEL_SIDE, Geometry
+from .geometry import MODEL_SIDE, CropFrame, Geometry
 from .image import is_rgb_uint8
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -69,3 +69,22 @@ def preprocess_image(rgb: NDArray[np.uint8]) -> tuple[NDArray[np.float32], Geome
         the :class:`~sam_onnx.geometry.Geometry` recording the original size.
     """
     return normalize(resize_to_model(rgb)), Geometry(rgb.shape[:2])
+
+
+def preprocess_crop(rgb: NDArray[np.uint8], crop: CropFrame) -> tuple[NDArray[np.float32], Geometry]:
+    """Make the encoder input for a crop of an upright RGB image (refinement).
+
+    The crop is treated exactly as a whole image: squashed to 1024 x 1024 with
+    Pillow bilinear (enlarged when it is smaller), normalised.
+
+    Args:
+        rgb: ``(H, W, 3)`` uint8 RGB, the whole original image.
+        crop: the rectangle to encode, of an image of that size.
+
+    Returns:
+        ``pixel_values`` ``(1, 3, 1024, 1024)`` float32 in the crop's model frame, and
+        the :class:`~sam_onnx.geometry.Geometry` mapping original pixels to it.
+    """
+    check_rgb_uint8(rgb)
+    geometry = Geometry(rgb.shape[:2], crop)  # checks that the crop is of this image
+    return normalize(resize_to_model(rgb[crop.slices])), geometry

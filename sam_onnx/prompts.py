@@ -31,6 +31,12 @@ Objects in one call must have the same number of points: padding shorter
 objects with extra "not a point" tokens would change their masks (every token
 takes part in attention), so objects with different point counts go to
 separate calls instead.
+
+**On a crop's embedding** (refinement, ``geometry.crop`` set) an object's prompts
+are first reduced to the crop by :func:`prompts_for_crop`: points outside the
+crop are left out, a box is cut to the crop, and an object with nothing
+positive left (no include point, no box) is refused. The rest maps to the
+crop's model frame like a whole image's prompts to its own, pad point included.
 """
 
 from __future__ import annotations
@@ -42,8 +48,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import InvalidPromptError
-from .geometry import Geometry
-from .types import Prompts
+from .geometry import CropFrame, Geometry
+from .types import Box, Prompts
 
 LABEL_NOT_A_POINT = -1
 """Label of the padding point; the graph replaces its embedding by ``not_a_point_embed``."""
@@ -106,6 +112,31 @@ def _feeds(kind: str, group: Sequence[Prompts], geometry: Geometry) -> dict[str,
     return {"input_points": points, "input_labels": labels, "input_boxes": boxes}
 
 
+def prompts_for_crop(prompts: Prompts, crop: CropFrame) -> Prompts:
+    """An object's prompts as its decode on ``crop`` uses them (original pixels still).
+
+    The rule: points outside the crop (:meth:`CropFrame.contains_xy`) are left out
+    (an exclude point there removes nothing inside the crop, which is all the
+    refined mask can cover; include points lie inside by construction, see
+    :func:`sam_onnx.refine.crop_for`); a box is cut to the crop and left out if
+    nothing of it is inside. The crop's decode needs something positive: an
+    include point or a box.
+
+    Raises:
+        InvalidPromptError: nothing positive lies inside the crop.
+    """
+    points = tuple(p for p in prompts.points if crop.contains_xy((p.x, p.y)))
+    box = None
+    if prompts.box is not None:
+        clipped = crop.clip_box(prompts.box.xyxy)
+        box = None if clipped is None else Box(*clipped)
+    kept = Prompts(points, box)
+    if box is None and not kept.has_positive:
+        raise InvalidPromptError("No include point or box of this object lies inside its refined area; "
+                                 "refine it again (or clear the refinement).")
+    return kept
+
+
 def encode_prompts(objects: Sequence[Prompts], geometry: Geometry, *,
                    max_batch: int = DEFAULT_MAX_BATCH) -> list[DecoderBatch]:
     """Group objects into decoder calls and build their feeds.
@@ -113,18 +144,21 @@ def encode_prompts(objects: Sequence[Prompts], geometry: Geometry, *,
     Args:
         objects: one :class:`~sam_onnx.types.Prompts` per object, coordinates in
             original pixels.
-        geometry: the image the prompts refer to.
+        geometry: the image the prompts refer to (and the crop encoded, if any:
+            the prompts are reduced to it by :func:`prompts_for_crop`).
         max_batch: most objects in one call.
 
     Returns:
         Decoder calls that together answer every object exactly once.
 
     Raises:
-        InvalidPromptError: an object is empty or has a prompt outside the image.
+        InvalidPromptError: an object is empty, has a prompt outside the image,
+            or nothing positive inside the crop.
     """
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     groups: dict[tuple[str, int], list[int]] = {}
+    reduced: list[Prompts] = []
     for index, obj in enumerate(objects):
         if not isinstance(obj, Prompts):
             raise InvalidPromptError(f"object {index + 1}: expected Prompts, got {type(obj).__name__}")
@@ -134,12 +168,15 @@ def encode_prompts(objects: Sequence[Prompts], geometry: Geometry, *,
                 else "Add a point or a box first.")
         try:
             obj.check_inside(geometry.original_hw)
+            if geometry.crop is not None:
+                obj = prompts_for_crop(obj, geometry.crop)
         except InvalidPromptError as exc:
             raise InvalidPromptError(f"Object {index + 1}: {exc}" if len(objects) > 1 else str(exc)) from None
+        reduced.append(obj)
         groups.setdefault(_layout(obj), []).append(index)
     batches = []
     for (kind, _), indices in groups.items():
         for start in range(0, len(indices), max_batch):
             chunk = tuple(indices[start:start + max_batch])
-            batches.append(DecoderBatch(chunk, _feeds(kind, [objects[i] for i in chunk], geometry)))
+            batches.append(DecoderBatch(chunk, _feeds(kind, [reduced[i] for i in chunk], geometry)))
     return batches

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from .errors import InvalidPromptError
 from .geometry import Geometry
-from .postprocess import mask_from_logits
+from .postprocess import mask_crop_from_logits, mask_from_logits
 
 NEGATIVE = 0
 """Label of a background ("exclude this") point."""
@@ -258,7 +258,8 @@ class ImageEmbedding:
             ``image_embeddings.0`` ``(1, 32, 256, 256)``,
             ``image_embeddings.1`` ``(1, 64, 128, 128)``,
             ``image_embeddings.2`` ``(1, 256, 64, 64)``.
-        geometry: the original image size behind the features.
+        geometry: the original image size behind the features, and the crop
+            of it that was encoded (``geometry.crop``), if only a crop was.
     """
 
     features: tuple[NDArray[np.float32], ...]
@@ -286,12 +287,16 @@ class MaskResult:
     that a click costs the same for a 1 MP and a 24 MP photo; full-resolution
     masks are computed only when asked for (and then cached).
 
+    A result decoded on a crop's embedding (``geometry.crop`` set) has logits
+    that cover the crop only: its masks, at any size, are the logits upsampled
+    over the crop's place in the image and False everywhere else.
+
     Attributes:
         low_res_logits: ``(3, 256, 256)`` float32 mask logits in the model frame
             (positive = inside), one per candidate.
         scores: ``(3,)`` float32 predicted IoU of each candidate, in [0, 1].
         object_score_logit: logit that an object is present at all.
-        geometry: the image the prompts referred to.
+        geometry: the image the prompts referred to (and the crop decoded, if any).
     """
 
     low_res_logits: NDArray[np.float32]
@@ -328,20 +333,51 @@ class MaskResult:
 
         Returns:
             ``(h, w)`` bool, ``True`` inside: the logits upsampled with
-            half-pixel bilinear interpolation in one step, thresholded at 0.
+            half-pixel bilinear interpolation in one step, thresholded at 0
+            (over the crop's place only, for a result of a crop).
         """
-        k = self.best_index if index is None else int(index)
-        if not 0 <= k < NUM_CANDIDATES:
-            raise IndexError(f"candidate index must be 0..{NUM_CANDIDATES - 1}, got {index}")
+        k = self._candidate(index)
         if (hw is None or tuple(hw) == self.geometry.original_hw) and "masks" in self.__dict__:
             return self.masks[k]
         out_hw = self.geometry.original_hw if hw is None else hw
-        return mask_from_logits(self.low_res_logits[k], out_hw)
+        return mask_from_logits(self.low_res_logits[k], out_hw, self._spans(out_hw))
+
+    def mask_crop(self, index: int | None = None, hw: tuple[int, int] | None = None
+                  ) -> tuple[NDArray[np.bool_], tuple[int, int]]:
+        """The part of :meth:`mask` that can be True, computed only there (cheap for a small object).
+
+        Returns:
+            ``(crop, (row0, col0))`` as :func:`sam_onnx.postprocess.mask_crop_from_logits`:
+            ``mask(index, hw)[row0:row0 + h', col0:col0 + w'] == crop``, False elsewhere.
+        """
+        out_hw = self.geometry.original_hw if hw is None else hw
+        return mask_crop_from_logits(self.low_res_logits[self._candidate(index)], out_hw,
+                                     spans=self._spans(out_hw))
+
+    def mask_box(self, index: int | None = None) -> tuple[int, int, int, int] | None:
+        """Bounding box of a candidate's mask at the original size: ``(x0, y0, x1, y1)`` whole pixels,
+        columns ``x0 .. x1 - 1`` and rows ``y0 .. y1 - 1``; ``None`` when the mask is empty."""
+        crop, (row0, col0) = self.mask_crop(index)
+        rows, cols = np.flatnonzero(crop.any(axis=1)), np.flatnonzero(crop.any(axis=0))
+        if rows.size == 0:
+            return None
+        return col0 + int(cols[0]), row0 + int(rows[0]), col0 + int(cols[-1]) + 1, row0 + int(rows[-1]) + 1
+
+    def _candidate(self, index: int | None) -> int:
+        k = self.best_index if index is None else int(index)
+        if not 0 <= k < NUM_CANDIDATES:
+            raise IndexError(f"candidate index must be 0..{NUM_CANDIDATES - 1}, got {index}")
+        return k
+
+    def _spans(self, out_hw: tuple[int, int]):
+        """Where the logits lie in an output grid of ``out_hw`` (``None``: everywhere, no crop)."""
+        return None if self.geometry.crop is None else self.geometry.spans(out_hw)
 
     @cached_property
     def masks(self) -> NDArray[np.bool_]:
         """All three candidates at the original size: ``(3, H, W)`` bool (computed once)."""
-        return _frozen(mask_from_logits(self.low_res_logits, self.geometry.original_hw))
+        hw = self.geometry.original_hw
+        return _frozen(mask_from_logits(self.low_res_logits, hw, self._spans(hw)))
 
     @property
     def best_mask(self) -> NDArray[np.bool_]:
