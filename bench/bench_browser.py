@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from bench import common
-from tests.support import free_port
+from tools.ports import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -29,119 +29,17 @@ the 2 shared cores) affects both alike; the ratio is the figure to read.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bench.common import finish, machine_info, model_dir, table
-from tests.reliability.rawapi import RawSession, file_data, png_bytes
 from tools.load_harness import Sampler, read_proc_status, start_server, summarise
+from tools.rawapi import file_data
+from tools.scenarios import SCENARIOS, BusyUser, Clicker, interleaved_rounds, photo, prompts_file
 
-MODE_POSITIVE = "+ Include (positive point)"
-SCENARIOS = ("click", "load", "segment", "everything")
 IMAGE_HW = (600, 900)
-MAX_POINTS = 32
-
-
-def photo(seed: int, hw: tuple[int, int] = IMAGE_HW) -> bytes:
-    rng = np.random.default_rng(seed)
-    h, w = hw
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([(xx * 255 // (w - 1) + seed * 41) % 256, (yy * 255 // (h - 1) + seed * 73) % 256,
-                     ((xx // 40 + yy // 40) % 2) * 200], axis=-1)
-    return png_bytes(np.clip(base + rng.integers(-12, 13, base.shape), 0, 255).astype(np.uint8))
-
-
-def prompts_file(objects: int, points: int, hw: tuple[int, int], seed: int) -> bytes:
-    """A prompts file (the app's own format) with ``objects - 1`` objects of ``points`` clicks, then an empty one."""
-    rng = np.random.default_rng(seed)
-    h, w = hw
-    items = [{"id": k + 1, "name": f"Object {k + 1}",
-              "points": [[float(rng.uniform(0, w - 1)), float(rng.uniform(0, h - 1)), int(rng.random() < 0.8)]
-                         for _ in range(points)], "box": None} for k in range(objects - 1)]
-    items.append({"id": objects, "name": f"Object {objects}", "points": [], "box": None})
-    return json.dumps({"format": "sam_onnx.session/1", "image": {"width": w, "height": h},
-                       "objects": items}).encode()
-
-
-class Clicker:
-    """A tab that clicks at random places; each click timed until its overlay has been fetched."""
-
-    def __init__(self, url: str, seed: int) -> None:
-        self.session = RawSession(url)
-        self.rng = np.random.default_rng(seed)
-        self.points = 0
-
-    def open(self, data: bytes) -> float:
-        started = time.perf_counter()
-        outcome = self.session.load_bytes(data)
-        assert outcome.ok, outcome
-        self.session.overlay()
-        return time.perf_counter() - started
-
-    def click(self) -> float:
-        if self.points >= MAX_POINTS - 1:
-            assert self.session.call("clear_object", [0.5, True]).ok
-            self.points = 0
-        h, w = IMAGE_HW
-        started = time.perf_counter()
-        outcome = self.session.click(float(self.rng.uniform(0, w - 1)), float(self.rng.uniform(0, h - 1)))
-        assert outcome.ok, outcome
-        self.session.overlay(outcome)  # the browser fetches the new overlay before it shows
-        self.points += 1
-        return time.perf_counter() - started
-
-
-class Busy(threading.Thread):
-    """User A repeating one heavy action until stopped; records each action's time."""
-
-    def __init__(self, a: Clicker, scenario: str, objects: int, points: int, seed: int, think: float = 0.0) -> None:
-        super().__init__(daemon=True)
-        self.a, self.scenario, self.objects, self.points, self.think = a, scenario, objects, points, think
-        self.stop_event = threading.Event()
-        self.times: list[float] = []
-        self.errors: list[str] = []
-        self.seed = seed
-
-    def action(self, k: int) -> None:
-        session = self.a.session
-        if self.scenario == "click":
-            self.a.click()
-        elif self.scenario == "load":
-            path = session.upload(prompts_file(self.objects, self.points, IMAGE_HW, self.seed + k), "p.json")
-            outcome = session.call("load_prompts", [file_data(path), 0.5, True])
-            assert outcome.ok, outcome
-        elif self.scenario == "segment":
-            h, w = IMAGE_HW
-            rng = np.random.default_rng(self.seed + k)
-            objects = [{"points": [[float(rng.uniform(0, w - 1)), float(rng.uniform(0, h - 1)), 1]]}
-                       for _ in range(self.objects)]
-            outcome = session.call("segment", [file_data(self.image_path), objects])
-            assert outcome.ok, outcome
-        elif self.scenario == "everything":
-            outcome = session.join("ui_everything", [None, "balanced"])
-            assert outcome.ok, outcome
-
-    def run(self) -> None:
-        if self.scenario == "segment":
-            self.image_path = self.a.session.upload(photo(77), "a.png")
-        k = 0
-        while not self.stop_event.is_set():
-            started = time.perf_counter()
-            try:
-                self.action(k)
-                self.times.append(time.perf_counter() - started)
-            except Exception as exc:  # noqa: BLE001 - reported, and the run goes on
-                self.errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
-                time.sleep(0.5)
-            if self.scenario == "click":
-                self.stop_event.wait(self.think)  # a person's pause between clicks (not part of the click's time)
-            k += 1
 
 
 def stats(values: list[float]) -> dict[str, Any]:
@@ -156,41 +54,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             sampler = Sampler(server.pid, None)
             sampler.start()
-            b = Clicker(server.url, 1)
-            a = Clicker(server.url, 2)
-            b.open(photo(1))
+            b = Clicker.open(server.url, photo(1, IMAGE_HW), IMAGE_HW, seed=1, fetch_overlay=True)
             b.click()  # B's first mask: later clicks measure the steady state
-            a.open(photo(2))
+            a = Clicker.open(server.url, photo(2, IMAGE_HW), IMAGE_HW, seed=2, fetch_overlay=True)
             started = time.perf_counter()
             path = a.session.upload(prompts_file(args.objects, args.points, IMAGE_HW, 1000), "a.json")
             outcome = a.session.call("load_prompts", [file_data(path), 0.5, True])
             assert outcome.ok, outcome
             a_load_s = time.perf_counter() - started
             rss_holding = read_proc_status(server.pid)["VmRSS"] if server.pid else None
-            idle: list[float] = []
-            busy: list[float] = []
-            a_times: list[float] = []
-            a_errors: list[str] = []
-            for round_ in range(args.rounds):
-                for _ in range(args.clicks):
-                    idle.append(b.click())
-                    time.sleep(args.think)
-                worker = Busy(a, args.scenario, args.objects, args.points, seed=5000 + 100 * round_,
-                              think=args.think if args.a_think is None else args.a_think)
-                worker.start()
+
+            def busy_user(round_: int) -> BusyUser:
+                return BusyUser(a, args.scenario, objects=args.objects, points=args.points, seed=5000 + 100 * round_,
+                                think_s=args.think if args.a_think is None else args.a_think,
+                                segment_image=photo(77, IMAGE_HW))
+
+            def ready(user: BusyUser) -> None:
+                # A subprocess server shows no gate to wait on: A's first request is out, then a warm-up.
+                user.started.wait(60)
                 time.sleep(args.warmup)
-                for _ in range(args.clicks):
-                    busy.append(b.click())
-                    time.sleep(args.think)
-                worker.stop_event.set()
-                worker.join(600)
-                a_times += worker.times
-                a_errors += worker.errors
+
+            rounds = interleaved_rounds(b, busy_user, rounds=args.rounds, clicks=args.clicks, think_s=args.think,
+                                        ready=ready)
             sampler.stop_event.set()
             peak = max((s["VmRSS"] for s in sampler.samples), default=None)
         finally:
             server.stop()
-    idle_s, busy_s = stats(idle), stats(busy)
+    idle_s, busy_s = stats(rounds.idle), stats(rounds.busy)
     return {
         "scenario": args.scenario, "objects": args.objects, "points": args.points, "rounds": args.rounds,
         "clicks_per_round": args.clicks, "think_s": args.think, "a_think_s": args.a_think,
@@ -198,7 +88,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "b_idle_ms": idle_s, "b_busy_ms": busy_s,
         "p95_ratio": busy_s["p95"] / idle_s["p95"] if idle_s["p95"] else None,
         "p50_ratio": busy_s["p50"] / idle_s["p50"] if idle_s["p50"] else None,
-        "a_first_load_s": a_load_s, "a_action_ms": stats(a_times), "a_errors": a_errors[:5],
+        "a_first_load_s": a_load_s, "a_action_ms": stats(rounds.a_times), "a_errors": rounds.a_errors[:5],
         "server_rss_mb": {"holding": rss_holding, "peak": peak}, "machine": machine_info(),
     }
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -29,33 +28,30 @@ from typing import Any
 
 import httpx
 
-from bench.bench_fairness import photo
 from bench.common import finish, machine_info, model_dir, table
-from tests.reliability.rawapi import RawSession, file_data
 from tools.load_harness import Sampler, read_proc_status, start_server
+from tools.rawapi import RawSession
+from tools.scenarios import deep_body, many_values_body, oversized_body, photo
 
 BODY_MB = 30
-
-
-def body_30mb() -> bytes:
-    numbers = b"1," * (BODY_MB * 1024 * 1024 // 2)
-    return b'{"data": [' + numbers + b'1], "session_hash": "bench"}'
+DEPTH = 100_000
+POINTS = 100_000
+IMAGE_HW = (600, 900)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     args.model_dir = model_dir(args.model_dir)
-    big = body_30mb()
-    deep = b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b', "session_hash": "bench"}'
+    big = oversized_body(BODY_MB * 1024 * 1024, "bench")
+    deep = deep_body(DEPTH, "bench")
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="sam-limits-") as tmp:
         server = start_server(str(args.model_dir), 1024, Path(tmp), [])
         try:
             url = server.url.rstrip("/")
             session = RawSession(server.url)
-            assert session.load_bytes(photo(1)).ok and session.click(100, 100).ok
-            image = session.upload(photo(2), "p.png")
-            many_points = json.dumps({"data": [file_data(image), [{"points": [[1, 1, 1]] * 100_000}]],
-                                      "session_hash": session.session_hash}).encode()
+            assert session.load_bytes(photo(1, IMAGE_HW)).ok and session.click(100, 100).ok
+            image = session.upload(photo(2, IMAGE_HW), "p.png")
+            many_points = many_values_body(image, POINTS, session.session_hash)
             time.sleep(2)
             sampler = Sampler(server.pid, None)
             before = read_proc_status(server.pid)["VmRSS"]

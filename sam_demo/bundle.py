@@ -43,6 +43,11 @@ def prompts_file_dict(editor: Editor, image_sha256: str | None = None) -> dict[s
     }
 
 
+def prompts_file_text(editor: Editor, image_sha256: str | None = None) -> str:
+    """The prompts file as written to disk (:func:`prompts_file_dict`, one JSON value per line)."""
+    return json.dumps(prompts_file_dict(editor, image_sha256), indent=1)
+
+
 MAX_OBJECT_ID = 2**31 - 1
 """Largest object id in a prompts file (ids travel to the browser as numbers, which must stay exact)."""
 
@@ -202,7 +207,7 @@ def write_bundle(out_dir: str | Path, name: str, image_file_name: str, image_sha
     coco_path = out / f"{name}_coco_rle.json"
     coco_path.write_text(json.dumps(coco, indent=1))
     prompts_path = out / f"{name}_prompts.json"
-    prompts_path.write_text(json.dumps(prompts_file_dict(editor, image_sha256), indent=1))
+    prompts_path.write_text(prompts_file_text(editor, image_sha256))
     files += [labels, cut, coco_path, prompts_path]
     bundle = out / f"{name}_sam2_export.zip"
     with zipfile.ZipFile(bundle, "w", compression=zipfile.ZIP_DEFLATED) as zf:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,15 +12,10 @@ import numpy as np
 
 from sam_onnx import Sam2Predictor
 from sam_onnx.ray_serve import EncoderReplica, ReplicaConfig
+from tools.ports import free_port  # noqa: F401 - re-exported for the Ray tests
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sam2_tiny"
 """The reduced SAM 2.1 model (real I/O contract) the replicas load."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ReplicaServer:

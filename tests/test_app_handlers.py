@@ -21,7 +21,7 @@ from sam_demo.service import SegmentationService
 from sam_onnx.export import decode_rle
 from tests import analytic_models as am
 from tests.conftest import make_rgb
-from tests.support import OUT
+from tests.app_support import OUT
 
 
 @pytest.fixture(scope="module")

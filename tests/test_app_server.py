@@ -15,7 +15,8 @@ from sam_demo.service import SegmentationService
 from sam_onnx.export import decode_rle
 from tests import analytic_models as am
 from tests.conftest import make_rgb
-from tests.support import CLIENT_OUT, free_port
+from tests.app_support import CLIENT_OUT
+from tools.ports import free_port
 
 
 @pytest.fixture(scope="module")

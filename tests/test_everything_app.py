@@ -16,7 +16,7 @@ from sam_demo.service import SegmentationService
 from sam_onnx import amg
 from sam_onnx.types import MaskResult
 from tests.conftest import make_rgb
-from tests.support import OUT
+from tests.app_support import OUT
 
 
 @pytest.fixture

@@ -36,24 +36,51 @@ sys.meta_path.insert(0, Blocker())
 """
 
 
-def _imported_modules(path: Path) -> set[str]:
-    """Top-level names of every module a file imports (including imports inside functions)."""
+def _imports(path: Path) -> set[str]:
+    """Full names of every module a file imports (including imports inside functions); ``from a import b``
+    gives ``a`` and ``a.b`` (``b`` may be a module)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
 
 
+def _imported_modules(path: Path) -> set[str]:
+    """Top-level names of every module a file imports (including imports inside functions)."""
+    return {name.split(".")[0] for name in _imports(path)}
+
+
+def _source_of(module: str) -> Path | None:
+    """The repository file of a module name (``tests.x`` -> ``tests/x.py``), or None outside the repository."""
+    base = REPO.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _needs_demo(path: Path, seen: set[Path] | None = None) -> bool:
+    """Whether a file imports the demo (or Gradio) directly or through the repository's own modules."""
+    seen = set() if seen is None else seen
+    if path in seen:
+        return False
+    seen.add(path)
+    names = _imports(path)
+    if {name.split(".")[0] for name in names} & set(DEMO_MODULES):
+        return True
+    local = (_source_of(name) for name in names if name.split(".")[0] in ("tests", "tools", "bench"))
+    return any(source is not None and _needs_demo(source, seen) for source in local)
+
+
 def _wrapper_test_files() -> list[str]:
-    """Test modules of the wrapper alone: those importing nothing of the demo, directly or via tests.support."""
+    """Test modules of the wrapper alone: those importing nothing of the demo, directly or through helpers."""
     files = []
     for path in sorted((REPO / "tests").glob("test_*.py")):
-        source = path.read_text()
-        if _imported_modules(path) & set(DEMO_MODULES) or "tests.support" in source or path.name == Path(
-                __file__).name or "bench" in _imported_modules(path):
+        if path.name == Path(__file__).name or "bench" in _imported_modules(path) or _needs_demo(path):
             continue
         files.append(str(path.relative_to(REPO)))
     return files
@@ -118,3 +145,19 @@ def test_no_module_edits_sys_path():
                  for p in sorted((REPO / folder).rglob("*.py"))
                  if p != Path(__file__) and any(edit in p.read_text() for edit in edits)]
     assert not offenders
+
+
+def test_benchmarks_and_tools_import_nothing_from_the_tests():
+    """``bench/`` and ``tools/`` are what users run; the tests build on them, never the other way round."""
+    offenders = {str(p.relative_to(REPO)): sorted(n for n in _imports(p) if n.split(".")[0] == "tests")
+                 for folder in ("bench", "tools") for p in sorted((REPO / folder).rglob("*.py"))
+                 if any(n.split(".")[0] == "tests" for n in _imports(p))}
+    assert not offenders
+
+
+def test_test_helpers_that_need_no_demo_import_none():
+    """Helpers the Gradio-free run of the wrapper's tests loads must not pull in the app (issue 24)."""
+    assert not _needs_demo(REPO / "tests" / "replica_server.py")
+    assert not _needs_demo(REPO / "tests" / "conftest.py")
+    assert _needs_demo(REPO / "tests" / "app_support.py")  # the control: the app's helpers are seen as such
+    assert "tests/test_remote_encoder.py" in _wrapper_test_files()

@@ -46,7 +46,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from tests.support import free_port
+from tools.ports import free_port
 
 logger = logging.getLogger(__name__)
 

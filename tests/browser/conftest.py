@@ -28,7 +28,7 @@ from PIL import Image
 
 from tests.browser.pixels import gradient_rgb
 from tests.browser.ui import DemoPage
-from tests.support import free_port
+from tools.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"

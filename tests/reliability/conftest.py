@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 
 import gradio as gr
@@ -19,12 +20,13 @@ import numpy as np
 import pytest
 
 import app
+from sam_demo import fair
 from sam_demo.service import SegmentationService
 from sam_onnx import Sam2Predictor
 from sam_onnx.encoders import OrtEncoder
 from tests.conftest import make_rgb
-from tests.reliability.rawapi import Outcome, RawSession, Snapshot, png_bytes
-from tests.support import free_port
+from tools.rawapi import Outcome, RawSession, Snapshot, png_bytes
+from tools.ports import free_port
 
 PHOTO_HW = (120, 160)
 MESSAGE_DEADLINE_S = 2.0
@@ -80,6 +82,38 @@ def hang_fault(release: threading.Event, limit_s: float = 30.0) -> Fault:
         return real.run(output_names, feeds, *args, **kwargs)
 
     return hang
+
+
+SIGNAL_TIMEOUT_S = 30.0
+"""Longest wait for a server-side signal (:class:`Watch`): a bound against a broken test, never reached when it works."""
+
+
+class Watch:
+    """A fault that lets the model run (after ``inner``, if given) and records whose work reached it.
+
+    Each call is counted under the tab it runs for (:data:`sam_demo.fair.current_owner`, a session hash),
+    so a test can wait until another user's job really runs on the server before it measures anything
+    (:meth:`wait_for`), instead of sleeping and hoping.
+    """
+
+    def __init__(self, inner: Fault | None = None) -> None:
+        self.inner = inner
+        self.calls: Counter[Hashable] = Counter()
+        self._cond = threading.Condition()
+
+    def __call__(self, real, output_names, feeds, *args, **kwargs):
+        with self._cond:
+            self.calls[fair.current_owner.get()] += 1
+            self._cond.notify_all()
+        if self.inner is not None:
+            return self.inner(real, output_names, feeds, *args, **kwargs)
+        return real.run(output_names, feeds, *args, **kwargs)
+
+    def wait_for(self, owner: Hashable, calls: int = 1, timeout_s: float = SIGNAL_TIMEOUT_S) -> None:
+        """Return once ``owner``'s work has reached the model ``calls`` times in all (fail after ``timeout_s``)."""
+        with self._cond:
+            reached = self._cond.wait_for(lambda: self.calls[owner] >= calls, timeout_s)
+        assert reached, f"{owner!r}'s work did not reach the model {calls} times in {timeout_s} s: {dict(self.calls)}"
 
 
 @dataclass

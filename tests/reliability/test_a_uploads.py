@@ -32,7 +32,7 @@ from sam_onnx.image import (
 )
 from tests.conftest import make_rgb
 from tests.reliability.conftest import assert_message, hang_fault, smooth_rgb
-from tests.reliability.rawapi import FILE_META, RawSession, file_data, png_bytes
+from tools.rawapi import FILE_META, RawSession, file_data, png_bytes
 from tests.test_image import bomb_png, eps_file, heif_header, psd_header
 
 pytestmark = [pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")]

@@ -17,7 +17,7 @@ import app
 from sam_demo.editor import MAX_OBJECTS
 from sam_onnx.types import MAX_POINTS_PER_OBJECT
 from tests.reliability.conftest import PHOTO_HW, assert_message
-from tests.reliability.rawapi import file_data
+from tools.rawapi import file_data
 
 H, W = PHOTO_HW
 UPLOAD_FIRST = r"^Upload an image first"

@@ -18,7 +18,7 @@ import pytest
 import app
 from sam_demo.service import SegmentationService
 from tests.reliability.conftest import assert_message, png_bytes, serve, smooth_rgb, stall_fault, start_work
-from tests.reliability.rawapi import RawSession, file_data
+from tools.rawapi import RawSession, file_data
 from tests.reliability.test_a_uploads import CACHE_HIT_DEADLINE_S
 
 MB = 1024 * 1024

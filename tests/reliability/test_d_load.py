@@ -13,7 +13,7 @@ import pytest
 import app
 from sam_demo.service import SegmentationService
 from tests.reliability.conftest import png_bytes, serve, smooth_rgb, stall_fault
-from tests.reliability.rawapi import Outcome, RawSession, file_data
+from tools.rawapi import Outcome, RawSession, file_data
 
 QUEUE_REFUSAL_DEADLINE_S = 1.0
 """Longest round trip of one refused submit. Measured: about 10 ms idle, 0.3 s with the 2 cores shared by two

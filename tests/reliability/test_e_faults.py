@@ -22,7 +22,7 @@ import pytest
 import app
 from tests import analytic_models
 from tests.reliability.conftest import assert_message, hang_fault, png_bytes, smooth_rgb, wrong_dtype_fault
-from tests.reliability.rawapi import RawSession, file_data
+from tools.rawapi import RawSession, file_data
 from tests.test_image import bomb_png
 
 ROOT = Path(app.__file__).resolve().parent

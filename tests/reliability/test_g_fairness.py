@@ -13,51 +13,30 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import threading
 import time
 
 import httpx
 import numpy as np
 import pytest
 
+from sam_demo.bundle import PROMPTS_FILE_FORMAT
 from sam_demo.gradio_guard import MAX_BODY_BYTES
-from tests.reliability.conftest import PHOTO_HW, assert_message, png_bytes, smooth_rgb, stall_fault
-from tests.reliability.rawapi import RawSession, file_data
+from tests.reliability.conftest import PHOTO_HW, Watch, assert_message, png_bytes, smooth_rgb, stall_fault
 from tests.reliability.test_c_sessions import rss_mb
+from tools.rawapi import RawSession, file_data
+from tools.scenarios import BusyUser, Clicker, interleaved_rounds, prompts_file
 
 H, W = PHOTO_HW
 DECODER_STALL_S = 0.004
 """Extra time per decoder call in the tests that need a long job: 255 objects then take more than a second."""
 CLICK_SLACK_S = 0.25
 """Added to 3 x the idle time in the click-time ratios (a busy CI machine; a held click waits seconds)."""
+BUSY_FINISH_S = 60.0
+"""Longest wait for user A's running action to end once told to stop (a click or two on the analytic models)."""
 
 
-def prompts_file(objects: int, points: int, seed: int = 0, hw: tuple[int, int] = PHOTO_HW) -> bytes:
-    """A prompts file of ``objects - 1`` objects of ``points`` points and an empty, selected last object."""
-    rng = np.random.default_rng(seed)
-    h, w = hw
-    items = [{"id": k + 1, "points": [[float(rng.uniform(0, w - 1)), float(rng.uniform(0, h - 1)), 1]
-                                      for _ in range(points)]} for k in range(objects - 1)]
-    items.append({"id": objects, "points": []})
-    return json.dumps({"format": "sam_onnx.session/1", "image": {"width": w, "height": h}, "objects": items}).encode()
-
-
-def session_with_image(url: str, seed: int) -> RawSession:
-    session = RawSession(url)
-    assert session.load_bytes(png_bytes(smooth_rgb(H, W, seed=seed))).ok
-    return session
-
-
-def clicks(session: RawSession, count: int, seed: int) -> list[float]:
-    rng = np.random.default_rng(seed)
-    times = []
-    for k in range(count):
-        if k and k % 30 == 0:
-            assert session.call("clear_object", [0.5, True]).ok
-        outcome = session.click(float(rng.uniform(0, W - 1)), float(rng.uniform(0, H - 1)))
-        assert outcome.ok, outcome
-        times.append(outcome.seconds)
-    return times
+def clicker(url: str, seed: int) -> Clicker:
+    return Clicker.open(url, png_bytes(smooth_rgb(H, W, seed=seed)), PHOTO_HW, seed=seed)
 
 
 def p95(values: list[float]) -> float:
@@ -65,75 +44,61 @@ def p95(values: list[float]) -> float:
 
 
 def test_G1_a_256_object_load_by_one_user_does_not_hold_another_users_clicks(served, faults):
-    b = session_with_image(served.url, 40)
-    idle = clicks(b, 6, 1)
-    a = session_with_image(served.url, 41)
-    faults.decoder.fault = stall_fault(DECODER_STALL_S)
-    path = a.upload(prompts_file(256, 32, seed=1), "a.json")
-    pending = a.submit("load_prompts", [None, file_data(path), 0.5, True])  # queue/join: the state slot too
-    time.sleep(0.1)
-    busy = clicks(b, 6, 2)
-    loaded = a.wait(pending)
+    b = clicker(served.url, 40)
+    idle = b.clicks(6)
+    a = clicker(served.url, 41)
+    watch = faults.decoder.fault = Watch(stall_fault(DECODER_STALL_S))
+    path = a.session.upload(prompts_file(256, 32, PHOTO_HW, seed=1), "a.json")
+    pending = a.session.submit("load_prompts", [None, file_data(path), 0.5, True])  # queue/join: the state slot too
+    watch.wait_for(a.session.session_hash)  # A's load is decoding: B's clicks meet it
+    busy = b.clicks(6)
+    assert watch.calls[a.session.session_hash] < 255, "A's load ended before B's clicks: nothing was measured"
+    loaded = a.session.wait(pending)
     assert loaded.ok, loaded
-    assert len(a.snapshot().objects) == 256
+    assert len(a.session.snapshot().objects) == 256
     # With one edit queue for everyone, B's first click waited for A's whole load (issue 10: 27 s).
     # Here B's clicks run between the pieces of A's load: all of them end long before it does.
     assert sum(busy) < loaded.seconds and max(busy) < loaded.seconds / 4, (idle, busy, loaded.seconds)
-    for s in (a, b):
-        s.close()
+    for user in (a, b):
+        user.close()
 
 
 def test_G2_clicks_of_a_user_holding_256_objects_cost_one_object_and_do_not_slow_others(served, faults):
-    a = session_with_image(served.url, 42)
-    path = a.upload(prompts_file(256, 32, seed=2), "a.json")
-    assert a.call("load_prompts", [file_data(path), 0.5, True]).ok
-    first = a.click(10, 10)
-    assert first.ok and "decode" in a.status()
-    a_click = a.click(20, 12)
-    assert a_click.ok
-    b = session_with_image(served.url, 43)
-    stop = threading.Event()
-    a_times: list[float] = []
+    a = clicker(served.url, 42)
+    path = a.session.upload(prompts_file(256, 32, PHOTO_HW, seed=2), "a.json")
+    assert a.session.call("load_prompts", [file_data(path), 0.5, True]).ok
+    first = a.session.click(10, 10)
+    assert first.ok and "decode" in a.session.status()
+    assert a.session.click(20, 12).ok
+    a.points = 2
+    b = clicker(served.url, 43)
+    watch = faults.decoder.fault = Watch()
 
-    def keep_clicking():
-        rng = np.random.default_rng(9)
-        k = 0
-        while not stop.is_set():
-            if k % 30 == 29:
-                a.call("clear_object", [0.5, True])
-            outcome = a.click(float(rng.uniform(0, W - 1)), float(rng.uniform(0, H - 1)))
-            a_times.append(outcome.seconds)
-            k += 1
+    def ready(user: BusyUser) -> None:  # A's clicking has reached the decoder
+        watch.wait_for(a.session.session_hash, watch.calls[a.session.session_hash] + 1)
 
-    idle: list[float] = []
-    busy: list[float] = []
-    for round_ in range(2):  # interleaved, so the machine's mood affects both alike
-        idle += clicks(b, 6, 10 + round_)
-        worker = threading.Thread(target=keep_clicking, daemon=True)
-        stop.clear()
-        worker.start()
-        busy += clicks(b, 6, 20 + round_)
-        stop.set()
-        worker.join(30)
-    assert len(a_times) >= 4
-    assert p95(busy) <= 3 * p95(idle) + CLICK_SLACK_S, (idle, busy)
+    rounds = interleaved_rounds(b, lambda k: BusyUser(a, "click", seed=9 + k), rounds=2, clicks=6, ready=ready,
+                                finish_s=BUSY_FINISH_S)
+    assert not rounds.a_errors and len(rounds.a_times) >= 4, rounds
+    assert p95(rounds.busy) <= 3 * p95(rounds.idle) + CLICK_SLACK_S, rounds
     # A's own clicks stay interactive: one object decoded and drawn over a cached background of 255.
-    assert np.median(a_times) <= 3 * np.median(idle) + CLICK_SLACK_S, (a_times, idle)
-    for s in (a, b):
-        s.close()
+    assert np.median(rounds.a_times) <= 3 * np.median(rounds.idle) + CLICK_SLACK_S, rounds
+    for user in (a, b):
+        user.close()
 
 
 def test_G3_segment_has_its_own_queue_and_never_holds_an_upload(served, faults):
     a = RawSession(served.url)
     image = a.upload(png_bytes(smooth_rgb(H, W, seed=44)), "a.png")
     assert a.call("segment", [file_data(image), [{"points": [[5, 5, 1]]}]]).ok  # encoded once, cached
-    faults.decoder.fault = stall_fault(DECODER_STALL_S)
+    watch = faults.decoder.fault = Watch(stall_fault(DECODER_STALL_S))
     objects = [{"points": [[float(x % W), float(x // W % H), 1]]} for x in range(0, 256 * 37, 37)]
     pending = a.submit("segment", [file_data(image), objects])
-    time.sleep(0.1)
+    watch.wait_for(a.session_hash)  # A's /segment is decoding
     b = RawSession(served.url)
     uploaded = b.load_bytes(png_bytes(smooth_rgb(H, W, seed=45)))
     assert uploaded.ok
+    assert watch.calls[a.session_hash] < 256, "A's /segment ended before B's upload: nothing was measured"
     answer = a.wait(pending)
     assert answer.ok and len(answer.data[0]["objects"]) == 256
     assert uploaded.seconds < answer.seconds, (uploaded.seconds, answer.seconds)
@@ -180,7 +145,7 @@ def test_G4_a_30_mb_body_is_refused_at_once_and_memory_stays(served):
                              headers={"content-type": "application/json"})
         assert response.status_code == 413 and "holds more than 50,000 values" in response.json()["detail"]
         assert time.perf_counter() - started < REFUSAL_DEADLINE_S
-    assert session_with_image(served.url, 46).click(5, 5).ok  # and the server serves on
+    assert clicker(served.url, 46).click()  # and the server serves on
 
 
 PROMPTS_FILE_CASES = {
@@ -206,7 +171,7 @@ def test_G5_malformed_prompts_files_get_a_message_change_nothing_and_log_one_lin
         data = b""
     else:
         item = {"id": 1, "points": [[10, 10, 1]], **{k: v for k, v in change.items() if k != "image"}}
-        document = {"format": "sam_onnx.session/1", "image": change.get("image", {"width": W, "height": H}),
+        document = {"format": PROMPTS_FILE_FORMAT, "image": change.get("image", {"width": W, "height": H}),
                     "objects": [item]}
         data = json.dumps(document).encode().replace(b'"DEEP"', b"[" * 5000 + b"]" * 5000)
     path = session.upload(data, "prompts.json")
