@@ -48,8 +48,9 @@ MAX_PENDING_PER_SESSION = 32
 """Events of one browser tab that may wait for that tab's earlier events; more are refused at once."""
 MAX_PENDING_IN_ALL = 512
 """Events of all tabs that may wait for their tab's earlier events."""
-UPLOAD_ROUTE_SUFFIX = "/upload"
-"""Gradio's multipart upload route: limited by ``max_file_size`` while it streams to disk, not here."""
+UPLOAD_ROUTE = "/gradio_api/upload"
+"""Gradio's multipart upload route: limited by ``max_file_size`` while it streams to disk, not here. Only this
+exact path: ``/gradio_api/call/upload`` (an API named "upload") is a JSON route like any other."""
 
 MSG_BODY_TOO_LARGE = (f"The request is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB. Send images as file uploads "
                       "(gradio_client.handle_file) and at most 256 objects per request.")
@@ -67,12 +68,17 @@ class RequestLimits:
 
     A declared ``Content-Length`` over the limit is refused before a byte of
     the body is read (HTTP 413); a body without one (chunked) is read up to the
-    limit and refused as soon as it passes it. A JSON body is checked for its
-    nesting (HTTP 400) and its number of values (HTTP 413) before the app
-    parses it: Gradio parses it and walks every value on its event loop before
-    any handler runs. So no request can make the server parse or hold more
-    than :data:`MAX_BODY_BYTES`. Gradio's upload route is left to
-    ``max_file_size``, which it applies while streaming to disk.
+    limit and refused with the piece that passes it (uvicorn reads ahead by at
+    most its flow-control buffer, 64 kB). Every body that may be parsed as JSON
+    is checked for its nesting (HTTP 400) and its number of values (HTTP 413)
+    before the app parses it: Gradio parses it and walks every value on its
+    event loop before any handler runs. That is every body but a multipart form,
+    whatever its content type says: FastAPI parses a body without a type, or
+    with any case and parameters of ``application/json``, and Gradio's component
+    route parses any body that is not multipart. So no request can make the
+    server parse or hold more than :data:`MAX_BODY_BYTES`. Gradio's upload route
+    (:data:`UPLOAD_ROUTE`) is left to ``max_file_size``, which it applies while
+    streaming to disk.
     """
 
     def __init__(self, app, max_body_bytes: int = MAX_BODY_BYTES, max_depth: int = MAX_JSON_DEPTH,
@@ -84,7 +90,7 @@ class RequestLimits:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH") or \
-                scope.get("path", "").endswith(UPLOAD_ROUTE_SUFFIX):
+                _route(scope) == UPLOAD_ROUTE:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or ())
@@ -107,7 +113,7 @@ class RequestLimits:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if b"json" in headers.get(b"content-type", b""):
+        if not headers.get(b"content-type", b"").lstrip().lower().startswith(MULTIPART):
             shape = json_shape(body)
             if shape.depth > self.max_depth:
                 await self._refuse(scope, send, 400, MSG_TOO_DEEP)
@@ -134,6 +140,16 @@ class RequestLimits:
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": payload})
+
+
+MULTIPART = b"multipart/"
+"""Content types whose bodies are never parsed as JSON (forms with files): only their size is bounded."""
+
+
+def _route(scope) -> str:
+    """The request's path inside the app (without a proxy's ``root_path``)."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
 
 
 def request_limits_middleware() -> list:

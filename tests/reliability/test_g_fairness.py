@@ -13,6 +13,8 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import select
+import socket
 import time
 
 import httpx
@@ -20,11 +22,12 @@ import numpy as np
 import pytest
 
 from sam_demo.bundle import PROMPTS_FILE_FORMAT
-from sam_demo.gradio_guard import MAX_BODY_BYTES
+from sam_demo.gradio_guard import MAX_BODY_BYTES, MSG_BODY_TOO_LARGE, MSG_TOO_DEEP
+from sam_demo.limits import MAX_JSON_DEPTH
 from tests.reliability.conftest import PHOTO_HW, Watch, assert_message, png_bytes, smooth_rgb, stall_fault
 from tests.reliability.test_c_sessions import rss_mb
 from tools.rawapi import RawSession, file_data
-from tools.scenarios import BusyUser, Clicker, interleaved_rounds, prompts_file
+from tools.scenarios import BusyUser, Clicker, deep_body, interleaved_rounds, oversized_body, prompts_file
 
 H, W = PHOTO_HW
 DECODER_STALL_S = 0.004
@@ -146,6 +149,65 @@ def test_G4_a_30_mb_body_is_refused_at_once_and_memory_stays(served):
         assert response.status_code == 413 and "holds more than 50,000 values" in response.json()["detail"]
         assert time.perf_counter() - started < REFUSAL_DEADLINE_S
     assert clicker(served.url, 46).click()  # and the server serves on
+
+
+BODY_ROUTES = ("/gradio_api/call/segment", "/gradio_api/queue/join", "/gradio_api/call/upload",
+               "/gradio_api/run/segment", "/gradio_api/component_server")
+"""POST routes that parse a JSON body (an API named "upload" is one like the others)."""
+SOCKET_CHUNK = 64 * 1024
+SENT_BEYOND_LIMIT_BOUND = 8 * 1024 * 1024
+"""A chunked 30 MB body must be answered before the client has sent more than this past the 2 MB limit: the
+loopback's socket buffers (a few MB), not the body. Measured: the answer comes after ~2.5 MB."""
+
+
+def _post(url: str, body: bytes, content_type: str | None = "application/json", chunked: bool = False) -> str:
+    """``"<status> <body>"`` of the answer."""
+    headers = {} if content_type is None else {"content-type": content_type}
+    content = (body[i:i + SOCKET_CHUNK] for i in range(0, len(body), SOCKET_CHUNK)) if chunked else body
+    with httpx.Client(timeout=30) as http:
+        response = http.post(url, content=content, headers=headers)
+        return f"{response.status_code} {response.text}"
+
+
+@pytest.mark.parametrize("route", BODY_ROUTES)
+def test_G7_body_limits_hold_at_the_boundary_by_every_route_and_content_type(served, route):
+    url = served.url.rstrip("/") + route
+    at_limit = b'{"data": [], "session_hash": "g7"}'
+    at_limit += b" " * (MAX_BODY_BYTES - len(at_limit))
+    too_large, too_deep = f'413 {{"detail": {json.dumps(MSG_BODY_TOO_LARGE)}', f'400 {{"detail": {json.dumps(MSG_TOO_DEEP)}' 
+    for chunked in (False, True):
+        assert not _post(url, at_limit, chunked=chunked).startswith("413")  # Gradio's own answer
+        assert _post(url, at_limit + b" ", chunked=chunked).startswith(too_large)
+    for content_type in ("application/json; charset=utf-8", "Application/JSON", "text/plain", None):
+        assert too_deep in _post(url, deep_body(MAX_JSON_DEPTH), content_type), content_type  # the body: one more
+        assert MSG_TOO_DEEP not in _post(url, deep_body(MAX_JSON_DEPTH - 1), content_type), content_type
+
+
+def test_G7_a_chunked_body_is_refused_before_the_client_has_sent_it(served):
+    """A 30 MB body without a Content-Length, sent in 64 kB chunks over a raw socket: the 413 arrives while most
+    of it is still unsent (the server reads no further than the limit plus what sits in socket buffers)."""
+    host, port = served.url.split("//")[1].rstrip("/").split(":")
+    body = oversized_body(30 * 1024 * 1024)
+    sent = 0
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(f"POST /gradio_api/queue/join HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n".encode())
+        sock.setblocking(False)
+        answer = b""
+        while sent < len(body):
+            readable, writable, _ = select.select([sock], [sock], [], 30)
+            if readable:
+                answer = sock.recv(4096)
+                break
+            assert writable, "the server neither read nor answered in 30 s"
+            piece = body[sent:sent + SOCKET_CHUNK]
+            try:
+                sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            except BlockingIOError:
+                continue  # the buffers are full: wait for the answer
+            sent += len(piece)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert sent < MAX_BODY_BYTES + SENT_BEYOND_LIMIT_BOUND, sent
 
 
 PROMPTS_FILE_CASES = {
