@@ -124,3 +124,16 @@ def test_encoder_benchmark_forces_each_variant_against_bare_fp32(analytic_dir, p
     assert result["auto"]["chosen"] in {"fp32", "int8", "openvino-bf16", "openvino-f32"}
     printed = capsys.readouterr().out
     assert "| variant |" in printed and "auto would pick" in printed
+
+
+def test_refine_benchmark_measures_every_shape(tmp_path):
+    """bench_refine's precision part, offline, on a smaller photo (the shapes keep their pixel sizes)."""
+    from bench import bench_refine
+
+    out = tmp_path / "refine.json"
+    assert bench_refine.main(["--standin", "", "--size", "1600", "1200", "--json", str(out), "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    assert [r["shape"] for r in result["precision"]] == [s.name for s in bench_refine.shapes((1200, 1600))]
+    for row in result["precision"]:
+        assert row["mean_after"] < row["mean_before"] and row["iou_after"] > row["iou_before"], row
+        assert row["coarse_px_outside_crop"] == 0
