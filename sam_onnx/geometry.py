@@ -37,6 +37,11 @@ MODEL_SIDE = 1024
 LOW_RES_SIDE = 256
 """Side of the square low-res mask logits returned by the decoder."""
 
+EDGE_OFFSET = 0.5
+"""Original pixels + ``EDGE_OFFSET`` = **pixel-edge** coordinates, the frame of exported polygons
+(:mod:`sam_onnx.vector`), COCO, YOLO and SVG: pixel ``(c, r)`` is the square ``[c, c + 1] × [r, r + 1]`` and the
+image spans ``[0, W] × [0, H]``."""
+
 
 CROP_MARGIN = 0.2
 """Margin added on each side of an object's extent to make its refinement crop, as a fraction of the extent's
