@@ -28,6 +28,7 @@ import gradio as gr
 
 from sam_demo.editor import MAX_OBJECTS, Editor
 from sam_demo.gradio_guard import SafeBlocks, guarded, request_limits_middleware, uploaded_image, user_error
+from sam_demo import routes
 from sam_demo.limits import api_objects
 from sam_demo.page import CSS, DISPLAY_HEIGHT, HEAD, HELP, TITLE, UPLOAD_BOX_HEIGHT
 from sam_demo.service import DEFAULT_DISPLAY_SIDE, ImageRecord, SegmentationService
@@ -684,13 +685,19 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
 
 
 
-def launch_kwargs(host: str, port: int) -> dict:
-    """Serving settings (see docs/reliability.md)."""
+def app_routes(service: SegmentationService) -> list:
+    """The app's own HTTP routes (the view's scripts and an image's files, :mod:`sam_demo.routes`)."""
+    return routes.demo_routes(service, service.grants)
+
+
+def launch_kwargs(host: str, port: int, routes: list | tuple = ()) -> dict:
+    """Serving settings (see docs/reliability.md); ``routes`` from :func:`app_routes` (the view needs them)."""
     return {
         "server_name": host, "server_port": port, "max_file_size": MAX_FILE_SIZE,
         "enable_monitoring": False, "show_error": False, "ssr_mode": False,
         "state_session_capacity": 1000, "css": CSS, "head": HEAD, "theme": gr.themes.Soft(),
-        "footer_links": ["api"], "app_kwargs": {"middleware": request_limits_middleware()},
+        "footer_links": ["api"],
+        "app_kwargs": {"middleware": request_limits_middleware(), "routes": list(routes)},
     }
 
 
@@ -779,7 +786,8 @@ def main(argv=None) -> None:
         raise SystemExit(f"error: {exc}") from None
     demo = build_demo(service)
     # quiet: Gradio's banner suggests share=True, which a public demo must not use (README, Limits and security)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(args.host, args.port))
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True,
+                            **launch_kwargs(args.host, args.port, routes=app_routes(service)))
     logger.info("serving on %s", url)
     demo.block_thread()
 

@@ -26,6 +26,7 @@ reports clicks in) to original pixels (what prompts and exports use).
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import re
@@ -39,6 +40,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from PIL import Image
 
 from sam_onnx import amg, export
 from sam_onnx.errors import InvalidImageError, InvalidPromptError
@@ -48,9 +50,10 @@ from sam_onnx.predictor import Sam2Predictor
 from sam_onnx.preprocess import preprocess_image
 from sam_onnx.types import ImageEmbedding, MaskResult, Point, Prompts
 
-from . import bundle, fair, jobs, limits, view
+from . import bundle, fair, grants, jobs, layers, limits, view
 from .cache import BoundedCache
 from .editor import Editor
+from .layers import Layer, LayerSpec
 from .view import Background, Summary, View, ViewOptions
 
 logger = logging.getLogger(__name__)
@@ -61,6 +64,17 @@ DEFAULT_IMAGE_CACHE_MB = 1024
 DEFAULT_RESULT_CACHE_MB = 256
 DEFAULT_VIEW_CACHE_MB = 128
 """Drawn backgrounds (:class:`sam_demo.view.Background`, about 12 MB each at 1536×1152 px)."""
+PAGE_FILES_CACHE_MB = 96
+"""The page's files (:mod:`sam_demo.routes`): display JPEGs (~0.3 MB at 1536 px), full-resolution JPEGs
+(~2-4 MB at 12 MP)."""
+LAYER_CACHE_MB = 32
+"""Mask layers (1-bit PNGs of a few kB each, :mod:`sam_demo.layers`)."""
+DISPLAY_JPEG_QUALITY = 90
+FULL_JPEG_QUALITY = 92
+"""JPEG quality of the display and full-resolution copies the page loads."""
+RECORD_BYTES = 1024
+"""Bytes counted per remembered image record or layer spec (small values: a path, prompts)."""
+RECORDS_MB = 4
 SUMMARY_CACHE_MB = 16
 SUMMARY_BYTES = 400
 """Bytes counted per cached object-list score (a key with its prompts and four floats)."""
@@ -147,6 +161,13 @@ class _FairTurns:
         return self._service.decode(embedding, objects)
 
 
+def _jpeg(rgb: NDArray[np.uint8], quality: int) -> bytes:
+    """An ``(h, w, 3)`` uint8 image as JPEG bytes."""
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
 def _safe_stem(path: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem).strip("._") or "image"
     return stem[:60]
@@ -163,12 +184,13 @@ class SegmentationService:
         limits: what uploads may be.
         upload_concurrency: uploads read and encoded at once (1 with a local encoder; the app's
             ``--ray-uploads`` when a Ray Serve deployment encodes).
+        grant_ttl_s: seconds a tab's access token to an image lives after its last use (:mod:`sam_demo.grants`).
     """
 
     def __init__(self, predictor: Sam2Predictor, *, display_max_side: int = DEFAULT_DISPLAY_SIDE,
                  image_cache_mb: int = DEFAULT_IMAGE_CACHE_MB, result_cache_mb: int = DEFAULT_RESULT_CACHE_MB,
                  view_cache_mb: int = DEFAULT_VIEW_CACHE_MB, limits: ImageLimits = DEFAULT_LIMITS,
-                 upload_concurrency: int = 1) -> None:
+                 upload_concurrency: int = 1, grant_ttl_s: float = grants.DEFAULT_TTL_S) -> None:
         self.predictor = predictor
         # Uploads encoded at once: 1 for an encoder on this machine (two at once only halve the speed);
         # more when the encoder is a Ray Serve deployment with several replicas.
@@ -180,6 +202,13 @@ class SegmentationService:
                                                                lambda r: r.low_res_logits.nbytes + 64)
         self._summaries: BoundedCache[Summary] = BoundedCache(SUMMARY_CACHE_MB * _MB, lambda v: SUMMARY_BYTES)
         self._backgrounds: BoundedCache[Background] = BoundedCache(view_cache_mb * _MB, lambda b: b.nbytes + 64)
+        self._files: BoundedCache[bytes] = BoundedCache(PAGE_FILES_CACHE_MB * _MB, lambda b: len(b) + 64)
+        self._layers: BoundedCache[Layer] = BoundedCache(LAYER_CACHE_MB * _MB, lambda layer: len(layer.png) + 200)
+        self._layer_specs: BoundedCache[LayerSpec] = BoundedCache(RECORDS_MB * _MB, lambda v: RECORD_BYTES)
+        self._records: BoundedCache[ImageRecord] = BoundedCache(RECORDS_MB * _MB, lambda v: RECORD_BYTES)
+        """The last opened record of each image key: the file the routes re-read the image from."""
+        self.grants = grants.Grants(ttl_s=grant_ttl_s)
+        """Which browser tab may fetch which image's files (:mod:`sam_demo.routes`)."""
         self.compute = fair.FairGate("compute")
         """Turns for decoder calls and drawing, shared fairly between users (:mod:`sam_demo.fair`)."""
         self.encoder = fair.FairGate("encoder", slots=self.upload_concurrency)
@@ -224,6 +253,7 @@ class SegmentationService:
         done = time.perf_counter()
         progress(1.0, "Ready")
         record = ImageRecord(key, str(path), _safe_stem(str(path)), frame, loaded.notes)
+        self._records.put(key, record)
         info = {"load_ms": (loaded_at - started) * 1e3, "encode_ms": (done - loaded_at) * 1e3, "cache_hit": cached}
         logger.info("image %s %s: %s", key[:12], loaded.rgb.shape[:2], info)
         return record, info
@@ -362,6 +392,65 @@ class SegmentationService:
         timings = {"decode_ms": work.decode_s * 1e3, "render_ms": max(0.0, total - work.decode_s - waited) * 1e3,
                    "waited_ms": waited * 1e3, "decoded": work.decoded}
         return View(overlay, thumbs, scores, chosen, rows, timings)
+
+    def layer(self, record: ImageRecord, prompts: Prompts, candidate: int, result: MaskResult) -> tuple[str, Layer]:
+        """The mask layer of one object (cached by its content address; see :mod:`sam_demo.layers`)."""
+        spec = LayerSpec(record.key, prompts, candidate, record.frame.display_hw)
+        layer_id = spec.layer_id
+        found = self._layers.get(layer_id)
+        if found is None:
+            found = self._layers.put(layer_id, layers.draw_layer(result, candidate, record.frame))
+        if self._layer_specs.get(layer_id) is None:
+            self._layer_specs.put(layer_id, spec)
+        return layer_id, found
+
+    # ------------------------------------------------------------------ the page's files (sam_demo.routes)
+    def display_jpeg(self, key: str) -> bytes | None:
+        """The display copy of image ``key`` as a JPEG, or None when this server does not know the image."""
+        record = self._records.get(key)
+        if record is None:
+            return None
+
+        def make() -> bytes:
+            return _jpeg(self.cached_image(record).display_rgb, DISPLAY_JPEG_QUALITY)
+
+        return self._files.get_or_create(("display", key), make)[0]
+
+    def full_jpeg(self, key: str) -> bytes | None:
+        """The upright original of image ``key`` at full resolution as a JPEG (made on first request), or None.
+
+        Raises:
+            InvalidImageError: the uploaded file is gone or changed.
+        """
+        record = self._records.get(key)
+        if record is None:
+            return None
+        if record.frame.is_identity:
+            return self.display_jpeg(key)
+
+        def make() -> bytes:
+            with self.intake.turn():  # one full-size decode in memory per intake slot, like an upload
+                return _jpeg(self._reload(record), FULL_JPEG_QUALITY)
+
+        return self._files.get_or_create(("full", key), make)[0]
+
+    def layer_png(self, key: str, layer_id: str) -> bytes | None:
+        """A mask layer's PNG by its id, if it belongs to image ``key``; drawn again after an eviction.
+
+        ``None`` when the id is unknown here (never issued, or its spec was evicted: the page then asks
+        for a fresh scene), belongs to another image, or the mask is empty.
+        """
+        spec = self._layer_specs.get(layer_id)
+        if spec is None or spec.image_key != key:
+            return None
+        found = self._layers.get(layer_id)
+        if found is None:
+            record = self._records.get(key)
+            if record is None:
+                return None
+            result = self.results(record, [spec.prompts])[0]
+            found = self.layer(record, spec.prompts, spec.candidate, result)[1]
+        return found.png or None
 
     # ------------------------------------------------------------------ files
     def export(self, record: ImageRecord, editor: Editor, out_dir: str | os.PathLike, *,

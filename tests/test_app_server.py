@@ -23,7 +23,7 @@ from tools.ports import free_port
 def server(predictor):
     service = SegmentationService(predictor, image_cache_mb=256)
     demo = app.build_demo(service)
-    kwargs = app.launch_kwargs("127.0.0.1", free_port())
+    kwargs = app.launch_kwargs("127.0.0.1", free_port(), routes=app.app_routes(service))
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **kwargs)
     try:
         yield url

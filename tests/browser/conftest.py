@@ -124,8 +124,10 @@ def _serve(predictor, image_cache_mb: int):
     import app
     from sam_demo.service import SegmentationService
 
-    demo = app.build_demo(SegmentationService(predictor, image_cache_mb=image_cache_mb))
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs("127.0.0.1", free_port()))
+    service = SegmentationService(predictor, image_cache_mb=image_cache_mb)
+    demo = app.build_demo(service)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True,
+                            **app.launch_kwargs("127.0.0.1", free_port(), routes=app.app_routes(service)))
     try:
         yield url
     finally:

@@ -1,0 +1,116 @@
+"""Mask layers for the page's view: one object's mask as a small 1-bit PNG with its place on the image.
+
+The page colours and outlines each layer itself (``sam_demo/static/view/render.js``), so a layer is
+only *where* the mask is: a PNG whose pixels are white (inside) or transparent (outside), cropped to
+the mask's bounding box, plus the rectangle of the image it covers.
+
+Frames: a layer's bitmap is in **display pixels** (``DisplayFrame.display_hw``), the same mask the
+old server-drawn overlay showed (``mask_crop_from_logits`` of the shown candidate at the display
+size). Its rectangle is given in **original pixel edges**: the image spans ``[0, W] x [0, H]`` and
+original pixel ``(row, col)`` covers ``[col, col + 1) x [row, row + 1)`` (pixel-index coordinates,
+as prompts use, are these minus 0.5). A display pixel ``i`` covers original edges
+``[i * W / w, (i + 1) * W / w)`` (:class:`sam_onnx.geometry.DisplayFrame`), so the page draws the
+bitmap stretched over the rectangle and each bitmap pixel lands exactly on the original pixels it
+stands for, at any zoom.
+
+A layer's id is content-addressed: a hash of everything its pixels depend on (the image, the prompts,
+the candidate shown and the bitmap size), so a URL never changes meaning and the page may cache it
+for good.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from sam_onnx.geometry import DisplayFrame
+from sam_onnx.postprocess import mask_crop_from_logits
+from sam_onnx.types import MaskResult, Prompts
+
+LAYER_ID_HEX = 32
+"""Hex digits of a layer id (128 bits of SHA-256)."""
+PNG_PALETTE = (0, 0, 0, 255, 255, 255)
+"""Palette of a layer PNG: index 0 (outside, fully transparent) and 1 (inside, white)."""
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """What a layer's pixels depend on (small; kept so an evicted layer can be drawn again).
+
+    Attributes:
+        image_key: the image's content hash.
+        prompts: the object's prompts (original pixels).
+        candidate: the candidate shown, 0..2 (already resolved: ``None`` is never stored).
+        display_hw: ``(h, w)`` of the bitmap's frame (the display copy).
+    """
+
+    image_key: str
+    prompts: Prompts
+    candidate: int
+    display_hw: tuple[int, int]
+
+    @property
+    def layer_id(self) -> str:
+        """The content address: SHA-256 of the fields' canonical text, :data:`LAYER_ID_HEX` hex digits."""
+        text = repr((self.image_key, self.prompts.to_dict(), int(self.candidate), tuple(self.display_hw)))
+        return hashlib.sha256(text.encode()).hexdigest()[:LAYER_ID_HEX]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A drawn layer: its PNG and its place.
+
+    Attributes:
+        png: the 1-bit PNG (white inside, transparent outside); ``b""`` for an empty mask.
+        offset: ``(row0, col0)`` of the bitmap in display pixels.
+        size: ``(h', w')`` of the bitmap in display pixels (``(0, 0)`` for an empty mask).
+        rect: ``(x0, y0, x1, y1)`` the bitmap covers, in original pixel edges.
+    """
+
+    png: bytes
+    offset: tuple[int, int]
+    size: tuple[int, int]
+    rect: tuple[float, float, float, float]
+
+    @property
+    def empty(self) -> bool:
+        return self.size == (0, 0)
+
+
+def encode_png(crop: NDArray[np.bool_]) -> bytes:
+    """A ``(h, w)`` bool mask as a 1-bit palette PNG: white where True, fully transparent where False."""
+    image = Image.fromarray(np.asarray(crop, dtype=np.uint8), mode="P")
+    image.putpalette(PNG_PALETTE)
+    out = io.BytesIO()
+    image.save(out, "PNG", bits=1, transparency=0, optimize=True)
+    return out.getvalue()
+
+
+def decode_png(png: bytes) -> NDArray[np.bool_]:
+    """The ``(h, w)`` bool mask of a layer PNG (True where opaque); for tests and checks."""
+    rgba = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+    return rgba[..., 3] > 0
+
+
+def rect_of(offset: tuple[int, int], size: tuple[int, int], frame: DisplayFrame) -> tuple[float, float, float, float]:
+    """The original-pixel-edge rectangle of a display-pixel crop (see the module docstring)."""
+    (row0, col0), (h, w) = offset, size
+    (oh, ow), (dh, dw) = frame.original_hw, frame.display_hw
+    return (col0 * ow / dw, row0 * oh / dh, (col0 + w) * ow / dw, (row0 + h) * oh / dh)
+
+
+def draw_layer(result: MaskResult, candidate: int, frame: DisplayFrame) -> Layer:
+    """The layer of one decoder result's candidate at the display size (the mask the overlay drew)."""
+    crop, offset = mask_crop_from_logits(result.low_res_logits[candidate], frame.display_hw)
+    if crop.size == 0 or not crop.any():
+        return Layer(b"", (0, 0), (0, 0), (0.0, 0.0, 0.0, 0.0))
+    rows, cols = np.nonzero(crop.any(axis=1))[0], np.nonzero(crop.any(axis=0))[0]
+    tight = crop[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    offset = (offset[0] + int(rows[0]), offset[1] + int(cols[0]))
+    size = (int(tight.shape[0]), int(tight.shape[1]))
+    return Layer(encode_png(tight), offset, size, rect_of(offset, size, frame))
