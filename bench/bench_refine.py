@@ -6,7 +6,7 @@ Run::
     python -m bench.bench_refine --standin "$SAM_STANDIN_DIR"   # + time and memory on the full-size stand-in
 
 1. **Precision** (offline, no model files): the content-following test models
-   (``tests/content_models.py``: masks cover the low-res cells whose colour is
+   (``tools/content_models.py``: masks cover the low-res cells whose colour is
    close to the clicked one, as finely as the 256 x 256 grid of the encoded frame
    allows) on synthetic 12 MP photos (4000 x 3000), one known shape per photo,
    drawn antialiased (4 x 4 supersampling) with mild noise: a disc of 40 px
@@ -54,7 +54,7 @@ NOISE_SIGMA = 3.0
 BACKGROUND = (200, 200, 200)
 CONTRAST = 3.0
 """Distance between a shape's colour and the background in normalised RGB: twice the content model's tolerance,
-so its edges lie at half coverage (tests/content_models.py)."""
+so its edges lie at half coverage (tools/content_models.py)."""
 CENTRE = (0.503343, 0.502537)
 """Where each shape is centred, as a fraction of the photo's width and height: (2013.37, 1507.61) on a
 4000 x 3000 photo, off its 256 x 256 grid."""
@@ -294,7 +294,7 @@ def cost(folder: Path, repeat: int, quiet: bool) -> dict[str, Any]:
 def content_models_dir(arg: str | None, tmp: Path) -> Path:
     if arg:
         return Path(arg)
-    from tests import content_models  # the offline test models (no download)
+    from tools import content_models  # the offline test models (no download)
 
     content_models.save_models(tmp)
     return tmp

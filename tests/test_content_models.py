@@ -12,7 +12,7 @@ import pytest
 
 from sam_onnx import Box, Point, Prompts, Sam2Predictor
 from sam_onnx.session import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS, check_contract
-from tests import content_models as cm
+from tools import content_models as cm
 
 LAYOUTS = {
     "points only": ([[[[100, 200], [500, 600], [0, 0]]]], [[[1, 0, -1]]], np.zeros((1, 0, 4))),

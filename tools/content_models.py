@@ -41,7 +41,11 @@ cell. A line narrower than half a cell never fills one, and the whole-image pass
 ``reference_decoder`` computes the same in numpy (float64) for the tests. Run as a script to
 write the pair to a folder::
 
-    python -m tests.content_models --out DIR
+    python -m tools.content_models --out DIR
+
+It lives in ``tools/`` rather than beside ``tests/analytic_models.py`` because the benchmark runs it
+(``bench/`` and ``tools/`` import nothing from the tests); it restates the few contract constants
+and graph helpers it shares with the analytic models.
 """
 
 from __future__ import annotations
@@ -52,33 +56,87 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
-from tests.analytic_models import (
-    BATCH_DIM,
-    CELL_SIZE,
-    DECODER_OUTPUTS,
-    EMBEDDING_CHW,
-    EMBEDDING_NAMES,
-    ENCODER_INPUT,
-    LABEL_NEGATIVE,
-    LABEL_POSITIVE,
-    LABEL_PROCESSOR_PAD,
-    LOWRES_SIZE,
-    MODEL_SIZE,
-    NUM_BOXES_DIM,
-    NUM_CANDIDATES,
-    NUM_MASKS_DIM,
-    NUM_POINTS_DIM,
-    PIXEL_CENTRE_SHIFT,
-    POINT_BATCH_DIM,
-    _append_along,
-    _coordinate,
-    _embedding_value_infos,
-    _GraphBuilder,
-    cell_centres,
-    save_model,
-)
+# --- the I/O contract of the real pair (docs/model-io.md; restated, as tests/analytic_models.py does) ----------
+MODEL_SIZE = 1024
+LOWRES_SIZE = 256
+CELL_SIZE = MODEL_SIZE // LOWRES_SIZE
+"""Model units covered by one low-res cell along each axis (4)."""
+NUM_CANDIDATES = 3
+PIXEL_CENTRE_SHIFT = 0.5
+"""Added by the decoder graph to every point and box corner (model frame)."""
+ENCODER_INPUT = "pixel_values"
+EMBEDDING_NAMES = ("image_embeddings.0", "image_embeddings.1", "image_embeddings.2")
+EMBEDDING_CHW = ((32, 256, 256), (64, 128, 128), (256, 64, 64))
+DECODER_OUTPUTS = ("iou_scores", "pred_masks", "object_score_logits")
+BATCH_DIM, POINT_BATCH_DIM, NUM_POINTS_DIM = "batch_size", "point_batch_size", "num_points"
+NUM_BOXES_DIM, NUM_MASKS_DIM = "num_boxes", "num_masks"
+LABEL_POSITIVE, LABEL_NEGATIVE, LABEL_PROCESSOR_PAD = 1, 0, -10
+OPSET, IR_VERSION = 17, 8
+
+
+def cell_centres() -> np.ndarray:
+    """Centres of the low-res cells along one axis: float64 ``(256,)``, model frame."""
+    return np.arange(LOWRES_SIZE, dtype=np.float64) * CELL_SIZE + CELL_SIZE / 2
+
+
+class _GraphBuilder:
+    """Collects nodes and initializers; every helper returns the name of its output."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix, self._count = prefix, 0
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+
+    def _fresh(self, hint: str) -> str:
+        self._count += 1
+        return f"{self._prefix}/{hint}_{self._count}"
+
+    def const(self, hint: str, value: np.ndarray) -> str:
+        name = self._fresh(hint)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def ints(self, hint: str, *values: int) -> str:
+        return self.const(hint, np.array(values, dtype=np.int64))
+
+    def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs: object) -> str:
+        output = out if out is not None else self._fresh(op_type.lower())
+        self.nodes.append(helper.make_node(op_type, list(inputs), [output], **attrs))
+        return output
+
+    def model(self, name: str, inputs, outputs, doc: str) -> onnx.ModelProto:
+        graph = helper.make_graph(self.nodes, name, list(inputs), list(outputs), initializer=self.initializers)
+        graph.doc_string = doc
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                 producer_name="tools.content_models", ir_version=IR_VERSION)
+
+
+def _embedding_value_infos() -> list[onnx.ValueInfoProto]:
+    return [helper.make_tensor_value_info(name, TensorProto.FLOAT, [BATCH_DIM, *chw])
+            for name, chw in zip(EMBEDDING_NAMES, EMBEDDING_CHW, strict=True)]
+
+
+def _append_along(g: _GraphBuilder, tensor: str, filler: np.ndarray, axis: int) -> str:
+    """Concatenate one slice of ``filler`` to ``tensor`` along ``axis``, broadcast over the leading dims."""
+    lead = g.op("Shape", tensor, start=0, end=axis)
+    target = g.op("Concat", lead, g.ints("filler_tail", 1, *filler.shape[axis + 1:]), axis=0)
+    return g.op("Concat", tensor, g.op("Expand", g.const("filler", filler), target), axis=axis)
+
+
+def _coordinate(g: _GraphBuilder, coords: str, index: int, rank_after: int) -> str:
+    """Component ``index`` of the last axis of ``coords``, with singleton axes up to ``rank_after`` dims."""
+    component = g.op("Slice", coords, g.ints("start", index), g.ints("end", index + 1), g.ints("axis", -1))
+    return g.op("Unsqueeze", component, g.ints("axes", rank_after - 1))
+
+
+def save_model(model: onnx.ModelProto, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, path)
+    return path
+
 
 COLOUR_CHANNELS = 3
 """Channels 0..2 of every level hold the cell averages of normalised R, G, B."""
@@ -279,7 +337,7 @@ def reference_decoder(points: np.ndarray, labels: np.ndarray, boxes: np.ndarray,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.content_models",
+    parser = argparse.ArgumentParser(prog="python -m tools.content_models",
                                      description="Write the content-following encoder.onnx / decoder.onnx pair.")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
     args = parser.parse_args(argv)
