@@ -20,13 +20,21 @@ from numpy.typing import NDArray
 
 from sam_onnx import export
 from sam_onnx.errors import InvalidPromptError
+from sam_onnx.geometry import CropFrame
 from sam_onnx.types import NUM_CANDIDATES, MaskResult, Prompts, short_repr
 
-from .editor import MAX_OBJECTS, Editor, ObjectState, clean_name
+from .editor import MAX_OBJECTS, Editor, ObjectState, clean_name, crop_holds
 from .limits import parse_json
 
-PROMPTS_FILE_FORMAT = "sam_onnx.session/1"
-"""The ``format`` tag of prompts files (its value predates the name and stays for old files)."""
+PROMPTS_FILE_FORMAT = "sam_onnx.session/2"
+"""The ``format`` tag of the prompts files this app writes (the name predates the tag and stays).
+
+Version 2 adds optional per-object fields to version 1, each absent or ``null`` when unused:
+``"crop"``, ``[x0, y0, x1, y1]`` whole pixels, where the object was refined
+(:attr:`sam_demo.editor.ObjectState.crop`). Later additions to version 2 stay optional, so every
+version-2 reader ignores what it does not know."""
+PROMPTS_FILE_FORMATS = ("sam_onnx.session/1", PROMPTS_FILE_FORMAT)
+"""Formats this app reads: version 1 files (before refinement) load as objects without a crop."""
 PROMPTS_FILE_MAX_BYTES = 2 * 1024 * 1024
 """Largest prompts file accepted (256 objects of 32 points take about 150 kB)."""
 
@@ -39,7 +47,8 @@ def prompts_file_dict(editor: Editor, image_sha256: str | None = None) -> dict[s
         "format": PROMPTS_FILE_FORMAT,
         "image": {"width": w, "height": h, "sha256": image_sha256},
         "objects": [{"id": o.id, "name": o.name, "color_index": o.color_index, "visible": editor.is_visible(o.id),
-                     "candidate": o.candidate, **o.prompts.to_dict()} for o in editor.objects],
+                     "candidate": o.candidate, **o.prompts.to_dict(),
+                     "crop": None if o.crop is None else list(o.crop.box)} for o in editor.objects],
     }
 
 
@@ -69,19 +78,39 @@ def _saved_size(image: Any) -> tuple[int, int]:
     return height, width
 
 
+def _saved_crop(value: Any, image_hw: tuple[int, int], prompts: Prompts, where: str) -> CropFrame | None:
+    """An object's ``"crop"`` entry, checked: ``null``/absent, or four whole pixels inside the image that hold
+    the object's include points and box (as the editor keeps them)."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 4 or not all(_whole_number(v) for v in value):
+        raise InvalidPromptError(f"{where}: 'crop' must be [x0, y0, x1, y1] in whole pixels or null, "
+                                 f"got {short_repr(value)}.")
+    try:
+        crop = CropFrame(tuple(image_hw), tuple(value))
+    except ValueError:
+        raise InvalidPromptError(f"{where}: the crop {short_repr(value)} is not a rectangle inside the "
+                                 f"{image_hw[1]}×{image_hw[0]} image.") from None
+    if prompts.is_empty or not crop_holds(crop, prompts):
+        raise InvalidPromptError(f"{where}: its crop does not hold its include points and box.")
+    return crop
+
+
 def editor_from_prompts_file(data: Mapping[str, Any], image_hw: tuple[int, int]) -> Editor:
     """Rebuild an editor from :func:`prompts_file_dict` output, for an image of size ``image_hw``.
 
     Every value is checked for its type and range before anything is built:
     the number of objects before any object, an object's points before any
     point (:meth:`~sam_onnx.types.Prompts.from_dict`); ids are whole numbers
-    from 1 to :data:`MAX_OBJECT_ID`, a mask choice is 0, 1, 2 or null.
+    from 1 to :data:`MAX_OBJECT_ID`, a mask choice is 0, 1, 2 or null, a crop
+    null or a rectangle of the image that holds the object's prompts. Files of
+    every version in :data:`PROMPTS_FILE_FORMATS` load.
 
     Raises:
         InvalidPromptError: not a prompts file, made for an image of another
             size, or holding invalid values (the message names the object).
     """
-    if not isinstance(data, Mapping) or data.get("format") != PROMPTS_FILE_FORMAT:
+    if not isinstance(data, Mapping) or data.get("format") not in PROMPTS_FILE_FORMATS:
         raise InvalidPromptError("This is not a prompts file saved by this app.")
     saved_hw = _saved_size(data.get("image"))
     if saved_hw != tuple(image_hw):
@@ -116,8 +145,9 @@ def editor_from_prompts_file(data: Mapping[str, Any], image_hw: tuple[int, int])
         if not _whole_number(color) or not 0 <= color <= MAX_OBJECTS:
             color = index
         name = item.get("name", "")
+        crop = _saved_crop(item.get("crop"), image_hw, prompts, where)
         objects.append(ObjectState(object_id, clean_name(name if isinstance(name, str) else "", f"Object {object_id}"),
-                                   prompts, color, candidate))
+                                   prompts, color, candidate, crop))
         if item.get("visible", True) is False:
             hidden.add(object_id)
     return Editor.from_objects(image_hw, objects, hidden)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from sam_onnx.errors import InvalidPromptError
+from sam_onnx.geometry import CropFrame
 from sam_onnx.types import NEGATIVE, NUM_CANDIDATES, POSITIVE, Box, Point, Prompts
 
 MAX_OBJECTS = 256
@@ -33,6 +34,9 @@ class ObjectState:
         prompts: its clicks and box.
         color_index: index into the overlay palette.
         candidate: the chosen of the 3 candidate masks; ``None`` = the best-scoring one.
+        crop: where the object was refined (:mod:`sam_onnx.refine`): its prompts are decoded on this
+            crop's embedding, at the crop's resolution, and its mask is empty outside it; ``None`` =
+            decoded on the whole image.
     """
 
     id: int
@@ -40,6 +44,7 @@ class ObjectState:
     prompts: Prompts = Prompts()
     color_index: int = 0
     candidate: int | None = None
+    crop: CropFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,16 @@ def _selectable(annotation: Annotation, preferred: int | None) -> int | None:
     if preferred is not None and any(o.id == preferred for o in annotation.objects):
         return preferred
     return annotation.objects[-1].id if annotation.objects else None
+
+
+def crop_holds(crop: CropFrame, prompts: Prompts) -> bool:
+    """Whether a refined object keeps its crop with these prompts: every include point lies inside the crop
+    and the box (if any) does too. Exclude points may lie outside (the crop's decode leaves them out). An
+    include point or a box beyond the crop asks for more than the crop shows, so the object goes back to
+    the whole image (refine it again to sharpen it there)."""
+    if any(p.positive and not crop.contains_xy((p.x, p.y)) for p in prompts.points):
+        return False
+    return prompts.box is None or crop.clip_box(prompts.box.xyxy) == prompts.box.xyxy
 
 
 def clean_name(name: str, fallback: str) -> str:
@@ -160,7 +175,9 @@ class Editor:
 
     def _set_prompts(self, obj: ObjectState, prompts: Prompts) -> Editor:
         prompts.check_inside(self.current.image_hw)
-        objects = tuple(replace(o, prompts=prompts, candidate=None) if o.id == obj.id else o for o in self.objects)
+        crop = obj.crop if obj.crop is not None and not prompts.is_empty and crop_holds(obj.crop, prompts) else None
+        objects = tuple(replace(o, prompts=prompts, candidate=None, crop=crop) if o.id == obj.id else o
+                        for o in self.objects)
         return self._commit(replace(self.current, objects=objects), selected_id=obj.id)
 
     def add_point(self, x: float, y: float, label: int = POSITIVE) -> Editor:
@@ -274,6 +291,31 @@ class Editor:
     def _update(self, object_id: int, **changes) -> Editor:
         objects = tuple(replace(o, **changes) if o.id == object_id else o for o in self.objects)
         return self._commit(replace(self.current, objects=objects))
+
+    # ------------------------------------------------------------------ refinement
+    def refine(self, object_id: int, crop: CropFrame) -> Editor:
+        """Decode ``object_id`` on ``crop`` from now on (one undoable step; a no-op if it already is).
+
+        Raises:
+            InvalidPromptError: no such object, it has no prompts, the crop is of another image size, or
+                the crop does not hold the object's include points and box (:func:`crop_holds`).
+        """
+        obj = self.current.find(object_id)
+        if obj.prompts.is_empty:
+            raise InvalidPromptError("This object has no prompts yet: add a point or a box, then refine it.")
+        if crop.original_hw != tuple(self.current.image_hw):
+            raise InvalidPromptError("This refinement was made for another image.")
+        if not crop_holds(crop, obj.prompts):
+            raise InvalidPromptError("The object changed while it was refined; refine it again.")
+        if obj.crop == crop:
+            return self
+        return self._update(object_id, crop=crop)
+
+    def unrefine(self, object_id: int) -> Editor:
+        """Decode ``object_id`` on the whole image again (one undoable step; a no-op if it is not refined)."""
+        if self.current.find(object_id).crop is None:
+            return self
+        return self._update(object_id, crop=None)
 
     # ------------------------------------------------------------------ segment everything
     def add_found(self, found: Sequence[tuple[Prompts, int | None]], name_prefix: str = AUTO_NAME_PREFIX

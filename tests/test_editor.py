@@ -165,3 +165,43 @@ def test_undo_all_then_redo_all_returns_to_the_same_annotation(ops):
     for _ in range(steps):
         ed = ed.redo()
     assert ed.current == final
+
+
+# ---------------------------------------------------------------------------- refinement
+from sam_onnx import CropFrame  # noqa: E402
+
+CROP = CropFrame(HW, (100, 50, 356, 306 - 6))
+
+
+def _refined() -> Editor:
+    return Editor.start(HW).add_point(200, 150).refine(1, CROP)
+
+
+def test_refine_is_one_undoable_step_and_redo_brings_it_back():
+    ed = _refined()
+    assert ed.selected.crop == CROP and ed.selected.prompts.points == (Point(200, 150),)
+    undone = ed.undo()
+    assert undone.selected.crop is None and undone.selected.prompts == ed.selected.prompts
+    assert undone.redo().selected.crop == CROP
+    assert ed.refine(1, CROP) is ed  # refining again at the same crop adds no step
+
+
+def test_later_prompts_inside_keep_the_crop_and_an_include_point_or_box_outside_drops_it():
+    ed = _refined()
+    assert ed.add_point(300, 200).selected.crop == CROP            # include inside
+    assert ed.add_point(20, 20, 0).selected.crop == CROP           # exclude outside: left out of the decode
+    assert ed.add_point(20, 20).selected.crop is None              # include outside: whole image again
+    assert ed.box_corner(110, 60).box_corner(300, 280).selected.crop == CROP
+    assert ed.box_corner(110, 60).box_corner(400, 280).selected.crop is None
+    assert ed.add_point(20, 20).undo().selected.crop == CROP       # and undo restores it with the prompts
+    assert ed.clear_object().selected.crop is None
+
+
+def test_refine_refuses_an_object_without_prompts_a_foreign_crop_and_a_crop_missing_a_prompt():
+    with pytest.raises(InvalidPromptError, match="no prompts"):
+        Editor.start(HW).refine(1, CROP)
+    with pytest.raises(InvalidPromptError, match="another image"):
+        Editor.start(HW).add_point(200, 150).refine(1, CropFrame((600, 500), (0, 0, 10, 10)))
+    with pytest.raises(InvalidPromptError, match="changed while it was refined"):
+        Editor.start(HW).add_point(20, 20).refine(1, CROP)
+    assert _refined().unrefine(1).selected.crop is None and _refined().unrefine(1).undo().selected.crop == CROP
