@@ -31,9 +31,9 @@ from sam_demo.gradio_guard import SafeBlocks, guarded, request_limits_middleware
 from sam_demo import routes
 from sam_demo.limits import api_objects
 from sam_demo.page import CSS, DISPLAY_HEIGHT, HEAD, HELP, TITLE, UPLOAD_BOX_HEIGHT
-from sam_demo.service import DEFAULT_DISPLAY_SIDE, ImageRecord, SegmentationService
+from sam_demo.service import DEFAULT_DISPLAY_SIDE, SEGMENT_OUTPUTS, SEGMENT_RLE, ImageRecord, SegmentationService
 from sam_demo.view import View, ViewOptions
-from sam_onnx import InvalidPromptError, Sam2Predictor, SamOnnxError, amg
+from sam_onnx import InvalidPromptError, Sam2Predictor, SamOnnxError, amg, vector
 from sam_onnx.encoders import ENCODER_ENV, encoder_choices
 from sam_onnx.encoders.remote import BACKENDS as ENCODER_BACKENDS
 from sam_onnx.encoders.remote import RemoteEncoder, encoder_for_backend
@@ -69,6 +69,9 @@ EDIT_CONCURRENCY = None
 STATE_TTL_S = 3600
 """Seconds a browser tab's state lives after its last event (Gradio's ``time_to_live``)."""
 MAX_FILE_SIZE = "20mb"
+DETAIL_MAX = 10.0
+"""Largest tolerance the detail slider offers (original pixels; the API takes up to vector.MAX_TOLERANCE)."""
+DETAIL_STEP = 0.1
 
 
 @dataclass(frozen=True)
@@ -419,13 +422,15 @@ def load_prompts(service, state, file_path, options: ViewOptions):
 
 
 @guarded
-def export_files(service, state, progress=gr.Progress()):
-    """Masks at the original resolution, label map, cut-out, COCO RLE JSON and the prompts file."""
+def export_files(service, state, detail=vector.DEFAULT_TOLERANCE, progress=gr.Progress()):
+    """Masks at the original resolution, label map, cut-out, COCO RLE JSON, polygon files (GeoJSON, YOLO-seg,
+    COCO polygons, SVG; ``detail`` = their simplification tolerance in original pixels) and the prompts file."""
     state = _require(state)
     _prune_exports()
     out = Path(tempfile.mkdtemp(prefix="export-", dir=_export_root()))
     started = time.perf_counter()
-    files = service.export(state.record, state.editor, out, progress=lambda f, m: progress(f, desc=m))
+    files = service.export(state.record, state.editor, out, progress=lambda f, m: progress(f, desc=m),
+                           tolerance=vector.DEFAULT_TOLERANCE if detail is None else detail)
     logger.info("export %s: %d files in %.0f ms", state.record.key[:12], len(files),
                 (time.perf_counter() - started) * 1e3)
     return [str(f) for f in files]
@@ -520,16 +525,20 @@ def cancel_everything(service: SegmentationService, state, request: gr.Request =
         service.cancels.cancel(state.record.key)
 
 
-def api_segment(service: SegmentationService, image: str | None, prompts):
-    """Stateless API: an image and a list of objects → masks (COCO RLE) and scores.
+def api_segment(service: SegmentationService, image: str | None, prompts, format: str = SEGMENT_RLE,  # noqa: A002
+                tolerance: float = vector.DEFAULT_TOLERANCE):
+    """Stateless API: an image and a list of objects → masks (COCO RLE, or polygons) and scores.
 
     ``prompts`` is a list of objects, each ``{"points": [[x, y, label], ...], "box": [x0, y0, x1, y1] | null}``
     in original image pixels (label 1 = include, 0 = exclude); a single object may be given without the list.
+    ``format`` is ``"rle"`` (default) or ``"polygons"`` (GeoJSON MultiPolygons simplified by ``tolerance``
+    original pixels, 0 = exact).
     """
     if image is None:
         raise gr.Error("Send an image.", print_exception=False)
     try:
-        return service.segment(image, api_objects(prompts))
+        return service.segment(image, api_objects(prompts), output=SEGMENT_RLE if format is None else format,
+                               tolerance=vector.DEFAULT_TOLERANCE if tolerance is None else tolerance)
     except SamOnnxError as exc:
         raise user_error(exc) from None
 
@@ -596,6 +605,9 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                 with gr.Row():
                     opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Mask opacity", elem_id="opacity")
                     contour = gr.Checkbox(value=True, label="Outline", elem_id="contour")
+                detail = gr.Slider(0, DETAIL_MAX, value=vector.DEFAULT_TOLERANCE, step=DETAIL_STEP,
+                                   label="Polygon detail: tolerance in pixels (0 = exact outline)", elem_id="detail",
+                                   info="For the GeoJSON, YOLO, COCO-polygon and SVG files; the masks are exact.")
                 with gr.Row(elem_classes="tool-row"):
                     export_btn = gr.Button("⬇ Export masks", elem_id="export_btn", variant="primary")
                     load_btn = gr.UploadButton("Load prompts JSON", file_types=[".json"], elem_id="load_btn",
@@ -616,8 +628,11 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
             api_image = uploaded_image(label="image")
             api_load_btn = gr.Button("load image")
             api_prompts = gr.JSON(label="prompts")
+            api_format = gr.Radio(list(SEGMENT_OUTPUTS), value=SEGMENT_RLE, label="format")
+            api_tolerance = gr.Number(value=vector.DEFAULT_TOLERANCE, label="tolerance")
             api_result = gr.JSON(label="result")
             api_btn = gr.Button("segment")
+            api_export_btn = gr.Button("export")
 
         outputs = Outputs(display=display, state=state, objects_html=objects_html, object_select=object_select,
                           object_name=object_name, candidates=candidates, status=status, undo_btn=undo_btn,
@@ -676,9 +691,13 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                            api_visibility="private", trigger_mode="always_last", **edit)
         load_btn.upload(bind(load_prompts, service), [state, load_btn, *view_inputs], outputs,
                         api_name="load_prompts", api_visibility="undocumented", **edit)
-        export_btn.click(bind(export_files, service), [state], [downloads], api_name="export",
-                         api_visibility="undocumented", concurrency_id=EXPORT_QUEUE, concurrency_limit=1)
-        api_btn.click(bind(api_segment, service), [api_image, api_prompts], [api_result], api_name="segment",
+        export_btn.click(bind(export_files, service), [state, detail], [downloads], api_name="ui_export",
+                         api_visibility="private", concurrency_id=EXPORT_QUEUE, concurrency_limit=1)
+        # the scripted export keeps its one input (the state): polygons at the default detail
+        api_export_btn.click(bind(export_files, service), [state], [downloads], api_name="export",
+                             api_visibility="undocumented", concurrency_id=EXPORT_QUEUE, concurrency_limit=1)
+        api_btn.click(bind(api_segment, service), [api_image, api_prompts, api_format, api_tolerance], [api_result],
+                      api_name="segment",
                       concurrency_id=SEGMENT_QUEUE, concurrency_limit=1)
     demo.queue(max_size=QUEUE_MAX_SIZE)
     return demo

@@ -1,8 +1,10 @@
 """Files a user takes away and brings back: the export bundle and the prompts file.
 
 The export bundle holds, at the **original** resolution: a binary mask PNG per
-object, a label map, an RGBA cut-out, a COCO RLE JSON, the prompts file and a
-zip of them all. The prompts file (JSON, format :data:`PROMPTS_FILE_FORMAT`)
+object, a label map, an RGBA cut-out, a COCO RLE JSON (the exact masks), the
+visible objects as polygons with their holes (GeoJSON, YOLO-seg with its class
+list, COCO polygons, SVG outlines; :mod:`sam_onnx.vector`, simplified with the
+export's tolerance), the prompts file and a zip of them all. The prompts file (JSON, format :data:`PROMPTS_FILE_FORMAT`)
 holds an editor's objects and prompts in original pixels, with the image's
 size and content hash, and loads back into the same image only.
 """
@@ -18,13 +20,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from sam_onnx import export
+from sam_onnx import export, vector
 from sam_onnx.errors import InvalidPromptError
 from sam_onnx.geometry import CropFrame
 from sam_onnx.types import NUM_CANDIDATES, MaskResult, Prompts, short_repr
 
 from .editor import MAX_OBJECTS, Editor, ObjectState, clean_name, crop_holds
 from .limits import parse_json
+from .overlay import color_for
 
 PROMPTS_FILE_FORMAT = "sam_onnx.session/2"
 """The ``format`` tag of the prompts files this app writes (the name predates the tag and stays).
@@ -190,9 +193,62 @@ def coco_annotation(obj: ObjectState, result: MaskResult, candidate: int, mask: 
     }
 
 
+COCO_POLYGON_NOTE = ("COCO polygons cannot hold holes (pycocotools unites an annotation's rings): each part's "
+                     "outer ring is given, so holes are filled. The exact masks are the RLE in *_coco_rle.json.")
+YOLO_NOTE = "YOLO polygons have no holes: one line per part (its outer ring); class = the object's line in classes.txt."
+
+
+def vector_files(out: Path, name: str, image_file_name: str, hw: tuple[int, int], objects: Sequence[ObjectState],
+                 results: Sequence[MaskResult], masks: Sequence[NDArray[np.bool_]], *,
+                 tolerance: float = vector.DEFAULT_TOLERANCE) -> list[Path]:
+    """The polygon files of ``objects`` (the visible ones, in list order) and their ``(H, W)`` original masks.
+
+    Writes GeoJSON (one feature per object: name, colour, scores, area, box), YOLO-seg lines with a class list
+    (class = the object's index here), COCO polygons (outer rings; holes filled, see :data:`COCO_POLYGON_NOTE`)
+    and an SVG of the outlines. ``tolerance`` is the simplification in original pixels (0 = exact).
+
+    Returns:
+        The written files.
+    """
+    tolerance = vector.check_tolerance(tolerance)
+    polygons, items, annotations = [], [], []
+    for index, (obj, result, mask) in enumerate(zip(objects, results, masks)):
+        candidate = result.best_index if obj.candidate is None else obj.candidate
+        shapes = vector.mask_polygons(mask, tolerance=tolerance)
+        polygons.append(shapes)
+        box = export.mask_bbox(mask)
+        scores = {"score": round(float(result.scores[candidate]), 6), "candidate": candidate,
+                  "predicted_ious": [round(float(s), 6) for s in result.scores],
+                  "object_score": round(result.object_score, 6)}
+        items.append(vector.VectorObject(obj.name, shapes, color_for(obj.color_index),
+                                         {"object_id": obj.id, "class": index, **scores,
+                                          "area": export.mask_area(mask), "bbox": box}))
+        annotations.append({"id": index + 1, "image_id": 1, "category_id": index + 1, "iscrowd": 0,
+                            "object_id": obj.id, "name": obj.name, "segmentation": vector.coco_polygons(shapes),
+                            "area": export.mask_area(mask), "bbox": box, **scores})
+    h, w = hw
+    image = {"file_name": image_file_name}
+    geojson = out / f"{name}_polygons.geojson"
+    geojson.write_text(json.dumps(vector.geojson_feature_collection(items, hw, image=image, tolerance=tolerance)))
+    yolo = out / f"{name}_yolo_seg.txt"
+    yolo.write_text("".join(line + "\n" for line in vector.yolo_seg_lines(polygons, hw)))
+    classes = out / f"{name}_yolo_classes.txt"
+    classes.write_text("".join(obj.name + "\n" for obj in objects))
+    coco = out / f"{name}_coco_polygons.json"
+    coco.write_text(json.dumps({
+        "info": {"description": COCO_POLYGON_NOTE, "tolerance_px": tolerance},
+        "images": [{"id": 1, "file_name": image_file_name, "width": w, "height": h}],
+        "categories": [{"id": i + 1, "name": o.name} for i, o in enumerate(objects)],
+        "annotations": annotations}, indent=1))
+    svg = out / f"{name}_outlines.svg"
+    svg.write_text(vector.svg_document(items, hw, title=image_file_name))
+    return [geojson, yolo, classes, coco, svg]
+
+
 def write_bundle(out_dir: str | Path, name: str, image_file_name: str, image_sha256: str, rgb: NDArray[np.uint8],
                  editor: Editor, objects: Sequence[ObjectState], results: Sequence[MaskResult],
-                 step: Callable[[int, int], None] = lambda done, total: None) -> list[Path]:
+                 step: Callable[[int, int], None] = lambda done, total: None, *,
+                 tolerance: float = vector.DEFAULT_TOLERANCE) -> list[Path]:
     """Write the export bundle for ``objects`` (those with prompts) and their decoder ``results``.
 
     Args:
@@ -205,10 +261,12 @@ def write_bundle(out_dir: str | Path, name: str, image_file_name: str, image_sha
         objects: the objects to export, in order; label ``i + 1`` is ``objects[i]``.
         results: their decoder results, in the same order.
         step: called as ``step(done, total)`` after each object's mask file (progress).
+        tolerance: polygon simplification in original pixels for the vector files (0 = exact).
 
     Returns:
         The written files; the last one is a zip holding all the others.
     """
+    tolerance = vector.check_tolerance(tolerance)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     masks = []
@@ -225,10 +283,10 @@ def write_bundle(out_dir: str | Path, name: str, image_file_name: str, image_sha
         step(len(annotations), len(objects))
     labels = out / f"{name}_labels.png"
     export.label_map_image(export.label_map(masks)).save(labels, format="PNG")
-    visible = [m for o, m in zip(objects, masks) if editor.is_visible(o.id)] or masks
+    shown = [i for i, o in enumerate(objects) if editor.is_visible(o.id)] or list(range(len(objects)))
     cut = out / f"{name}_cutout.png"
-    export.cutout(rgb, np.logical_or.reduce(visible)).save(cut, format="PNG",
-                                                           compress_level=export.CUTOUT_PNG_COMPRESS_LEVEL)
+    export.cutout(rgb, np.logical_or.reduce([masks[i] for i in shown])).save(
+        cut, format="PNG", compress_level=export.CUTOUT_PNG_COMPRESS_LEVEL)
     h, w = rgb.shape[:2]
     coco = {"images": [{"id": 1, "file_name": image_file_name, "width": w, "height": h, "sha256": image_sha256}],
             "categories": [{"id": 1, "name": "object"}],
@@ -236,9 +294,11 @@ def write_bundle(out_dir: str | Path, name: str, image_file_name: str, image_sha
             "label_map": {"file": labels.name, "values": {str(i + 1): o.name for i, o in enumerate(objects)}}}
     coco_path = out / f"{name}_coco_rle.json"
     coco_path.write_text(json.dumps(coco, indent=1))
+    polygon_files = vector_files(out, name, image_file_name, (h, w), [objects[i] for i in shown],
+                                 [results[i] for i in shown], [masks[i] for i in shown], tolerance=tolerance)
     prompts_path = out / f"{name}_prompts.json"
-    prompts_path.write_text(prompts_file_text(editor, image_sha256))
-    files += [labels, cut, coco_path, prompts_path]
+    prompts_path.write_text(json.dumps(prompts_file_dict(editor, image_sha256), indent=1))
+    files += [labels, cut, coco_path, *polygon_files, prompts_path]
     bundle = out / f"{name}_sam2_export.zip"
     with zipfile.ZipFile(bundle, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for f in files:  # PNGs are compressed already: store them, deflate only the JSON

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import os
 import re
@@ -42,13 +43,13 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from sam_onnx import amg, export
+from sam_onnx import amg, export, vector
 from sam_onnx.errors import InvalidImageError, InvalidPromptError
 from sam_onnx.geometry import DisplayFrame, Geometry
 from sam_onnx.image import DEFAULT_LIMITS, ImageLimits, image_size, load_image
 from sam_onnx.predictor import Sam2Predictor
 from sam_onnx.preprocess import preprocess_image
-from sam_onnx.types import ImageEmbedding, MaskResult, Point, Prompts
+from sam_onnx.types import ImageEmbedding, MaskResult, Point, Prompts, short_repr
 
 from . import bundle, fair, grants, jobs, layers, limits, view
 from .cache import BoundedCache
@@ -86,6 +87,10 @@ MAX_SEGMENT_MEGAPIXELS = 512
 256 objects of a 2 MP photo, 42 of a 12 MP one. Bounds the request's time and memory before any work."""
 MAX_SEGMENT_RESPONSE_BYTES = 32 * 1024 * 1024
 """Largest ``/segment`` answer (COCO RLE grows with a mask's detail, not only its size)."""
+SEGMENT_RLE = "rle"
+SEGMENT_POLYGONS = "polygons"
+SEGMENT_OUTPUTS = (SEGMENT_RLE, SEGMENT_POLYGONS)
+"""What ``/segment`` returns per object: the mask as COCO RLE (exact), or as polygons with holes."""
 WARM_UP_SIDE = 64
 WARM_UP_GRID = 2
 """Segment everything at start-up on a WARM_UP_GRID × WARM_UP_GRID grid: measures its cost per grid point."""
@@ -454,8 +459,10 @@ class SegmentationService:
 
     # ------------------------------------------------------------------ files
     def export(self, record: ImageRecord, editor: Editor, out_dir: str | os.PathLike, *,
-               progress: Progress = _no_progress) -> list[Path]:
-        """Write every object's mask at the original resolution, plus a label map, cut-out, COCO RLE and prompts.
+               progress: Progress = _no_progress, tolerance: float = vector.DEFAULT_TOLERANCE) -> list[Path]:
+        """Write every object's mask at the original resolution, plus a label map, cut-out, COCO RLE, the visible
+        objects' polygons (GeoJSON, YOLO-seg, COCO polygons, SVG; simplified by ``tolerance`` original pixels, 0 =
+        exact) and the prompts file.
 
         ``progress(fraction, message)`` is called after each object's mask file
         (an export of 175 objects of a 12 MP photo takes about a minute on 2 cores).
@@ -464,8 +471,12 @@ class SegmentationService:
             The written files; the last one is a zip holding all the others.
 
         Raises:
-            InvalidPromptError: no object has prompts yet.
+            InvalidPromptError: no object has prompts yet, or the tolerance is not a number of pixels in range.
         """
+        try:
+            tolerance = vector.check_tolerance(tolerance)
+        except ValueError as exc:
+            raise InvalidPromptError(str(exc)) from None
         active = [o for o in editor.objects if not o.prompts.is_empty]
         if not active:
             raise InvalidPromptError("Nothing to export yet: add a point or a box first.")
@@ -477,20 +488,29 @@ class SegmentationService:
             progress(done / (total + 1), f"Mask {done} of {total} written")
 
         return bundle.write_bundle(out_dir, record.name, Path(record.path).name, record.key, rgb, editor, active,
-                                   results, step=step)
+                                   results, step=step, tolerance=tolerance)
 
     def load_prompts_file(self, record: ImageRecord, path: str | os.PathLike) -> Editor:
         """An editor from a prompts file saved by :meth:`export` for the same image."""
         return bundle.read_prompts_file(path, record.original_hw, record.key)
 
     # ------------------------------------------------------------------ stateless API
-    def segment(self, path: str | os.PathLike, objects: Sequence[Prompts]) -> dict[str, Any]:
+    def segment(self, path: str | os.PathLike, objects: Sequence[Prompts], *, output: str = SEGMENT_RLE,
+                tolerance: float = vector.DEFAULT_TOLERANCE) -> dict[str, Any]:
         """Image + prompts → masks and scores, without any per-user state (the public API).
+
+        Args:
+            path: the image file.
+            objects: each object's prompts in original pixels.
+            output: :data:`SEGMENT_RLE` (each best mask as COCO RLE, exact) or :data:`SEGMENT_POLYGONS` (as a
+                GeoJSON ``MultiPolygon`` in pixel-edge coordinates with every part and hole,
+                :func:`sam_onnx.vector.mask_polygons`).
+            tolerance: polygon simplification in original pixels (0 = exact); polygons only.
 
         Returns:
             JSON-ready dict: image size, model, and per object the 3 scores, the
-            best index, the object score and the best mask as COCO RLE at the
-            original resolution.
+            best index, the object score, area, tight box and the best mask
+            (``mask_rle`` or ``polygons``) at the original resolution.
 
         Its cost is bounded before any work: at most :data:`~sam_demo.editor.MAX_OBJECTS`
         objects and :data:`MAX_SEGMENT_MEGAPIXELS` of full-resolution masks
@@ -500,10 +520,16 @@ class SegmentationService:
         out the interactive users' results).
 
         Raises:
-            InvalidPromptError: no objects, too many, too much mask area, a prompt outside the image,
-                or an answer over :data:`MAX_SEGMENT_RESPONSE_BYTES`.
+            InvalidPromptError: no objects, too many, too much mask area, a prompt outside the image, an unknown
+                output or tolerance, or an answer over :data:`MAX_SEGMENT_RESPONSE_BYTES`.
             InvalidImageError: the file is not a usable image.
         """
+        if output not in SEGMENT_OUTPUTS:
+            raise InvalidPromptError(f"format must be one of {', '.join(SEGMENT_OUTPUTS)}, got {short_repr(output)}.")
+        try:
+            tolerance = vector.check_tolerance(tolerance)
+        except ValueError as exc:
+            raise InvalidPromptError(str(exc)) from None
         limits.check_object_count(len(objects))
         width, height = image_size(path, limits=self.limits)
         megapixels = len(objects) * width * height / 1e6
@@ -520,26 +546,35 @@ class SegmentationService:
         out_objects = []
         answer_bytes = 0
         for prompts in objects:
-            with self.compute.turn():  # the decoder call, the full-resolution mask and its RLE: one piece
+            with self.compute.turn():  # the decoder call, the full-resolution mask and its RLE/polygons: one piece
                 result = self.decode(embedding, [prompts])[0]
-                fields = export.coco_mask_fields(result.best_mask)
-            answer_bytes += len(fields["segmentation"]["counts"]) + 512
+                mask = result.best_mask
+                fields = {"area": export.mask_area(mask), "bbox": export.mask_bbox(mask)}
+                if output == SEGMENT_RLE:
+                    fields["mask_rle"] = export.encode_rle(mask)
+                    size = len(fields["mask_rle"]["counts"])
+                else:
+                    fields["polygons"] = vector.geojson_geometry(vector.mask_polygons(mask, tolerance=tolerance))
+                    size = len(json.dumps(fields["polygons"], separators=(",", ":")))
+            answer_bytes += size + 512
             if answer_bytes > MAX_SEGMENT_RESPONSE_BYTES:
                 raise InvalidPromptError(
                     f"The masks are too detailed to send in one answer (over "
-                    f"{MAX_SEGMENT_RESPONSE_BYTES // _MB} MB of RLE after {len(out_objects)} objects); "
-                    "send fewer objects per request.")
+                    f"{MAX_SEGMENT_RESPONSE_BYTES // _MB} MB after {len(out_objects)} objects); "
+                    "send fewer objects per request" + (" or a larger tolerance." if output != SEGMENT_RLE else "."))
             out_objects.append({
                 "prompts": prompts.to_dict(),
                 "scores": [round(float(s), 6) for s in result.scores],
                 "best_index": result.best_index,
                 "object_score": round(result.object_score, 6),
-                "area": fields["area"],
-                "bbox": fields["bbox"],
-                "mask_rle": fields["segmentation"],
+                **fields,
             })
-        return {"width": w, "height": h, "image_sha256": record.key, "model": self.model_summary(),
-                "encode_cache_hit": info["cache_hit"], "objects": out_objects}
+        answer = {"width": w, "height": h, "image_sha256": record.key, "model": self.model_summary(),
+                  "encode_cache_hit": info["cache_hit"], "format": output, "objects": out_objects}
+        if output == SEGMENT_POLYGONS:
+            answer["tolerance_px"] = tolerance
+            answer["coordinates"] = "pixel edges: (0, 0) = the image's top-left corner, x right, y down"
+        return answer
 
     # ------------------------------------------------------------------ segment everything
     def everything_estimate(self, record: ImageRecord, preset: str) -> jobs.EverythingEstimate:

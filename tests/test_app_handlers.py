@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pytest
 from PIL import Image
+from shapely.geometry import Polygon, shape
 
 import app
 from sam_demo import bundle
 from sam_demo.service import SegmentationService
-from sam_onnx.export import decode_rle
+from sam_onnx import vector
+from sam_onnx.export import decode_rle, mask_bbox
 from tests import analytic_models as am
 from tests.conftest import make_rgb
 from tests.app_support import OUT
@@ -141,7 +144,8 @@ def test_export_files_are_exact_and_reloading_the_prompts_file_reproduces_the_ma
     files = [Path(f) for f in app.export_files(service, state)]
     names = {f.name for f in files}
     assert {"photo_object1_mask.png", "photo_object2_mask.png", "photo_labels.png", "photo_cutout.png",
-            "photo_coco_rle.json", "photo_prompts.json", "photo_sam2_export.zip"} == names
+            "photo_coco_rle.json", "photo_polygons.geojson", "photo_yolo_seg.txt", "photo_yolo_classes.txt",
+            "photo_coco_polygons.json", "photo_outlines.svg", "photo_prompts.json", "photo_sam2_export.zip"} == names
     m1 = np.asarray(Image.open(files[0])) == 255
     am.assert_pipeline_mask(m1, [(120, 100), (140, 100)], [1, 0], None, (300, 500))
     labels = np.asarray(Image.open(next(f for f in files if f.name == "photo_labels.png")))
@@ -208,6 +212,60 @@ def test_stateless_api_segment(service, photo):
     for bad in ("{", [{"points": [[1e9, 1, 1]]}], [{"points": [[1, 1, 3]]}], 5, []):
         with pytest.raises(gr.Error):
             app.api_segment(service, str(photo), bad)
+
+
+def test_stateless_api_segment_returns_polygons(service, photo):
+    prompts = [{"points": [[250, 150, 1]], "box": None}, {"points": [[120, 100, 1], [140, 100, 0]]}]
+    rle = app.api_segment(service, str(photo), prompts)
+    exact = app.api_segment(service, str(photo), prompts, "polygons", 0)
+    simple = app.api_segment(service, str(photo), prompts, "polygons")
+    assert exact["format"] == "polygons" and simple["tolerance_px"] == vector.DEFAULT_TOLERANCE
+    for r, e, s in zip(rle["objects"], exact["objects"], simple["objects"]):
+        mask = decode_rle(r["mask_rle"])
+        assert "mask_rle" not in e and e["area"] == r["area"] and e["bbox"] == r["bbox"]
+        np.testing.assert_array_equal(vector.rasterize(shape(e["polygons"]), (300, 500)), mask)
+        assert vector.iou(vector.rasterize(shape(s["polygons"]), (300, 500)), mask) >= 0.99
+    for format_, tolerance, message in (("svg", 1, "format must be"), ("polygons", -1, "tolerance"),
+                                        ("polygons", float("nan"), "tolerance"), ("polygons", 1e9, "tolerance")):
+        with pytest.raises(gr.Error, match=message):
+            app.api_segment(service, str(photo), prompts, format_, tolerance)
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")  # pycocotools 2.0.11
+def test_export_writes_polygon_files_of_the_visible_objects(service, photo):
+    """GeoJSON, YOLO-seg, COCO polygons and SVG at the chosen detail; a hidden object is left out of them."""
+    out = _click(service, _open(service, photo), 250, 150)
+    out = app.add_object(service, out[OUT["state"]], 0.5, True)
+    out = _click(service, out, 100, 80)
+    out = app.add_object(service, out[OUT["state"]], 0.5, True)
+    out = _click(service, out, 400, 220)
+    state = app.toggle_object(service, out[OUT["state"]], 0.5, True)[OUT["state"]]  # hides object 3
+    state = replace(state, editor=state.editor.rename(1, "left one"))
+    files = {Path(f).name: Path(f) for f in app.export_files(service, state, 0)}
+    masks = [np.asarray(Image.open(files[f"photo_object{i}_mask.png"])) == 255 for i in (1, 2)]
+    geo = json.loads(files["photo_polygons.geojson"].read_text())
+    assert [f["properties"]["name"] for f in geo["features"]] == ["left one", "Object 2"]
+    assert geo["tolerance_px"] == 0 and geo["image"] == {"width": 500, "height": 300, "file_name": "photo.png"}
+    for feature, mask in zip(geo["features"], masks):
+        np.testing.assert_array_equal(vector.rasterize(shape(feature["geometry"]), (300, 500)), mask)
+        assert feature["properties"]["bbox"] == mask_bbox(mask) and feature["properties"]["area"] == mask.sum()
+    assert files["photo_yolo_classes.txt"].read_text() == "left one\nObject 2\n"
+    lines = files["photo_yolo_seg.txt"].read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["0", "1"]
+    for line, mask in zip(lines, masks):  # the discs have no holes: the outer ring is the whole mask
+        xy = np.array(line.split()[1:], float).reshape(-1, 2) * (500, 300)
+        np.testing.assert_array_equal(vector.rasterize(Polygon(xy), (300, 500)), mask)
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(files["photo_coco_polygons.json"]))
+    for ann, mask in zip(coco.loadAnns(coco.getAnnIds()), masks):
+        np.testing.assert_array_equal(coco.annToMask(ann).astype(bool), mask)
+    svg = files["photo_outlines.svg"].read_text()
+    assert svg.count("<path ") == 2 and 'fill-rule="evenodd"' in svg
+    coarse = {Path(f).name: Path(f) for f in app.export_files(service, state, 5)}
+    assert len(coarse["photo_outlines.svg"].read_text()) < len(svg)
+    with pytest.raises(gr.Error, match="tolerance"):
+        app.export_files(service, state, -1)
 
 
 def test_encoder_flag_and_environment_reach_the_predictor(analytic_dir, monkeypatch):
