@@ -61,7 +61,7 @@ class RepairReport:
 
     @property
     def witness_outputs(self) -> tuple[str, ...]:
-        return tuple(n for r in self.repaired for n in (*r.input_shape_outputs, r.output_shape_output))
+        return tuple(n for r in self.repaired for n in (*r.input_shape_outputs, r.output_shape_output) if n)
 
 
 def _graph_input_dependencies(graph: onnx.GraphProto) -> dict[str, frozenset[str]]:
@@ -103,12 +103,20 @@ def _candidates(graph: onnx.GraphProto) -> Iterable[tuple[int, onnx.NodeProto, l
             yield index, node, box_side
 
 
-def repair_prompt_concat(model: onnx.ModelProto) -> RepairReport:
+def repair_prompt_concat(model: onnx.ModelProto, *, witnesses: bool = True) -> RepairReport:
     """Repair the Concat quirk in ``model`` (modified in place) and add witness outputs.
+
+    Args:
+        model: the decoder graph, changed in place.
+        witnesses: add the shape outputs :func:`verify_repair` reads (the
+            server's session); ``False`` for a copy that is only run (the web
+            page's decoder, :mod:`sam_onnx.web`), whose outputs are then the
+            decoder's own three.
 
     Returns:
         What was repaired; empty when the graph has no such Concat (e.g. an
-        export that already reshapes empty prompt parts).
+        export that already reshapes empty prompt parts). Without witnesses the
+        report's witness names are empty.
     """
     graph = model.graph
     found = list(_candidates(graph))
@@ -142,21 +150,27 @@ def repair_prompt_concat(model: onnx.ModelProto) -> RepairReport:
                 helper.make_node("Slice", [src, zero, f"{t}_keep", axis_name], [f"{t}_sliced"]),
             ]
             node.input[slot] = f"{t}_sliced"
-        witnesses = []
+        position = index + inserted
+        if not witnesses:
+            for offset, new in enumerate(new_nodes):
+                graph.node.insert(position + offset, new)
+            inserted += len(new_nodes)
+            repaired.append(RepairedConcat(node.name, axis, (), ""))
+            continue
+        input_witnesses = []
         for slot, name in enumerate(node.input):
             out = f"{tag}_witness_in{slot}"
             new_nodes.append(helper.make_node("Shape", [name], [out]))
-            witnesses.append(out)
+            input_witnesses.append(out)
         out_witness = f"{tag}_witness_out"
         new_nodes.append(helper.make_node("Shape", [node.output[0]], [out_witness]))
-        position = index + inserted
         for offset, new in enumerate(new_nodes[:-1]):  # everything but the output witness goes before the Concat
             graph.node.insert(position + offset, new)
         graph.node.insert(position + len(new_nodes), new_nodes[-1])
         inserted += len(new_nodes)
-        for name in (*witnesses, out_witness):
+        for name in (*input_witnesses, out_witness):
             graph.output.append(helper.make_tensor_value_info(name, TensorProto.INT64, [None]))
-        repaired.append(RepairedConcat(node.name, axis, tuple(witnesses), out_witness))
+        repaired.append(RepairedConcat(node.name, axis, tuple(input_witnesses), out_witness))
     return RepairReport(tuple(repaired))
 
 
@@ -201,12 +215,13 @@ def _inline_external_data(model: onnx.ModelProto, folder: Path) -> None:
         del tensor.external_data[:]
 
 
-def load_repaired_decoder(path: Path) -> tuple[bytes, RepairReport]:
-    """Read a decoder (with its external data), repair it, return serialized bytes and the report.
+def load_decoder_model(path: Path) -> onnx.ModelProto:
+    """Read a decoder graph with its external data inlined (not repaired yet).
 
     Raises:
         ModelLoadError: the file (or its ``.onnx_data``) cannot be read as ONNX.
     """
+    path = Path(path)
     try:
         model = onnx.load(str(path), load_external_data=False)
         _inline_external_data(model, path.parent)
@@ -220,6 +235,16 @@ def load_repaired_decoder(path: Path) -> tuple[bytes, RepairReport]:
             f"Could not read the decoder {path}: it is damaged, truncated, empty, or its .onnx_data file does "
             f"not match it ({type(exc).__name__}). Delete it so that it is downloaded again, or use intact "
             "files.") from exc
+    return model
+
+
+def load_repaired_decoder(path: Path) -> tuple[bytes, RepairReport]:
+    """Read a decoder (with its external data), repair it, return serialized bytes and the report.
+
+    Raises:
+        ModelLoadError: the file (or its ``.onnx_data``) cannot be read as ONNX.
+    """
+    model = load_decoder_model(path)
     report = repair_prompt_concat(model)
     if report.changed:
         logger.info("decoder %s: repaired %d prompt Concat node(s) against the onnxruntime empty-input quirk",

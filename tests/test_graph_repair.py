@@ -76,6 +76,18 @@ def test_repair_drops_the_phantom_rows_and_keeps_values():
     verify_repair(session, report, feeds)  # the witnesses agree: no exception
 
 
+def test_repair_without_witnesses_adds_no_outputs_and_repairs_the_same():
+    """The page's copy of the decoder (sam_onnx.web) is repaired without the server's witness outputs."""
+    model = _token_graph()
+    report = repair_prompt_concat(model, witnesses=False)
+    assert [r.node_name for r in report.repaired] == ["prompt_concat"] and report.witness_outputs == ()
+    onnx.checker.check_model(model)
+    assert [o.name for o in model.graph.output] == ["tokens"]
+    feeds = _points_only()
+    (tokens,) = _session(model).run(None, feeds)
+    np.testing.assert_allclose(tokens, _expected_point_tokens(feeds), rtol=1e-6)
+
+
 @pytest.mark.parametrize("layout", ["box_only", "points_and_box"])
 def test_repair_leaves_layouts_with_boxes_unchanged(layout):
     boxes = np.array([[[1, 2, 30, 40], [5, 6, 7, 8]]], np.float32)
