@@ -18,6 +18,7 @@ import pytest
 from bench import bench_ab, bench_pipeline, bench_session_options
 
 REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.timeout(300)  # most start `python app.py` (up to 180 s on a loaded machine), then run
 
 
 @pytest.fixture(scope="module")

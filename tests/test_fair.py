@@ -141,3 +141,72 @@ def test_a_paused_turn_lets_others_in_and_is_taken_back():
         with gate.turn("A") as nested:  # the turn is this thread's again: nesting is a no-op
             nested.share()
     assert gate.waiting() == 0
+
+
+HANDOVER_S = 5.0
+"""Longest wait for a released turn to reach the next owner (microseconds when it works): a leaked slot makes the
+test fail at this bound instead of hanging."""
+
+
+def _takes_a_turn(gate: FairGate, who: str) -> threading.Event:
+    """A thread that asks ``gate`` for a turn for ``who``; the returned event is set once it has the turn."""
+    got = threading.Event()
+
+    def ask():
+        with gate.turn(who):
+            got.set()
+
+    _run(ask)
+    return got
+
+
+def _wait_for_waiting(gate: FairGate, count: int) -> None:
+    deadline = time.monotonic() + HANDOVER_S
+    while gate.waiting() < count and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert gate.waiting() == count
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_a_turn_whose_work_raises_releases_its_slot_and_the_next_owner_starts_at_once(slots):
+    """A decoder call that fails inside a turn (onnxruntime error, a bad value) must not keep the turn: every
+    owner waiting gets it at once, and the gate has all its slots afterwards."""
+    gate = FairGate("test", slots=slots)
+    release = threading.Event()
+    holding = [threading.Event() for _ in range(slots)]
+    failed: list[str] = []
+
+    def hold_then_fail(who: str, held: threading.Event) -> None:
+        try:
+            with gate.turn(who):
+                held.set()
+                release.wait(HANDOVER_S)
+                raise RuntimeError("the work inside the turn failed")
+        except RuntimeError:
+            failed.append(who)
+
+    for k, held in enumerate(holding):
+        _run(hold_then_fail, f"holder{k}", held)
+    assert all(held.wait(HANDOVER_S) for held in holding)  # every slot taken
+    waiters = [_takes_a_turn(gate, f"waiter{k}") for k in range(slots + 1)]
+    _wait_for_waiting(gate, slots + 1)
+    assert not any(got.is_set() for got in waiters)
+    release.set()  # every holder raises inside its turn
+    assert all(got.wait(HANDOVER_S) for got in waiters), "a slot of a failed turn was never handed over"
+    assert len(failed) == slots
+    assert all(got.wait(HANDOVER_S) for got in [_takes_a_turn(gate, f"after{k}") for k in range(slots)])
+    assert gate.waiting() == 0
+
+
+def test_a_failure_while_a_turn_is_paused_or_shared_gives_the_turn_back(monkeypatch):
+    """The turn is released however the block ends: a failure inside ``paused()`` or after a ``share()``."""
+    monkeypatch.setattr(fair, "SHARE_AFTER_S", 0.0)
+    gate = FairGate("test")
+    with pytest.raises(RuntimeError), gate.turn("A") as turn:
+        other = _takes_a_turn(gate, "B")
+        _wait_for_waiting(gate, 1)
+        turn.share()  # B takes its turn in between
+        assert other.wait(HANDOVER_S)
+        with turn.paused():
+            raise RuntimeError("failed while paused")
+    assert _takes_a_turn(gate, "C").wait(HANDOVER_S), "the turn of a block that failed while paused was never released"

@@ -22,6 +22,9 @@ WRAPPER = REPO / "sam_onnx"
 DEMO_MODULES = ("app", "sam_demo", "gradio", "gradio_client", "fastapi", "uvicorn")
 """Top-level modules the wrapper must never need."""
 
+WRAPPER_RUN_TIMEOUT_S = 1200
+"""Bound of the Gradio-free run of the wrapper's tests (a subprocess: 90 s idle, 253 s at load average 13)."""
+
 BLOCKER = f"""
 import importlib.abc, sys
 BLOCKED = {DEMO_MODULES!r}
@@ -127,6 +130,7 @@ runpy.run_module("sam_onnx", run_name="__main__")
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(WRAPPER_RUN_TIMEOUT_S + 60)  # a whole sub-run of ~20 test files: 253 s at load average 13
 def test_the_wrapper_tests_pass_without_gradio():
     files = _wrapper_test_files()
     assert {"tests/test_predictor.py", "tests/test_cli.py", "tests/test_amg.py"} <= set(files)
@@ -134,7 +138,7 @@ def test_the_wrapper_tests_pass_without_gradio():
 import pytest
 sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", *{files!r}]))
 """
-    run = _run_blocked(code, timeout=1200)
+    run = _run_blocked(code, timeout=WRAPPER_RUN_TIMEOUT_S)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
 
 

@@ -43,7 +43,7 @@ UPLOADS = 12
 KILL_STREAM = 24
 MAX_KILLS = 3
 THREADS = 4
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # a local Ray head and Serve start (<= 60 s) per module
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import pytest
 
-from tools.load_harness import RSS_SLACK_MB, RunConfig, format_table, run_load, start_server
+from tools.load_harness import RSS_SLACK_MB, STARTUP_TIMEOUT_S, RunConfig, format_table, run_load, start_server
 
 CACHE_MB = 256
 RUN_BOUND_S = 150  # with server start-up, well inside the 3-minute budget
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(STARTUP_TIMEOUT_S + RUN_BOUND_S + 60)  # a server process to start (<= 180 s), then the run
 def test_short_load_run_has_no_errors_and_a_bounded_memory_plateau(analytic_dir, tmp_path):
     server = start_server(str(analytic_dir), CACHE_MB, tmp_path, ["--no-warmup"])
     try:

@@ -144,6 +144,7 @@ keeps 4 new embeddings (67 MB) and their display copies."""
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # a server process to start (up to 180 s on a loaded machine), then 16 uploads: 12 s idle
 def test_D4_memory_plateaus_over_identical_batches(analytic_dir, tmp_path):
     """D4 at small scale: ``python app.py`` with a 32 MB cache; 4 tabs each upload a NEW 800x600 photo per batch,
     click and export. The server's RSS must level off (growth between the last batches within a few MB) and
