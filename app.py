@@ -33,7 +33,7 @@ from sam_demo.limits import api_objects
 from sam_demo.page import CSS, DISPLAY_HEIGHT, HEAD, HELP, TITLE, UPLOAD_BOX_HEIGHT
 from sam_demo.service import DEFAULT_DISPLAY_SIDE, SEGMENT_OUTPUTS, SEGMENT_RLE, ImageRecord, SegmentationService
 from sam_demo.view import View, ViewOptions
-from sam_onnx import InvalidPromptError, Sam2Predictor, SamOnnxError, amg, vector
+from sam_onnx import InvalidPromptError, Sam2Predictor, SamOnnxError, amg, encoders, vector
 from sam_onnx.encoders import ENCODER_ENV, encoder_choices
 from sam_onnx.encoders.remote import BACKENDS as ENCODER_BACKENDS
 from sam_onnx.encoders.remote import RemoteEncoder, encoder_for_backend
@@ -766,16 +766,16 @@ def remote_encoder(args: argparse.Namespace) -> RemoteEncoder | None:
     fallback = None
     if args.ray_fallback:
         def fallback():
-            return Sam2Predictor.from_pretrained(model_dir=args.model_dir, fp16_encoder=args.fp16_encoder,
-                                                 encoder=args.encoder, providers=args.provider,
-                                                 threads=args.threads).encoder
+            return encoders.from_pretrained(model_dir=args.model_dir,
+                                            variant=encoders.FP16 if args.fp16_encoder else args.encoder,
+                                            providers=args.provider, threads=args.threads)
     return encoder_for_backend(args.encoder_backend, args.ray_address, fallback=fallback)
 
 
 def make_service(args: argparse.Namespace) -> SegmentationService:
     remote = remote_encoder(args)
     predictor = Sam2Predictor.from_pretrained(model_dir=args.model_dir, fp16_encoder=args.fp16_encoder,
-                                              encoder=args.encoder, providers=args.provider, threads=args.threads,
+                                              variant=args.encoder, providers=args.provider, threads=args.threads,
                                               image_encoder=remote)
     service = SegmentationService(predictor, display_max_side=args.display_side, image_cache_mb=args.cache_mb,
                                   upload_concurrency=1 if remote is None else args.ray_uploads)

@@ -76,7 +76,7 @@ def load_variants(folder: Path, variants, threads: int | None, cache_dir: Path) 
         started = time.perf_counter()
         try:
             predictor = Sam2Predictor.from_files(folder / "encoder.onnx", folder / "decoder.onnx", threads=threads,
-                                                 variant=name, fp16_encoder=fp16 if fp16.is_file() else None,
+                                                 variant=name, fp16_encoder_path=fp16 if fp16.is_file() else None,
                                                  encoder_cache_dir=cache_dir)
         except ModelLoadError as exc:
             _progress(f"{name}: skipped ({exc})")
@@ -168,7 +168,7 @@ def run_auto(folder: Path, threads: int | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-auto-") as cache:
         fp16 = folder / "encoder_fp16.onnx"
         predictor = Sam2Predictor.from_files(folder / "encoder.onnx", folder / "decoder.onnx", threads=threads,
-                                             variant="auto", fp16_encoder=fp16 if fp16.is_file() else None,
+                                             variant="auto", fp16_encoder_path=fp16 if fp16.is_file() else None,
                                              encoder_cache_dir=cache)
     decision = predictor.decision
     _progress("auto:\n" + auto.describe(decision))

@@ -59,7 +59,7 @@ DISPLAY_OPACITY = 0.5
 def install_probes() -> common.Probe:
     """Time the functions each stage is made of, where the real code looks them up."""
     from sam_demo import service, view
-    from sam_onnx import encoders, image, predictor, session, types
+    from sam_onnx import decoder, encoders, image, predictor, session, types
     from sam_onnx.encoders import openvino_cpu
 
     probe = common.Probe()
@@ -74,14 +74,14 @@ def install_probes() -> common.Probe:
     probe.wrap(session, "run", lambda sess, names, feeds, *, label: {
         "image encoder": None, "mask decoder": "decoder"}.get(label, "onnx other"))
     probe.wrap(view, "display_images", "display copies")
-    probe.wrap(predictor, "encode_prompts", "prompt encoding")
+    probe.wrap(decoder, "encode_prompts", "prompt encoding")
     probe.wrap(view, "mask_crop_from_logits", "upsampling")
     probe.wrap(types.MaskResult, "mask", "upsampling")
     probe.wrap(view, "render_overlay", "drawing")
     probe.wrap(view, "candidate_thumbnails", "drawing")
     probe.wrap(session, "create_session", lambda model, *, label, **kw: f"session {label.split()[0]}")
-    probe.wrap(predictor, "load_repaired_decoder", "decoder repair")
-    probe.wrap(predictor, "_verify_decoder", "decoder check")
+    probe.wrap(decoder, "load_repaired_decoder", "decoder repair")
+    probe.wrap(decoder, "verify_decoder", "decoder check")
     return probe
 
 

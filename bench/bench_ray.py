@@ -99,11 +99,11 @@ def main(argv=None) -> int:
 
     from ray import serve
 
-    from sam_onnx import Sam2Predictor
+    from sam_onnx import encoders
 
     rng = np.random.default_rng(0)
     inputs = [rng.standard_normal((1, 3, 1024, 1024), dtype=np.float32) for _ in range(args.uploads)]
-    local = Sam2Predictor.from_pretrained(model_dir=folder, encoder="fp32", threads=args.cpus).encoder
+    local = encoders.from_pretrained(model_dir=folder, variant="fp32", threads=args.cpus)
     local.encode(inputs[0])  # warm-up
     report = {"cpus": args.cpus, "local": run_load(local.encode, inputs, 1)}
     connect(None, num_cpus=args.cpus, object_store_mb=512)

@@ -16,7 +16,7 @@ predictor is built.
 from .errors import InferenceError, InvalidImageError, InvalidPromptError, ModelLoadError, SamOnnxError
 from .geometry import LOW_RES_SIDE, MODEL_SIDE, CropFrame, DisplayFrame, Geometry
 from .models import DEFAULT_MODEL, SAM21_HIERA_SMALL, ModelSpec
-from .predictor import ModelInfo, Sam2Predictor
+from .predictor import Sam2Predictor
 from .types import (
     MAX_POINTS_PER_OBJECT,
     NEGATIVE,
@@ -24,6 +24,7 @@ from .types import (
     Box,
     ImageEmbedding,
     MaskResult,
+    ModelInfo,
     Point,
     Prompts,
 )

@@ -244,7 +244,7 @@ def _predictor(args: argparse.Namespace):
 
     remote = encoder_for_backend(args.encoder_backend, args.ray_address)
     return Sam2Predictor.from_pretrained(model_dir=args.model_dir, fp16_encoder=args.fp16_encoder,
-                                         encoder=args.encoder, providers=args.provider, threads=args.threads,
+                                         variant=args.encoder, providers=args.provider, threads=args.threads,
                                          image_encoder=remote)
 
 

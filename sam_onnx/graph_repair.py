@@ -174,8 +174,9 @@ def repair_prompt_concat(model: onnx.ModelProto, *, witnesses: bool = True) -> R
     return RepairReport(tuple(repaired))
 
 
-def _tensors(graph: onnx.GraphProto) -> Iterable[onnx.TensorProto]:
-    """Every tensor stored in a graph: initializers and node attributes, subgraphs included."""
+def tensors(graph: onnx.GraphProto) -> Iterable[onnx.TensorProto]:
+    """Every tensor stored in a graph: initializers and node attributes (``t`` and ``tensors``), subgraphs
+    included. The one walker: the decoder's external-data reader and the model fingerprint both use it."""
     yield from graph.initializer
     for node in graph.node:
         for attr in node.attribute:
@@ -183,9 +184,9 @@ def _tensors(graph: onnx.GraphProto) -> Iterable[onnx.TensorProto]:
                 yield attr.t
             yield from attr.tensors
             if attr.HasField("g"):
-                yield from _tensors(attr.g)
+                yield from tensors(attr.g)
             for sub in attr.graphs:
-                yield from _tensors(sub)
+                yield from tensors(sub)
 
 
 def _inline_external_data(model: onnx.ModelProto, folder: Path) -> None:
@@ -196,7 +197,7 @@ def _inline_external_data(model: onnx.ModelProto, folder: Path) -> None:
     and onnx >= 1.20 refuses such links. The location itself must stay inside
     the model's folder (no absolute paths, no ``..``).
     """
-    for tensor in _tensors(model.graph):
+    for tensor in tensors(model.graph):
         if tensor.data_location != TensorProto.EXTERNAL:
             continue
         info = external_data_helper.ExternalDataInfo(tensor)

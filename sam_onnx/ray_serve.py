@@ -2,7 +2,7 @@
 
 Each replica loads the encoder once (a model folder or the pinned hub files,
 the same ``--encoder`` variants as the local path, via
-:meth:`~sam_onnx.Sam2Predictor.from_pretrained`) and answers the HTTP protocol
+:func:`~sam_onnx.encoders.from_pretrained`, no decoder) and answers the HTTP protocol
 of :mod:`sam_onnx.encoders.remote`: float32 pixels in, float16 embeddings out.
 A replica runs one encode at a time (``max_ongoing_requests=1``): further
 uploads wait in Serve's queue, where a replica's death cannot lose them, and the
@@ -122,12 +122,11 @@ class EncoderReplica:
     """
 
     def __init__(self, config: ReplicaConfig) -> None:
-        from .predictor import Sam2Predictor
+        from .encoders import from_pretrained
 
         started = time.perf_counter()
-        predictor = Sam2Predictor.from_pretrained(model_dir=config.model_dir, encoder=config.encoder,
-                                                  threads=config.threads, local_files_only=config.local_files_only)
-        self._encoder = predictor.encoder
+        self._encoder = from_pretrained(model_dir=config.model_dir, variant=config.encoder, threads=config.threads,
+                                        local_files_only=config.local_files_only)
         self._info = {"protocol": PROTOCOL, "encoder": self._encoder.name,
                       "description": f"{self._encoder.description}, {config.threads} thread(s) per replica",
                       "host": socket.gethostname(), "pid": os.getpid(),

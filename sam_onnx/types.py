@@ -1,4 +1,4 @@
-"""Immutable values that flow through the wrapper: prompts, embeddings, results.
+"""Immutable values that flow through the wrapper: prompts, embeddings, results, what a predictor runs.
 
 All coordinates here are in **original image pixels** (see :mod:`sam_onnx.geometry`).
 Values validate themselves on construction and never change afterwards; the
@@ -383,3 +383,48 @@ class MaskResult:
     def best_mask(self) -> NDArray[np.bool_]:
         """The best candidate at the original size, ``(H, W)`` bool."""
         return self.mask()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a predictor runs, for logs and the UI.
+
+    Attributes:
+        source: where the files came from (hub repo and revision, or a folder).
+        encoder_path: the file the encoder engine runs (the int8 copy for ``int8``).
+        decoder_path: the decoder file.
+        providers: onnxruntime execution providers of the decoder (and of
+            onnxruntime encoders), in priority order.
+        encoder_dtype: ``"float32"`` or ``"float16"`` (the encoder's input type).
+        repaired_concats: prompt Concat nodes repaired in the decoder (see
+            :mod:`sam_onnx.graph_repair`).
+        threads: intra-op threads per session.
+        encoder_name: the encoder variant in use (``"fp32"``, ``"int8"``,
+            ``"openvino-bf16"``, ...; see :mod:`sam_onnx.encoders`).
+        encoder_description: the engine in one line, e.g. ``"OpenVINO 2026.4.1 CPU bf16"``.
+        encoder_selection: how the variant was chosen (``"forced"``, or the
+            ``auto`` check's summary).
+    """
+
+    source: str
+    encoder_path: str
+    decoder_path: str
+    providers: tuple[str, ...]
+    encoder_dtype: str
+    repaired_concats: int
+    threads: int
+    encoder_name: str
+    encoder_description: str
+    encoder_selection: str
+
+    def summary(self) -> dict[str, object]:
+        """The JSON-ready facts a user or an API client may see (no file paths)."""
+        return {"source": self.source, "providers": list(self.providers), "encoder_dtype": self.encoder_dtype,
+                "threads": self.threads, "encoder": self.encoder_name,
+                "encoder_description": self.encoder_description, "encoder_selection": self.encoder_selection}
+
+    def describe(self) -> str:
+        """One line for the log, e.g. "onnx-community/...@a7df49d8de14 on CPUExecutionProvider, 2 threads, ..."."""
+        repaired = f", {self.repaired_concats} Concat node(s) repaired" if self.repaired_concats else ""
+        return (f"{self.source} on {', '.join(self.providers)}, {self.threads} thread(s), "
+                f"{self.encoder_name} encoder ({self.encoder_description}; {self.encoder_selection}){repaired}")

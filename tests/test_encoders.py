@@ -386,10 +386,25 @@ def test_from_files_auto_and_forced_variants(tmp_path, analytic_dir):
     assert auto_predictor.decision is not None and auto_predictor.decision.reports[0].name == FP32
     int8 = Sam2Predictor.from_files(analytic_dir / "encoder.onnx", analytic_dir / "decoder.onnx", threads=1,
                                     variant="int8", encoder_cache_dir=tmp_path)
-    assert int8.info.encoder_name == "int8" and int8.info.encoder.startswith(str(tmp_path))
+    assert int8.info.encoder_name == "int8" and int8.info.encoder_path.startswith(str(tmp_path))
     with pytest.raises(ModelLoadError, match="fp16 encoder cannot run here"):
         Sam2Predictor.from_files(analytic_dir / "encoder.onnx", analytic_dir / "decoder.onnx", threads=1,
                                  variant="fp16", encoder_cache_dir=tmp_path)
+
+
+def test_an_auto_encoder_alone_loads_a_decoder_only_to_run_its_check(tmp_path, analytic_dir, monkeypatch):
+    """``encoders.from_pretrained(variant="auto")``: the first start checks (its decoder loaded once, for the
+    masks); the next one finds the stored decision and loads no decoder at all."""
+    from sam_onnx import decoder as mask_decoder
+    from sam_onnx import encoders
+
+    loads = []
+    real = mask_decoder.load_decoder
+    monkeypatch.setattr(mask_decoder, "load_decoder", lambda *a, **k: loads.append(a) or real(*a, **k))
+    first = encoders.from_pretrained(model_dir=analytic_dir, variant="auto", threads=1, encoder_cache_dir=tmp_path)
+    assert len(loads) == 1
+    again = encoders.from_pretrained(model_dir=analytic_dir, variant="auto", threads=1, encoder_cache_dir=tmp_path)
+    assert len(loads) == 1 and again.name == first.name
 
 
 def test_encoder_names_flag_and_environment(monkeypatch):
@@ -407,7 +422,7 @@ def test_from_pretrained_takes_the_encoder_from_the_environment(tmp_path, analyt
     monkeypatch.setenv("SAM_ONNX_ENCODER", "int8")
     predictor = Sam2Predictor.from_pretrained(model_dir=analytic_dir, threads=1, encoder_cache_dir=tmp_path)
     assert predictor.info.encoder_name == "int8"
-    assert Sam2Predictor.from_pretrained(model_dir=analytic_dir, threads=1, encoder="fp32").info.encoder_name == FP32
+    assert Sam2Predictor.from_pretrained(model_dir=analytic_dir, threads=1, variant="fp32").info.encoder_name == FP32
 
 
 def test_every_variant_gives_the_same_embeddings_contract(tmp_path):

@@ -368,7 +368,7 @@ def test_fp16_encoder_from_a_local_folder(tmp_path):
     fp32 = Sam2Predictor.from_pretrained(model_dir=tmp_path, threads=1)
     fp16 = Sam2Predictor.from_pretrained(model_dir=tmp_path, fp16_encoder=True, threads=1)
     assert (fp32.info.encoder_dtype, fp16.info.encoder_dtype) == ("float32", "float16")
-    assert fp16.info.encoder.endswith("encoder_fp16.onnx")
+    assert fp16.info.encoder_path.endswith("encoder_fp16.onnx")
     rgb = make_rgb(120, 200)
     e32, e16 = fp32.encode(rgb), fp16.encode(rgb)
     assert all(f.dtype == np.float32 for f in e16.features)

@@ -165,3 +165,31 @@ def test_test_helpers_that_need_no_demo_import_none():
     assert not _needs_demo(REPO / "tests" / "conftest.py")
     assert _needs_demo(REPO / "tests" / "app_support.py")  # the control: the app's helpers are seen as such
     assert "tests/test_remote_encoder.py" in _wrapper_test_files()
+
+
+PREDICTOR_MAX_LINES = 260
+"""``sam_onnx/predictor.py`` composes (encoder + decoder); loading lives in ``decoder.py`` and ``encoders/``."""
+
+
+def test_the_predictor_only_composes():
+    assert len((WRAPPER / "predictor.py").read_text().splitlines()) <= PREDICTOR_MAX_LINES
+
+
+def test_an_fp32_encoder_loads_alone_in_one_session(monkeypatch):
+    """A Ray replica or the app's fallback loads only the encoder: no decoder repair, session or check."""
+    import onnxruntime as ort
+
+    from sam_onnx import encoders
+
+    made = []
+
+    class Counted(ort.InferenceSession):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append([i.name for i in self.get_inputs()])
+
+    monkeypatch.setattr(ort, "InferenceSession", Counted)
+    encoder = encoders.from_pretrained(model_dir=REPO / "tests" / "fixtures" / "sam2_tiny", variant="fp32",
+                                       threads=1)
+    assert made == [["pixel_values"]]
+    assert encoder.name == "fp32"

@@ -1,6 +1,6 @@
 """Image encoder engines behind one seam, and ``--encoder auto``, which picks the fastest faithful one.
 
-Variants (``--encoder`` / ``SAM_ONNX_ENCODER`` / ``Sam2Predictor.from_pretrained(encoder=...)``):
+Variants (``--encoder`` / ``SAM_ONNX_ENCODER`` / ``from_pretrained(variant=...)``):
 
 - ``auto`` (default): measure the candidates below against fp32 at start-up
   and keep the fastest whose masks agree (:mod:`.auto`).
@@ -32,6 +32,7 @@ from .base import (
     default_cache_dir,
 )
 from .ort_fp32 import FP16, FP32, OrtEncoder
+from .pretrained import from_pretrained, load_image_encoder
 
 ENGINE_MODULES = (ort_fp32, ort_int8, openvino_cpu, openvino_int8, ort_fp16)
 """Every engine module; each lists its variants in ``VARIANTS``."""
@@ -97,6 +98,8 @@ __all__ = [
     "Variant",
     "default_cache_dir",
     "encoder_choices",
+    "from_pretrained",
+    "load_image_encoder",
     "load_encoder",
     "requested_encoder",
     "variants",

@@ -29,28 +29,20 @@ def external_data_files(path: Path) -> tuple[Path, ...]:
 def _external_data_files(path_text: str, size: int, mtime_ns: int) -> tuple[Path, ...]:
     import onnx
 
+    from ..graph_repair import tensors
+
     path = Path(path_text)
     try:
         model = onnx.load(path_text, load_external_data=False)
     except Exception:  # noqa: BLE001 - not a readable graph: the file alone identifies it, loading reports why
         return ()
     seen: dict[str, None] = {}
-    for tensor in _tensors(model.graph):
+    for tensor in tensors(model.graph):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             for entry in tensor.external_data:
                 if entry.key == "location":
                     seen.setdefault(entry.value, None)
     return tuple(path.parent / name for name in seen)
-
-
-def _tensors(graph):
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            for sub in (attr.g, *attr.graphs) if attr.HasField("g") else attr.graphs:
-                yield from _tensors(sub)
 
 
 def model_fingerprint(path: Path) -> str:

@@ -130,7 +130,7 @@ class Switches:
 def switchable_predictor(analytic_dir) -> tuple[Sam2Predictor, Switches]:
     predictor = Sam2Predictor.from_files(analytic_dir / "encoder.onnx", analytic_dir / "decoder.onnx", threads=1)
     switches = Switches(SwitchableSession(predictor._encoder.session), SwitchableSession(predictor._decoder))
-    predictor._encoder = OrtEncoder(switches.encoder, name=predictor.info.encoder_name, path=predictor.info.encoder)
+    predictor._encoder = OrtEncoder(switches.encoder, name=predictor.info.encoder_name, path=predictor.info.encoder_path)
     predictor._decoder = switches.decoder
     return predictor, switches
 
