@@ -41,8 +41,9 @@ NOISE_SIGMA = 9.0
 
 
 # ---------------------------------------------------------------------------- machine
-def machine_info() -> dict[str, Any]:
-    """CPU, memory and library versions of this run (goes into every JSON file)."""
+def machine_info(*, gradio: bool = True) -> dict[str, Any]:
+    """CPU, memory and library versions of this run (goes into every JSON file); ``gradio=False`` leaves out
+    Gradio's version (importing it takes seconds, in benchmarks that do not use it)."""
     import onnxruntime
     import PIL
 
@@ -61,9 +62,10 @@ def machine_info() -> dict[str, Any]:
             "onnxruntime": onnxruntime.__version__, "numpy": np.__version__, "pillow": PIL.__version__,
             "loadavg_1min": round(os.getloadavg()[0], 2)}
     try:
-        import gradio
+        if gradio:
+            import gradio as gradio_module
 
-        info["gradio"] = gradio.__version__
+            info["gradio"] = gradio_module.__version__
     except ImportError:
         pass
     return info
