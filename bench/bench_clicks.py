@@ -8,12 +8,14 @@ once per model and encoder variant; every click is one decoder call with all cli
 of the 3 candidates counting, as in the app.
 
 **Offline (the default) this is a plumbing check, not an accuracy measurement.** It runs synthetic shapes
-through the analytic test models (``tests/analytic_models.py``, written by ``python -m tests.analytic_models``:
-the real I/O contract, a positive click selects a disc of 64 model units around it, a negative one removes
-48), where the right answer is known: a scene of k separate discs of exactly that size takes exactly k clicks.
-The table shows that the simulator, the prompts, the coordinate frames and the encoder variants fit together;
-its numbers say nothing about SAM 2.1. The random-weight stand-ins (``--model-dir tiny=DIR``) run the real
-graphs through the same loop, but their masks are noise, so their accuracy means nothing either.
+through the content-following test models (``tools/content_models.py``: the real I/O contract; a positive
+click selects every low-res cell whose colour is close to the clicked one, a negative click removes them),
+where the right answer is known by construction: a shape of one colour takes one click, k shapes of k colours
+take k clicks, and an object with a decoy of its own colour can never be separated from it (a miss, counted
+as 20). Every scene says what it should take (``expected``) and the table shows what it took. That checks the
+simulator, the prompts, the frames, the encoder variants and crop refinement fit together; it says nothing
+about SAM 2.1. The random-weight stand-ins (``--model-dir tiny=DIR``) run the real graphs through the same
+loop, but their masks are noise, so their accuracy means nothing either.
 
 **Real numbers** need the published weights and the data sets (GrabCut: 50 objects, Berkeley: 100, as RITM
 packs them) on a machine with network access::
@@ -31,7 +33,7 @@ uncertain band, ignored in the IoU and never clicked; above 128 = object.
 
 Run from the repository root::
 
-    python -m bench.bench_clicks                                  # offline default: analytic models, shapes
+    python -m bench.bench_clicks                                  # offline default: content models, shapes
     python -m bench.bench_clicks --encoders fp32 int8 --model-dir small=$SAM_STANDIN_DIR
     python -m bench.bench_clicks --all-clicks --max-clicks 20     # always 20 clicks (full mIoU@k curves)
 """
@@ -39,8 +41,6 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -55,18 +55,17 @@ from bench import common
 from sam_onnx import clicks
 from sam_onnx.errors import ModelLoadError, SamOnnxError
 
-ANALYTIC_POSITIVE_RADIUS = 64.0
-"""Radius in model units (1024 frame) of the disc the analytic decoder selects around a positive click
-(``tests/analytic_models.POS_RADIUS``, restated so that the benchmark imports nothing of the tests;
-``tests/test_clicks.py`` checks the two agree)."""
-MODEL_SIDE = 1024
 SCENE_SIDE = 512
-"""Side of the square synthetic scenes: one analytic disc is 32 px in radius there."""
+"""Side of the square synthetic scenes (one low-res cell of a whole-image pass is 2 x 2 pixels there)."""
 BACKGROUND_RGB = (112, 128, 96)
-OBJECT_RGB = (230, 120, 30)
-"""Scene colours: an orange object on grey-green (no pure blue anywhere: the analytic model keys blue out)."""
+COLOURS = {"orange": (230, 120, 30), "purple": (120, 40, 160), "teal": (20, 160, 150)}
+"""Object colours on a grey-green background, each at least twice the content model's colour tolerance from the
+background and from one another (normalised RGB), none pure blue."""
 TEXTURE_SIGMA = 6.0
-"""Pixel noise of the scenes, so that a real model sees texture (the analytic model ignores it)."""
+"""Pixel noise of the scenes (grey levels), so that a real model sees texture; a tenth of the content model's
+tolerance."""
+NEVER = clicks.MAX_CLICKS
+"""``expected`` of a scene the content model can never get right (NoC counts a miss as the budget)."""
 
 DATASETS = {"GrabCut": ("data_GT", "boundary_GT"), "Berkeley": ("images", "masks")}
 """RITM's folder layout of each data set: (images folder, masks folder) under ``<data>/<name>/``."""
@@ -75,6 +74,8 @@ MASK_IGNORE = 128
 DEFAULT_ENCODERS = ("fp32", "int8", "openvino")
 COLUMNS = ("data", "model", "encoder", "refine", "objects", "mIoU@1", "mIoU@3", "mIoU@5", "NoC@85", "NoC@90",
            ">=20@85", ">=20@90", "clicks", "encode s", "ms/click")
+SCENE_COLUMNS = ("scene", "model", "encoder", "refine", "expected", "NoC@85", "NoC@90", "IoU@1", "last IoU",
+                 "clicks")
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,7 @@ class Scene:
         rgb: ``(H, W, 3)`` uint8, original pixels, upright.
         gt: ``(H, W)`` bool, the object.
         ignore: ``(H, W)`` bool, pixels counted nowhere, or ``None``.
-        analytic_noc: clicks the analytic test model needs to pass every NoC target (``None`` if no closed
-            form: shapes it cannot draw).
+        expected: NoC@90 the content test model must give (by construction; ``None`` for data sets).
     """
 
     name: str
@@ -96,49 +96,54 @@ class Scene:
     rgb: np.ndarray = field(repr=False)
     gt: np.ndarray = field(repr=False)
     ignore: np.ndarray | None = field(default=None, repr=False)
-    analytic_noc: int | None = None
+    expected: int | None = None
 
 
 # ---------------------------------------------------------------------------- synthetic shapes
-def _ellipses(hw: tuple[int, int], centres: Sequence[tuple[int, int]], rx: float, ry: float) -> np.ndarray:
+def _discs(hw: tuple[int, int], centres: Sequence[tuple[int, int]], r: float) -> np.ndarray:
     yy, xx = np.mgrid[0:hw[0], 0:hw[1]]
     mask = np.zeros(hw, bool)
     for cx, cy in centres:
-        mask |= ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1.0
+        mask |= (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
     return mask
 
 
-def _analytic_discs(hw: tuple[int, int], centres: Sequence[tuple[int, int]]) -> np.ndarray:
-    """Discs of the analytic model's size as they look in an ``hw`` image (ellipses when it is not square)."""
-    h, w = hw
-    return _ellipses(hw, centres, ANALYTIC_POSITIVE_RADIUS * w / MODEL_SIDE, ANALYTIC_POSITIVE_RADIUS * h / MODEL_SIDE)
-
-
-def _paint(gt: np.ndarray, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    rgb = np.where(gt[..., None], np.array(OBJECT_RGB, np.float32), np.array(BACKGROUND_RGB, np.float32))
-    rgb = rgb + rng.normal(0.0, TEXTURE_SIGMA, rgb.shape).astype(np.float32)
+def _paint(hw: tuple[int, int], layers: Sequence[tuple[np.ndarray, str]], seed: int) -> np.ndarray:
+    """The background with each ``(mask, colour name)`` painted over it, plus pixel noise: ``(H, W, 3)`` uint8."""
+    rgb = np.empty((*hw, 3), np.float32)
+    rgb[:] = BACKGROUND_RGB
+    for mask, colour in layers:
+        rgb[mask] = COLOURS[colour]
+    rgb += np.random.default_rng(seed).normal(0.0, TEXTURE_SIGMA, rgb.shape).astype(np.float32)
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
 def synthetic_scenes() -> list[Scene]:
-    """The offline scenes: k separate analytic-size discs (the answer is known: k clicks), and shapes the
-    analytic model cannot draw with one disc per click (a square, a ring, a thin bar), whose click counts show
-    negative clicks and the 20-click budget at work."""
+    """The offline scenes, each with the NoC@90 the content model must give (see the module docstring)."""
     square = (SCENE_SIDE, SCENE_SIDE)
     wide = (480, 640)
     yy, xx = np.mgrid[0:SCENE_SIDE, 0:SCENE_SIDE]
-    shapes: list[tuple[str, np.ndarray, int | None]] = [
-        ("disc", _analytic_discs(square, [(200, 260)]), 1),
-        ("two discs", _analytic_discs(square, [(150, 140), (360, 330)]), 2),
-        ("three discs, 640x480", _analytic_discs(wide, [(120, 110), (330, 250), (520, 380)]), 3),
-        ("square 96 px", (abs(xx - 256) < 48) & (abs(yy - 256) < 48), None),
-        ("ring 60/30 px", ((xx - 256) ** 2 + (yy - 256) ** 2 <= 60 ** 2) & ((xx - 256) ** 2 + (yy - 256) ** 2 > 30 ** 2),
-         None),
-        ("bar 200x12 px", (abs(xx - 256) < 100) & (abs(yy - 200) < 6), None),
+    centre = (xx - 256) ** 2 + (yy - 256) ** 2
+    disc, left, right = _discs(square, [(200, 260)], 40), _discs(square, [(150, 140)], 36), \
+        _discs(square, [(360, 330)], 36)
+    square_96 = (abs(xx - 256) < 48) & (abs(yy - 256) < 48)
+    ring = (centre <= 60 ** 2) & (centre > 30 ** 2)
+    bar = (abs(xx - 256) < 100) & (abs(yy - 200) < 8)
+    wide_discs = [_discs(wide, [c], 40) for c in ((120, 110), (330, 250), (520, 380))]
+    decoy = _discs(square, [(380, 120)], 30)
+    scenes = [  # name, hw, gt, painted layers, expected NoC@90
+        ("disc", square, disc, [(disc, "orange")], 1),
+        ("square 96 px", square, square_96, [(square_96, "orange")], 1),
+        ("ring 60/30 px", square, ring, [(ring, "orange")], 1),
+        ("bar 200x16 px", square, bar, [(bar, "orange")], 1),
+        ("two discs, one colour", square, left | right, [(left | right, "orange")], 1),
+        ("two discs, two colours", square, left | right, [(left, "orange"), (right, "purple")], 2),
+        ("three colours, 640x480", wide, wide_discs[0] | wide_discs[1] | wide_discs[2],
+         list(zip(wide_discs, ("orange", "purple", "teal"))), 3),
+        ("disc + decoy of its colour", square, disc, [(disc, "orange"), (decoy, "orange")], NEVER),
     ]
-    return [Scene(name, "shapes", _paint(gt, seed), gt, None, noc)
-            for seed, (name, gt, noc) in enumerate(shapes)]
+    return [Scene(name, "shapes", _paint(hw, layers, seed), gt, None, expected)
+            for seed, (name, hw, gt, layers, expected) in enumerate(scenes)]
 
 
 # ---------------------------------------------------------------------------- data sets
@@ -183,20 +188,58 @@ def dataset_scenes(root: Path, name: str, limit: int | None = None) -> Iterator[
 
 # ---------------------------------------------------------------------------- models and refinements
 Refinement = Callable[[Any, np.ndarray, Any], clicks.Segmenter]
-"""``(predictor, rgb, embedding) -> Segmenter``: how clicks become a mask."""
-
-REFINEMENTS: dict[str, Refinement] = {
-    "none": lambda predictor, rgb, embedding: clicks.predictor_segmenter(predictor, embedding),
-}
-"""Ways to turn clicks into masks, by ``--refine`` name. ``none`` decodes the whole-image embedding. Crop
-refinement (issue 19) plugs in here as ``"crop"``: a function that, given the predictor, the image and its
-embedding, returns a segmenter that refines each mask in a crop."""
+"""``(predictor, rgb, embedding) -> Segmenter``: how one session's clicks become masks."""
 
 
-def analytic_models(folder: Path) -> Path:
-    """Write the analytic test models into ``folder`` with their own command line (no import of the tests)."""
-    subprocess.run([sys.executable, "-m", "tests.analytic_models", "--out", str(folder)], check=True,
-                   cwd=common.REPO, stdout=subprocess.DEVNULL)
+def whole_image(predictor, rgb: np.ndarray, embedding) -> clicks.Segmenter:
+    """Every click decoded on the whole image's embedding (the app without refinement)."""
+    return clicks.predictor_segmenter(predictor, embedding)
+
+
+def crop_refined(predictor, rgb: np.ndarray, embedding) -> clicks.Segmenter:
+    """Clicks decoded in a crop around the object, as the app's refine does (``sam_onnx.refine``).
+
+    The first click is decoded on the whole image; its mask gives the crop (:func:`sam_onnx.refine.crop_for`:
+    the mask's box plus 20 %), which is encoded once; that click and the later ones are decoded there. An include
+    click outside the crop goes back to the whole image and a new crop, as in the app's editor; an exclude click
+    outside it keeps the crop. When there is no crop to make (empty mask, or the crop would be the whole image)
+    the whole-image mask counts. Every crop encode is timed with the clicks (it is the refinement's cost).
+    """
+    from sam_onnx import Prompts, refine
+    from sam_onnx.errors import InvalidPromptError
+
+    crops: dict[Any, Any] = {}  # CropFrame -> its embedding, for this session
+    current: list[Any] = [None]
+
+    def segment(clicks_so_far: Sequence[clicks.Click]) -> np.ndarray:
+        prompts = Prompts(tuple(c.point() for c in clicks_so_far))
+        crop = current[0]
+        if crop is not None and any(p.positive and not crop.contains_xy((p.x, p.y)) for p in prompts.points):
+            crop = None
+        if crop is None:
+            whole = predictor.decode(embedding, prompts)
+            try:
+                crop = refine.crop_for(whole, prompts)
+            except InvalidPromptError:
+                current[0] = None
+                return whole.best_mask
+            current[0] = crop
+        if crop not in crops:
+            crops[crop] = predictor.encode_crop(rgb, crop)
+        return predictor.decode(crops[crop], prompts).best_mask
+
+    return segment
+
+
+REFINEMENTS: dict[str, Refinement] = {"none": whole_image, "crop": crop_refined}
+"""Ways to turn clicks into masks, by ``--refine`` name."""
+
+
+def test_models(folder: Path) -> Path:
+    """Write the content-following test models (``tools/content_models.py``) into ``folder``."""
+    from tools import content_models
+
+    content_models.save_models(folder)
     return folder
 
 
@@ -248,7 +291,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = None
     if not models:
         tmp = tempfile.TemporaryDirectory(prefix="bench-clicks-")
-        models = [("analytic", analytic_models(Path(tmp.name)))]
+        models = [("content", test_models(Path(tmp.name)))]
     unknown = [r for r in args.refine if r not in REFINEMENTS]
     if unknown:
         raise SystemExit(f"unknown --refine {', '.join(unknown)}; this build has {', '.join(REFINEMENTS)}")
@@ -277,7 +320,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             scene_rows.append({
                                 "data": data_name, "scene": scene.name, "model": model_name,
                                 "encoder": predictor.info.encoder_name, "refine": refine,
-                                "expected (analytic)": "—" if scene.analytic_noc is None else scene.analytic_noc,
+                                "expected": "—" if scene.expected is None else scene.expected,
                                 "NoC@85": trial.noc(0.85),
                                 "NoC@90": trial.noc(0.90), "IoU@1": trial.iou_at(1), "last IoU": trial.ious[-1],
                                 "clicks": "".join("+" if c.positive else "-" for c in trial.clicks),
@@ -288,7 +331,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             tmp.cleanup()
     return {"machine": common.machine_info(gradio=False), "args": {k: (str(v) if isinstance(v, Path) else v)
                                                       for k, v in vars(args).items()},
-            "models": [{"name": n, "dir": str(p) if tmp is None else "analytic (generated)"} for n, p in models],
+            "models": [{"name": n, "dir": str(p) if tmp is None else "content test models (generated)"}
+                       for n, p in models],
             "rows": rows, "scenes": scene_rows, "skipped": skipped,
             "seconds": time.perf_counter() - started}
 
@@ -298,15 +342,13 @@ def report(result: dict[str, Any]) -> str:
     lines = [f"CPU {m['cpu']} ({m['affinity']} cores usable), onnxruntime {m['onnxruntime']}, load average "
              f"{m['loadavg_1min']} at the start; {result['seconds']:.0f} s in all", ""]
     if any(r["data"] == "shapes" for r in result["rows"]):
-        lines += ["Synthetic shapes: a PLUMBING CHECK of the simulator, prompts, frames and encoder variants, not "
-                  "an accuracy measurement (the analytic models' right answers are known; random-weight "
-                  "stand-ins give noise).", ""]
+        lines += ["Synthetic shapes: a PLUMBING CHECK of the simulator, prompts, frames, encoder variants and "
+                  "refinement, not an accuracy measurement (the content test models' right answers are known: "
+                  "'expected'; random-weight stand-ins give noise).", ""]
     lines.append(common.table(result["rows"], COLUMNS, digits=3))
     if result["scenes"] and any(r["data"] == "shapes" for r in result["scenes"]):
-        columns = ("scene", "model", "encoder", "refine", "expected (analytic)", "NoC@85", "NoC@90", "IoU@1",
-                   "last IoU", "clicks")
         lines += ["", "Per scene (clicks: + positive, - negative, in order):", "",
-                  common.table([r for r in result["scenes"] if r["data"] == "shapes"], columns, digits=3)]
+                  common.table([r for r in result["scenes"] if r["data"] == "shapes"], SCENE_COLUMNS, digits=3)]
     for s in result["skipped"]:
         lines.append(f"skipped {s['model']} / {s['encoder']}: {s['reason']}")
     return "\n".join(lines)
@@ -317,12 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", action="append", default=[], metavar="[NAME=]DIR",
-                        help="a folder with encoder.onnx + decoder.onnx (repeatable; default: the analytic test "
-                             "models, generated)")
+                        help="a folder with encoder.onnx + decoder.onnx (repeatable; default: the content-following "
+                             "test models, generated)")
     parser.add_argument("--encoders", nargs="+", default=list(DEFAULT_ENCODERS),
                         help="encoder variants, each forced in turn (default: %(default)s; unavailable ones are "
                              "skipped with the reason)")
-    parser.add_argument("--refine", nargs="+", default=["none"], help=f"refinements ({', '.join(REFINEMENTS)})")
+    parser.add_argument("--refine", nargs="+", default=list(REFINEMENTS),
+                        help="how clicks become masks: none = the whole image's embedding, crop = refined in a crop "
+                             "around the object (default: %(default)s)")
     parser.add_argument("--data", type=Path, help="folder holding GrabCut/ and Berkeley/ (RITM's zips, unpacked)")
     parser.add_argument("--datasets", nargs="+", choices=("shapes", *DATASETS), default=None,
                         help="default: shapes, or GrabCut and Berkeley when --data is given")
