@@ -29,9 +29,9 @@ import gradio as gr
 from sam_demo.editor import MAX_OBJECTS, Editor
 from sam_demo.gradio_guard import SafeBlocks, guarded, request_limits_middleware, uploaded_image, user_error
 from sam_demo import routes
-from sam_demo.limits import api_objects
+from sam_demo.limits import api_request
 from sam_demo.page import CSS, DISPLAY_HEIGHT, HEAD, HELP, TITLE, UPLOAD_BOX_HEIGHT
-from sam_demo.service import DEFAULT_DISPLAY_SIDE, SEGMENT_OUTPUTS, SEGMENT_RLE, ImageRecord, SegmentationService
+from sam_demo.service import DEFAULT_DISPLAY_SIDE, RefineCancelled, Refinement, SEGMENT_OUTPUTS, SEGMENT_RLE, ImageRecord, SegmentationService
 from sam_demo.view import View, ViewOptions
 from sam_onnx import InvalidPromptError, Sam2Predictor, SamOnnxError, amg, encoders, vector
 from sam_onnx.encoders import ENCODER_ENV, encoder_choices
@@ -61,6 +61,7 @@ ENCODE_QUEUE = "encode"    # the upload box: one image read and encoded at a tim
 DEFAULT_RAY_UPLOADS = 4
 EXPORT_QUEUE = "export"
 EVERYTHING_QUEUE = "everything"  # automatic masks: seconds long, so not on the edit queue
+REFINE_QUEUE = "refine"  # a refine's crop encode: a second or two, so not on the edit queue
 SEGMENT_QUEUE = "segment"  # the stateless /segment API: its own queue, one request at a time
 EDIT_CONCURRENCY = None
 """Edits of different tabs run side by side: each tab's own edits wait for each other
@@ -204,6 +205,8 @@ def _objects_html(view: View) -> str:
     rows = []
     for obj in view.objects:
         score = "—" if obj.score is None else f"IoU {obj.score:.2f} · object {obj.object_score:.2f}"
+        if obj.refined:
+            score += " · refined"
         classes = "obj-row" + (" selected" if obj.selected else "") + ("" if obj.visible else " hidden")
         eye = "" if obj.visible else " (hidden)"
         rows.append(f'<button type="button" class="{classes}" data-object-id="{obj.id}" '
@@ -287,6 +290,7 @@ def show_image(service: SegmentationService, loaded, options: ViewOptions, state
     if state is not None and (state.record.key, state.record.path) == (record.key, record.path):
         return unchanged()
     cancel_everything(service, state, request)
+    cancel_refine(service, state, request)
     state = AppState(record, Editor.start(record.original_hw))
     view = service.render(record, state.editor, options)
     extra = "cached" if info["cache_hit"] else f"encode {info['encode_ms'] / 1e3:.2f} s"
@@ -525,19 +529,68 @@ def cancel_everything(service: SegmentationService, state, request: gr.Request =
         service.cancels.cancel(state.record.key)
 
 
+def _refine_token(state: AppState, request: gr.Request | None) -> str:
+    """The cancel token of a tab's refine (its own, beside the tab's segment-everything token)."""
+    return f"{_tab_id(request) or state.record.key}:refine"
+
+
+@guarded
+def run_refine(service: SegmentationService, state, request: gr.Request = None, progress=gr.Progress()):
+    """Refine the selected object in a crop (own queue: one crop encode, progress shown); ``apply_refine`` shows it.
+
+    Returns the :class:`~sam_demo.service.Refinement`, or ``None`` when a new image in this tab cancelled it.
+    A refine that cannot be made (no prompts, an empty mask...) is a message; nothing changes.
+    """
+    state = _require(state)
+    token = _refine_token(state, request)
+    cancelled = service.cancels.start(token)
+    try:
+        return service.refine(state.record, state.editor, cancel=cancelled.is_set,
+                              progress=lambda f, m: progress(f, desc=m))
+    except RefineCancelled:
+        return None
+    finally:
+        service.cancels.finish(token, cancelled)
+
+
+@takes_view_options
+@guarded
+def apply_refine(service, refinement: Refinement | None, state, options: ViewOptions):
+    """Show a finished refine (one undoable step), with its time in the status line, if the image is the same."""
+    if refinement is None or state is None or refinement.image_key != state.record.key:
+        return unchanged()  # cancelled, or another image is shown now
+    new_state = replace(state, editor=state.editor.refine(refinement.object_id, refinement.crop))
+    view = service.render(new_state.record, new_state.editor, options)
+    return _outputs(service, new_state, view, refinement.describe())
+
+
+@takes_view_options
+@guarded
+def refine_api(service, state, options: ViewOptions, request: gr.Request = None):
+    """Refine and show in one call (for API clients and tests, which do not follow the UI's chained events)."""
+    return apply_refine(service, run_refine(service, state, request), state, options.opacity, options.contour)
+
+
+def cancel_refine(service: SegmentationService, state, request: gr.Request = None) -> None:
+    """Stop this tab's refine, if one runs: its object is left as it was."""
+    if state is not None:
+        service.cancels.cancel(_refine_token(state, request))
+
+
 def api_segment(service: SegmentationService, image: str | None, prompts, format: str = SEGMENT_RLE,  # noqa: A002
                 tolerance: float = vector.DEFAULT_TOLERANCE):
     """Stateless API: an image and a list of objects → masks (COCO RLE, or polygons) and scores.
 
     ``prompts`` is a list of objects, each ``{"points": [[x, y, label], ...], "box": [x0, y0, x1, y1] | null}``
-    in original image pixels (label 1 = include, 0 = exclude); a single object may be given without the list.
-    ``format`` is ``"rle"`` (default) or ``"polygons"`` (GeoJSON MultiPolygons simplified by ``tolerance``
+    in original image pixels (label 1 = include, 0 = exclude), optionally with ``"refine": true`` (one crop
+    encode for that object, a sharper mask); a single object may be given without the list. ``format`` is ``"rle"`` (default) or ``"polygons"`` (GeoJSON MultiPolygons simplified by ``tolerance``
     original pixels, 0 = exact).
     """
     if image is None:
         raise gr.Error("Send an image.", print_exception=False)
     try:
-        return service.segment(image, api_objects(prompts), output=SEGMENT_RLE if format is None else format,
+        objects, refine = api_request(prompts)
+        return service.segment(image, objects, refine, output=SEGMENT_RLE if format is None else format,
                                tolerance=vector.DEFAULT_TOLERANCE if tolerance is None else tolerance)
     except SamOnnxError as exc:
         raise user_error(exc) from None
@@ -589,6 +642,7 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                         add_btn = gr.Button("+ New object", elem_id="add_object_btn", size="sm", min_width=0)
                         hide_btn = gr.Button("Show/hide", elem_id="hide_btn", size="sm", min_width=0)
                         delete_btn = gr.Button("Delete", elem_id="delete_btn", size="sm", variant="stop", min_width=0)
+                        refine_btn = gr.Button("🔍 Refine", elem_id="refine_btn", size="sm", min_width=0)
                     object_name = gr.Textbox(label="Name (Enter to rename)", elem_id="object_name", max_lines=1)
                 candidates = gr.Gallery(label="Mask candidates (click to choose)", columns=3, rows=1, height=170,
                                         allow_preview=False, elem_id="candidates", object_fit="contain",
@@ -602,6 +656,7 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                                                    size="sm")
                         everything_cancel = gr.Button("Cancel", elem_id="everything_cancel_btn", size="sm")
                     everything_found = gr.State(None, time_to_live=STATE_TTL_S)
+                refined = gr.State(None, time_to_live=STATE_TTL_S)
                 with gr.Row():
                     opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Mask opacity", elem_id="opacity")
                     contour = gr.Checkbox(value=True, label="Outline", elem_id="contour")
@@ -633,6 +688,7 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
             api_result = gr.JSON(label="result")
             api_btn = gr.Button("segment")
             api_export_btn = gr.Button("export")
+            api_refine_btn = gr.Button("refine")
 
         outputs = Outputs(display=display, state=state, objects_html=objects_html, object_select=object_select,
                           object_name=object_name, candidates=candidates, status=status, undo_btn=undo_btn,
@@ -661,6 +717,15 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                              show_progress_on=[display], api_name="ui_everything", api_visibility="private").success(
             bind(apply_everything, service), [everything_found, state, *view_inputs], outputs, **edit,
             api_name="ui_apply_everything", api_visibility="private")
+        # Refine: the crop's encode on its own queue (a second or two; the tab's clicks go on meanwhile), then the
+        # refined object shown on the edit queue, in order with the tab's edits.
+        refine_btn.click(bind(run_refine, service), [state], [refined], concurrency_id=REFINE_QUEUE,
+                         concurrency_limit=None, show_progress="full", show_progress_on=[display], trigger_mode="once",
+                         api_name="ui_refine", api_visibility="private").success(
+            bind(apply_refine, service), [refined, state, *view_inputs], outputs, **edit,
+            api_name="ui_apply_refine", api_visibility="private")
+        api_refine_btn.click(bind(refine_api, service), [state, *view_inputs], outputs, api_name="refine",
+                             api_visibility="undocumented", **{**edit, "show_progress": "full"})
         everything_cancel.click(bind(cancel_everything, service), [state], None, queue=False,
                                 api_name="ui_cancel_everything", api_visibility="private")
         api_load_btn.click(bind(load_image_api, service), [api_image, *view_inputs], outputs,

@@ -125,6 +125,17 @@ class FairGate:
             self._local.turn = None
             self._release()
 
+    @contextlib.contextmanager
+    def released(self) -> Iterator[None]:
+        """Give up this thread's turn of this gate, if it holds one, for the ``with`` block (e.g. while it waits
+        for and uses another gate), then take it back; without a held turn, nothing happens."""
+        held: Turn | None = getattr(self._local, "turn", None)
+        if held is None:
+            yield
+            return
+        with held.paused():
+            yield
+
     def others_waiting(self, who: Hashable) -> bool:
         with self._lock:
             return any(key != who for key in self._waiting)

@@ -13,29 +13,38 @@ as prompts use, are these minus 0.5). A display pixel ``i`` covers original edge
 bitmap stretched over the rectangle and each bitmap pixel lands exactly on the original pixels it
 stands for, at any zoom.
 
+A **refined** object (:mod:`sam_onnx.refine`: its logits cover a crop of the image at the crop's
+resolution) is sharper than the display copy, so its layer's bitmap is in **original pixels** instead
+(:func:`layer_frame`; scaled down only for a crop over :data:`REFINED_LAYER_MAX_PIXELS`): the same
+rectangle rule places it, and zoomed in the page shows the edges the export has.
+
 A layer's id is content-addressed: a hash of everything its pixels depend on (the image, the prompts,
-the candidate shown and the bitmap size), so a URL never changes meaning and the page may cache it
-for good.
+the candidate shown, the bitmap size and the crop of a refined object), so a URL never changes meaning
+and the page may cache it for good.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from sam_onnx.geometry import DisplayFrame
-from sam_onnx.postprocess import mask_crop_from_logits
+from sam_onnx.geometry import CropFrame, DisplayFrame
 from sam_onnx.types import MaskResult, Prompts
 
 LAYER_ID_HEX = 32
 """Hex digits of a layer id (128 bits of SHA-256)."""
 PNG_PALETTE = (0, 0, 0, 255, 255, 255)
 """Palette of a layer PNG: index 0 (outside, fully transparent) and 1 (inside, white)."""
+REFINED_LAYER_MAX_PIXELS = 4_000_000
+"""Largest bitmap frame of a refined object's crop, in pixels: a crop up to 4 MP (2000 x 2000) is drawn at the
+original resolution; a larger one is scaled down to this many pixels (its PNG stays a few tens of kB: 1 bit,
+edges only)."""
 
 
 @dataclass(frozen=True)
@@ -46,19 +55,23 @@ class LayerSpec:
         image_key: the image's content hash.
         prompts: the object's prompts (original pixels).
         candidate: the candidate shown, 0..2 (already resolved: ``None`` is never stored).
-        display_hw: ``(h, w)`` of the bitmap's frame (the display copy).
+        display_hw: ``(h, w)`` of the display copy (the bitmap's frame, unless refined).
+        crop: the crop a refined object is decoded on (:attr:`sam_demo.editor.ObjectState.crop`), or ``None``.
     """
 
     image_key: str
     prompts: Prompts
     candidate: int
     display_hw: tuple[int, int]
+    crop: CropFrame | None = None
 
     @property
     def layer_id(self) -> str:
         """The content address: SHA-256 of the fields' canonical text, :data:`LAYER_ID_HEX` hex digits."""
-        text = repr((self.image_key, self.prompts.to_dict(), int(self.candidate), tuple(self.display_hw)))
-        return hashlib.sha256(text.encode()).hexdigest()[:LAYER_ID_HEX]
+        fields = (self.image_key, self.prompts.to_dict(), int(self.candidate), tuple(self.display_hw))
+        if self.crop is not None:
+            fields += (self.crop.box,)
+        return hashlib.sha256(repr(fields).encode()).hexdigest()[:LAYER_ID_HEX]
 
 
 @dataclass(frozen=True)
@@ -104,9 +117,23 @@ def rect_of(offset: tuple[int, int], size: tuple[int, int], frame: DisplayFrame)
     return (col0 * ow / dw, row0 * oh / dh, (col0 + w) * ow / dw, (row0 + h) * oh / dh)
 
 
+def layer_frame(result: MaskResult, frame: DisplayFrame) -> DisplayFrame:
+    """The frame of a result's layer bitmap: the display copy's, or for a refined result (logits of a crop) the
+    original pixels, scaled down so that the crop holds at most :data:`REFINED_LAYER_MAX_PIXELS`."""
+    crop = result.geometry.crop
+    if crop is None:
+        return frame
+    ch, cw = crop.crop_hw
+    scale = min(1.0, math.sqrt(REFINED_LAYER_MAX_PIXELS / (ch * cw)))
+    h, w = frame.original_hw
+    return DisplayFrame((h, w), (max(1, round(h * scale)), max(1, round(w * scale))))
+
+
 def draw_layer(result: MaskResult, candidate: int, frame: DisplayFrame) -> Layer:
-    """The layer of one decoder result's candidate at the display size (the mask the overlay drew)."""
-    crop, offset = mask_crop_from_logits(result.low_res_logits[candidate], frame.display_hw)
+    """The layer of one decoder result's candidate: at the display size (the mask the overlay drew), or in
+    original pixels for a refined result (:func:`layer_frame`)."""
+    frame = layer_frame(result, frame)
+    crop, offset = result.mask_crop(candidate, frame.display_hw)
     if crop.size == 0 or not crop.any():
         return Layer(b"", (0, 0), (0, 0), (0.0, 0.0, 0.0, 0.0))
     rows, cols = np.nonzero(crop.any(axis=1))[0], np.nonzero(crop.any(axis=0))[0]

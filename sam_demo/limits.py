@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from sam_onnx.errors import InvalidPromptError
-from sam_onnx.types import Prompts
+from sam_onnx.types import Prompts, short_repr
 
 from .editor import MAX_OBJECTS
 
@@ -111,6 +111,15 @@ def api_objects(value: Any) -> list[Prompts]:
     Raises:
         InvalidPromptError: with a message saying what is wrong.
     """
+    return api_request(value)[0]
+
+
+def api_request(value: Any) -> tuple[list[Prompts], list[bool]]:
+    """:func:`api_objects` and, per object, its optional ``"refine": true | false`` (default false).
+
+    Raises:
+        InvalidPromptError: as :func:`api_objects`, or a ``refine`` that is not true, false or null.
+    """
     if isinstance(value, (str, bytes)):
         value = parse_json(value, "The prompts value", not_json=API_PROMPTS_FORMAT)
     if isinstance(value, dict):
@@ -118,7 +127,14 @@ def api_objects(value: Any) -> list[Prompts]:
     if not isinstance(value, list):
         raise InvalidPromptError("prompts must be a list of objects with 'points' and/or 'box'.")
     check_object_count(len(value))
-    return [Prompts.from_dict(item) for item in value]
+    objects, refine = [], []
+    for index, item in enumerate(value):
+        objects.append(Prompts.from_dict(item))
+        flag = item.get("refine") if isinstance(item, dict) else None
+        if flag is not None and not isinstance(flag, bool):
+            raise InvalidPromptError(f"Object {index + 1}: 'refine' must be true or false, got {short_repr(flag)}.")
+        refine.append(bool(flag))
+    return objects, refine
 
 
 def check_object_count(count: int) -> None:

@@ -11,10 +11,11 @@ mask decoder."""
 HELP = """**Upload or paste an image** (or pick an example), then click on it. **+ Include** points add to the
 mask, **− Exclude** points cut regions away, **▭ Box** takes two clicks at opposite corners. Each object has its
 own prompts and colour: **+ New object** starts one, a click on a row of the list selects it. Pick one of the 3
-candidate masks under the list. On a phone, tap.
+candidate masks under the list. **Refine** re-encodes a crop around the selected object for a mask as sharp as
+the photo (small objects, thin parts, exact edges; a second or two). On a phone, tap.
 
 **Keys:** `P` include · `N` exclude · `B` box · `Z` undo · `Y` / `Shift+Z` redo · `Esc` clear object ·
-`A` new object · `1` `2` `3` choose a mask."""
+`A` new object · `R` refine the selected object · `1` `2` `3` choose a mask."""
 
 UPLOAD_BOX_HEIGHT = 120
 """Pixels: the upload box is a thumbnail once the image is shown below."""
@@ -104,6 +105,7 @@ document.addEventListener('keydown', (e) => {
   else if (k === 'y' || (k === 'z' && e.shiftKey)) click('redo_btn');
   else if (k === 'escape') click('clear_btn');
   else if (k === 'a') click('add_object_btn');
+  else if (k === 'r') click('refine_btn');
   else if (k === '1' || k === '2' || k === '3') click('candidate_' + k + '_btn');
   else handled = false;
   if (handled) e.preventDefault();

@@ -43,17 +43,17 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from sam_onnx import amg, export, vector
+from sam_onnx import amg, export, refine, vector
 from sam_onnx.errors import InvalidImageError, InvalidPromptError
-from sam_onnx.geometry import DisplayFrame, Geometry
+from sam_onnx.geometry import CropFrame, DisplayFrame, Geometry
 from sam_onnx.image import DEFAULT_LIMITS, ImageLimits, image_size, load_image
 from sam_onnx.predictor import Sam2Predictor
-from sam_onnx.preprocess import preprocess_image
+from sam_onnx.preprocess import preprocess_crop, preprocess_image
 from sam_onnx.types import ImageEmbedding, MaskResult, Point, Prompts, short_repr
 
 from . import bundle, fair, grants, jobs, layers, limits, view
 from .cache import BoundedCache
-from .editor import Editor
+from .editor import Editor, ObjectState
 from .layers import Layer, LayerSpec
 from .view import Background, Summary, View, ViewOptions
 
@@ -91,12 +91,55 @@ SEGMENT_RLE = "rle"
 SEGMENT_POLYGONS = "polygons"
 SEGMENT_OUTPUTS = (SEGMENT_RLE, SEGMENT_POLYGONS)
 """What ``/segment`` returns per object: the mask as COCO RLE (exact), or as polygons with holes."""
+MAX_SEGMENT_REFINES = 8
+"""Objects one ``/segment`` request may ask to refine: each costs one more encoder run (1.2-2.5 s on 2 cores,
+bench/README.md), so 8 keep a request within about the time of 256 plain objects (12 s)."""
 WARM_UP_SIDE = 64
 WARM_UP_GRID = 2
 """Segment everything at start-up on a WARM_UP_GRID × WARM_UP_GRID grid: measures its cost per grid point."""
 _MB = 1024 * 1024
 
 Progress = Callable[[float, str], None]
+
+
+def _no_progress(fraction: float, message: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """A refine made ready by :meth:`SegmentationService.refine` (its crop encoded, its object decoded there).
+
+    The caller applies it to the editor it holds then (``editor.refine(object_id, crop)``), if the image is
+    still the same: a refine runs for a second or two, and the user may have moved on.
+
+    Attributes:
+        image_key: the image it was made for.
+        object_id: the object refined.
+        crop: where (original pixels).
+        seconds: wall time of the whole refine (reading the photo, encoding the crop, one decoder call).
+        encode_seconds: the crop's encoder run alone (0 when its embedding was cached).
+        cached: the crop's embedding was in the cache (no encoder run).
+    """
+
+    image_key: str
+    object_id: int
+    crop: CropFrame
+    seconds: float
+    encode_seconds: float
+    cached: bool
+
+    def describe(self) -> str:
+        """The status line's words, e.g. "refined in 1.6 s (crop 420×380 px, 4.8× finer)"."""
+        ch, cw = self.crop.crop_hw
+        h, w = self.crop.original_hw
+        finer = min(w / cw, h / ch)
+        how = "crop cached" if self.cached else f"encode {self.encode_seconds:.1f} s"
+        return f"refined in {self.seconds:.1f} s (crop {cw}×{ch} px, {finer:.1f}× finer; {how})"
+
+
+class RefineCancelled(Exception):
+    """A refine was cancelled (e.g. by a new upload in the same tab); nothing changed."""
 
 
 def _no_progress(fraction: float, message: str) -> None:
@@ -171,6 +214,11 @@ def _jpeg(rgb: NDArray[np.uint8], quality: int) -> bytes:
     out = io.BytesIO()
     Image.fromarray(rgb).save(out, "JPEG", quality=quality)
     return out.getvalue()
+
+
+def _result_key(image_key: str, prompts: Prompts, crop: CropFrame | None) -> tuple:
+    """Cache key of a decoder result (and its summary): the image, the prompts, and the crop if refined."""
+    return (image_key, prompts) if crop is None else (image_key, prompts, crop.box)
 
 
 def _safe_stem(path: str) -> str:
@@ -325,17 +373,94 @@ class SegmentationService:
             work.decoded, work.decode_s = 0, 0.0
         return work
 
-    def results(self, record: ImageRecord, objects: Sequence[Prompts]) -> list[MaskResult]:
-        """Decoder results for each object's prompts (cached; misses decoded in fair pieces)."""
-        keys = [(record.key, p) for p in objects]
+    def results(self, record: ImageRecord, objects: Sequence[Prompts],
+                crops: Sequence[CropFrame | None] | None = None) -> list[MaskResult]:
+        """Decoder results for each object's prompts (cached; misses decoded in fair pieces).
+
+        ``crops`` gives, per object, the crop it was refined in (:attr:`sam_demo.editor.ObjectState.crop`):
+        such an object is decoded on that crop's embedding (:meth:`crop_embedding`); ``None`` = the whole image.
+        """
+        crops = list(crops) if crops is not None else [None] * len(objects)
+        keys = [_result_key(record.key, p, c) for p, c in zip(objects, crops)]
         found = [self._results.get(k) for k in keys]
         missing = [i for i, r in enumerate(found) if r is None]
-        if missing:
-            embedding = self.cached_image(record).embedding
-            for i, result in zip(missing, self.decode(embedding, [objects[i] for i in missing])):
+        for crop in dict.fromkeys(crops[i] for i in missing):  # each embedding once, in order
+            group = [i for i in missing if crops[i] == crop]
+            embedding = self.cached_image(record).embedding if crop is None else self.crop_embedding(record, crop)
+            for i, result in zip(group, self.decode(embedding, [objects[i] for i in group])):
                 found[i] = self._results.put(keys[i], result)
                 self._summaries.put(keys[i], Summary.of(result))
         return found  # type: ignore[return-value]
+
+    def object_results(self, record: ImageRecord, objects: Sequence[ObjectState]) -> list[MaskResult]:
+        """:meth:`results` for editor objects (their prompts, on their crops)."""
+        return self.results(record, [o.prompts for o in objects], [o.crop for o in objects])
+
+    # ------------------------------------------------------------------ refinement (sam_onnx.refine)
+    def crop_embedding(self, record: ImageRecord, crop: CropFrame) -> ImageEmbedding:
+        """The embedding of a crop of the image, from the image cache or encoded now (one encoder run).
+
+        Crop embeddings share the image cache and its budget with whole images (key: image hash and crop).
+        A miss reads the photo again (an intake turn, like an upload: one full-size image in memory per
+        slot) and encodes the crop in an encoder turn; a compute turn this thread holds is handed over
+        meanwhile, so nobody's click waits for the encoder.
+        """
+        key = ("crop", record.key, crop.box)
+        found = self._images.get(key)
+        if found is not None:
+            return found  # type: ignore[return-value]
+
+        def encode() -> ImageEmbedding:
+            with self.compute.released(), self.intake.turn():
+                prepared = preprocess_crop(self._reload(record), crop)
+                with self.encoder.turn():
+                    started = time.perf_counter()
+                    embedding = self.predictor.encode_pixels(*prepared)
+                    self.speed.record_encode(time.perf_counter() - started)
+            logger.info("image %s: crop %s encoded", record.key[:12], crop.box)
+            return embedding
+
+        return self._images.get_or_create(key, encode)[0]  # type: ignore[return-value]
+
+    def refine(self, record: ImageRecord, editor: Editor, object_id: int | None = None, *,
+               cancel: Callable[[], bool] = lambda: False, progress: Progress = _no_progress) -> Refinement:
+        """Refine one object (default: the selected one) in a crop at full resolution (:mod:`sam_onnx.refine`).
+
+        The crop is its shown mask's box with 20 % margin (:func:`sam_onnx.refine.crop_for`); its embedding is
+        made (one encoder run, or the cache) and the object decoded there, so applying the returned
+        :class:`Refinement` to the editor draws at once. Nothing of the editor changes here.
+
+        Raises:
+            InvalidPromptError: no object is selected, it has no prompts, its mask is empty, it spans the
+                whole image, or it is refined as far as its mask allows already.
+            RefineCancelled: ``cancel()`` returned True before the crop was encoded or before it was decoded.
+        """
+        started = time.perf_counter()
+        obj = editor.selected if object_id is None else editor.current.find(object_id)
+        if obj is None:
+            raise InvalidPromptError("Select an object first.")
+        if obj.prompts.is_empty:
+            raise InvalidPromptError("This object has no prompts yet: add a point or a box, then refine it.")
+        current = self.results(record, [obj.prompts], [obj.crop])[0]
+        crop = refine.crop_for(current, obj.prompts, obj.candidate)
+        if crop == obj.crop:
+            raise InvalidPromptError("This object is refined already: a new crop around its mask would be the same.")
+        cached = self._images.get(("crop", record.key, crop.box)) is not None
+        if cancel():
+            raise RefineCancelled()
+        ch, cw = crop.crop_hw
+        progress(0.1, f"Refining {obj.name}: encoding a {cw}×{ch} px crop")
+        encode_started = time.perf_counter()
+        self.crop_embedding(record, crop)
+        encode_seconds = 0.0 if cached else time.perf_counter() - encode_started
+        if cancel():
+            raise RefineCancelled()
+        progress(0.9, f"Refining {obj.name}: decoding")
+        self.results(record, [obj.prompts], [crop])
+        refinement = Refinement(record.key, obj.id, crop, time.perf_counter() - started, encode_seconds, cached)
+        logger.info("image %s: object refined in %.2f s (crop %s, encode %.2f s)", record.key[:12],
+                    refinement.seconds, crop.box, encode_seconds)
+        return refinement
 
     def summaries(self, record: ImageRecord, editor: Editor) -> dict[int, Summary]:
         """The object list's scores for every object with prompts (cached apart from the logits)."""
@@ -344,7 +469,7 @@ class SegmentationService:
         for obj in editor.objects:
             if obj.prompts.is_empty:
                 continue
-            key = (record.key, obj.prompts)
+            key = _result_key(record.key, obj.prompts, obj.crop)
             summary = self._summaries.get(key)
             if summary is None:
                 result = self._results.get(key)
@@ -354,7 +479,7 @@ class SegmentationService:
             else:
                 out[obj.id] = summary
         if missing:
-            for obj, result in zip(missing, self.results(record, [o.prompts for o in missing])):
+            for obj, result in zip(missing, self.object_results(record, missing)):
                 out[obj.id] = Summary.of(result)
         return out
 
@@ -368,7 +493,7 @@ class SegmentationService:
         found = self._backgrounds.get(key)
         if found is not None:
             return found
-        results = dict(zip((o.id for o in objects), self.results(record, [o.prompts for o in objects])))
+        results = dict(zip((o.id for o in objects), self.object_results(record, objects)))
         drawn = view.draw_background(cached.display_rgb, record.frame, objects, results, options, share=share)
         return self._backgrounds.put(key, drawn)
 
@@ -386,7 +511,7 @@ class SegmentationService:
             selected = editor.selected
             selected_result = None
             if selected is not None and not selected.prompts.is_empty:
-                selected_result = self.results(record, [selected.prompts])[0]
+                selected_result = self.object_results(record, [selected])[0]
             summaries = self.summaries(record, editor)
             background = self.background(record, cached, editor, options, share=turn.share)
             overlay = view.compose(background, record.frame, editor, selected_result, options)
@@ -398,9 +523,11 @@ class SegmentationService:
                    "waited_ms": waited * 1e3, "decoded": work.decoded}
         return View(overlay, thumbs, scores, chosen, rows, timings)
 
-    def layer(self, record: ImageRecord, prompts: Prompts, candidate: int, result: MaskResult) -> tuple[str, Layer]:
-        """The mask layer of one object (cached by its content address; see :mod:`sam_demo.layers`)."""
-        spec = LayerSpec(record.key, prompts, candidate, record.frame.display_hw)
+    def layer(self, record: ImageRecord, prompts: Prompts, candidate: int, result: MaskResult,
+              crop: CropFrame | None = None) -> tuple[str, Layer]:
+        """The mask layer of one object (cached by its content address; see :mod:`sam_demo.layers`).
+        ``crop``: the crop a refined object's ``result`` was decoded on (``None`` = the whole image)."""
+        spec = LayerSpec(record.key, prompts, candidate, record.frame.display_hw, crop)
         layer_id = spec.layer_id
         found = self._layers.get(layer_id)
         if found is None:
@@ -453,8 +580,8 @@ class SegmentationService:
             record = self._records.get(key)
             if record is None:
                 return None
-            result = self.results(record, [spec.prompts])[0]
-            found = self.layer(record, spec.prompts, spec.candidate, result)[1]
+            result = self.results(record, [spec.prompts], [spec.crop])[0]
+            found = self.layer(record, spec.prompts, spec.candidate, result, spec.crop)[1]
         return found.png or None
 
     # ------------------------------------------------------------------ files
@@ -482,7 +609,7 @@ class SegmentationService:
             raise InvalidPromptError("Nothing to export yet: add a point or a box first.")
         progress(0.0, f"Exporting {len(active)} object{'s' if len(active) != 1 else ''}")
         rgb = self._reload(record)
-        results = self.results(record, [o.prompts for o in active])
+        results = self.object_results(record, active)
 
         def step(done: int, total: int) -> None:
             progress(done / (total + 1), f"Mask {done} of {total} written")
@@ -495,13 +622,16 @@ class SegmentationService:
         return bundle.read_prompts_file(path, record.original_hw, record.key)
 
     # ------------------------------------------------------------------ stateless API
-    def segment(self, path: str | os.PathLike, objects: Sequence[Prompts], *, output: str = SEGMENT_RLE,
+    def segment(self, path: str | os.PathLike, objects: Sequence[Prompts],
+                refine_objects: Sequence[bool] | None = None, *, output: str = SEGMENT_RLE,
                 tolerance: float = vector.DEFAULT_TOLERANCE) -> dict[str, Any]:
         """Image + prompts → masks and scores, without any per-user state (the public API).
 
         Args:
             path: the image file.
             objects: each object's prompts in original pixels.
+            refine_objects: per object, whether to refine it in a crop at full resolution
+                (:mod:`sam_onnx.refine`: one more encoder run each); default none.
             output: :data:`SEGMENT_RLE` (each best mask as COCO RLE, exact) or :data:`SEGMENT_POLYGONS` (as a
                 GeoJSON ``MultiPolygon`` in pixel-edge coordinates with every part and hole,
                 :func:`sam_onnx.vector.mask_polygons`).
@@ -510,18 +640,23 @@ class SegmentationService:
         Returns:
             JSON-ready dict: image size, model, and per object the 3 scores, the
             best index, the object score, area, tight box and the best mask
-            (``mask_rle`` or ``polygons``) at the original resolution.
+            (``mask_rle`` or ``polygons``) at the original resolution; for an object
+            asked to be refined, ``refined`` (and ``crop``, ``[x0, y0, x1, y1]``), or
+            ``refined: false`` with a ``refine_note`` saying why it could not be (an
+            empty mask, one that spans the image): its whole-image mask is given then.
 
         Its cost is bounded before any work: at most :data:`~sam_demo.editor.MAX_OBJECTS`
-        objects and :data:`MAX_SEGMENT_MEGAPIXELS` of full-resolution masks
-        (objects × the image's size, read from the file's header), and every
-        prompt inside the image. The decoder runs one object at a time in fair
-        turns, and results are not cached (a stateless call would only push
-        out the interactive users' results).
+        objects, :data:`MAX_SEGMENT_MEGAPIXELS` of full-resolution masks
+        (objects × the image's size, read from the file's header) and
+        :data:`MAX_SEGMENT_REFINES` refined objects, and every prompt inside the
+        image. The decoder runs one object at a time in fair turns, each crop's
+        encoder run in an encoder turn, and nothing is cached but the whole
+        image's embedding (a stateless call would only push out the interactive
+        users' results).
 
         Raises:
-            InvalidPromptError: no objects, too many, too much mask area, a prompt outside the image, an unknown
-                output or tolerance, or an answer over :data:`MAX_SEGMENT_RESPONSE_BYTES`.
+            InvalidPromptError: no objects, too many, too much mask area, too many refines, a prompt outside
+                the image, an unknown output or tolerance, or an answer over :data:`MAX_SEGMENT_RESPONSE_BYTES`.
             InvalidImageError: the file is not a usable image.
         """
         if output not in SEGMENT_OUTPUTS:
@@ -531,6 +666,12 @@ class SegmentationService:
         except ValueError as exc:
             raise InvalidPromptError(str(exc)) from None
         limits.check_object_count(len(objects))
+        refine_objects = [False] * len(objects) if refine_objects is None else [bool(r) for r in refine_objects]
+        if len(refine_objects) != len(objects):
+            raise ValueError("one refine flag per object")
+        if sum(refine_objects) > MAX_SEGMENT_REFINES:
+            raise InvalidPromptError(f"{sum(refine_objects)} objects ask to be refined; one request may refine at "
+                                     f"most {MAX_SEGMENT_REFINES} (each is one more encoder run).")
         width, height = image_size(path, limits=self.limits)
         megapixels = len(objects) * width * height / 1e6
         if megapixels > MAX_SEGMENT_MEGAPIXELS:
@@ -545,9 +686,26 @@ class SegmentationService:
         h, w = record.original_hw
         out_objects = []
         answer_bytes = 0
-        for prompts in objects:
-            with self.compute.turn():  # the decoder call, the full-resolution mask and its RLE/polygons: one piece
-                result = self.decode(embedding, [prompts])[0]
+        rgb: NDArray[np.uint8] | None = None  # read once, for the crops of refined objects
+        for prompts, refined in zip(objects, refine_objects):
+            extra: dict[str, Any] = {}
+            result = self.decode(embedding, [prompts])[0]
+            if refined:
+                try:
+                    crop = refine.crop_for(result, prompts)
+                except InvalidPromptError as exc:
+                    extra = {"refined": False, "refine_note": str(exc)}
+                else:
+                    if rgb is None:
+                        with self.intake.turn():
+                            rgb = self._reload(record)
+                    prepared = preprocess_crop(rgb, crop)
+                    with self.encoder.turn():
+                        crop_embedding = self.predictor.encode_pixels(*prepared)
+                    del prepared
+                    result = self.decode(crop_embedding, [prompts])[0]
+                    extra = {"refined": True, "crop": list(crop.box)}
+            with self.compute.turn():  # the full-resolution mask and its RLE/polygons: one piece
                 mask = result.best_mask
                 fields = {"area": export.mask_area(mask), "bbox": export.mask_bbox(mask)}
                 if output == SEGMENT_RLE:
@@ -568,6 +726,7 @@ class SegmentationService:
                 "best_index": result.best_index,
                 "object_score": round(result.object_score, 6),
                 **fields,
+                **extra,
             })
         answer = {"width": w, "height": h, "image_sha256": record.key, "model": self.model_summary(),
                   "encode_cache_hit": info["cache_hit"], "format": output, "objects": out_objects}

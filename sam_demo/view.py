@@ -26,7 +26,6 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from sam_onnx.geometry import DisplayFrame
-from sam_onnx.postprocess import mask_crop_from_logits
 from sam_onnx.types import NUM_CANDIDATES, MaskResult
 
 from .editor import Editor, ObjectState
@@ -63,6 +62,7 @@ class ObjectView:
     score: float | None          # predicted IoU of the shown candidate
     candidate: int | None        # shown candidate 0..2 (None when no prompts)
     object_score: float | None   # probability that an object is there
+    refined: bool = False        # decoded in its refinement crop (sam_onnx.refine)
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,7 +118,7 @@ def shown_candidate(obj: ObjectState, result: MaskResult | Summary) -> int:
 def mask_layer(obj: ObjectState, result: MaskResult, frame: DisplayFrame, *, selected: bool) -> MaskLayer:
     """One object's mask (cropped to its extent) and markers, in display pixels."""
     candidate = shown_candidate(obj, result)
-    crop, offset = mask_crop_from_logits(result.low_res_logits[candidate], frame.display_hw)
+    crop, offset = result.mask_crop(candidate, frame.display_hw)
     return MaskLayer.from_crop(crop, offset, frame.display_hw, color=color_for(obj.color_index), selected=selected,
                                points=_points(obj, frame), box=_box(obj, frame))
 
@@ -143,7 +143,7 @@ def object_rows(editor: Editor, summaries: Mapping[int, MaskResult | Summary]) -
         rows.append(ObjectView(obj.id, obj.name, color_for(obj.color_index), editor.is_visible(obj.id),
                                obj.id == editor.selected_id, summary is not None,
                                None if summary is None else float(summary.scores[shown]), shown,
-                               None if summary is None else summary.object_score))
+                               None if summary is None else summary.object_score, obj.crop is not None))
     return tuple(rows)
 
 
@@ -162,8 +162,9 @@ def drawn_selected(editor: Editor) -> ObjectState | None:
 
 
 def background_key(objects: Sequence[ObjectState], options: ViewOptions) -> tuple:
-    """Everything the background's pixels depend on besides the image: each object's prompts, choice and colour."""
-    return (options, tuple((o.prompts, o.candidate, o.color_index) for o in objects))
+    """Everything the background's pixels depend on besides the image: each object's prompts, choice, colour
+    and refinement crop."""
+    return (options, tuple((o.prompts, o.candidate, o.color_index, o.crop) for o in objects))
 
 
 @dataclass(frozen=True, eq=False)
@@ -211,8 +212,7 @@ def draw_background(display_rgb: NDArray[np.uint8], frame: DisplayFrame, objects
     for start in range(0, len(objects), DRAW_GROUP):
         layers = []
         for obj in objects[start:start + DRAW_GROUP]:
-            crop, offset = mask_crop_from_logits(results[obj.id].low_res_logits[shown_candidate(obj, results[obj.id])],
-                                                 hw)
+            crop, offset = results[obj.id].mask_crop(shown_candidate(obj, results[obj.id]), hw)
             packed.append((np.packbits(crop, axis=None), crop.shape, offset))
             layers.append(MaskLayer.from_crop(crop, offset, hw, color=color_for(obj.color_index)))
         fills = render_overlay(fills, layers, opacity=options.opacity, contour=False)

@@ -278,3 +278,40 @@ def test_encoder_flag_and_environment_reach_the_predictor(analytic_dir, monkeypa
     assert app.make_service(app.parse_args(base)).predictor.info.encoder_selection.startswith("auto")
     with pytest.raises(SystemExit):
         app.parse_args([*base, "--encoder", "turbo"])
+
+
+# ---------------------------------------------------------------------------- refine (issue 19)
+def _refine(service, out):
+    state = out[OUT["state"]]
+    return app.apply_refine(service, app.run_refine(service, state), state, 0.5, True)
+
+
+def test_refine_shows_the_sharper_mask_with_its_time_and_undo_takes_it_back(service, tmp_path):
+    path = tmp_path / "big.png"
+    Image.fromarray(make_rgb(1200, 1600, seed=3)).save(path)
+    clicked = _click(service, _open(service, path), 500, 350)  # display pixels (1536 x 1152 of 1600 x 1200)
+    refined = _refine(service, clicked)
+    state = refined[OUT["state"]]
+    crop = state.editor.selected.crop
+    assert crop is not None and "refined in" in refined[OUT["status"]] and f"crop {crop.crop_hw[1]}×" in \
+        refined[OUT["status"]]
+    assert "refined" in refined[OUT["objects_html"]]
+    assert not np.array_equal(refined[OUT["display"]], clicked[OUT["display"]])
+    undone = app.undo(service, state, 0.5, True)
+    assert undone[OUT["state"]].editor.selected.crop is None
+    np.testing.assert_array_equal(undone[OUT["display"]], clicked[OUT["display"]])
+
+
+def test_refine_without_prompts_is_a_message_and_changes_nothing(service, photo):
+    out = _open(service, photo)
+    with pytest.raises(gr.Error, match="no prompts"):
+        app.run_refine(service, out[OUT["state"]])
+
+
+def test_a_refine_of_the_previous_image_is_not_applied_to_the_new_one(service, photo, tmp_path):
+    first = _click(service, _open(service, photo), 120, 200)
+    refinement = app.run_refine(service, first[OUT["state"]])
+    other = tmp_path / "other.png"
+    Image.fromarray(make_rgb(200, 300, seed=5)).save(other)
+    second = app.show_image(service, app.open_image(service, str(other)), 0.5, True, first[OUT["state"]])
+    assert app.apply_refine(service, refinement, second[OUT["state"]], 0.5, True) == app.unchanged()
