@@ -29,7 +29,7 @@ import gradio as gr
 from sam_demo.editor import MAX_OBJECTS, Editor
 from sam_demo.gradio_guard import SafeBlocks, guarded, request_limits_middleware, uploaded_image, user_error
 from sam_demo import routes
-from sam_demo.limits import api_request
+from sam_demo.limits import api_request, parse_json
 from sam_demo.page import CSS, DISPLAY_HEIGHT, HEAD, HELP, TITLE, UPLOAD_BOX_HEIGHT
 from sam_demo.service import DEFAULT_DISPLAY_SIDE, RefineCancelled, Refinement, SEGMENT_OUTPUTS, SEGMENT_RLE, ImageRecord, SegmentationService
 from sam_demo.view import View, ViewOptions
@@ -38,6 +38,7 @@ from sam_onnx.encoders import ENCODER_ENV, encoder_choices
 from sam_onnx.encoders.remote import BACKENDS as ENCODER_BACKENDS
 from sam_onnx.encoders.remote import RemoteEncoder, encoder_for_backend
 from sam_onnx.hub import MODEL_DIR_ENV, route_hub_logs_to_root
+from sam_onnx.strokes import Stroke
 from sam_onnx.types import NEGATIVE, NUM_CANDIDATES, POSITIVE
 
 logger = logging.getLogger("sam_app")
@@ -327,6 +328,21 @@ def click_api(service, state, x, y, mode, options: ViewOptions):
     state = _require(state)
     x, y = _display_xy((x, y), state)
     return _edit(service, state, options, lambda s: _apply_click(s, mode, x, y))
+
+
+@takes_view_options
+@guarded
+def paint_stroke(service, state, stroke, options: ViewOptions):
+    """One brush or eraser stroke on the selected object, sent once when it ends (one undoable step).
+
+    ``stroke`` is ``{"points": [[x, y], ...], "radius": r, "erase": false}`` in original pixels (a JSON string
+    or the parsed value), checked by :meth:`sam_onnx.strokes.Stroke.from_dict`.
+    """
+    state = _require(state)
+    if isinstance(stroke, (str, bytes)):
+        stroke = parse_json(stroke, "The stroke")
+    checked = Stroke.from_dict(stroke, state.record.original_hw)
+    return _edit(service, state, options, lambda s: replace(s, editor=s.editor.add_stroke(checked)))
 
 
 def _editor_op(op):
@@ -689,6 +705,8 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
             api_btn = gr.Button("segment")
             api_export_btn = gr.Button("export")
             api_refine_btn = gr.Button("refine")
+            api_stroke = gr.JSON(label="stroke")
+            api_stroke_btn = gr.Button("stroke")
 
         outputs = Outputs(display=display, state=state, objects_html=objects_html, object_select=object_select,
                           object_name=object_name, candidates=candidates, status=status, undo_btn=undo_btn,
@@ -734,6 +752,8 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                        api_name="ui_click", api_visibility="private", **edit)
         api_click_btn.click(bind(click_api, service), [state, api_x, api_y, mode, *view_inputs], outputs,
                             api_name="click", api_visibility="undocumented", **edit)
+        api_stroke_btn.click(bind(paint_stroke, service), [state, api_stroke, *view_inputs], outputs,
+                             api_name="stroke", api_visibility="undocumented", **edit)
         for button, handler, name in ((undo_btn, undo, "undo"), (redo_btn, redo, "redo"),
                                       (clear_btn, clear_object, "clear_object"), (reset_btn, clear_all, "clear_all"),
                                       (add_btn, add_object, "add_object"), (hide_btn, toggle_object, "toggle_object"),

@@ -23,9 +23,18 @@ from numpy.typing import NDArray
 from sam_onnx import export, vector
 from sam_onnx.errors import InvalidPromptError
 from sam_onnx.geometry import CropFrame
+from sam_onnx.strokes import paint, strokes_from_list
 from sam_onnx.types import NUM_CANDIDATES, MaskResult, Prompts, short_repr
 
-from .editor import MAX_OBJECTS, Editor, ObjectState, clean_name, crop_holds
+from .editor import (
+    MAX_OBJECTS,
+    MAX_STROKE_POINTS_PER_IMAGE,
+    MAX_STROKES_PER_OBJECT,
+    Editor,
+    ObjectState,
+    clean_name,
+    crop_holds,
+)
 from .limits import parse_json
 from .overlay import color_for
 
@@ -34,7 +43,9 @@ PROMPTS_FILE_FORMAT = "sam_onnx.session/2"
 
 Version 2 adds optional per-object fields to version 1, each absent or ``null`` when unused:
 ``"crop"``, ``[x0, y0, x1, y1]`` whole pixels, where the object was refined
-(:attr:`sam_demo.editor.ObjectState.crop`). Later additions to version 2 stay optional, so every
+(:attr:`sam_demo.editor.ObjectState.crop`); ``"strokes"``, the object's brush and eraser strokes in order,
+each ``{"points": [[x, y], ...], "radius": r, "erase": bool}`` in original pixels
+(:attr:`sam_demo.editor.ObjectState.strokes`). Later additions to version 2 stay optional, so every
 version-2 reader ignores what it does not know."""
 PROMPTS_FILE_FORMATS = ("sam_onnx.session/1", PROMPTS_FILE_FORMAT)
 """Formats this app reads: version 1 files (before refinement) load as objects without a crop."""
@@ -51,7 +62,8 @@ def prompts_file_dict(editor: Editor, image_sha256: str | None = None) -> dict[s
         "image": {"width": w, "height": h, "sha256": image_sha256},
         "objects": [{"id": o.id, "name": o.name, "color_index": o.color_index, "visible": editor.is_visible(o.id),
                      "candidate": o.candidate, **o.prompts.to_dict(),
-                     "crop": None if o.crop is None else list(o.crop.box)} for o in editor.objects],
+                     "crop": None if o.crop is None else list(o.crop.box),
+                     "strokes": [st.to_dict() for st in o.strokes] or None} for o in editor.objects],
     }
 
 
@@ -125,6 +137,7 @@ def editor_from_prompts_file(data: Mapping[str, Any], image_hw: tuple[int, int])
     objects: list[ObjectState] = []
     ids: set[int] = set()
     hidden: set[int] = set()
+    stroke_points = 0
     for index, item in enumerate(raw):
         where = f"Object {index + 1}"
         if not isinstance(item, Mapping):
@@ -149,8 +162,17 @@ def editor_from_prompts_file(data: Mapping[str, Any], image_hw: tuple[int, int])
             color = index
         name = item.get("name", "")
         crop = _saved_crop(item.get("crop"), image_hw, prompts, where)
+        try:
+            strokes = strokes_from_list(item.get("strokes"), image_hw, MAX_STROKES_PER_OBJECT)
+        except InvalidPromptError as exc:
+            raise InvalidPromptError(f"{where}: {exc}") from None
+        if strokes and prompts.is_empty:
+            raise InvalidPromptError(f"{where}: it has strokes but no prompts.")
+        stroke_points += sum(len(st.points) for st in strokes)
+        if stroke_points > MAX_STROKE_POINTS_PER_IMAGE:
+            raise InvalidPromptError(f"The strokes hold more than {MAX_STROKE_POINTS_PER_IMAGE} points in all.")
         objects.append(ObjectState(object_id, clean_name(name if isinstance(name, str) else "", f"Object {object_id}"),
-                                   prompts, color, candidate, crop))
+                                   prompts, color, candidate, crop, strokes))
         if item.get("visible", True) is False:
             hidden.add(object_id)
     return Editor.from_objects(image_hw, objects, hidden)
@@ -189,8 +211,18 @@ def coco_annotation(obj: ObjectState, result: MaskResult, candidate: int, mask: 
         "score": round(float(result.scores[candidate]), 6),
         "candidate": candidate, "predicted_ious": [round(float(s), 6) for s in result.scores],
         "object_score": round(result.object_score, 6),
-        "prompts": obj.prompts.to_dict(),
+        "prompts": obj.prompts.to_dict(), "strokes": len(obj.strokes),
     }
+
+
+def object_mask(obj: ObjectState, result: MaskResult) -> NDArray[np.bool_]:
+    """The ``(H, W)`` bool mask an object exports at the original resolution: its chosen candidate, then its
+    strokes (:mod:`sam_onnx.strokes`) in order."""
+    candidate = result.best_index if obj.candidate is None else obj.candidate
+    mask = result.mask(candidate)
+    if not obj.strokes:
+        return mask
+    return paint(np.array(mask), obj.strokes, mask.shape)
 
 
 COCO_POLYGON_NOTE = ("COCO polygons cannot hold holes (pycocotools unites an annotation's rings): each part's "
@@ -221,7 +253,7 @@ def vector_files(out: Path, name: str, image_file_name: str, hw: tuple[int, int]
                   "predicted_ious": [round(float(s), 6) for s in result.scores],
                   "object_score": round(result.object_score, 6)}
         items.append(vector.VectorObject(obj.name, shapes, color_for(obj.color_index),
-                                         {"object_id": obj.id, "class": index, **scores,
+                                         {"object_id": obj.id, "class": index, **scores, "strokes": len(obj.strokes),
                                           "area": export.mask_area(mask), "bbox": box}))
         annotations.append({"id": index + 1, "image_id": 1, "category_id": index + 1, "iscrowd": 0,
                             "object_id": obj.id, "name": obj.name, "segmentation": vector.coco_polygons(shapes),
@@ -274,7 +306,7 @@ def write_bundle(out_dir: str | Path, name: str, image_file_name: str, image_sha
     annotations = []
     for obj, result in zip(objects, results):
         candidate = result.best_index if obj.candidate is None else obj.candidate
-        mask = result.mask(candidate)
+        mask = object_mask(obj, result)
         masks.append(mask)
         path = out / f"{name}_object{obj.id}_mask.png"
         export.mask_image(mask).save(path, format="PNG")

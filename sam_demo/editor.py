@@ -13,12 +13,18 @@ from dataclasses import dataclass, field, replace
 
 from sam_onnx.errors import InvalidPromptError
 from sam_onnx.geometry import CropFrame
+from sam_onnx.strokes import Stroke
 from sam_onnx.types import NEGATIVE, NUM_CANDIDATES, POSITIVE, Box, Point, Prompts
 
 MAX_OBJECTS = 256
 """Objects per image (segment-everything can add many at once)."""
 MAX_HISTORY = 200
 """Undo steps kept."""
+MAX_STROKES_PER_OBJECT = 100
+"""Brush/eraser strokes one object keeps (each undoable on its own)."""
+MAX_STROKE_POINTS_PER_IMAGE = 4000
+"""Stroke points (after simplification) all objects of an image keep together: with 256 objects of 32
+points, a prompts file then still fits :data:`sam_demo.limits.MAX_JSON_VALUES` (tests/test_bundle.py)."""
 MAX_NAME_LENGTH = 60
 AUTO_NAME_PREFIX = "Auto"
 """Objects added by segment everything are named "Auto 7", "Auto 8", ..."""
@@ -37,6 +43,8 @@ class ObjectState:
         crop: where the object was refined (:mod:`sam_onnx.refine`): its prompts are decoded on this
             crop's embedding, at the crop's resolution, and its mask is empty outside it; ``None`` =
             decoded on the whole image.
+        strokes: the object's own edit layer: brush and eraser strokes in original pixels
+            (:mod:`sam_onnx.strokes`), applied in order after the decoder's mask; new prompts keep them.
     """
 
     id: int
@@ -45,6 +53,7 @@ class ObjectState:
     color_index: int = 0
     candidate: int | None = None
     crop: CropFrame | None = None
+    strokes: tuple[Stroke, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -176,8 +185,9 @@ class Editor:
     def _set_prompts(self, obj: ObjectState, prompts: Prompts) -> Editor:
         prompts.check_inside(self.current.image_hw)
         crop = obj.crop if obj.crop is not None and not prompts.is_empty and crop_holds(obj.crop, prompts) else None
-        objects = tuple(replace(o, prompts=prompts, candidate=None, crop=crop) if o.id == obj.id else o
-                        for o in self.objects)
+        strokes = obj.strokes if not prompts.is_empty else ()  # a new prompt keeps the strokes; clearing drops them
+        objects = tuple(replace(o, prompts=prompts, candidate=None, crop=crop, strokes=strokes) if o.id == obj.id
+                        else o for o in self.objects)
         return self._commit(replace(self.current, objects=objects), selected_id=obj.id)
 
     def add_point(self, x: float, y: float, label: int = POSITIVE) -> Editor:
@@ -202,8 +212,28 @@ class Editor:
         editor, obj = cleared._target()
         return editor._set_prompts(obj, obj.prompts.with_box(box))
 
+    def add_stroke(self, stroke: Stroke) -> Editor:
+        """Paint (or erase) on the selected object's mask: one undoable step per stroke.
+
+        Raises:
+            InvalidPromptError: no object with prompts is selected, the stroke leaves the image, or the
+                object (or the image) holds the most strokes allowed.
+        """
+        obj = self.selected
+        if obj is None or obj.prompts.is_empty:
+            raise InvalidPromptError("Add a point or a box to this object first, then paint on it.")
+        stroke.check_inside(self.current.image_hw)
+        if len(obj.strokes) >= MAX_STROKES_PER_OBJECT:
+            raise InvalidPromptError(f"This object has {MAX_STROKES_PER_OBJECT} strokes, the most it can keep; "
+                                     "undo some, or add prompts instead.")
+        used = sum(len(s.points) for o in self.objects for s in o.strokes)
+        if used + len(stroke.points) > MAX_STROKE_POINTS_PER_IMAGE:
+            raise InvalidPromptError(f"The strokes on this image reached {MAX_STROKE_POINTS_PER_IMAGE} points, the "
+                                     "most kept; undo some strokes first.")
+        return self._update(obj.id, strokes=obj.strokes + (stroke,))
+
     def clear_object(self) -> Editor:
-        """Remove every prompt of the selected object (undoable)."""
+        """Remove every prompt and stroke of the selected object (undoable)."""
         obj = self.selected
         if obj is None or obj.prompts.is_empty:
             return replace(self, pending_corner=None)

@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from sam_onnx.geometry import CropFrame, DisplayFrame
+from sam_onnx.strokes import Stroke, in_frame, paint_crop
 from sam_onnx.types import MaskResult, Prompts
 
 LAYER_ID_HEX = 32
@@ -57,6 +58,7 @@ class LayerSpec:
         candidate: the candidate shown, 0..2 (already resolved: ``None`` is never stored).
         display_hw: ``(h, w)`` of the display copy (the bitmap's frame, unless refined).
         crop: the crop a refined object is decoded on (:attr:`sam_demo.editor.ObjectState.crop`), or ``None``.
+        strokes: the object's brush/eraser strokes in original pixels, applied after the candidate.
     """
 
     image_key: str
@@ -64,6 +66,7 @@ class LayerSpec:
     candidate: int
     display_hw: tuple[int, int]
     crop: CropFrame | None = None
+    strokes: tuple[Stroke, ...] = ()
 
     @property
     def layer_id(self) -> str:
@@ -71,6 +74,8 @@ class LayerSpec:
         fields = (self.image_key, self.prompts.to_dict(), int(self.candidate), tuple(self.display_hw))
         if self.crop is not None:
             fields += (self.crop.box,)
+        if self.strokes:
+            fields += (tuple(repr(s.to_dict()) for s in self.strokes),)
         return hashlib.sha256(repr(fields).encode()).hexdigest()[:LAYER_ID_HEX]
 
 
@@ -129,11 +134,14 @@ def layer_frame(result: MaskResult, frame: DisplayFrame) -> DisplayFrame:
     return DisplayFrame((h, w), (max(1, round(h * scale)), max(1, round(w * scale))))
 
 
-def draw_layer(result: MaskResult, candidate: int, frame: DisplayFrame) -> Layer:
+def draw_layer(result: MaskResult, candidate: int, frame: DisplayFrame, strokes: tuple[Stroke, ...] = ()) -> Layer:
     """The layer of one decoder result's candidate: at the display size (the mask the overlay drew), or in
-    original pixels for a refined result (:func:`layer_frame`)."""
+    original pixels for a refined result (:func:`layer_frame`); the object's ``strokes`` (original pixels)
+    applied after it."""
     frame = layer_frame(result, frame)
     crop, offset = result.mask_crop(candidate, frame.display_hw)
+    if strokes:
+        crop, offset = paint_crop(np.array(crop), offset, in_frame(strokes, frame), frame.display_hw)
     if crop.size == 0 or not crop.any():
         return Layer(b"", (0, 0), (0, 0), (0.0, 0.0, 0.0, 0.0))
     rows, cols = np.nonzero(crop.any(axis=1))[0], np.nonzero(crop.any(axis=0))[0]

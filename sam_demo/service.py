@@ -49,6 +49,7 @@ from sam_onnx.geometry import CropFrame, DisplayFrame, Geometry
 from sam_onnx.image import DEFAULT_LIMITS, ImageLimits, image_size, load_image
 from sam_onnx.predictor import Sam2Predictor
 from sam_onnx.preprocess import preprocess_crop, preprocess_image
+from sam_onnx.strokes import Stroke
 from sam_onnx.types import ImageEmbedding, MaskResult, Point, Prompts, short_repr
 
 from . import bundle, fair, grants, jobs, layers, limits, view
@@ -524,14 +525,15 @@ class SegmentationService:
         return View(overlay, thumbs, scores, chosen, rows, timings)
 
     def layer(self, record: ImageRecord, prompts: Prompts, candidate: int, result: MaskResult,
-              crop: CropFrame | None = None) -> tuple[str, Layer]:
+              crop: CropFrame | None = None, strokes: tuple[Stroke, ...] = ()) -> tuple[str, Layer]:
         """The mask layer of one object (cached by its content address; see :mod:`sam_demo.layers`).
-        ``crop``: the crop a refined object's ``result`` was decoded on (``None`` = the whole image)."""
-        spec = LayerSpec(record.key, prompts, candidate, record.frame.display_hw, crop)
+        ``crop``: the crop a refined object's ``result`` was decoded on (``None`` = the whole image);
+        ``strokes``: the object's brush/eraser strokes, applied after the decoder's mask."""
+        spec = LayerSpec(record.key, prompts, candidate, record.frame.display_hw, crop, tuple(strokes))
         layer_id = spec.layer_id
         found = self._layers.get(layer_id)
         if found is None:
-            found = self._layers.put(layer_id, layers.draw_layer(result, candidate, record.frame))
+            found = self._layers.put(layer_id, layers.draw_layer(result, candidate, record.frame, spec.strokes))
         if self._layer_specs.get(layer_id) is None:
             self._layer_specs.put(layer_id, spec)
         return layer_id, found
@@ -581,7 +583,7 @@ class SegmentationService:
             if record is None:
                 return None
             result = self.results(record, [spec.prompts], [spec.crop])[0]
-            found = self.layer(record, spec.prompts, spec.candidate, result, spec.crop)[1]
+            found = self.layer(record, spec.prompts, spec.candidate, result, spec.crop, spec.strokes)[1]
         return found.png or None
 
     # ------------------------------------------------------------------ files

@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from sam_onnx.geometry import DisplayFrame
+from sam_onnx.strokes import in_frame, paint_crop
 from sam_onnx.types import NUM_CANDIDATES, MaskResult
 
 from .editor import Editor, ObjectState
@@ -115,10 +116,21 @@ def shown_candidate(obj: ObjectState, result: MaskResult | Summary) -> int:
     return result.best_index if obj.candidate is None else obj.candidate
 
 
+def object_crop(obj: ObjectState, result: MaskResult, frame: DisplayFrame) -> tuple[NDArray[np.bool_], tuple[int, int]]:
+    """The mask an object shows, in display pixels, cropped: its shown candidate, then its strokes.
+
+    Returns:
+        ``(crop, (row0, col0))`` as :meth:`sam_onnx.types.MaskResult.mask_crop`.
+    """
+    crop, offset = result.mask_crop(shown_candidate(obj, result), frame.display_hw)
+    if obj.strokes:
+        crop, offset = paint_crop(np.array(crop), offset, in_frame(obj.strokes, frame), frame.display_hw)
+    return crop, offset
+
+
 def mask_layer(obj: ObjectState, result: MaskResult, frame: DisplayFrame, *, selected: bool) -> MaskLayer:
-    """One object's mask (cropped to its extent) and markers, in display pixels."""
-    candidate = shown_candidate(obj, result)
-    crop, offset = result.mask_crop(candidate, frame.display_hw)
+    """One object's mask (cropped to its extent, strokes applied) and markers, in display pixels."""
+    crop, offset = object_crop(obj, result, frame)
     return MaskLayer.from_crop(crop, offset, frame.display_hw, color=color_for(obj.color_index), selected=selected,
                                points=_points(obj, frame), box=_box(obj, frame))
 
@@ -162,9 +174,9 @@ def drawn_selected(editor: Editor) -> ObjectState | None:
 
 
 def background_key(objects: Sequence[ObjectState], options: ViewOptions) -> tuple:
-    """Everything the background's pixels depend on besides the image: each object's prompts, choice, colour
-    and refinement crop."""
-    return (options, tuple((o.prompts, o.candidate, o.color_index, o.crop) for o in objects))
+    """Everything the background's pixels depend on besides the image: each object's prompts, choice, colour,
+    refinement crop and strokes."""
+    return (options, tuple((o.prompts, o.candidate, o.color_index, o.crop, o.strokes) for o in objects))
 
 
 @dataclass(frozen=True, eq=False)
@@ -212,7 +224,7 @@ def draw_background(display_rgb: NDArray[np.uint8], frame: DisplayFrame, objects
     for start in range(0, len(objects), DRAW_GROUP):
         layers = []
         for obj in objects[start:start + DRAW_GROUP]:
-            crop, offset = results[obj.id].mask_crop(shown_candidate(obj, results[obj.id]), hw)
+            crop, offset = object_crop(obj, results[obj.id], frame)
             packed.append((np.packbits(crop, axis=None), crop.shape, offset))
             layers.append(MaskLayer.from_crop(crop, offset, hw, color=color_for(obj.color_index)))
         fills = render_overlay(fills, layers, opacity=options.opacity, contour=False)

@@ -315,3 +315,70 @@ def test_a_refine_of_the_previous_image_is_not_applied_to_the_new_one(service, p
     Image.fromarray(make_rgb(200, 300, seed=5)).save(other)
     second = app.show_image(service, app.open_image(service, str(other)), 0.5, True, first[OUT["state"]])
     assert app.apply_refine(service, refinement, second[OUT["state"]], 0.5, True) == app.unchanged()
+
+
+# ---------------------------------------------------------------------------------------------- brush and eraser
+def _stroke(service, out, points, radius, erase=False):
+    return app.paint_stroke(service, out[OUT["state"]], {"points": points, "radius": radius, "erase": erase}, 0.5,
+                            True)
+
+
+def _exported_mask(service, state, object_id=1):
+    files = app.export_files(service, state, 0)
+    return np.asarray(Image.open(next(f for f in files if f.endswith(f"_object{object_id}_mask.png")))) == 255
+
+
+def test_brush_and_eraser_change_the_exported_mask_exactly_where_painted(service, photo):
+    from tests.test_strokes import brute_force
+
+    hw = (300, 500)
+    out = _click(service, _open(service, photo), 250, 150)
+    sam = _exported_mask(service, out[OUT["state"]])  # SAM's mask alone (checked pixel by pixel above)
+    add = [[20, 20], [120, 60], [200, 40]]
+    out = _stroke(service, out, add, 6.5)
+    out = _stroke(service, out, [[250, 150], [260, 160]], 9, erase=True)
+    painted = (sam | brute_force(add, 6.5, hw)) & ~brute_force([[250, 150], [260, 160]], 9, hw)
+    state = out[OUT["state"]]
+    np.testing.assert_array_equal(_exported_mask(service, state), painted)
+    assert out[OUT["display"]][20, 20].tolist() != make_rgb(300, 500)[20, 20].tolist()  # drawn at once
+    # undo takes back one stroke at a time
+    once = app.undo(service, state, 0.5, True)
+    np.testing.assert_array_equal(_exported_mask(service, once[OUT["state"]]), sam | brute_force(add, 6.5, hw))
+    twice = app.undo(service, once[OUT["state"]], 0.5, True)
+    np.testing.assert_array_equal(_exported_mask(service, twice[OUT["state"]]), sam)
+    # a new click decodes SAM's part again and keeps the strokes
+    clicked = _click(service, out, 268, 150, app.MODE_NEGATIVE)
+    sam2 = _exported_mask(service, _click(service, _click(service, _open(service, photo), 250, 150), 268, 150,
+                                          app.MODE_NEGATIVE)[OUT["state"]])
+    assert (sam2 != sam).any()  # the exclude point changed SAM's part
+    np.testing.assert_array_equal(_exported_mask(service, clicked[OUT["state"]]),
+                                  (sam2 | brute_force(add, 6.5, hw)) & ~brute_force([[250, 150], [260, 160]], 9, hw))
+    # the prompts file keeps the strokes: loaded into a fresh session, the export is the same
+    files = app.export_files(service, clicked[OUT["state"]], 0)
+    saved = next(f for f in files if f.endswith("_prompts.json"))
+    assert len(json.loads(Path(saved).read_text())["objects"][0]["strokes"]) == 2
+    reloaded = app.load_prompts(service, _open(service, photo)[OUT["state"]], saved, 0.5, True)
+    np.testing.assert_array_equal(_exported_mask(service, reloaded[OUT["state"]]),
+                                  _exported_mask(service, clicked[OUT["state"]]))
+    # GeoJSON at detail 0 is the painted mask too (less the specks the eraser left: parts under 16 px)
+    geo = json.loads(Path(next(f for f in files if f.endswith(".geojson"))).read_text())
+    np.testing.assert_array_equal(vector.rasterize(shape(geo["features"][0]["geometry"]), hw),
+                                  vector.drop_specks(_exported_mask(service, clicked[OUT["state"]])))
+
+
+@pytest.mark.parametrize("stroke,message", [
+    ({"points": [[10, 10]], "radius": 0}, "radius"),
+    ({"points": [[900, 10]], "radius": 3}, "off the image"),
+    ("{not json", "not valid JSON"),
+    ({"points": [[1, 1]] * 5000, "radius": 3}, "at most"),
+])
+def test_a_bad_stroke_is_refused_and_changes_nothing(service, photo, stroke, message):
+    out = _click(service, _open(service, photo), 250, 150)
+    with pytest.raises(gr.Error, match=message):
+        app.paint_stroke(service, out[OUT["state"]], stroke, 0.5, True)
+    assert out[OUT["state"]].editor.selected.strokes == ()
+
+
+def test_painting_needs_an_object_with_prompts(service, photo):
+    with pytest.raises(gr.Error, match="first, then paint"):
+        app.paint_stroke(service, _open(service, photo)[OUT["state"]], {"points": [[5, 5]], "radius": 3}, 0.5, True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 from PIL import Image
 
 import app
@@ -134,3 +135,23 @@ def test_readme_gradio_client_example_runs(server, capsys):
     exec(compile(code, "README.md", "exec"), {})
     printed = capsys.readouterr().out.strip().splitlines()
     assert len(printed) == 2 and all("[" in line for line in printed)
+
+
+def test_a_stroke_through_the_hidden_api_reaches_the_export_and_undo_takes_it_back(client, photo):
+    """The stroke event as the page will send it (one JSON value when the stroke ends), over HTTP."""
+    from tests.test_strokes import brute_force
+
+    _load(client, photo)
+    _click(client, 250, 150)
+    before = _object1_mask(client.predict(api_name="/export"))
+    client.predict({"points": [[20, 20], [120, 60]], "radius": 5}, 0.5, True, api_name="/stroke")
+    after = _object1_mask(client.predict(api_name="/export"))
+    np.testing.assert_array_equal(after, before | brute_force([[20, 20], [120, 60]], 5, (300, 500)))
+    with pytest.raises(AppError, match="radius"):
+        client.predict({"points": [[20, 20]], "radius": 1e6}, 0.5, True, api_name="/stroke")
+    client.predict(0.5, True, api_name="/undo")
+    np.testing.assert_array_equal(_object1_mask(client.predict(api_name="/export")), before)
+
+
+def _object1_mask(files) -> np.ndarray:
+    return np.asarray(Image.open(next(f for f in files if str(f).endswith("_object1_mask.png")))) == 255
