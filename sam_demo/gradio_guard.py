@@ -43,7 +43,8 @@ logger = logging.getLogger("sam_app")
 
 MAX_BODY_BYTES = MAX_JSON_BYTES
 """Largest request body (JSON of an API call or an event) read; uploads have their own limit (``max_file_size``).
-256 objects of 32 points take about 150 kB; images travel as uploads, never inside the JSON."""
+The largest legal request (256 objects of 32 points and a box) is about 0.36 MB; images travel as uploads, never
+inside the JSON."""
 MAX_PENDING_PER_SESSION = 32
 """Events of one browser tab that may wait for that tab's earlier events; more are refused at once."""
 MAX_PENDING_IN_ALL = 512
@@ -259,11 +260,34 @@ def _message_for(exc: Exception) -> str:
     return MSG_INTERNAL
 
 
+def _has_default(block) -> bool:
+    """An input a caller may leave out: a component with a default value (``/segment``'s format, tolerance)."""
+    return not getattr(block, "stateful", False) and getattr(block, "value", None) is not None
+
+
+def _with_defaults(block_fn, inputs: list) -> list:
+    """``inputs`` with the left-out trailing inputs that have defaults filled in.
+
+    Raises:
+        gr.Error: a left-out input has no default; the message lists the values the endpoint takes.
+    """
+    missing = block_fn.inputs[len(inputs):]
+    if not all(_has_default(block) for block in missing):
+        raise gr.Error(_missing_values_message(block_fn), print_exception=False)
+    return [*inputs, *(block.value for block in missing)]
+
+
 def _missing_values_message(block_fn) -> str:
-    names = [getattr(block, "label", None) or type(block).__name__.lower() for block in block_fn.inputs
-             if not getattr(block, "stateful", False)]
+    def name(block) -> str:
+        return getattr(block, "label", None) or type(block).__name__.lower()
+
+    given = [block for block in block_fn.inputs if not getattr(block, "stateful", False)]
+    optional = []
+    while given and _has_default(given[-1]):
+        optional.insert(0, given.pop())
     endpoint = f"/{block_fn.api_name}" if block_fn.api_name else "This event"
-    return f"{endpoint} takes {len(names)} values ({', '.join(names)}); the request has fewer."
+    then = f", then optionally {' and '.join(name(b) for b in optional)}" if optional else ""
+    return f"{endpoint} takes {len(given)} values ({', '.join(name(b) for b in given)}){then}; the request has fewer."
 
 
 def atomic_cache_writes() -> None:
@@ -345,7 +369,7 @@ class SafeBlocks(gr.Blocks):
         token = fair.current_owner.set(session_hash or event_id)
         try:
             if isinstance(inputs, list) and not fn.batch and len(inputs) < len(fn.inputs):
-                raise gr.Error(_missing_values_message(fn), print_exception=False)
+                inputs = _with_defaults(fn, inputs)
             call = functools.partial(super().process_api, block_fn, inputs, state, request, *args,
                                      session_hash=session_hash, event_id=event_id, **kwargs)
             if session_hash and self._is_ordered(fn):

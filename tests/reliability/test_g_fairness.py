@@ -251,7 +251,8 @@ SEGMENT_CASES = {
                            r"^Point x must be a finite number, got 1000"),
     "nested-array-string": ([file_data("IMAGE"), "[" * 100_000], r"^The prompts value is nested more than 32 levels"),
     "string-as-image": (["/etc/hostname", [{"points": [[5, 5, 1]]}]], r"^Send the image as a file upload"),
-    "missing-argument": ([file_data("IMAGE")], r"^/segment takes 2 values \(image, prompts\); the request has fewer"),
+    "missing-argument": ([file_data("IMAGE")], r"^/segment takes 2 values \(image, prompts\), then optionally format "
+                                               r"and tolerance; the request has fewer"),
     "no-image": ([None, [{"points": [[5, 5, 1]]}]], r"^Send an image\.$"),
     "too-much-mask-area": ([file_data("BIG"), [{"points": [[5, 5, 1]]}] * 256],
                            r"^256 masks of a 2000×1500 image are 768 megapixels; one request may ask for 512\. "
