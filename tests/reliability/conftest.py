@@ -85,7 +85,8 @@ def hang_fault(release: threading.Event, limit_s: float = 30.0) -> Fault:
 
 
 SIGNAL_TIMEOUT_S = 30.0
-"""Longest wait for a server-side signal (:class:`Watch`): a bound against a broken test, never reached when it works."""
+"""Longest wait for a server-side signal (:class:`Watch`): a bound against a broken test, never reached when it
+works."""
 
 
 class Watch:

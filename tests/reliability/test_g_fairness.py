@@ -174,7 +174,8 @@ def test_G7_body_limits_hold_at_the_boundary_by_every_route_and_content_type(ser
     url = served.url.rstrip("/") + route
     at_limit = b'{"data": [], "session_hash": "g7"}'
     at_limit += b" " * (MAX_BODY_BYTES - len(at_limit))
-    too_large, too_deep = f'413 {{"detail": {json.dumps(MSG_BODY_TOO_LARGE)}', f'400 {{"detail": {json.dumps(MSG_TOO_DEEP)}' 
+    too_large = f'413 {{"detail": {json.dumps(MSG_BODY_TOO_LARGE)}'
+    too_deep = f'400 {{"detail": {json.dumps(MSG_TOO_DEEP)}' 
     for chunked in (False, True):
         assert not _post(url, at_limit, chunked=chunked).startswith("413")  # Gradio's own answer
         assert _post(url, at_limit + b" ", chunked=chunked).startswith(too_large)
