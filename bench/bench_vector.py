@@ -2,7 +2,7 @@
 
 Run: ``python -m bench.bench_vector [--objects 50] [--json out.json]``
 
-Table 1 traces each mask of ``tests/vector_shapes.py`` at each tolerance
+Table 1 traces each mask of ``tools/vector_shapes.py`` at each tolerance
 (:func:`sam_onnx.vector.mask_polygons`), rasterises the polygons back
 (:func:`sam_onnx.vector.rasterize`, pixel centres) and prints the IoU with the
 mask and the number of vertices. Table 2 does the same for SAM-like masks on a
@@ -23,7 +23,7 @@ import shapely
 from bench.common import machine_info, write_json
 from sam_onnx import vector
 from sam_onnx.postprocess import mask_from_logits
-from tests.vector_shapes import SHAPES
+from tools.vector_shapes import SHAPES
 
 TOLERANCES = (0.0, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0)
 TWELVE_MP_HW = (3000, 4000)
@@ -69,7 +69,7 @@ def main(argv=None) -> dict:
 
     shapes = {name: round_trip_row(make()) for name, make in SHAPES.items()}
     results["shapes"] = shapes
-    print_table("Round trip, tests/vector_shapes.py (320 x 240): IoU (vertices) per tolerance", shapes)
+    print_table("Round trip, tools/vector_shapes.py (320 x 240): IoU (vertices) per tolerance", shapes)
 
     rng = np.random.default_rng(12)
     photo = {}

@@ -18,7 +18,7 @@ from shapely.geometry import Polygon, shape
 
 from sam_onnx import vector
 from sam_onnx.masks import label_components
-from tests.vector_shapes import HW, SHAPES
+from tools.vector_shapes import HW, SHAPES
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from sam_onnx import vector
-from tests.vector_shapes import HW, SHAPES
+from tools.vector_shapes import HW, SHAPES
 
 pytestmark = pytest.mark.browser
 
