@@ -100,10 +100,10 @@ def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
 def file_problem(path: Path, expected: RepoFile) -> str | None:
     """Why ``path`` is not the pinned file, or ``None`` when it is.
 
-    Checks exactly two things: the exact size, and that the file's SHA-256 starts with the pinned prefix
-    (8 hex digits for the default model, i.e. 32 of its 256 bits). That catches partial and damaged files;
-    it is not a full cryptographic pin, and the pinned values come from third-party code, not from files
-    we have seen (docs/model-io.md, "Files").
+    Checks exactly two things: the exact size, and that the file's SHA-256 starts with the pinned hex digits
+    (all 64 for every file the model table pins). That catches partial, damaged and substituted files; the
+    pinned values come from third-party code, not from files we have seen (docs/model-io.md, "Files"). A
+    value the table leaves ``None`` (nobody publishes it) is not checked.
     """
     size = path.stat().st_size
     if expected.size is not None and size != expected.size:
@@ -123,7 +123,7 @@ def _download(spec: ModelSpec, entry: RepoFile, *, cache_dir: str | None, local_
         OfflineModeIsEnabled,
     )
 
-    where = f"{entry.path} of {spec.repo_id} at revision {spec.revision[:12]}"
+    where = f"{entry.path} of {spec.repo_id} at revision {spec.revision_text}"
     try:
         return Path(hf_hub_download(spec.repo_id, entry.path, revision=spec.revision, cache_dir=cache_dir,
                                     local_files_only=local_files_only, force_download=force))
@@ -212,7 +212,8 @@ def resolve_hub_files(spec: ModelSpec = DEFAULT_MODEL, *, fp16_encoder: bool = F
     """
     encoder_files: OnnxFiles | None = spec.encoder_fp16 if fp16_encoder else spec.encoder
     if encoder_files is None:
-        raise ModelLoadError(f"{spec.name} has no fp16 encoder.")
+        raise ModelLoadError(f"{spec.name} has no known fp16 encoder files (nobody publishes them); "
+                             "use --encoder fp32 or auto.")
     cache = None if cache_dir is None else str(cache_dir)
     entries = (*encoder_files.all, *spec.decoder.all)
     found: dict[str, Path] = {}
@@ -229,19 +230,25 @@ def resolve_hub_files(spec: ModelSpec = DEFAULT_MODEL, *, fp16_encoder: bool = F
             names = ", ".join(entry.path for entry in missing)
             raise ModelLoadError(
                 f"Model file{'s' if len(missing) > 1 else ''} {names} of {spec.repo_id} at revision "
-                f"{spec.revision[:12]} {'are' if len(missing) > 1 else 'is'} not in the Hugging Face cache and the "
+                f"{spec.revision_text} {'are' if len(missing) > 1 else 'is'} not in the Hugging Face cache and the "
                 f"Hugging Face hub could not be reached: {problem}. Run once with network access so the model is "
                 f"downloaded, or point --model-dir / {MODEL_DIR_ENV} at a folder with the ONNX files.")
         sizes = [entry.size for entry in missing]
         total = None if None in sizes else sum(sizes)  # type: ignore[arg-type]
         logger.info("downloading %d file%s (%s) from %s", len(missing), "s" if len(missing) > 1 else "",
                     size_text(total), spec.repo_id)
+    if spec.revision is None:
+        logger.warning("%s is not pinned to a revision (no public code pins one): using the hub's main", spec.name)
+    unchecked = [entry.path for entry in entries if entry.size is None or entry.sha256_prefix is None]
+    if unchecked:
+        logger.warning("nobody publishes the size or SHA-256 of %s of %s: %s not checked", ", ".join(unchecked),
+                       spec.name, "it is" if len(unchecked) == 1 else "they are")
     paths = {}
     for entry in entries:
         path = found.get(entry.path) or _download(spec, entry, cache_dir=cache, local_files_only=False)
         paths[entry.path] = _verified(spec, entry, path, cache_dir=cache, local_files_only=local_files_only)
     return ModelFiles(paths[encoder_files.graph.path], paths[spec.decoder.graph.path],
-                      f"{spec.repo_id}@{spec.revision[:12]}")
+                      f"{spec.repo_id}@{spec.revision[:12] if spec.revision else 'main'}")
 
 
 def route_hub_logs_to_root() -> None:

@@ -1,8 +1,22 @@
-"""The model table: which files make up a model, where they live, and what they must weigh. Pure data."""
+"""The model table: which files make up each SAM 2.1 size, where they live, and what they must weigh. Pure data.
+
+Every size is onnx-community's export of the SAM 2.1 checkpoint with the same file layout and I/O
+(docs/model-io.md): ``onnx/vision_encoder.onnx`` + ``.onnx_data`` (fp32), ``onnx/vision_encoder_fp16.onnx`` +
+``.onnx_data`` (optional) and ``onnx/prompt_encoder_mask_decoder.onnx`` + ``.onnx_data``. The decoder graphs of
+all sizes have the same size in bytes but different weights (their hashes differ): each size has its own.
+
+We have not seen these files (huggingface.co cannot be reached where this project is developed). Each revision,
+size and SHA-256 below is copied from third-party code that pins it, named in ``ModelSpec.sources``; a value
+nobody publishes is ``None`` and is not checked (never guessed). ``sam_onnx.hub`` checks each file against its
+size and SHA-256 before onnxruntime opens it.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+from .errors import ModelLoadError
 
 
 @dataclass(frozen=True)
@@ -11,8 +25,9 @@ class RepoFile:
 
     Attributes:
         path: path inside the repository, e.g. ``"onnx/vision_encoder.onnx"``.
-        size: exact size in bytes, or ``None`` if unknown.
-        sha256_prefix: leading hex digits of the file's SHA-256 (8 for the pinned model), or ``None``.
+        size: exact size in bytes, or ``None`` if nobody publishes it.
+        sha256_prefix: leading hex digits of the file's SHA-256 (all 64 where public code pins the whole hash),
+            or ``None`` if nobody publishes it.
     """
 
     path: str
@@ -34,34 +49,121 @@ class OnnxFiles:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A SAM 2.1 ONNX model on the Hugging Face hub, pinned to one commit."""
+    """A SAM 2.1 ONNX model on the Hugging Face hub.
+
+    Attributes:
+        name: the full name, e.g. ``"sam2.1-hiera-small"`` (logs, the UI, exports).
+        repo_id: the hub repository.
+        revision: the pinned commit, or ``None`` when nobody publishes one (then the hub's ``main`` is used and
+            the log says the revision is not pinned).
+        encoder, decoder: the fp32 encoder and the decoder, each with its external data.
+        encoder_fp16: the published half-precision encoder, if its files are known.
+        size: the ``--model`` value (``"tiny"``, ``"small"``, ``"base-plus"``, ``"large"``).
+        sources: where the pinned values come from (third-party code, by the search index's file id).
+    """
 
     name: str
     repo_id: str
-    revision: str
+    revision: str | None
     encoder: OnnxFiles
     decoder: OnnxFiles
     encoder_fp16: OnnxFiles | None = None
+    size: str = ""
+    sources: str = ""
 
     @property
-    def download_bytes(self) -> int:
-        """Bytes of the default (fp32) encoder and decoder files."""
-        return sum(f.size or 0 for f in (*self.encoder.all, *self.decoder.all))
+    def download_bytes(self) -> int | None:
+        """Bytes of the default (fp32) encoder and decoder files, ``None`` when a size is unknown."""
+        sizes = [f.size for f in (*self.encoder.all, *self.decoder.all)]
+        return None if None in sizes else sum(sizes)  # type: ignore[arg-type]
+
+    @property
+    def revision_text(self) -> str:
+        """The revision for messages: 12 hex digits, or ``"main (not pinned)"``."""
+        return self.revision[:12] if self.revision else "main (not pinned)"
 
 
-# Exact sizes and the first 8 hex digits of each file's SHA-256, as third-party code pins them for this revision
-# (we have not seen the files; docs/model-io.md, "Files"). sam_onnx.hub checks both before loading.
+def _pair(stem: str, graph: tuple[int | None, str | None], data: tuple[int | None, str | None]) -> OnnxFiles:
+    return OnnxFiles(RepoFile(f"onnx/{stem}.onnx", *graph), (RepoFile(f"onnx/{stem}.onnx_data", *data),))
+
+
+ENCODER, ENCODER_FP16, DECODER = "vision_encoder", "vision_encoder_fp16", "prompt_encoder_mask_decoder"
+
+SAM21_HIERA_TINY = ModelSpec(
+    name="sam2.1-hiera-tiny", size="tiny",
+    repo_id="onnx-community/sam2.1-hiera-tiny-ONNX",
+    revision="814a066640debee5a91e70aa401fb8e17e030503",
+    encoder=_pair(ENCODER, (354_238, "4f30aacd3aaefbca81a0b7fe4c1fc96345570ea0a6f80ced599493d1b3be2e8c"),
+                  (134_084_864, "e83df9866a5afe68ea7f0f721f18f65137fc3acbf0da1c74e946d363e09c69cc")),
+    decoder=_pair(DECODER, (213_114, "874414704c5d686db7d206a35f6e15d26563d50c8c4468fccc6739bd7e491dcf"),
+                  (20_958_208, "e9874d900dd4134ed60eab1e97910327c2419e0b2954485d8fd6e7f1a1470f47")),
+    encoder_fp16=_pair(ENCODER_FP16, (314_925, "7773e79d589dada8e1e630cc7eb18b17b2c5b4faeb1eaab5ebf9df618ecbd50a"),
+                       (67_005_504, "a4dd3759e9b6a476d991fb3493787992e78777e51462695e1bede71ae258103e")),
+    sources="revision, fp32 encoder and decoder: a C# model catalog pinning this revision [id 70078997999]; "
+            "fp16 encoder: a fetch script pinning hashes and sizes of main [id 66830082899], whose decoder "
+            "hashes equal this revision's",
+)
 SAM21_HIERA_SMALL = ModelSpec(
-    name="sam2.1-hiera-small",
+    name="sam2.1-hiera-small", size="small",
     repo_id="onnx-community/sam2.1-hiera-small-ONNX",
     revision="a7df49d8de14b9d2e4504d1687b0d568f905fd8d",
-    encoder=OnnxFiles(RepoFile("onnx/vision_encoder.onnx", 467_440, "aacf1f71"),
-                      (RepoFile("onnx/vision_encoder.onnx_data", 162_476_288, "260fd1f0"),)),
-    decoder=OnnxFiles(RepoFile("onnx/prompt_encoder_mask_decoder.onnx", 213_114, "079c59b2"),
-                      (RepoFile("onnx/prompt_encoder_mask_decoder.onnx_data", 20_958_208, "f9e59a58"),)),
-    encoder_fp16=OnnxFiles(RepoFile("onnx/vision_encoder_fp16.onnx", 422_501, "f236074c"),
-                           (RepoFile("onnx/vision_encoder_fp16.onnx_data", 81_182_784, "557e0135"),)),
+    encoder=_pair(ENCODER, (467_440, "aacf1f7137bb6fffcf6bf166abcfabe28f57a76059254f3fb611c4a64a208119"),
+                  (162_476_288, "260fd1f0a34e72a3dc79a739e563b4facc0ba75504818b433a1f808e66637456")),
+    decoder=_pair(DECODER, (213_114, "079c59b261f723ff5c6a125e69b0170a957b21c58738c28d2b0394ecd0587d7f"),
+                  (20_958_208, "f9e59a584ab8ced21fa812c211bc01084204db1c9e92a5ef4fb3a49972b4e864")),
+    encoder_fp16=_pair(ENCODER_FP16, (422_501, "f236074c31a7ba9d1e00362e8c29cb95bf9dcdd61e208048493902878d9dc4db"),
+                       (81_182_784, "557e013522bace72a6b8441f66747f1c4b2a237d1e3c86f84dba86b6d814ec1f")),
+    sources="revision, fp32 encoder and decoder: a Rust model spec pinning this revision [id 70469329868]; fp16 "
+            "encoder (and the decoder again): the fetch script [id 66830082899]",
+)
+SAM21_HIERA_BASE_PLUS = ModelSpec(
+    name="sam2.1-hiera-base-plus", size="base-plus",
+    repo_id="onnx-community/sam2.1-hiera-base-plus-ONNX",
+    revision=None,
+    encoder=_pair(ENCODER, (None, None), (None, None)),
+    decoder=_pair(DECODER, (213_114, "f39eeec20243ed1c8f2cd013812e77813d937ddbc800fa4bc703761adc7e63cd"),
+                  (20_958_208, "445cd3f72a218815db10e336f4f1c46a6eb2713a0160a85af5365134607f32a7")),
+    encoder_fp16=_pair(ENCODER_FP16, (643_078, "cb9324a431bfb78c70e4ead1ffb80766e236b50decd55c236c8eada4f0afde96"),
+                       (152_780_640, "78be422d399181ce3af00130409ebe32eb5b95825e7fe290440fbfaac70b99b4")),
+    sources="fp16 encoder and decoder: the fetch script pinning hashes and sizes of main [id 66830082899]; no "
+            "public code found pins a revision or the fp32 encoder's size or hash",
+)
+SAM21_HIERA_LARGE = ModelSpec(
+    name="sam2.1-hiera-large", size="large",
+    repo_id="onnx-community/sam2.1-hiera-large-ONNX",
+    revision="3c23431f721e69cae82dbfd0c28fd692cc714021",
+    encoder=_pair(ENCODER, (1_350_487, "ad3a8161c6bd6d8beea811300c60e20d626035feaa3c19622ace27b22e25bec8"),
+                  (888_587_456, "88c501a65b6aaeac99b65a275f3f559727404283930d107d499fda8714ba7e5a")),
+    decoder=_pair(DECODER, (213_114, "a21b3b09f6e5f5838d630d92a150914ca58f8f58b603b8f53fc32b03da982203"),
+                  (20_958_208, "bfdcd4f7ee04298a82fe1aaf1bd7b8edf544d36901e1a886f01892fb915bd63c")),
+    encoder_fp16=None,
+    sources="revision, fp32 encoder and decoder: a Rust model catalog pinning this revision from the hub's LFS "
+            "metadata [id 70069448269]; no fp16 file is pinned by anyone found",
 )
 
-MODELS = {SAM21_HIERA_SMALL.name: SAM21_HIERA_SMALL}
+MODELS: dict[str, ModelSpec] = {spec.size: spec for spec in
+                                (SAM21_HIERA_TINY, SAM21_HIERA_SMALL, SAM21_HIERA_BASE_PLUS, SAM21_HIERA_LARGE)}
+"""Every size by its ``--model`` name, smallest first."""
 DEFAULT_MODEL = SAM21_HIERA_SMALL
+MODEL_ENV = "SAM_ONNX_MODEL"
+"""Environment variable with the default ``--model`` value (``small`` when unset)."""
+
+
+def model_choices() -> tuple[str, ...]:
+    """Every value ``--model`` accepts, smallest model first."""
+    return tuple(MODELS)
+
+
+def requested_model(value: str | None = None) -> ModelSpec:
+    """The model named ``value``, else ``$SAM_ONNX_MODEL``, else small; also accepts the full name
+    (``"sam2.1-hiera-tiny"``) and ``base_plus``.
+
+    Raises:
+        ModelLoadError: not a known size (the message lists the valid ones).
+    """
+    name = (value or os.environ.get(MODEL_ENV) or DEFAULT_MODEL.size).strip().lower().replace("_", "-")
+    for spec in MODELS.values():
+        if name in (spec.size, spec.name):
+            return spec
+    where = "" if value else f" (from {MODEL_ENV})"
+    raise ModelLoadError(f"Unknown model {name!r}{where}; choose one of {', '.join(model_choices())}.")
