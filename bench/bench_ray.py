@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import STANDIN_ENV, model_dir, percentile, write_json
-from sam_onnx.encoders.remote import ENCODE_SECONDS_HEADER, RemoteEncoder
-from sam_onnx.ray_serve import APP_NAME, LOOPBACK_ENV, ReplicaConfig, build_app, connect, deploy
+from sam_onnx.encoders.remote import RemoteEncoder
+from sam_onnx.encoders.wire import ENCODE_SECONDS_HEADER
+from sam_serve.ray_serve import APP_NAME, LOOPBACK_ENV, ReplicaConfig, build_app, connect, deploy
 
 
 def run_load(encode, inputs, concurrency: int) -> dict:

@@ -1,8 +1,11 @@
-"""A real HTTP server around the real Ray Serve replica class, for tests of the app side without Ray."""
+"""A real HTTP server around the real Ray Serve replica class, for tests of the app side without Ray.
+
+Requests are answered by :meth:`sam_serve.ray_serve.EncoderReplica.respond`, the same function Serve's
+``__call__`` calls (routing, body checks, packing); the handler here adds only fault injection and counters.
+"""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,18 +14,20 @@ from pathlib import Path
 import numpy as np
 
 from sam_onnx import Sam2Predictor
-from sam_onnx.ray_serve import EncoderReplica, ReplicaConfig
+from sam_serve.ray_serve import EncoderReplica, ReplicaConfig, Reply
 from tools.ports import free_port  # noqa: F401 - re-exported for the Ray tests
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sam2_tiny"
 """The reduced SAM 2.1 model (real I/O contract) the replicas load."""
+SERVER_ERROR = Reply(500, {}, b"")
+"""What Serve answers when the replica died mid-request (``fail_next``)."""
 
 
 class ReplicaServer:
     """``EncoderReplica`` behind a stdlib HTTP server on 127.0.0.1; ``fail_next`` answers 500 to that many encodes.
 
-    ``hold_s`` keeps each encode request open that long first (a slow replica), and ``most_in_flight``
-    counts the most encode requests it held at once.
+    ``hold_s`` keeps each encode request open that long first (a slow replica), ``most_in_flight``
+    counts the most encode requests it held at once, and ``encodes`` the encodes answered 200.
     """
 
     def __init__(self, replica: EncoderReplica, hold_s: float = 0.0) -> None:
@@ -40,42 +45,43 @@ class ReplicaServer:
                 pass
 
             def do_GET(self):
-                body = json.dumps(outer.replica.info()).encode()
-                self.send_response(200 if self.path.endswith("/info") else 404)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self._send(outer.replica.respond("GET", self.path))
 
             def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
                 with outer._lock:
                     outer._in_flight += 1
                     outer.most_in_flight = max(outer.most_in_flight, outer._in_flight)
                 try:
                     time.sleep(outer.hold_s)
-                    self._encode()
+                    self._send(outer._answer(self.path, body))
                 finally:
                     with outer._lock:
                         outer._in_flight -= 1
 
-            def _encode(self):
-                data = self.rfile.read(int(self.headers["Content-Length"]))
-                if outer.fail_next > 0:
-                    outer.fail_next -= 1
-                    self.send_response(500)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                blob, _ = outer.replica.encode_bytes(data)
-                outer.encodes += 1
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(blob)))
+            def _send(self, reply: Reply) -> None:
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()
-                self.wfile.write(blob)
+                self.wfile.write(reply.body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sam-encoder"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def _answer(self, path: str, body: bytes) -> Reply:
+        with self._lock:
+            if self.fail_next > 0:
+                self.fail_next -= 1
+                return SERVER_ERROR
+        reply = self.replica.respond("POST", path, body)
+        if reply.status == 200:
+            with self._lock:
+                self.encodes += 1
+        return reply
 
     def stop(self) -> None:
         self.server.shutdown()

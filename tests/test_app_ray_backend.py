@@ -15,7 +15,7 @@ from PIL import Image
 import app
 from sam_onnx import Sam2Predictor
 from sam_onnx.errors import ModelLoadError
-from sam_onnx.ray_serve import EncoderReplica
+from sam_serve.ray_serve import EncoderReplica
 from tests.replica_server import FIXTURE, ReplicaServer, as_float16, fixture_predictor, fixture_replica, free_port
 
 

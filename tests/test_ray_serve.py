@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam_onnx.ray_serve import LOOPBACK_ENV
+from sam_serve.ray_serve import LOOPBACK_ENV
 
 RAY_ENV = {**LOOPBACK_ENV, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
            "RAY_worker_niceness": "0"}
@@ -35,7 +35,7 @@ from sam_demo.editor import Editor  # noqa: E402
 from sam_demo.service import SegmentationService  # noqa: E402
 from sam_onnx import Sam2Predictor  # noqa: E402
 from sam_onnx.encoders.remote import ClusterUnavailableError, RemoteEncoder  # noqa: E402
-from sam_onnx.ray_serve import ReplicaConfig, build_app, connect, deploy  # noqa: E402
+from sam_serve.ray_serve import ReplicaConfig, build_app, connect, deploy  # noqa: E402
 from tests.replica_server import FIXTURE, as_float16, free_port, pixels  # noqa: E402
 
 REPLICAS = 2

@@ -1,7 +1,7 @@
 """The app side of the Ray Serve backend, without Ray: the HTTP client, its faults and the start-up errors.
 
 The server here is a real HTTP server (stdlib) around the real replica class
-:class:`sam_onnx.ray_serve.EncoderReplica` on the fixture model, so the bytes on
+:class:`sam_serve.ray_serve.EncoderReplica` on the fixture model, so the bytes on
 the wire are the deployment's; Ray only adds routing between replicas, which
 tests/test_ray_serve.py covers on a real local Ray.
 """
@@ -16,13 +16,13 @@ from PIL import Image
 
 from sam_onnx import Sam2Predictor
 from sam_onnx.encoders.remote import (
-    EMBEDDING_BYTES,
     ClusterUnavailableError,
     RemoteEncoder,
     normalise_address,
 )
+from sam_onnx.encoders.wire import EMBEDDING_BYTES
 from sam_onnx.errors import InvalidImageError, ModelLoadError
-from sam_onnx.ray_serve import EncoderReplica, probe
+from sam_serve.ray_serve import EncoderReplica, probe
 from tests.replica_server import (
     FIXTURE,
     ReplicaServer,
@@ -151,3 +151,17 @@ def test_the_cli_encodes_on_the_deployment_and_names_an_unreachable_one(server, 
     assert main([*base, "--encoder-backend", "ray", "--ray-address", f"127.0.0.1:{port}",
                  "--out", str(tmp_path / "x.png")]) != 0
     assert f"127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_the_replica_answers_only_its_protocol(server):
+    """The routing and the body check Serve runs (EncoderReplica.respond) also answer here."""
+    import urllib.error
+    import urllib.request
+
+    short = urllib.request.Request(f"{server.url}/encode", data=b"\0" * 16, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(short, timeout=10)
+    assert refused.value.code == 400 and "got 16" in refused.value.read().decode()
+    with pytest.raises(urllib.error.HTTPError) as unknown:
+        urllib.request.urlopen(f"{server.url}/nothing", timeout=10)
+    assert unknown.value.code == 404 and server.encodes == 0

@@ -17,7 +17,8 @@ import pytest
 
 from sam_onnx.encoders import remote
 from sam_onnx.encoders.base import EMBEDDING_SHAPES, PIXEL_SHAPE
-from sam_onnx.encoders.remote import EMBEDDING_BYTES, EMBEDDING_DTYPE, ClusterUnavailableError, RemoteEncoder
+from sam_onnx.encoders.remote import ClusterUnavailableError, RemoteEncoder
+from sam_onnx.encoders.wire import EMBEDDING_BYTES, EMBEDDING_DTYPE
 from sam_onnx.errors import InferenceError
 
 BLOB = (np.arange(EMBEDDING_BYTES // EMBEDDING_DTYPE.itemsize) % 7).astype(EMBEDDING_DTYPE).tobytes()

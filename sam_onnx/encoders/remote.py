@@ -1,15 +1,10 @@
 """An encoder that runs elsewhere: a Ray Serve deployment reached over HTTP (the app side; no Ray needed).
 
-The deployment (:mod:`sam_onnx.ray_serve`) runs one of the local variants
+The deployment (:mod:`sam_serve.ray_serve`) runs one of the local variants
 (``--encoder``) on each replica; this client sends it the model-frame pixels
 and gets the three embeddings back as float16 (8.4 MB instead of 16.8 MB),
-widened to float32 here. Wire protocol (version :data:`PROTOCOL`)::
-
-    GET  <url>/info     -> JSON {"protocol", "encoder", "description", "host", "pid"}
-    POST <url>/encode   body: pixel_values, little-endian float32, C order, (1, 3, 1024, 1024)
-                        -> 200, body: image_embeddings.0/.1/.2, little-endian float16, C order,
-                           concatenated; header X-Encode-Seconds (the replica's own encoder time)
-                        -> 400 + text for a malformed body, 5xx when a replica failed or died
+widened to float32 here. The wire format, shared with the server, is
+:mod:`sam_onnx.encoders.wire`.
 
 Why HTTP and not a Ray ``DeploymentHandle`` (docs/ray-serve.md): a handle makes the
 app process a Ray driver, and a driver is ended by Ray 60 s after it loses the
@@ -42,24 +37,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InferenceError, InvalidImageError, ModelLoadError
-from .base import EMBEDDING_SHAPES, PIXEL_SHAPE, ImageEncoder, check_embeddings
+from . import wire
+from .base import PIXEL_SHAPE, ImageEncoder, check_embeddings
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL = 1
-"""Version of the wire protocol above; the client refuses a deployment that speaks another."""
-ROUTE_PREFIX = "/sam-encoder"
-"""Where the deployment is mounted on the Serve HTTP proxy (added when an address has no path)."""
-DEFAULT_HTTP_PORT = 8000
-"""Ray Serve's default HTTP port (added when an http:// address has no port)."""
 HTTPS_PORT = 443
-PIXEL_DTYPE = np.dtype("<f4")
-EMBEDDING_DTYPE = np.dtype("<f2")
-PIXEL_BYTES = int(np.prod(PIXEL_SHAPE)) * PIXEL_DTYPE.itemsize
-"""12,582,912 bytes: one upload's request body."""
-EMBEDDING_BYTES = sum(int(np.prod(s)) for s in EMBEDDING_SHAPES) * EMBEDDING_DTYPE.itemsize
-"""8,388,608 bytes: one upload's response body."""
-ENCODE_SECONDS_HEADER = "X-Encode-Seconds"
 
 CONNECT_TIMEOUT_S = 5.0
 """How long the start-up check waits for the deployment's ``/info``."""
@@ -100,13 +83,13 @@ def normalise_address(address: str) -> str:
     parts = urllib.parse.urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ModelLoadError(f"--ray-address {address!r} is not an HTTP address. It is the Ray Serve HTTP proxy "
-                             f"that serves the encoder (http://HEAD:{DEFAULT_HTTP_PORT}), not the cluster's ray:// "
+                             f"that serves the encoder (http://HEAD:{wire.DEFAULT_HTTP_PORT}), not the cluster's ray:// "
                              "or GCS address.")
     try:
-        port = parts.port or (HTTPS_PORT if parts.scheme == "https" else DEFAULT_HTTP_PORT)
+        port = parts.port or (HTTPS_PORT if parts.scheme == "https" else wire.DEFAULT_HTTP_PORT)
     except ValueError:
         raise ModelLoadError(f"--ray-address {address!r} has an invalid port.") from None
-    path = parts.path.rstrip("/") or ROUTE_PREFIX
+    path = parts.path.rstrip("/") or wire.ROUTE_PREFIX
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return f"{parts.scheme}://{host}:{port}{path}"
 
@@ -155,7 +138,7 @@ def _retryable(exc: BaseException) -> bool:
 
 
 class RemoteEncoder:
-    """:class:`~sam_onnx.encoders.ImageEncoder` on a Ray Serve deployment of :mod:`sam_onnx.ray_serve`.
+    """:class:`~sam_onnx.encoders.ImageEncoder` on a Ray Serve deployment of :mod:`sam_serve.ray_serve`.
 
     Thread-safe: every call opens its own connection, so concurrent uploads
     reach different replicas. Use :meth:`connect`, which checks the deployment first.
@@ -193,23 +176,23 @@ class RemoteEncoder:
         """
         url = normalise_address(address)
         try:
-            with urllib.request.urlopen(f"{url}/info", timeout=connect_timeout_s) as response:
+            with urllib.request.urlopen(f"{url}{wire.INFO_PATH}", timeout=connect_timeout_s) as response:
                 info = json.loads(response.read())
         except urllib.error.HTTPError as exc:
             raise ModelLoadError(
                 f"{url} answers, but there is no SAM encoder deployment there ({_reason(exc)}). Deploy it with "
-                "`python -m sam_onnx.ray_serve` (README: Scaling out with Ray Serve) or check --ray-address.") from None
+                "`python -m sam_serve.ray_serve` (README: Scaling out with Ray Serve) or check --ray-address.") from None
         except (OSError, http.client.HTTPException) as exc:
             raise ModelLoadError(
                 f"The Ray Serve encoder at {url} is unreachable ({_reason(exc)}). Start it with "
-                "`python -m sam_onnx.ray_serve` (README: Scaling out with Ray Serve), or check --ray-address "
+                "`python -m sam_serve.ray_serve` (README: Scaling out with Ray Serve), or check --ray-address "
                 "and that the Serve HTTP proxy listens on an address this machine can reach.") from None
         except ValueError:
             raise ModelLoadError(f"{url}/info did not answer JSON: is --ray-address the Serve HTTP address of "
                                  "the SAM encoder deployment?") from None
-        if not isinstance(info, dict) or info.get("protocol") != PROTOCOL:
+        if not isinstance(info, dict) or info.get("protocol") != wire.PROTOCOL:
             raise ModelLoadError(f"The encoder deployment at {url} speaks protocol {info.get('protocol')!r}, this "
-                                 f"app speaks {PROTOCOL}: deploy the same version of sam_onnx on both sides.")
+                                 f"app speaks {wire.PROTOCOL}: deploy the same version of sam_onnx on both sides.")
         return cls(url, name=f"ray:{info.get('encoder', '?')}",
                    description=f"Ray Serve deployment at {url}: {info.get('description', '')}",
                    timeout_s=timeout_s, fallback=fallback)
@@ -228,9 +211,8 @@ class RemoteEncoder:
             raise InvalidImageError(f"expected pixel values of shape {PIXEL_SHAPE}, got {pixel_values.shape}")
         if self._fallback_factory is not None and time.monotonic() < self._local_until:
             return self._encode_locally(pixel_values, "the cluster failed moments ago")
-        body = np.ascontiguousarray(pixel_values, dtype=PIXEL_DTYPE).tobytes()
         try:
-            blob = self._post_with_retry(body)
+            blob = self._post_with_retry(wire.pack_pixels(pixel_values))
         except urllib.error.HTTPError as exc:
             if exc.code >= 500:
                 return self._unavailable(pixel_values, exc)
@@ -239,7 +221,7 @@ class RemoteEncoder:
                                  f"{detail}); deploy the same version of sam_onnx on both sides.") from None
         except (OSError, http.client.HTTPException) as exc:
             return self._unavailable(pixel_values, exc)
-        return self._unpack(blob)
+        return check_embeddings(wire.unpack_embeddings(blob, sender=self.url), label=f"{self.name} image encoder")
 
     def _unavailable(self, pixel_values: np.ndarray,
                      exc: BaseException) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -268,22 +250,10 @@ class RemoteEncoder:
             return self._post(body)
 
     def _post(self, body: bytes) -> bytes:
-        request = urllib.request.Request(f"{self.url}/encode", data=body, method="POST",
-                                         headers={"Content-Type": "application/octet-stream"})
+        request = urllib.request.Request(f"{self.url}{wire.ENCODE_PATH}", data=body, method="POST",
+                                         headers={"Content-Type": wire.OCTET_STREAM})
         with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
             return response.read()
-
-    def _unpack(self, blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if len(blob) != EMBEDDING_BYTES:
-            raise InferenceError(f"The encoder deployment at {self.url} returned {len(blob)} bytes, expected "
-                                 f"{EMBEDDING_BYTES}; deploy the same version of sam_onnx on both sides.")
-        flat = np.frombuffer(blob, EMBEDDING_DTYPE)
-        arrays, start = [], 0
-        for shape in EMBEDDING_SHAPES:
-            size = int(np.prod(shape))
-            arrays.append(flat[start:start + size].reshape(shape))
-            start += size
-        return check_embeddings(arrays, label=f"{self.name} image encoder")
 
     def _encode_locally(self, pixel_values: np.ndarray, reason: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with self._lock:

@@ -3,23 +3,25 @@
 Each replica loads the encoder once (a model folder or the pinned hub files,
 the same ``--encoder`` variants as the local path, via
 :func:`~sam_onnx.encoders.from_pretrained`, no decoder) and answers the HTTP protocol
-of :mod:`sam_onnx.encoders.remote`: float32 pixels in, float16 embeddings out.
+of :mod:`sam_onnx.encoders.wire`: float32 pixels in, float16 embeddings out.
 A replica runs one encode at a time (``max_ongoing_requests=1``): further
 uploads wait in Serve's queue, where a replica's death cannot lose them, and the
 autoscaler adds replicas while more than ``target_ongoing_requests`` wait per replica.
 
 One command, one machine (a local Ray head in this process, on 127.0.0.1)::
 
-    python -m sam_onnx.ray_serve --model-dir DIR --encoder fp32
+    python -m sam_serve.ray_serve --model-dir DIR --encoder fp32
 
 Several machines (README: Scaling out with Ray Serve)::
 
     ray start --head --port 6379                               # head machine
-    python -m sam_onnx.ray_serve --address auto --http-host 0.0.0.0 --max-replicas 8
+    python -m sam_serve.ray_serve --address auto --http-host 0.0.0.0 --max-replicas 8
     ray start --address HEAD:6379                              # each further machine
 
-Ray is imported only inside functions, so ``import sam_onnx.ray_serve`` works
-without it (the app never imports this module).
+Ray and Starlette are imported only inside functions, so ``import sam_serve.ray_serve``
+works without them (the app never imports this module). A request is answered by
+:meth:`EncoderReplica.respond`, which knows no transport: Serve's ``__call__`` and
+the tests' stdlib server (tests/replica_server.py) both call it.
 """
 
 from __future__ import annotations
@@ -38,21 +40,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
-from .encoders import encoder_choices
-from .encoders.remote import (
-    DEFAULT_HTTP_PORT,
-    EMBEDDING_DTYPE,
-    ENCODE_SECONDS_HEADER,
-    PIXEL_BYTES,
-    PIXEL_DTYPE,
-    PIXEL_SHAPE,
-    PROTOCOL,
-    ROUTE_PREFIX,
-)
-from .errors import ModelLoadError, SamOnnxError
-from .hub import MODEL_DIR_ENV
+from sam_onnx.encoders import ENCODER_ENV, encoder_choices, wire
+from sam_onnx.errors import ModelLoadError, SamOnnxError
+from sam_onnx.hub import MODEL_DIR_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -115,19 +105,32 @@ class ReplicaConfig:
     local_files_only: bool = False
 
 
+@dataclass(frozen=True)
+class Reply:
+    """One HTTP answer, free of any web framework: status, headers and body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def _text(status: int, text: str) -> Reply:
+    return Reply(status, {"Content-Type": "text/plain; charset=utf-8"}, text.encode())
+
+
 class EncoderReplica:
-    """One replica: the encoder loaded once, answering ``GET /info`` and ``POST /encode``.
+    """One replica: the encoder loaded once (alone, no decoder), answering ``GET /info`` and ``POST /encode``.
 
     Plain class (no Ray at import); :func:`build_app` makes it a Serve deployment.
     """
 
     def __init__(self, config: ReplicaConfig) -> None:
-        from .encoders import from_pretrained
+        from sam_onnx.encoders import from_pretrained
 
         started = time.perf_counter()
         self._encoder = from_pretrained(model_dir=config.model_dir, variant=config.encoder, threads=config.threads,
                                         local_files_only=config.local_files_only)
-        self._info = {"protocol": PROTOCOL, "encoder": self._encoder.name,
+        self._info = {"protocol": wire.PROTOCOL, "encoder": self._encoder.name,
                       "description": f"{self._encoder.description}, {config.threads} thread(s) per replica",
                       "host": socket.gethostname(), "pid": os.getpid(),
                       "load_seconds": round(time.perf_counter() - started, 2)}
@@ -136,34 +139,38 @@ class EncoderReplica:
     def info(self) -> dict:
         return dict(self._info)
 
-    def encode(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(1, 3, 1024, 1024)`` float32 -> the three embeddings as float16 (the transfer format)."""
-        return tuple(e.astype(EMBEDDING_DTYPE) for e in self._encoder.encode(pixel_values))
+    def respond(self, method: str, path: str, body: bytes = b"") -> Reply:
+        """Answer one request of the wire protocol (:mod:`sam_onnx.encoders.wire`); blocks for an encode.
 
-    def encode_bytes(self, body: bytes) -> tuple[bytes, float]:
-        """The HTTP body of a request -> the response body and the encoder's own seconds."""
-        pixels = np.frombuffer(body, PIXEL_DTYPE).reshape(PIXEL_SHAPE)
+        Args:
+            method: ``"GET"`` or ``"POST"``.
+            path: the request path (anything ending in ``/info`` or ``/encode``).
+            body: the request body (the pixels for ``POST /encode``).
+
+        Returns:
+            200 with the JSON info or the float16 embeddings (and the encoder's own seconds in
+            ``X-Encode-Seconds``); 400 for a body of the wrong length; 404 for anything else.
+        """
+        path = path.split("?", 1)[0].rstrip("/")
+        if method == "GET" and path.endswith(wire.INFO_PATH):
+            return Reply(200, {"Content-Type": "application/json"}, json.dumps(self.info()).encode())
+        if method != "POST" or not path.endswith(wire.ENCODE_PATH):
+            return _text(404, f"GET {wire.INFO_PATH} or POST {wire.ENCODE_PATH}")
+        problem = wire.pixels_problem(body)
+        if problem is not None:
+            return _text(400, problem)
         started = time.perf_counter()
-        embeddings = self.encode(pixels)
+        blob = wire.pack_embeddings(self._encoder.encode(wire.unpack_pixels(body)))
         seconds = time.perf_counter() - started
-        return b"".join(e.tobytes() for e in embeddings), seconds
+        return Reply(200, {"Content-Type": wire.OCTET_STREAM, wire.ENCODE_SECONDS_HEADER: f"{seconds:.4f}"}, blob)
 
     async def __call__(self, request):
-        from starlette.responses import JSONResponse, PlainTextResponse, Response
+        from starlette.responses import Response
 
-        path = request.url.path.rstrip("/")
-        if request.method == "GET" and path.endswith("/info"):
-            return JSONResponse(self.info())
-        if request.method != "POST" or not path.endswith("/encode"):
-            return PlainTextResponse("GET /info or POST /encode", status_code=404)
-        body = await request.body()
-        if len(body) != PIXEL_BYTES:
-            return PlainTextResponse(f"expected {PIXEL_BYTES} bytes of float32 pixels {PIXEL_SHAPE}, "
-                                     f"got {len(body)}", status_code=400)
-        # The encode blocks for seconds: off the replica's event loop, so health checks still answer.
-        blob, seconds = await asyncio.to_thread(self.encode_bytes, body)
-        return Response(blob, media_type="application/octet-stream",
-                        headers={ENCODE_SECONDS_HEADER: f"{seconds:.4f}"})
+        body = await request.body() if request.method == "POST" else b""
+        # An encode blocks for seconds: off the replica's event loop, so health checks still answer.
+        reply = await asyncio.to_thread(self.respond, request.method, request.url.path, body)
+        return Response(reply.body, status_code=reply.status, headers=reply.headers)
 
 
 def build_app(config: ReplicaConfig, *, autoscaling: Autoscaling | None = None, num_replicas: int | None = None,
@@ -186,18 +193,22 @@ def build_app(config: ReplicaConfig, *, autoscaling: Autoscaling | None = None, 
     return deployment.bind(config)
 
 
-def deploy(app, *, http_host: str = LOOPBACK, http_port: int = DEFAULT_HTTP_PORT) -> str:
+def deploy(app, *, http_host: str = LOOPBACK, http_port: int = wire.DEFAULT_HTTP_PORT) -> str:
     """Start Serve's HTTP proxy (if needed) and run ``app`` on the connected cluster; returns the encoder's URL."""
     from ray import serve
 
     serve.start(http_options={"host": http_host, "port": http_port})
-    serve.run(app, name=APP_NAME, route_prefix=ROUTE_PREFIX, blocking=False)
+    serve.run(app, name=APP_NAME, route_prefix=wire.ROUTE_PREFIX, blocking=False)
     host = LOOPBACK if http_host in ("0.0.0.0", "::") else http_host
-    return f"http://{host}:{http_port}{ROUTE_PREFIX}"
+    return f"http://{host}:{http_port}{wire.ROUTE_PREFIX}"
+
+
+SHIPPED_PACKAGES = ("sam_onnx", "sam_serve")
+"""What the replicas import: the wrapper (the encoder engines) and this package (the replica class)."""
 
 
 def repo_root() -> Path:
-    """The folder that holds the ``sam_onnx`` package (put on the replicas' import path)."""
+    """The folder that holds the ``sam_onnx`` and ``sam_serve`` packages (put on the replicas' import path)."""
     return Path(__file__).resolve().parent.parent
 
 
@@ -227,7 +238,7 @@ def connect(address: str | None, *, num_cpus: int | None = None, object_store_mb
     if address is None:
         os.environ.update(LOOPBACK_ENV)  # read by Ray at import: before the first `import ray`
         paths = [str(repo_root()), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-        os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))  # replicas import sam_onnx
+        os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))  # replicas import both packages
     import ray
 
     if address is None:
@@ -238,15 +249,15 @@ def connect(address: str | None, *, num_cpus: int | None = None, object_store_mb
         return
     if address != "auto":
         probe(address)
-    # The cluster's nodes get this sam_onnx with the deployment (they need its requirements installed).
+    # The cluster's nodes get these packages with the deployment (they need their requirements installed).
     ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
-             runtime_env={"py_modules": [str(repo_root() / "sam_onnx")]})
+             runtime_env={"py_modules": [str(repo_root() / name) for name in SHIPPED_PACKAGES]})
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     parser = argparse.ArgumentParser(
-        prog="python -m sam_onnx.ray_serve",
+        prog="python -m sam_serve.ray_serve",
         description="Deploy the SAM 2.1 image encoder as an autoscaling Ray Serve deployment.")
     parser.add_argument("--address", default=None,
                         help="Ray cluster to deploy on: HOST:PORT of its head, or 'auto' for the one `ray start` "
@@ -255,7 +266,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-dir", default=env(MODEL_DIR_ENV),
                         help=f"folder with the ONNX files on every node (env {MODEL_DIR_ENV}); default: the pinned "
                              "hub files, downloaded once per node")
-    parser.add_argument("--encoder", type=str.lower, choices=encoder_choices(), default=env("SAM_ONNX_ENCODER", "fp32"),
+    parser.add_argument("--encoder", type=str.lower, choices=encoder_choices(), default=env(ENCODER_ENV, "fp32"),
                         help="encoder variant each replica runs (as the app's --encoder; default fp32)")
     parser.add_argument("--local-files-only", action="store_true", help="never download model files")
     parser.add_argument("--replica-cpus", type=float, default=DEFAULT_REPLICA_CPUS,
@@ -273,7 +284,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="uploads that may wait per caller before Serve answers 503 (default: no limit)")
     parser.add_argument("--http-host", default=LOOPBACK,
                         help="address of Serve's HTTP proxy (0.0.0.0 to let app machines reach it); default 127.0.0.1")
-    parser.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT)
+    parser.add_argument("--http-port", type=int, default=wire.DEFAULT_HTTP_PORT)
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local head (default: all)")
     return parser.parse_args(argv)
 
