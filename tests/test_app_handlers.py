@@ -382,3 +382,31 @@ def test_a_bad_stroke_is_refused_and_changes_nothing(service, photo, stroke, mes
 def test_painting_needs_an_object_with_prompts(service, photo):
     with pytest.raises(gr.Error, match="first, then paint"):
         app.paint_stroke(service, _open(service, photo)[OUT["state"]], {"points": [[5, 5]], "radius": 3}, 0.5, True)
+
+
+def test_a_new_image_cancels_the_tabs_running_refine(service, photo, tmp_path, monkeypatch):
+    """A refine whose crop is being encoded when the tab opens another image ends without a result."""
+    import threading
+    from types import SimpleNamespace
+
+    request = SimpleNamespace(session_hash="tab-refine-cancel")
+    first = _click(service, _open(service, photo), 120, 200)
+    encoding, release = threading.Event(), threading.Event()
+    real = service.crop_embedding
+
+    def slow_crop_embedding(record, crop):
+        encoding.set()
+        release.wait(10)
+        return real(record, crop)
+
+    monkeypatch.setattr(service, "crop_embedding", slow_crop_embedding)
+    outcome = []
+    thread = threading.Thread(target=lambda: outcome.append(app.run_refine(service, first[OUT["state"]], request)))
+    thread.start()
+    assert encoding.wait(10)
+    other = tmp_path / "other.png"
+    Image.fromarray(make_rgb(200, 300, seed=6)).save(other)
+    app.show_image(service, app.open_image(service, str(other)), 0.5, True, first[OUT["state"]], request)
+    release.set()
+    thread.join(10)
+    assert outcome == [None]

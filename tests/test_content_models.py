@@ -20,6 +20,8 @@ LAYOUTS = {
     "boxes only": (np.zeros((1, 1, 0, 2)), np.zeros((1, 2, 0)), [[[100, 100, 400, 500], [0, 0, 50, 50]]]),
     "box and points": ([[[[300, 300]], [[700, 700]]]], [[[1], [1]]], [[[100, 100, 400, 500], [600, 600, 900, 900]]]),
     "a point at the far edge": ([[[[1023.9, 1023.9], [0, 0]]]], [[[1, -1]]], np.zeros((1, 0, 4))),
+    # 0.4 model units before a cell's edge: the graph's 0.5 shift puts it in the next cell
+    "a point just before a cell edge": ([[[[403.7, 599.6], [0, 0]]]], [[[1, -1]]], np.zeros((1, 0, 4))),
 }
 
 
@@ -85,5 +87,9 @@ def test_the_benchmarks_boundary_error_is_zero_for_the_truth_and_the_shift_for_a
     shifted = np.roll(truth, 3, axis=1)
     error = boundary_error(shifted, truth)
     assert 1.0 < error["mean"] <= 3.0 and error["p95"] == 3.0  # the left and right edges are 3 px off
+    # Both ways: a mask that misses a whole part of the shape is off by that part's distance.
+    two_parts = truth.copy()
+    two_parts[160:190, 60:140] = True
+    assert boundary_error(truth, two_parts)["p95"] >= 10
     empty = boundary_error(np.zeros_like(truth), truth)
     assert np.isnan(empty["mean"]) and empty["iou"] == 0.0
