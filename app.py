@@ -28,7 +28,7 @@ import gradio as gr
 
 from sam_demo.editor import MAX_OBJECTS, Editor
 from sam_demo.gradio_guard import SafeBlocks, guarded, request_limits_middleware, uploaded_image, user_error
-from sam_demo import routes
+from sam_demo import page_decoder, routes
 from sam_demo.limits import api_request, parse_json
 from sam_demo.page import CSS, DISPLAY_HEIGHT, HEAD, HELP, TITLE, UPLOAD_BOX_HEIGHT
 from sam_demo.service import DEFAULT_DISPLAY_SIDE, RefineCancelled, Refinement, SEGMENT_OUTPUTS, SEGMENT_RLE, ImageRecord, SegmentationService
@@ -790,8 +790,10 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
 
 
 def app_routes(service: SegmentationService) -> list:
-    """The app's own HTTP routes (the view's scripts and an image's files, :mod:`sam_demo.routes`)."""
-    return routes.demo_routes(service, service.grants)
+    """The app's own HTTP routes (the view's scripts and an image's files, :mod:`sam_demo.routes`; the page
+    decoder's files and an image's embeddings, :mod:`sam_demo.page_decoder`)."""
+    page = page_decoder.routes(service.page_decoder, service.grants.resolve, service.embedding)
+    return routes.demo_routes(service, service.grants, extra=page)
 
 
 def launch_kwargs(host: str, port: int, routes: list | tuple = ()) -> dict:
@@ -801,7 +803,9 @@ def launch_kwargs(host: str, port: int, routes: list | tuple = ()) -> dict:
         "enable_monitoring": False, "show_error": False, "ssr_mode": False,
         "state_session_capacity": 1000, "css": CSS, "head": HEAD, "theme": gr.themes.Soft(),
         "footer_links": ["api"],
-        "app_kwargs": {"middleware": request_limits_middleware(), "routes": list(routes)},
+        # cross-origin isolation: the page's decoder runs multi-threaded (sam_demo.page_decoder)
+        "app_kwargs": {"middleware": [*request_limits_middleware(), *page_decoder.isolation_middleware()],
+                       "routes": list(routes)},
     }
 
 
@@ -828,6 +832,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="long side of the displayed image in pixels (env SAM_APP_DISPLAY_SIDE)")
     parser.add_argument("--cache-mb", type=int, default=int(env("SAM_APP_CACHE_MB", "1024")),
                         help="memory for cached image embeddings, ~22 MB per image (env SAM_APP_CACHE_MB)")
+    parser.add_argument("--no-page-decoder", action="store_true",
+                        default=env(page_decoder.PAGE_DECODER_ENV, "1") == "0",
+                        help="no live previews: the page never decodes by itself and downloads neither "
+                             f"onnxruntime-web nor the decoder (env {page_decoder.PAGE_DECODER_ENV}=0)")
     parser.add_argument("--no-warmup", action="store_true",
                         help="skip the warm-up at start (one encoder run, a decoder call, a 2×2 segment everything)")
     scale = parser.add_argument_group("encoder on a Ray Serve deployment (README: Scaling out with Ray Serve)")
@@ -862,8 +870,9 @@ def make_service(args: argparse.Namespace) -> SegmentationService:
     predictor = Sam2Predictor.from_pretrained(model_dir=args.model_dir, fp16_encoder=args.fp16_encoder,
                                               variant=args.encoder, providers=args.provider, threads=args.threads,
                                               image_encoder=remote)
+    page = None if args.no_page_decoder else page_decoder.prepare(predictor, encoders.default_cache_dir())
     service = SegmentationService(predictor, display_max_side=args.display_side, image_cache_mb=args.cache_mb,
-                                  upload_concurrency=1 if remote is None else args.ray_uploads)
+                                  upload_concurrency=1 if remote is None else args.ray_uploads, page_decoder=page)
     if not args.no_warmup:
         service.warm_up()
     return service

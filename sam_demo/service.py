@@ -56,6 +56,7 @@ from . import bundle, fair, grants, jobs, layers, limits, view
 from .cache import BoundedCache
 from .editor import Editor, ObjectState
 from .layers import Layer, LayerSpec
+from .page_decoder import PageDecoderAssets
 from .view import Background, Summary, View, ViewOptions
 
 logger = logging.getLogger(__name__)
@@ -239,13 +240,18 @@ class SegmentationService:
         upload_concurrency: uploads read and encoded at once (1 with a local encoder; the app's
             ``--ray-uploads`` when a Ray Serve deployment encodes).
         grant_ttl_s: seconds a tab's access token to an image lives after its last use (:mod:`sam_demo.grants`).
+        page_decoder: the page's decoder files (:func:`sam_demo.page_decoder.prepare`); None turns the page's
+            live previews off.
     """
 
     def __init__(self, predictor: Sam2Predictor, *, display_max_side: int = DEFAULT_DISPLAY_SIDE,
                  image_cache_mb: int = DEFAULT_IMAGE_CACHE_MB, result_cache_mb: int = DEFAULT_RESULT_CACHE_MB,
                  view_cache_mb: int = DEFAULT_VIEW_CACHE_MB, limits: ImageLimits = DEFAULT_LIMITS,
-                 upload_concurrency: int = 1, grant_ttl_s: float = grants.DEFAULT_TTL_S) -> None:
+                 upload_concurrency: int = 1, grant_ttl_s: float = grants.DEFAULT_TTL_S,
+                 page_decoder: PageDecoderAssets | None = None) -> None:
         self.predictor = predictor
+        self.page_decoder = page_decoder
+        """The files of the page's own decoder (:mod:`sam_demo.page_decoder`), or None: no live previews."""
         # Uploads encoded at once: 1 for an encoder on this machine (two at once only halve the speed);
         # more when the encoder is a Ray Serve deployment with several replicas.
         self.upload_concurrency = max(1, upload_concurrency)
@@ -539,6 +545,12 @@ class SegmentationService:
         return layer_id, found
 
     # ------------------------------------------------------------------ the page's files (sam_demo.routes)
+    def embedding(self, key: str) -> ImageEmbedding | None:
+        """The embedding of image ``key`` (encoded again after an eviction), or None when this server does not
+        know the image (the page's decoder fetches it: :mod:`sam_demo.page_decoder`)."""
+        record = self._records.get(key)
+        return None if record is None else self.cached_image(record).embedding
+
     def display_jpeg(self, key: str) -> bytes | None:
         """The display copy of image ``key`` as a JPEG, or None when this server does not know the image."""
         record = self._records.get(key)

@@ -1,0 +1,127 @@
+// The page's decoder, in a module Web Worker: onnxruntime-web (WebAssembly) runs the server's decoder graph
+// on embeddings the server sent, for prompts the page sends. One decode at a time (the client keeps at most
+// one in flight); at most MAX_IMAGES images' embeddings are held here.
+//
+// Messages in (postMessage({type, ...})):
+//   init   {ortUrl, wasmPrefix, decoderUrl, threads}      -> ready {threads, isolated, loadMs} | failed {reason, kind}
+//   image  {key, buffer: ArrayBuffer (transferred)}       -> image {key} | failed {key, reason}
+//   decode {id, key, prompts, originalHW, outHW}          -> mask {id, key, scores, best, crop, objectScore, ms}
+//                                                            | error {id, reason, kind}
+//   forget {key}
+//   floor  {id, key, prompts, originalHW, runs}           -> floor {id, ms: [...]}: bare session.run times (the
+//                                                            benchmark's floor: no feeds building, no upsampling)
+// `kind` is 'memory' when the failure looks like running out of memory (the page turns previews off).
+
+import { decoderFeeds, promptProblem } from './feeds.js';
+import { bestIndex, maskCrop } from './masks.js';
+import { parsePayload } from './payload.js';
+
+export const MAX_IMAGES = 3;
+const LOW_RES = 256;
+const CANDIDATES = 3;
+
+let ort = null;
+let session = null;
+const images = new Map(); // key -> {originalHW, tensors}; insertion order = least recently used first
+
+function failureKind(error) {
+  const text = String(error && (error.message || error));
+  return error instanceof RangeError || /memory|allocat|OOM|Aborted/i.test(text) ? 'memory' : 'error';
+}
+
+async function init({ ortUrl, wasmPrefix, decoderUrl, threads }) {
+  const started = performance.now();
+  if (typeof WebAssembly !== 'object') throw Object.assign(new Error('this browser has no WebAssembly'), { kind: 'nowasm' });
+  ort = await import(ortUrl);
+  ort.env.wasm.wasmPaths = wasmPrefix;
+  // Threads need cross-origin isolation (SharedArrayBuffer); otherwise onnxruntime-web runs one thread.
+  ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.max(1, threads) : 1;
+  ort.env.wasm.proxy = false; // this worker already keeps the page's main thread free
+  const response = await fetch(decoderUrl);
+  if (!response.ok) throw new Error(`the decoder file answered HTTP ${response.status}`);
+  const model = new Uint8Array(await response.arrayBuffer());
+  session = await ort.InferenceSession.create(model, {
+    executionProviders: ['wasm'],
+    graphOptimizationLevel: 'all',
+  });
+  return { threads: ort.env.wasm.numThreads, isolated: !!self.crossOriginIsolated, loadMs: performance.now() - started };
+}
+
+function addImage(key, buffer) {
+  const parsed = parsePayload(buffer);
+  if (parsed.imageKey !== key) throw new Error('the embeddings belong to another image');
+  const tensors = {};
+  for (const level of parsed.levels) tensors[level.name] = new ort.Tensor('float16', level.data, level.dims);
+  images.delete(key);
+  images.set(key, { originalHW: parsed.originalHW, tensors });
+  while (images.size > MAX_IMAGES) images.delete(images.keys().next().value);
+}
+
+async function decode({ key, prompts, originalHW, outHW }) {
+  const image = images.get(key);
+  if (!image) throw new Error('no embeddings for this image');
+  images.delete(key); // most recently used last
+  images.set(key, image);
+  if (image.originalHW[0] !== originalHW[0] || image.originalHW[1] !== originalHW[1]) {
+    throw new Error('the embeddings were made for another image size');
+  }
+  const problem = promptProblem(prompts, originalHW);
+  if (problem) throw new Error(`cannot decode ${problem}`);
+  const started = performance.now();
+  const feeds = { ...image.tensors };
+  for (const [name, { data, dims }] of Object.entries(decoderFeeds(prompts, originalHW))) {
+    feeds[name] = new ort.Tensor(data instanceof BigInt64Array ? 'int64' : 'float32', data, dims);
+  }
+  const out = await session.run(feeds);
+  const ran = performance.now();
+  const scores = Array.from(out.iou_scores.data.slice(0, CANDIDATES));
+  const best = bestIndex(scores);
+  const plane = LOW_RES * LOW_RES;
+  const logits = out.pred_masks.data.subarray(best * plane, (best + 1) * plane);
+  const crop = maskCrop(logits, LOW_RES, LOW_RES, outHW);
+  const objectScore = 1 / (1 + Math.exp(-out.object_score_logits.data[0]));
+  for (const tensor of Object.values(out)) tensor.dispose?.();
+  return { scores, best, crop, objectScore, ms: { run: ran - started, post: performance.now() - ran } };
+}
+
+async function floor({ key, prompts, originalHW, runs }) {
+  const image = images.get(key);
+  if (!image) throw new Error('no embeddings for this image');
+  const feeds = { ...image.tensors };
+  for (const [name, { data, dims }] of Object.entries(decoderFeeds(prompts, originalHW))) {
+    feeds[name] = new ort.Tensor(data instanceof BigInt64Array ? 'int64' : 'float32', data, dims);
+  }
+  const ms = [];
+  for (let i = 0; i < runs; i++) {
+    const started = performance.now();
+    const out = await session.run(feeds);
+    ms.push(performance.now() - started);
+    for (const tensor of Object.values(out)) tensor.dispose?.();
+  }
+  return ms;
+}
+
+self.onmessage = async ({ data }) => {
+  const { type } = data;
+  try {
+    if (type === 'init') {
+      self.postMessage({ type: 'ready', ...(await init(data)) });
+    } else if (type === 'image') {
+      addImage(data.key, data.buffer);
+      self.postMessage({ type: 'image', key: data.key });
+    } else if (type === 'decode') {
+      const result = await decode(data);
+      self.postMessage({ type: 'mask', id: data.id, key: data.key, ...result }, [result.crop.bits.buffer]);
+    } else if (type === 'floor') {
+      self.postMessage({ type: 'floor', id: data.id, ms: await floor(data) });
+    } else if (type === 'forget') {
+      images.delete(data.key);
+    }
+  } catch (error) {
+    const reason = String(error && (error.message || error));
+    const kind = error && error.kind ? error.kind : failureKind(error);
+    if (type === 'init') self.postMessage({ type: 'failed', reason, kind });
+    else if (type === 'image') self.postMessage({ type: 'failed', key: data.key, reason, kind });
+    else self.postMessage({ type: 'error', id: data.id, reason, kind });
+  }
+};

@@ -1,0 +1,271 @@
+"""The page's own decoder (onnxruntime-web in a Web Worker) against the server's: same masks, same scores.
+
+* On the reduced real-architecture model (tests/fixtures/sam2_tiny, which has the onnxruntime Concat quirk):
+  for 20 hovered points, 5 include+exclude layouts and 5 boxes, the page's mask at display resolution equals
+  the server's (worst IoU >= 0.995) and the predicted IoU scores agree within 1e-3.
+* On the analytic models the page's mask is the exact closed-form mask (``pipeline_mask``), pixel for pixel
+  at display resolution, for a wide picture shown at full size, a 4000x3000 photo shown downscaled, and a
+  picture with a "blue screen" region (a swapped channel or level in the embedding payload shows there).
+* The pure modules (feeds.js, masks.js) give the server's feeds and masks bit for bit on random inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sam_onnx import Prompts
+from sam_onnx.geometry import Geometry
+from sam_onnx.postprocess import mask_crop_from_logits
+from sam_onnx.prompts import encode_prompts
+from tests import analytic_models as am
+from tools import page_decoder_driver as decoder_page
+from tests.browser.conftest import BIG_HW, WIDE_HW
+from tests.browser.pixels import gradient_rgb
+
+pytestmark = pytest.mark.browser
+
+WORST_IOU = 0.995
+SCORE_TOLERANCE = 1e-3
+KEY_MARGIN_FP16 = 1e-2
+"""Key cells (analytic models) must lie this far from the key tolerance so the page's float16 embeddings put
+them on the same side (float16 rounds the normalised channel averages by at most ~1e-3)."""
+
+
+def _serve_with_page_decoder(predictor, tmp_path_factory):
+    """The demo app as ``app.main`` wires it, with the page decoder on; yields (url, service)."""
+    import app
+    from sam_demo import page_decoder
+    from sam_demo.service import SegmentationService
+    from tools.ports import free_port
+
+    service = SegmentationService(predictor, image_cache_mb=128,
+                                  page_decoder=page_decoder.prepare(predictor, tmp_path_factory.mktemp("cache")))
+    demo = app.build_demo(service)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True,
+                            **app.launch_kwargs("127.0.0.1", free_port(), routes=app.app_routes(service)))
+    try:
+        yield {"url": url, "service": service, "assets": service.page_decoder}
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def fixture_server(tmp_path_factory):
+    from sam_onnx import Sam2Predictor
+    from tests.test_reference_fixture import FIXTURE
+
+    predictor = Sam2Predictor.from_files(FIXTURE / "encoder.onnx", FIXTURE / "decoder.onnx", threads=1)
+    yield from _serve_with_page_decoder(predictor, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def analytic_server(predictor, tmp_path_factory):
+    yield from _serve_with_page_decoder(predictor, tmp_path_factory)
+
+
+def _page(browser, server):
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    page.goto(server["url"])
+    info = decoder_page.start(page, server["assets"].page_config())
+    return context, page, info
+
+
+def _open(server, page, path):
+    """Open an image on the server, grant this test page access to it, load its embeddings into the page."""
+    record, _ = server["service"].open_image(path)
+    token = server["service"].grants.issue("test-tab", record.key)
+    decoder_page.load_image(page, record.key, server["assets"].embeddings_urls(record.key, token))
+    return record
+
+
+@pytest.fixture(scope="module")
+def fixture_page(browser, fixture_server):
+    context, page, info = _page(browser, fixture_server)
+    yield page, info
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def analytic_page(browser, analytic_server):
+    context, page, info = _page(browser, analytic_server)
+    yield page, info
+    context.close()
+
+
+def test_the_page_runs_multithreaded_when_isolated(fixture_page):
+    _, info = fixture_page
+    assert info["isolated"] is True
+    assert info["threads"] >= 1
+
+
+def test_page_masks_equal_the_servers_on_the_real_architecture(fixture_server, fixture_page, tmp_path):
+    page, _ = fixture_page
+    path = tmp_path / "photo.png"
+    Image.fromarray(gradient_rgb(1200, 1600, seed=5)).save(path)  # shown downscaled (1536 x 1152)
+    record = _open(fixture_server, page, path)
+    display_hw = record.frame.display_hw
+    prompts = decoder_page.parity_prompts(record.original_hw)
+    results = decoder_page.decode(page, record.key, record.original_hw, display_hw, prompts)
+    embedding = fixture_server["service"].cached_image(record).embedding
+    worst, worst_score, exact = 1.0, 0.0, 0
+    for prompt, result in zip(prompts, results):
+        server = fixture_server["service"].predictor.decode(embedding, Prompts.from_dict(prompt))
+        expected = server.mask(server.best_index, hw=display_hw)
+        got = decoder_page.page_mask(result, display_hw)
+        worst = min(worst, decoder_page.iou(got, expected))
+        worst_score = max(worst_score, float(np.abs(np.asarray(result["scores"]) - server.scores).max()))
+        exact += int(np.array_equal(got, expected))
+        assert result["best"] == server.best_index or abs(server.scores[result["best"]] - server.scores.max()) < \
+            SCORE_TOLERANCE
+    print(f"fixture parity: worst IoU {worst:.5f}, worst score difference {worst_score:.2e}, "
+          f"{exact} of {len(prompts)} masks identical")
+    assert worst >= WORST_IOU
+    assert worst_score <= SCORE_TOLERANCE
+
+
+def _blue_screen_picture() -> np.ndarray:
+    """640 x 512 with a pure blue block whose edges fall on low-res cell borders (model x 256..768)."""
+    rgb = gradient_rgb(512, 640, seed=7)
+    rgb[128:384, 160:480] = am.KEY_RGB
+    return rgb
+
+
+@pytest.mark.parametrize("picture", ["wide", "big", "blue screen"])
+def test_page_masks_are_the_closed_form_masks_on_the_analytic_models(analytic_server, analytic_page, tmp_path,
+                                                                     picture):
+    page, _ = analytic_page
+    rgb = {"wide": lambda: gradient_rgb(*WIDE_HW), "big": lambda: gradient_rgb(*BIG_HW, seed=2),
+           "blue screen": _blue_screen_picture}[picture]()
+    path = tmp_path / f"{picture}.png"
+    Image.fromarray(rgb).save(path)
+    record = _open(analytic_server, page, path)
+    h, w = record.original_hw
+    display_hw = record.frame.display_hw
+    emb0 = am.reference_encoder(am.reference_pixel_values(rgb).astype(np.float32))[0]
+    distance = am.key_distance(emb0.astype(np.float16))[0]
+    assert np.abs(distance - am.KEY_TOLERANCE).min() > KEY_MARGIN_FP16, "test picture: ambiguous key cells"
+    key = am.key_cells(rgb, check_margin=False)
+    assert key.any() == (picture == "blue screen")
+    prompts = [{"points": [[w * 0.3, h * 0.4, 1]], "box": None},
+               {"points": [[w * 0.5, h * 0.5, 1], [w * 0.55, h * 0.45, 0]], "box": None},
+               {"points": [], "box": [w * 0.8, h * 0.9, w * 0.2, h * 0.15]},
+               {"points": [[w * 0.5, h * 0.6, 1]], "box": [w * 0.1, h * 0.2, w * 0.7, h * 0.8]},
+               {"points": [[w * 0.6, h * 0.3, 0]], "box": None}]
+    results = decoder_page.decode(page, record.key, record.original_hw, display_hw, prompts)
+    for prompt, result in zip(prompts, results):
+        points = np.array([p[:2] for p in prompt["points"]]).reshape(-1, 2)
+        labels = [p[2] for p in prompt["points"]]
+        box = sorted_box(prompt["box"])
+        candidate = 1 if 1 in labels else 0  # the analytic scores' argmax (IOU_WITH/WITHOUT_POSITIVE)
+        assert result["best"] == candidate
+        exact, unsure = am.pipeline_mask(points, labels, box, (h, w), candidate, key=key, out_hw=display_hw)
+        got = decoder_page.page_mask(result, display_hw)
+        wrong = (got != exact) & ~unsure
+        assert exact[~unsure].any() or not got.any()
+        assert not wrong.any(), f"{prompt}: {int(wrong.sum())} pixels differ from the closed-form mask"
+
+
+def sorted_box(box):
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    return [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
+
+
+# ---------------------------------------------------------------------------- the pure modules, bit for bit
+FEEDS_JS = """async ({ cases }) => {
+  const { decoderFeeds } = await import('/sam-page/js/feeds.js');
+  return cases.map(({ prompts, hw }) => {
+    const f = decoderFeeds(prompts, hw);
+    return { points: Array.from(f.input_points.data), pointsDims: f.input_points.dims,
+             labels: Array.from(f.input_labels.data, Number), labelsDims: f.input_labels.dims,
+             boxes: Array.from(f.input_boxes.data), boxesDims: f.input_boxes.dims };
+  });
+}"""
+
+
+def test_feeds_js_builds_the_servers_feeds_bit_for_bit(analytic_page):
+    page, _ = analytic_page
+    rng = np.random.default_rng(11)
+    cases = []
+    for _ in range(60):
+        h, w = (int(v) for v in rng.integers(1, 9000, 2))
+        n = int(rng.integers(0, 5))
+        points = [[float(rng.uniform(0, w)) if rng.uniform() < 0.8 else float(rng.integers(0, w)),
+                   float(rng.uniform(0, h)), int(rng.integers(0, 2))] for _ in range(n)]
+        box = None
+        if n == 0 or rng.uniform() < 0.4:
+            xs, ys = rng.uniform(0, w, 2), rng.uniform(0, h, 2)
+            box = [float(xs[0]), float(ys[0]), float(xs[1]), float(ys[1])]
+        cases.append({"prompts": {"points": points, "box": box}, "hw": [h, w]})
+    got = page.evaluate(FEEDS_JS, {"cases": cases})
+    for case, js in zip(cases, got):
+        (batch,) = encode_prompts([Prompts.from_dict(case["prompts"])], Geometry(tuple(case["hw"])))
+        feeds = batch.feeds
+        assert js["pointsDims"] == list(feeds["input_points"].shape)
+        assert np.array_equal(np.asarray(js["points"], np.float32), feeds["input_points"].ravel())
+        assert js["labels"] == feeds["input_labels"].ravel().tolist()
+        assert js["labelsDims"] == list(feeds["input_labels"].shape)
+        assert js["boxesDims"] == list(feeds["input_boxes"].shape)
+        assert np.array_equal(np.asarray(js["boxes"], np.float32), feeds["input_boxes"].ravel())
+
+
+MASKS_JS = """async ({ cases }) => {
+  const { maskCrop, bestIndex } = await import('/sam-page/js/masks.js');
+  return cases.map(({ logits, outHW, scores }) => {
+    const c = maskCrop(Float32Array.from(logits), 256, 256, outHW);
+    return { row0: c.row0, col0: c.col0, height: c.height, width: c.width, bits: Array.from(c.bits),
+             best: bestIndex(scores) };
+  });
+}"""
+
+
+def test_masks_js_is_the_servers_upsampling_bit_for_bit(analytic_page):
+    page, _ = analytic_page
+    rng = np.random.default_rng(12)
+    cases = []
+    for out_hw, spread in (((150, 240), 3.0), ((300, 41), 0.5), ((1152, 1536), 0.02), ((97, 1031), 1.0),
+                           ((256, 256), 2.0)):
+        yy, xx = np.mgrid[0:256, 0:256]
+        blob = 30.0 - np.hypot(yy - rng.uniform(40, 200), xx - rng.uniform(40, 200))
+        logits = (blob + rng.normal(0, spread, (256, 256))).astype(np.float32)
+        scores = [float(v) for v in rng.choice([0.5, 0.7, 0.7], 3, replace=False)]
+        cases.append({"logits": logits.ravel().tolist(), "outHW": list(out_hw), "scores": scores})
+    cases.append({"logits": [-1.0] * 65536, "outHW": [10, 10], "scores": [0.1, 0.1, 0.1]})
+    got = page.evaluate(MASKS_JS, {"cases": cases})
+    for case, js in zip(cases, got):
+        logits = np.asarray(case["logits"], np.float32).reshape(256, 256)
+        crop, (row0, col0) = mask_crop_from_logits(logits, tuple(case["outHW"]))
+        assert (js["row0"], js["col0"], js["height"], js["width"]) == (row0, col0, *crop.shape)
+        assert np.array_equal(np.asarray(js["bits"], bool).reshape(crop.shape), crop)
+        assert js["best"] == int(np.argmax(case["scores"]))
+
+
+# ---------------------------------------------------------------------------- cross-origin isolation
+def test_the_app_is_cross_origin_isolated_and_gradio_still_loads_its_theme(browser, fixture_server):
+    """COOP/COEP (require-corp) must not cost Gradio anything: every file the page loads is the app's own,
+    none is blocked, and the theme's font (served by Gradio itself) is in use."""
+    context = browser.new_context()
+    page = context.new_page()
+    requests, problems = [], []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("requestfailed", lambda r: problems.append(f"{r.url}: {r.failure}"))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    try:
+        page.goto(fixture_server["url"])
+        page.wait_for_selector("#display")
+        state = page.evaluate("""async () => { await document.fonts.ready;
+            return { isolated: self.crossOriginIsolated, shared: typeof SharedArrayBuffer === 'function',
+                     font: getComputedStyle(document.querySelector('.gradio-container')).fontFamily,
+                     loaded: [...document.fonts].filter((f) => f.status === 'loaded').map((f) => f.family) }; }""")
+    finally:
+        context.close()
+    origin = fixture_server["url"].rstrip("/")
+    foreign = [u for u in requests if not u.startswith((origin, "data:", "blob:"))]
+    assert state["isolated"] and state["shared"]
+    assert not foreign, f"cross-origin requests (blocked under require-corp): {foreign}"
+    assert not problems, problems
+    assert "Montserrat" in state["font"] and any("Montserrat" in f for f in state["loaded"]), state
