@@ -55,6 +55,8 @@ STATIC = Path(__file__).resolve().parent / "static"
 ORT_DIR = STATIC / "ort"
 JS_DIR = STATIC / "decoder"
 ROUTE_PREFIX = "/sam-page"
+URL_PREFIX = ROUTE_PREFIX.lstrip("/") + "/"
+"""The URLs the page gets are relative to the app's root (``gradio_config.root``), like the view's."""
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 """A grant token (URL-safe base64), nothing that could step out of a path."""
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -95,18 +97,18 @@ class PageDecoderAssets:
     model_tag: str
 
     def page_config(self, threads: int | None = None) -> dict[str, Any]:
-        """The URLs and sizes the page's script needs (JSON-ready)."""
-        ort = f"{ROUTE_PREFIX}/ort/{self.ort_version}/"
+        """The URLs (relative to the app's root) and sizes the page's script needs (JSON-ready)."""
+        ort = f"{URL_PREFIX}ort/{self.ort_version}/"
         return {"ortUrl": f"{ort}ort.wasm.min.mjs", "wasmPrefix": ort,
-                "decoderUrl": f"{ROUTE_PREFIX}/decoder/{self.decoder.sha256}.onnx",
-                "decoderBytes": self.decoder.nbytes, "workerUrl": f"{ROUTE_PREFIX}/js/worker.js",
-                "clientUrl": f"{ROUTE_PREFIX}/js/client.js", "threads": threads}
+                "decoderUrl": f"{URL_PREFIX}decoder/{self.decoder.sha256}.onnx",
+                "decoderBytes": self.decoder.nbytes, "workerUrl": f"{URL_PREFIX}js/worker.js",
+                "clientUrl": f"{URL_PREFIX}js/client.js", "threads": threads}
 
     def embeddings_urls(self, image_key: str, token: str) -> dict[str, str]:
         """Where the page fetches an image's embeddings with its grant ``token``, and the token-free URL it
         caches them under in the browser (Cache Storage; never requested from the server)."""
-        return {"url": f"{ROUTE_PREFIX}/embeddings/{self.model_tag}/{token}",
-                "cacheUrl": f"{ROUTE_PREFIX}/cache/{self.model_tag}/{image_key}"}
+        return {"url": f"{URL_PREFIX}embeddings/{self.model_tag}/{token}",
+                "cacheUrl": f"{URL_PREFIX}cache/{self.model_tag}/{image_key}"}
 
 
 def model_tag(predictor: Sam2Predictor, decoder_sha256: str) -> str:

@@ -45,7 +45,7 @@ def setup(tmp_path_factory):
 
 def test_onnxruntime_web_is_served_compressed_and_immutable(setup):
     assets, _, client = setup
-    prefix = assets.page_config()["wasmPrefix"]
+    prefix = "/" + assets.page_config()["wasmPrefix"]
     response = client.get(prefix + "ort-wasm-simd-threaded.wasm", headers={"Accept-Encoding": "gzip"})
     assert response.status_code == 200
     assert response.headers["content-encoding"] == "gzip"
@@ -56,7 +56,7 @@ def test_onnxruntime_web_is_served_compressed_and_immutable(setup):
     assert hashlib.sha256(response.content).hexdigest() == manifest["sha256"]  # httpx inflated it
     plain = client.get(prefix + "ort-wasm-simd-threaded.wasm", headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in plain.headers and hashlib.sha256(plain.content).hexdigest() == manifest["sha256"]
-    module = client.get(assets.page_config()["ortUrl"])
+    module = client.get("/" + assets.page_config()["ortUrl"])
     assert module.headers["content-type"].startswith("text/javascript") and b"ONNX Runtime Web" in module.content
 
 
@@ -70,7 +70,7 @@ def test_unknown_files_are_not_found(setup, path):
 
 def test_the_decoder_copy_is_served_by_content_hash_and_immutable(setup):
     assets, _, client = setup
-    response = client.get(assets.page_config()["decoderUrl"])
+    response = client.get("/" + assets.page_config()["decoderUrl"])
     assert response.status_code == 200 and "immutable" in response.headers["cache-control"]
     assert hashlib.sha256(response.content).hexdigest() == assets.decoder.sha256
     assert len(response.content) == assets.page_config()["decoderBytes"]
@@ -78,20 +78,20 @@ def test_the_decoder_copy_is_served_by_content_hash_and_immutable(setup):
 
 def test_the_decoder_scripts_are_revalidated(setup):
     assets, _, client = setup
-    response = client.get(assets.page_config()["workerUrl"])
+    response = client.get("/" + assets.page_config()["workerUrl"])
     assert response.status_code == 200 and response.headers["cache-control"] == "no-cache"
     assert response.headers["content-type"].startswith("text/javascript") and "etag" in response.headers
 
 
 def test_embeddings_go_only_to_the_token_of_that_image(setup):
     assets, embeddings, client = setup
-    mine = client.get(assets.embeddings_urls(KEY, TOKEN)["url"])
+    mine = client.get("/" + assets.embeddings_urls(KEY, TOKEN)["url"])
     assert mine.status_code == 200 and mine.headers["cache-control"] == "private, no-store"
     parsed = web.read_embedding_payload(mine.content)
     assert parsed.image_key == KEY and parsed.original_hw == ORIGINAL_HW
     assert np.array_equal(parsed.features[2], embeddings[KEY].features[2].astype(np.float16))
     assert len(mine.content) <= 8.5e6
-    theirs = client.get(assets.embeddings_urls(OTHER_KEY, OTHER_TOKEN)["url"])
+    theirs = client.get("/" + assets.embeddings_urls(OTHER_KEY, OTHER_TOKEN)["url"])
     assert web.read_embedding_payload(theirs.content).image_key == OTHER_KEY
     for forged in ("not-a-token", KEY, "x" * 65, "%2e%2e"):
         response = client.get(f"/sam-page/embeddings/{assets.model_tag}/{forged}")
@@ -113,8 +113,8 @@ def test_the_cache_url_names_no_token(setup):
 
 def test_every_response_makes_the_page_cross_origin_isolated(setup):
     assets, _, client = setup
-    for path in (assets.page_config()["ortUrl"], "/sam-page/js/nothing.js", assets.page_config()["decoderUrl"]):
-        headers = client.get(path).headers
+    for path in (assets.page_config()["ortUrl"], "sam-page/js/nothing.js", assets.page_config()["decoderUrl"]):
+        headers = client.get("/" + path).headers
         assert headers["cross-origin-opener-policy"] == "same-origin"
         assert headers["cross-origin-embedder-policy"] == "require-corp"
         assert headers["cross-origin-resource-policy"] == "same-origin"
@@ -148,7 +148,7 @@ def test_the_config_says_where_the_files_are_or_why_previews_are_off(setup):
     off = TestClient(off_app)
     assert off.get("/sam-page/config.json").json() == {"enabled": False, "reason": "started with --no-page-decoder"}
     assert off.get("/sam-page/js/preview.js").status_code == 200  # the view still loads the plugin, which stays idle
-    assert off.get(assets.page_config()["decoderUrl"]).status_code == 404
+    assert off.get("/" + assets.page_config()["decoderUrl"]).status_code == 404
 
 
 def test_scene_fields_name_the_image_and_the_tabs_grant(setup):

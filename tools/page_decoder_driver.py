@@ -14,16 +14,19 @@ import numpy as np
 from numpy.typing import NDArray
 
 START_JS = """async (cfg) => {
-  const { PageDecoder } = await import(cfg.clientUrl);
+  const root = location.origin + '/';
+  const { PageDecoder, resolveUrls } = await import(new URL(cfg.clientUrl, root).href);
+  window.__samRoot = root;
+  window.__samResolve = resolveUrls;
   const started = performance.now();
-  window.__samDecoder = await PageDecoder.start(cfg);
+  window.__samDecoder = await PageDecoder.start(resolveUrls(cfg, root));
   return { ...window.__samDecoder.info, startMs: performance.now() - started,
            isolated: self.crossOriginIsolated };
 }"""
 
 LOAD_JS = """async (image) => {
   const started = performance.now();
-  await window.__samDecoder.loadImage(image);
+  await window.__samDecoder.loadImage(window.__samResolve(image, window.__samRoot));
   return { ms: performance.now() - started, bytesFetched: window.__samDecoder.bytesFetched };
 }"""
 

@@ -10,6 +10,15 @@ export const MAX_CACHED_IMAGES = 8; // Cache Storage entries (8.4 MB each) kept 
 export const START_TIMEOUT_MS = 120000; // onnxruntime-web + a 21 MB decoder on a slow line
 export const MAX_WORKER_IMAGES = 3; // images whose embeddings the worker holds (8.4 MB each, float16); must not exceed worker.js MAX_IMAGES
 
+const URL_FIELDS = ['ortUrl', 'wasmPrefix', 'decoderUrl', 'workerUrl', 'clientUrl', 'url', 'cacheUrl'];
+
+/** A copy of `config` (or an image's urls) with its URLs, relative to the app's root, made absolute. */
+export function resolveUrls(config, root) {
+  const out = { ...config };
+  for (const field of URL_FIELDS) if (typeof out[field] === 'string') out[field] = new URL(out[field], root).href;
+  return out;
+}
+
 /** Why this browser cannot run the page's decoder at all, or null. */
 export function unsupportedReason() {
   if (typeof WebAssembly !== 'object' || typeof WebAssembly.instantiate !== 'function') {
