@@ -33,11 +33,12 @@ from sam_demo.limits import api_request, parse_json
 from sam_demo.page import CSS, DISPLAY_HEIGHT, HEAD, HELP, TITLE, UPLOAD_BOX_HEIGHT
 from sam_demo.service import DEFAULT_DISPLAY_SIDE, RefineCancelled, Refinement, SEGMENT_OUTPUTS, SEGMENT_RLE, ImageRecord, SegmentationService
 from sam_demo.view import View, ViewOptions
-from sam_onnx import InvalidPromptError, Sam2Predictor, SamOnnxError, amg, encoders, vector
+from sam_onnx import InvalidPromptError, ModelLoadError, Sam2Predictor, SamOnnxError, amg, encoders, vector
 from sam_onnx.encoders import ENCODER_ENV, encoder_choices
 from sam_onnx.encoders.remote import BACKENDS as ENCODER_BACKENDS
 from sam_onnx.encoders.remote import RemoteEncoder, encoder_for_backend
 from sam_onnx.hub import MODEL_DIR_ENV, route_hub_logs_to_root
+from sam_onnx.models import DEFAULT_MODEL, MODEL_ENV, model_choices, requested_model
 from sam_onnx.strokes import Stroke
 from sam_onnx.types import NEGATIVE, NUM_CANDIDATES, POSITIVE
 
@@ -235,7 +236,8 @@ def _status(service: SegmentationService, state: AppState, view: View, extra: st
     if any(o.has_prompts for o in view.objects):  # nothing is decoded or drawn before the first prompt
         decoded = f"decode {t.get('decode_ms', 0):.0f} ms" if t.get("decoded") else "masks cached"
         parts += [decoded, f"render {t.get('render_ms', 0):.0f} ms"]
-    parts.append(f"encoder {info['encoder']} · {', '.join(info['providers'])} · {info['threads']} threads")
+    parts.append(f"{info['model'] or 'model'} · encoder {info['encoder']} · {', '.join(info['providers'])} · "
+                 f"{info['threads']} threads")
     pending = state.editor.pending_corner is not None
     hint = " · **Box:** now click the opposite corner" if pending else ""
     notes = "".join(f"<br>{n}" for n in state.record.notes)
@@ -817,6 +819,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="address to listen on (0.0.0.0 for all; env GRADIO_SERVER_NAME)")
     parser.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")),
                         help="port (env GRADIO_SERVER_PORT)")
+    parser.add_argument("--model", type=str.lower, choices=model_choices(), default=None,
+                        help=f"model size (env {MODEL_ENV}; default {DEFAULT_MODEL.size}): tiny is the fastest, "
+                             "large the most accurate (README: Model sizes); with --model-dir, the size the folder "
+                             "holds (or its subfolder of that name)")
     parser.add_argument("--model-dir", default=env(MODEL_DIR_ENV),
                         help=f"local folder with the ONNX files (env {MODEL_DIR_ENV}); default: download the "
                              "pinned model from the Hugging Face hub on first run")
@@ -851,7 +857,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     scale.add_argument("--ray-uploads", type=int, default=int(env("SAM_APP_RAY_UPLOADS", str(DEFAULT_RAY_UPLOADS))),
                        help=f"uploads this app sends to the cluster at once (default {DEFAULT_RAY_UPLOADS}; "
                             "env SAM_APP_RAY_UPLOADS)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        args.model = requested_model(args.model).size  # an env value is not checked by argparse
+    except ModelLoadError as exc:
+        parser.error(str(exc))  # exit status 2, with the valid names
+    return args
 
 
 def remote_encoder(args: argparse.Namespace) -> RemoteEncoder | None:
@@ -859,7 +870,7 @@ def remote_encoder(args: argparse.Namespace) -> RemoteEncoder | None:
     fallback = None
     if args.ray_fallback:
         def fallback():
-            return encoders.from_pretrained(model_dir=args.model_dir,
+            return encoders.from_pretrained(model=args.model, model_dir=args.model_dir,
                                             variant=encoders.FP16 if args.fp16_encoder else args.encoder,
                                             providers=args.provider, threads=args.threads)
     return encoder_for_backend(args.encoder_backend, args.ray_address, fallback=fallback)
@@ -867,7 +878,8 @@ def remote_encoder(args: argparse.Namespace) -> RemoteEncoder | None:
 
 def make_service(args: argparse.Namespace) -> SegmentationService:
     remote = remote_encoder(args)
-    predictor = Sam2Predictor.from_pretrained(model_dir=args.model_dir, fp16_encoder=args.fp16_encoder,
+    predictor = Sam2Predictor.from_pretrained(model=args.model, model_dir=args.model_dir,
+                                              fp16_encoder=args.fp16_encoder,
                                               variant=args.encoder, providers=args.provider, threads=args.threads,
                                               image_encoder=remote)
     page = None if args.no_page_decoder else page_decoder.prepare(predictor, encoders.default_cache_dir())

@@ -55,12 +55,14 @@ PROMPTS_FILE_MAX_BYTES = 2 * 1024 * 1024
 
 
 # ---------------------------------------------------------------------------- prompts file
-def prompts_file_dict(editor: Editor, image_sha256: str | None = None) -> dict[str, Any]:
-    """JSON-ready prompts file: image size (and hash), objects with their prompts and mask choices."""
+def prompts_file_dict(editor: Editor, image_sha256: str | None = None, model: str = "") -> dict[str, Any]:
+    """JSON-ready prompts file: image size (and hash), the model that made the masks, objects with their prompts
+    and mask choices. ``model`` is an optional version-2 field (readers ignore it; prompts load on any model)."""
     h, w = editor.current.image_hw
     return {
         "format": PROMPTS_FILE_FORMAT,
         "image": {"width": w, "height": h, "sha256": image_sha256},
+        "model": model or None,
         "objects": [{"id": o.id, "name": o.name, "color_index": o.color_index, "visible": editor.is_visible(o.id),
                      "candidate": o.candidate, **o.prompts.to_dict(),
                      "crop": None if o.crop is None else list(o.crop.box),
@@ -281,7 +283,7 @@ def vector_files(out: Path, name: str, image_file_name: str, hw: tuple[int, int]
 def write_bundle(out_dir: str | Path, name: str, image_file_name: str, image_sha256: str, rgb: NDArray[np.uint8],
                  editor: Editor, objects: Sequence[ObjectState], results: Sequence[MaskResult],
                  step: Callable[[int, int], None] = lambda done, total: None, *,
-                 tolerance: float = vector.DEFAULT_TOLERANCE) -> list[Path]:
+                 tolerance: float = vector.DEFAULT_TOLERANCE, model: str = "") -> list[Path]:
     """Write the export bundle for ``objects`` (those with prompts) and their decoder ``results``.
 
     Args:
@@ -295,6 +297,8 @@ def write_bundle(out_dir: str | Path, name: str, image_file_name: str, image_sha
         results: their decoder results, in the same order.
         step: called as ``step(done, total)`` after each object's mask file (progress).
         tolerance: polygon simplification in original pixels for the vector files (0 = exact).
+        model: the model that made the masks (``"sam2.1-hiera-small"``), named in the COCO JSON's ``info`` and
+            in the prompts file.
 
     Returns:
         The written files; the last one is a zip holding all the others.
@@ -321,7 +325,8 @@ def write_bundle(out_dir: str | Path, name: str, image_file_name: str, image_sha
     export.cutout(rgb, np.logical_or.reduce([masks[i] for i in shown])).save(
         cut, format="PNG", compress_level=export.CUTOUT_PNG_COMPRESS_LEVEL)
     h, w = rgb.shape[:2]
-    coco = {"images": [{"id": 1, "file_name": image_file_name, "width": w, "height": h, "sha256": image_sha256}],
+    coco = {"info": {"description": "SAM 2.1 masks", "model": model or None},
+            "images": [{"id": 1, "file_name": image_file_name, "width": w, "height": h, "sha256": image_sha256}],
             "categories": [{"id": 1, "name": "object"}],
             "annotations": annotations,
             "label_map": {"file": labels.name, "values": {str(i + 1): o.name for i, o in enumerate(objects)}}}
@@ -330,7 +335,7 @@ def write_bundle(out_dir: str | Path, name: str, image_file_name: str, image_sha
     polygon_files = vector_files(out, name, image_file_name, (h, w), [objects[i] for i in shown],
                                  [results[i] for i in shown], [masks[i] for i in shown], tolerance=tolerance)
     prompts_path = out / f"{name}_prompts.json"
-    prompts_path.write_text(json.dumps(prompts_file_dict(editor, image_sha256), indent=1))
+    prompts_path.write_text(json.dumps(prompts_file_dict(editor, image_sha256, model), indent=1))
     files += [labels, cut, coco_path, *polygon_files, prompts_path]
     bundle = out / f"{name}_sam2_export.zip"
     with zipfile.ZipFile(bundle, "w", compression=zipfile.ZIP_DEFLATED) as zf:

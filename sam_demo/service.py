@@ -629,7 +629,7 @@ class SegmentationService:
             progress(done / (total + 1), f"Mask {done} of {total} written")
 
         return bundle.write_bundle(out_dir, record.name, Path(record.path).name, record.key, rgb, editor, active,
-                                   results, step=step, tolerance=tolerance)
+                                   results, step=step, tolerance=tolerance, model=self.predictor.info.model)
 
     def load_prompts_file(self, record: ImageRecord, path: str | os.PathLike) -> Editor:
         """An editor from a prompts file saved by :meth:`export` for the same image."""

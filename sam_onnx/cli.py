@@ -35,9 +35,10 @@ from pathlib import Path
 from . import amg
 from .encoders import ENCODER_ENV, encoder_choices
 from .encoders.remote import BACKENDS, encoder_for_backend
-from .errors import InvalidImageError, InvalidPromptError, SamOnnxError
+from .errors import InvalidImageError, InvalidPromptError, ModelLoadError, SamOnnxError
 from .export import cutout, label_map_image, mask_image
 from .hub import MODEL_DIR_ENV, route_hub_logs_to_root
+from .models import DEFAULT_MODEL, MODEL_ENV, model_choices, requested_model
 from .types import POSITIVE, Box, Point, Prompts
 
 logger = logging.getLogger("sam_onnx.cli")
@@ -114,7 +115,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m sam_onnx",
-        description="Segment an object with SAM 2.1 Hiera-Small (ONNX, CPU) from points and/or a box, "
+        description="Segment an object with SAM 2.1 (ONNX, CPU; --model picks the size) from points and/or a box, "
                     "or every object in the image (--everything).")
     parser.add_argument("image", type=Path, help="image file (PNG, JPEG, WebP, GIF, BMP)")
     parser.add_argument("--point", type=parse_point, action="append", default=[], metavar="X,Y[,LABEL]",
@@ -146,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="drop a mask whose box overlaps a better one by IoU above T (1 = keep all)")
     every.add_argument("--crop-layers", type=int, metavar="N", help="also look at 4, 16, ... zoomed-in crops")
     model = parser.add_argument_group("model")
+    model.add_argument("--model", type=str.lower, choices=model_choices(), default=None,
+                       help=f"model size (default: ${MODEL_ENV}, else {DEFAULT_MODEL.size}); with --model-dir, the "
+                            "size the folder holds (or its subfolder of that name)")
     model.add_argument("--model-dir", type=Path, help=f"local folder with the ONNX files (default: ${MODEL_DIR_ENV}, "
                                                       "else download the pinned model from the Hugging Face hub)")
     model.add_argument("--encoder", type=str.lower, choices=encoder_choices(), default=None,
@@ -243,7 +247,7 @@ def _predictor(args: argparse.Namespace):
     from .predictor import Sam2Predictor
 
     remote = encoder_for_backend(args.encoder_backend, args.ray_address)
-    return Sam2Predictor.from_pretrained(model_dir=args.model_dir, fp16_encoder=args.fp16_encoder,
+    return Sam2Predictor.from_pretrained(model=args.model, model_dir=args.model_dir, fp16_encoder=args.fp16_encoder,
                                          variant=args.encoder, providers=args.provider, threads=args.threads,
                                          image_encoder=remote)
 
@@ -276,6 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.INFO, format="%(message)s")
     route_hub_logs_to_root()
+    try:
+        requested_model(args.model)  # $SAM_ONNX_MODEL too: a bad name is a usage error, before any work
+    except ModelLoadError as exc:
+        parser.error(str(exc))
     settings = _check_everything_args(parser, args) if args.everything else None
     if not (args.everything or args.out or args.cutout or args.json):
         parser.error("nothing to write: give --out, --cutout and/or --json")

@@ -42,11 +42,14 @@ class ModelFiles:
         encoder: path of the encoder ``.onnx``.
         decoder: path of the decoder ``.onnx``.
         source: where they came from, for logs and the UI.
+        model: the model table's name of the size they are (``"sam2.1-hiera-small"``); for a local folder,
+            the size the caller said it holds (default small).
     """
 
     encoder: Path
     decoder: Path
     source: str
+    model: str = ""
 
 
 def _first_existing(folder: Path, names: Sequence[str]) -> Path | None:
@@ -56,13 +59,16 @@ def _first_existing(folder: Path, names: Sequence[str]) -> Path | None:
     return None
 
 
-def resolve_local_files(model_dir: str | os.PathLike, *, fp16_encoder: bool = False) -> ModelFiles:
-    """Find an encoder and a decoder in a local folder.
+def resolve_local_files(model_dir: str | os.PathLike, *, fp16_encoder: bool = False,
+                        spec: ModelSpec = DEFAULT_MODEL) -> ModelFiles:
+    """Find an encoder and a decoder in a local folder, for the model ``spec`` (what the folder holds).
 
     Accepted names: ``encoder.onnx`` + ``decoder.onnx``, or the hub's names
     (``vision_encoder.onnx``, ``prompt_encoder_mask_decoder.onnx``) directly in
     the folder or under ``onnx/``; with ``fp16_encoder``, ``encoder_fp16.onnx``
     or ``vision_encoder_fp16.onnx``. External data is read from beside each file.
+    A folder holding several sizes has one subfolder per size, named as ``--model``
+    names it (``tiny/``, ``small/``, ``base-plus/``, ``large/``): ``spec``'s is used when it exists.
 
     Raises:
         ModelLoadError: the folder or a file is missing.
@@ -70,6 +76,8 @@ def resolve_local_files(model_dir: str | os.PathLike, *, fp16_encoder: bool = Fa
     folder = Path(model_dir).expanduser()
     if not folder.is_dir():
         raise ModelLoadError(f"The model folder {folder} does not exist. Check --model-dir / {MODEL_DIR_ENV}.")
+    if spec.size and (folder / spec.size).is_dir():
+        folder = folder / spec.size
     encoder_names = LOCAL_ENCODER_FP16_NAMES if fp16_encoder else LOCAL_ENCODER_NAMES
     encoder = _first_existing(folder, encoder_names)
     decoder = _first_existing(folder, LOCAL_DECODER_NAMES)
@@ -78,7 +86,7 @@ def resolve_local_files(model_dir: str | os.PathLike, *, fp16_encoder: bool = Fa
             raise ModelLoadError(
                 f"No {what} in the model folder {folder}: looked for {', '.join(names)}. "
                 "Put the ONNX files there, or leave --model-dir unset to download the model.")
-    return ModelFiles(encoder, decoder, f"local folder {folder}")
+    return ModelFiles(encoder, decoder, f"local folder {folder}", spec.name)
 
 
 def sha256_of(path: Path) -> str:
@@ -248,7 +256,7 @@ def resolve_hub_files(spec: ModelSpec = DEFAULT_MODEL, *, fp16_encoder: bool = F
         path = found.get(entry.path) or _download(spec, entry, cache_dir=cache, local_files_only=False)
         paths[entry.path] = _verified(spec, entry, path, cache_dir=cache, local_files_only=local_files_only)
     return ModelFiles(paths[encoder_files.graph.path], paths[spec.decoder.graph.path],
-                      f"{spec.repo_id}@{spec.revision[:12] if spec.revision else 'main'}")
+                      f"{spec.repo_id}@{spec.revision[:12] if spec.revision else 'main'}", spec.name)
 
 
 def route_hub_logs_to_root() -> None:
@@ -269,8 +277,9 @@ def route_hub_logs_to_root() -> None:
 def resolve_model_files(model_dir: str | os.PathLike | None = None, *, spec: ModelSpec = DEFAULT_MODEL,
                         fp16_encoder: bool = False, cache_dir: str | os.PathLike | None = None,
                         local_files_only: bool = False) -> ModelFiles:
-    """A local folder if one is given (argument or ``SAM_ONNX_MODEL_DIR``), else the pinned hub files."""
+    """A local folder if one is given (argument or ``SAM_ONNX_MODEL_DIR``; its ``spec.size`` subfolder when it
+    has one), else the pinned hub files of ``spec``."""
     model_dir = model_dir or os.environ.get(MODEL_DIR_ENV) or None
     if model_dir:
-        return resolve_local_files(model_dir, fp16_encoder=fp16_encoder)
+        return resolve_local_files(model_dir, fp16_encoder=fp16_encoder, spec=spec)
     return resolve_hub_files(spec, fp16_encoder=fp16_encoder, cache_dir=cache_dir, local_files_only=local_files_only)

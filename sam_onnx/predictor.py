@@ -27,7 +27,7 @@ from .errors import InvalidImageError, ModelLoadError
 from .geometry import MODEL_SIDE, CropFrame, Geometry
 from .hub import ModelFiles
 from .image import as_rgb_uint8
-from .models import DEFAULT_MODEL, ModelSpec
+from .models import ModelSpec, requested_model
 from .preprocess import preprocess_crop, preprocess_image
 from .prompts import DEFAULT_MAX_BATCH
 from .types import ImageEmbedding, MaskResult, ModelInfo, Prompts
@@ -50,7 +50,7 @@ class Sam2Predictor:
 
     def __init__(self, encoder, decoder_session, *, source: str = "sessions", encoder_path: str = "",
                  decoder_path: str = "", repaired_concats: int = 0, threads: int = 0,
-                 decision: auto.Decision | None = None) -> None:
+                 decision: auto.Decision | None = None, model: str = "") -> None:
         """Wrap a ready encoder and decoder session (checked against the SAM 2.1 I/O contract).
 
         Prefer :meth:`from_pretrained` or :meth:`from_files`, which also repair and verify the decoder and
@@ -76,7 +76,7 @@ class Sam2Predictor:
         self._info = ModelInfo(source, getattr(encoder, "path", "") or encoder_path, decoder_path,
                                tuple(decoder_session.get_providers()), getattr(encoder, "input_dtype", "float32"),
                                repaired_concats, threads, encoder.name, encoder.description,
-                               decision.summary() if decision is not None else "forced")
+                               decision.summary() if decision is not None else "forced", model)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -85,8 +85,8 @@ class Sam2Predictor:
                    source: str | None = None, variant: str = encoders.FP32,
                    fp16_encoder_path: str | os.PathLike | None = None,
                    encoder_cache_dir: str | os.PathLike | None = None,
-                   image_encoder: encoders.ImageEncoder | None = None) -> Sam2Predictor:
-        """Load an encoder and a decoder ``.onnx`` (external data beside them).
+                   image_encoder: encoders.ImageEncoder | None = None, model: str = "") -> Sam2Predictor:
+        """Load an encoder and a decoder ``.onnx`` (external data beside them); ``model`` names them in :attr:`info`.
 
         The decoder is repaired against the onnxruntime Concat quirk in memory
         and verified on the live session (:func:`sam_onnx.decoder.load_decoder`);
@@ -122,33 +122,36 @@ class Sam2Predictor:
                 decode_many=lambda embedding, objects: mask_decoder.decode_many(decoder, embedding, objects))
         predictor = cls(image_encoder, decoder, source=source or str(encoder_path.parent),
                         encoder_path=str(encoder_path), decoder_path=str(decoder_path),
-                        repaired_concats=len(report.repaired), threads=threads, decision=decision)
+                        repaired_concats=len(report.repaired), threads=threads, decision=decision, model=model)
         logger.info("model ready in %.2f s: %s", time.perf_counter() - started, predictor.info.describe())
         return predictor
 
     @classmethod
     def from_model_files(cls, files: ModelFiles, **kwargs) -> Sam2Predictor:
         """:meth:`from_files` for a :class:`~sam_onnx.hub.ModelFiles`."""
-        return cls.from_files(files.encoder, files.decoder, source=files.source, **kwargs)
+        return cls.from_files(files.encoder, files.decoder, source=files.source, model=files.model, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, spec: ModelSpec = DEFAULT_MODEL, *, model_dir: str | os.PathLike | None = None,
+    def from_pretrained(cls, spec: ModelSpec | None = None, *, model: str | None = None,
+                        model_dir: str | os.PathLike | None = None,
                         fp16_encoder: bool = False, cache_dir: str | os.PathLike | None = None,
                         local_files_only: bool = False, providers: Sequence[str] | None = None,
                         threads: int | None = None, variant: str | None = None,
                         encoder_cache_dir: str | os.PathLike | None = None,
                         image_encoder: encoders.ImageEncoder | None = None) -> Sam2Predictor:
-        """The pinned hub model (downloaded once into the huggingface_hub cache), or a local folder.
+        """A pinned hub model (downloaded once into the huggingface_hub cache), or a local folder.
 
-        The arguments are :func:`sam_onnx.encoders.from_pretrained`'s (``model_dir`` default
+        The arguments are :func:`sam_onnx.encoders.from_pretrained`'s (``model`` a size, ``"tiny"``,
+        ``"small"``, ``"base-plus"``, ``"large"``, default ``$SAM_ONNX_MODEL``, else small; ``model_dir`` default
         ``$SAM_ONNX_MODEL_DIR``; ``variant`` default ``$SAM_ONNX_ENCODER``, else ``"auto"``, whose first
         start checks the variants against fp32, about half a minute on 2 cores with the stand-in), plus
         ``fp16_encoder`` (same as ``variant="fp16"``, half the download) and ``image_encoder`` (a ready
         encoder, e.g. :class:`~sam_onnx.encoders.remote.RemoteEncoder`, instead of a local one).
         """
         variant = encoders.requested_encoder(encoders.FP16 if fp16_encoder else variant)
-        files, fp16_path = pretrained.pretrained_files(spec, model_dir=model_dir, variant=variant,
-                                                       cache_dir=cache_dir, local_files_only=local_files_only)
+        files, fp16_path = pretrained.pretrained_files(spec or requested_model(model), model_dir=model_dir,
+                                                       variant=variant, cache_dir=cache_dir,
+                                                       local_files_only=local_files_only)
         return cls.from_model_files(files, providers=providers, threads=threads, variant=variant,
                                     fp16_encoder_path=fp16_path, encoder_cache_dir=encoder_cache_dir,
                                     image_encoder=image_encoder)

@@ -404,6 +404,8 @@ class ModelInfo:
         encoder_description: the engine in one line, e.g. ``"OpenVINO 2026.4.1 CPU bf16"``.
         encoder_selection: how the variant was chosen (``"forced"``, or the
             ``auto`` check's summary).
+        model: the model's name in the model table (``"sam2.1-hiera-small"``; :mod:`sam_onnx.models`),
+            or ``""`` when built from files without one.
     """
 
     source: str
@@ -416,15 +418,18 @@ class ModelInfo:
     encoder_name: str
     encoder_description: str
     encoder_selection: str
+    model: str = ""
 
     def summary(self) -> dict[str, object]:
         """The JSON-ready facts a user or an API client may see (no file paths)."""
-        return {"source": self.source, "providers": list(self.providers), "encoder_dtype": self.encoder_dtype,
+        return {"model": self.model, "source": self.source, "providers": list(self.providers),
+                "encoder_dtype": self.encoder_dtype,
                 "threads": self.threads, "encoder": self.encoder_name,
                 "encoder_description": self.encoder_description, "encoder_selection": self.encoder_selection}
 
     def describe(self) -> str:
-        """One line for the log, e.g. "onnx-community/...@a7df49d8de14 on CPUExecutionProvider, 2 threads, ..."."""
+        """One line for the log, e.g. "sam2.1-hiera-small from onnx-community/...@a7df49d8de14 on CPU..., 2 threads"."""
         repaired = f", {self.repaired_concats} Concat node(s) repaired" if self.repaired_concats else ""
-        return (f"{self.source} on {', '.join(self.providers)}, {self.threads} thread(s), "
+        model = f"{self.model} from " if self.model else ""
+        return (f"{model}{self.source} on {', '.join(self.providers)}, {self.threads} thread(s), "
                 f"{self.encoder_name} encoder ({self.encoder_description}; {self.encoder_selection}){repaired}")

@@ -4,8 +4,8 @@ OpenVINO reads the ONNX file directly, fixes the input to (1, 3, 1024, 1024)
 and compiles it for this CPU; ``INFERENCE_PRECISION_HINT`` bf16 runs the
 matrix products in bfloat16 on AVX512_BF16 or AMX (2026.4 picks bf16 by
 default on such CPUs, so it is asked for explicitly either way). Compiled
-blobs are kept under ``<cache_dir>/openvino`` so later starts skip most of the
-compilation.
+blobs are kept under ``<cache_dir>/openvino/<model hash>`` (one folder per model file, so the
+sizes never share blobs) and later starts skip most of the compilation.
 
 This uses the ``openvino`` runtime package, not the onnxruntime plugin
 ``onnxruntime-ep-openvino``: the plugin (1.8.1) offers its execution provider
@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import InferenceError, ModelLoadError
 from .base import PIXEL_SHAPE, EncoderSource, EncoderUnavailable, Variant, check_embeddings
+from .fingerprint import model_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def compile_encoder(path: Path, source: EncoderSource, precision: str, *, name: 
     """
     ov = runtime()
     started = time.perf_counter()
-    cache = source.cache_dir / "openvino"
+    cache = blob_cache_dir(source, path)
     try:
         cache.mkdir(parents=True, exist_ok=True)
         compiled = ov.Core().compile_model(read_model(path), DEVICE, {
@@ -150,6 +151,12 @@ def compile_encoder(path: Path, source: EncoderSource, precision: str, *, name: 
     logger.info("compiled the %s encoder in %.1f s", name, time.perf_counter() - started)
     return OpenVinoEncoder(compiled, name=name, path=str(path),
                            description=description or f"OpenVINO {version()} CPU {precision}")
+
+
+def blob_cache_dir(source: EncoderSource, path: Path) -> Path:
+    """Where OpenVINO keeps the compiled blobs of the encoder file ``path``: one folder per model (its
+    fingerprint, shared with the int8 copies' and ``auto``'s keys), so two sizes never share one."""
+    return source.cache_dir / "openvino" / model_fingerprint(path)[:16]
 
 
 def version() -> str:

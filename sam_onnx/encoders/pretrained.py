@@ -24,7 +24,7 @@ from pathlib import Path
 from .. import session as ort_session
 from ..errors import ModelLoadError
 from ..hub import ModelFiles, resolve_model_files
-from ..models import DEFAULT_MODEL, ModelSpec
+from ..models import ModelSpec, requested_model
 from . import auto
 from .base import EncoderSource, EncoderUnavailable, ImageEncoder, default_cache_dir
 from .ort_fp32 import FP16
@@ -110,7 +110,7 @@ def load_image_encoder(variant: str | None, encoder_path: str | os.PathLike, *,
         raise ModelLoadError(f"The {variant} encoder cannot run here: {exc}. Use --encoder auto or fp32.") from exc
 
 
-def pretrained_files(spec: ModelSpec = DEFAULT_MODEL, *, model_dir: str | os.PathLike | None = None,
+def pretrained_files(spec: ModelSpec, *, model_dir: str | os.PathLike | None = None,
                      variant: str | None = None, cache_dir: str | os.PathLike | None = None,
                      local_files_only: bool = False) -> tuple[ModelFiles, Path | None]:
     """The model files ``variant`` needs: a local folder, else the pinned hub files (downloaded once).
@@ -140,16 +140,19 @@ def pretrained_files(spec: ModelSpec = DEFAULT_MODEL, *, model_dir: str | os.Pat
     return files, fp16.encoder
 
 
-def from_pretrained(spec: ModelSpec = DEFAULT_MODEL, *, model_dir: str | os.PathLike | None = None,
+def from_pretrained(spec: ModelSpec | None = None, *, model: str | None = None,
+                    model_dir: str | os.PathLike | None = None,
                     variant: str | None = None, cache_dir: str | os.PathLike | None = None,
                     local_files_only: bool = False, providers: Sequence[str] | None = None,
                     threads: int | None = None, encoder_cache_dir: str | os.PathLike | None = None) -> ImageEncoder:
     """The image encoder alone, of the pinned hub model or a local folder (like ``Sam2Predictor.from_pretrained``).
 
     Args:
-        spec: model table entry (revision pinned there).
-        model_dir: a local folder with the ONNX files; default ``$SAM_ONNX_MODEL_DIR``; when set, nothing
-            is downloaded.
+        spec: model table entry (revision pinned there); default: the one ``model`` names.
+        model: a size (``"tiny"``, ``"small"``, ``"base-plus"``, ``"large"``; :mod:`sam_onnx.models`); default
+            ``$SAM_ONNX_MODEL``, else ``"small"``.
+        model_dir: a local folder with the ONNX files (or with one subfolder per size); default
+            ``$SAM_ONNX_MODEL_DIR``; when set, nothing is downloaded.
         variant: the encoder variant (see :mod:`sam_onnx.encoders`); default ``$SAM_ONNX_ENCODER``, else
             ``"auto"`` (which loads the decoder only when no decision is stored for this machine).
         cache_dir: huggingface_hub cache folder.
@@ -160,7 +163,8 @@ def from_pretrained(spec: ModelSpec = DEFAULT_MODEL, *, model_dir: str | os.Path
     Raises:
         ModelLoadError: files missing or bad, or the variant cannot run here.
     """
-    files, fp16_path = pretrained_files(spec, model_dir=model_dir, variant=variant, cache_dir=cache_dir,
+    files, fp16_path = pretrained_files(spec or requested_model(model), model_dir=model_dir, variant=variant,
+                                        cache_dir=cache_dir,
                                         local_files_only=local_files_only)
     encoder, _ = load_image_encoder(variant, files.encoder, fp16_encoder_path=fp16_path, providers=providers,
                                     threads=threads, cache_dir=encoder_cache_dir, decoder_path=files.decoder)
