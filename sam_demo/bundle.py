@@ -98,7 +98,7 @@ def _saved_size(image: Any) -> tuple[int, int]:
 
 def _saved_crop(value: Any, image_hw: tuple[int, int], prompts: Prompts, where: str) -> CropFrame | None:
     """An object's ``"crop"`` entry, checked: ``null``/absent, or four whole pixels inside the image that hold
-    the object's include points and box (as the editor keeps them)."""
+    the object's include points (as the editor keeps them)."""
     if value is None:
         return None
     if not isinstance(value, list) or len(value) != 4 or not all(_whole_number(v) for v in value):
@@ -109,8 +109,8 @@ def _saved_crop(value: Any, image_hw: tuple[int, int], prompts: Prompts, where: 
     except ValueError:
         raise InvalidPromptError(f"{where}: the crop {short_repr(value)} is not a rectangle inside the "
                                  f"{image_hw[1]}×{image_hw[0]} image.") from None
-    if prompts.is_empty or not crop_holds(crop, prompts):
-        raise InvalidPromptError(f"{where}: its crop does not hold its include points and box.")
+    if not crop_holds(crop, prompts):
+        raise InvalidPromptError(f"{where}: its crop does not hold its include points.")
     return crop
 
 

@@ -79,13 +79,23 @@ def _selectable(annotation: Annotation, preferred: int | None) -> int | None:
 
 
 def crop_holds(crop: CropFrame, prompts: Prompts) -> bool:
-    """Whether a refined object keeps its crop with these prompts: every include point lies inside the crop
-    and the box (if any) does too. Exclude points may lie outside (the crop's decode leaves them out). An
-    include point or a box beyond the crop asks for more than the crop shows, so the object goes back to
-    the whole image (refine it again to sharpen it there)."""
-    if any(p.positive and not crop.contains_xy((p.x, p.y)) for p in prompts.points):
+    """Whether a crop can refine an object with these prompts: it has some, and every include point lies inside
+    the crop. Exclude points may lie outside and a box may reach beyond it (the crop's decode leaves the
+    points out and cuts the box, :func:`sam_onnx.prompts.prompts_for_crop`)."""
+    return not prompts.is_empty and not any(p.positive and not crop.contains_xy((p.x, p.y)) for p in prompts.points)
+
+
+def keeps_crop(obj: ObjectState, prompts: Prompts) -> bool:
+    """Whether a refined object keeps its crop when its prompts become ``prompts``.
+
+    An include point beyond the crop, or a new box that reaches beyond it, asks for more than the crop
+    shows, so the object goes back to the whole image (refine it again to sharpen it there); an exclude
+    point outside, or the box it had when it was refined, keeps the crop.
+    """
+    if obj.crop is None or not crop_holds(obj.crop, prompts):
         return False
-    return prompts.box is None or crop.clip_box(prompts.box.xyxy) == prompts.box.xyxy
+    new_box = prompts.box if prompts.box != obj.prompts.box else None
+    return new_box is None or obj.crop.clip_box(new_box.xyxy) == new_box.xyxy
 
 
 def clean_name(name: str, fallback: str) -> str:
@@ -184,7 +194,7 @@ class Editor:
 
     def _set_prompts(self, obj: ObjectState, prompts: Prompts) -> Editor:
         prompts.check_inside(self.current.image_hw)
-        crop = obj.crop if obj.crop is not None and not prompts.is_empty and crop_holds(obj.crop, prompts) else None
+        crop = obj.crop if keeps_crop(obj, prompts) else None
         strokes = obj.strokes if not prompts.is_empty else ()  # a new prompt keeps the strokes; clearing drops them
         objects = tuple(replace(o, prompts=prompts, candidate=None, crop=crop, strokes=strokes) if o.id == obj.id
                         else o for o in self.objects)
@@ -328,7 +338,7 @@ class Editor:
 
         Raises:
             InvalidPromptError: no such object, it has no prompts, the crop is of another image size, or
-                the crop does not hold the object's include points and box (:func:`crop_holds`).
+                the crop does not hold the object's include points (:func:`crop_holds`).
         """
         obj = self.current.find(object_id)
         if obj.prompts.is_empty:

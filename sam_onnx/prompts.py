@@ -118,8 +118,8 @@ def prompts_for_crop(prompts: Prompts, crop: CropFrame) -> Prompts:
     The rule: points outside the crop (:meth:`CropFrame.contains_xy`) are left out
     (an exclude point there removes nothing inside the crop, which is all the
     refined mask can cover; include points lie inside a crop made by
-    :func:`sam_onnx.refine.crop_for`, as does the box); a box is cut to the
-    crop and left out if nothing of it is inside. The crop's decode needs something positive: an
+    :func:`sam_onnx.refine.crop_for`); a box is cut to the crop and left out
+    if nothing of it is inside. The crop's decode needs something positive: an
     include point or a box.
 
     Raises:

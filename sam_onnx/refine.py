@@ -13,7 +13,7 @@ are off by pixels and thin structures vanish. Encoding a crop around the object
 The rules, in one place:
 
 * **The crop** (:func:`crop_for`): the box of the object's current mask (the
-  candidate shown), grown to hold its include points and its box, plus
+  candidate shown), grown to hold its include points, plus
   :data:`~sam_onnx.geometry.CROP_MARGIN` (20 %) of its size on each side,
   clamped to the image, each side at least :data:`~sam_onnx.geometry.MIN_CROP_SIDE`
   (256 px: one logit cell per pixel) and at most
@@ -21,8 +21,9 @@ The rules, in one place:
   :meth:`sam_onnx.geometry.CropFrame.around`). An object whose mask is empty,
   or whose crop would be the whole image (nothing to gain), is refused.
 * **Prompts in the crop** (:func:`sam_onnx.prompts.prompts_for_crop`): exclude
-  points outside the crop are left out, a box is cut to the crop (a crop from
-  :func:`crop_for` holds the include points and the box whole).
+  points outside the crop are left out, a box is cut to the crop (a loose box
+  drawn around a small object says where it is, not that the crop must be as
+  large; a crop from :func:`crop_for` holds every include point).
 * **Outside the crop the object keeps nothing.** The crop holds the whole
   current mask with a margin, so at the time of refining the coarse mask has no
   pixel outside it (``bench/bench_refine.py`` counts them: 0 for every test
@@ -43,7 +44,7 @@ from .types import MaskResult, Prompts
 
 def object_extent(result: MaskResult, prompts: Prompts, candidate: int | None = None
                   ) -> tuple[float, float, float, float] | None:
-    """The box a crop must hold: the mask's box grown to hold the include points and the box prompt.
+    """The box a crop must hold: the mask's box grown to hold the include points.
 
     Args:
         result: the object's current decoder result (whole image or a crop).
@@ -62,10 +63,6 @@ def object_extent(result: MaskResult, prompts: Prompts, candidate: int | None = 
         if p.positive:
             px, py = math.floor(p.x), math.floor(p.y)
             x0, y0, x1, y1 = min(x0, px), min(y0, py), max(x1, px + 1), max(y1, py + 1)
-    if prompts.box is not None:
-        bx0, by0, bx1, by1 = prompts.box.xyxy
-        x0, y0, x1, y1 = min(x0, math.floor(bx0)), min(y0, math.floor(by0)), max(x1, math.ceil(bx1)), \
-            max(y1, math.ceil(by1))
     return x0, y0, x1, y1
 
 

@@ -47,7 +47,7 @@ def test_a_version_1_file_still_loads_as_objects_without_a_crop():
     (lambda d: d["objects"][0].update(crop=[0, 0, 600, 10]), "not a rectangle inside"),
     (lambda d: d["objects"][0].update(crop=[0, 0, 10.5, 10]), "whole pixels"),
     (lambda d: d["objects"][0].update(crop="all"), "whole pixels"),
-    (lambda d: d["objects"][0].update(crop=[100, 100, 200, 200]), "does not hold"),
+    (lambda d: d["objects"][0].update(crop=[100, 100, 200, 200]), "does not hold its include points"),
 ])
 def test_prompts_file_errors(mutate, message):
     data = bundle.prompts_file_dict(Editor.start(HW).add_point(1, 1))

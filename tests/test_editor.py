@@ -192,7 +192,10 @@ def test_later_prompts_inside_keep_the_crop_and_an_include_point_or_box_outside_
     assert ed.add_point(20, 20, 0).selected.crop == CROP           # exclude outside: left out of the decode
     assert ed.add_point(20, 20).selected.crop is None              # include outside: whole image again
     assert ed.box_corner(110, 60).box_corner(300, 280).selected.crop == CROP
-    assert ed.box_corner(110, 60).box_corner(400, 280).selected.crop is None
+    assert ed.box_corner(110, 60).box_corner(400, 280).selected.crop is None   # a new box beyond the crop
+    # The box it had when refined may reach beyond the crop (the decode cuts it); later points keep the crop.
+    boxed = Editor.start(HW).add_point(200, 150).box_corner(20, 20).box_corner(450, 290).refine(1, CROP)
+    assert boxed.add_point(210, 160).selected.crop == CROP
     assert ed.add_point(20, 20).undo().selected.crop == CROP       # and undo restores it with the prompts
     assert ed.clear_object().selected.crop is None
 
@@ -204,4 +207,5 @@ def test_refine_refuses_an_object_without_prompts_a_foreign_crop_and_a_crop_miss
         Editor.start(HW).add_point(200, 150).refine(1, CropFrame((600, 500), (0, 0, 10, 10)))
     with pytest.raises(InvalidPromptError, match="changed while it was refined"):
         Editor.start(HW).add_point(20, 20).refine(1, CROP)
+    assert Editor.start(HW).add_point(200, 150).add_point(20, 20, 0).refine(1, CROP).selected.crop == CROP
     assert _refined().unrefine(1).selected.crop is None and _refined().unrefine(1).undo().selected.crop == CROP

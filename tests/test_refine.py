@@ -149,10 +149,11 @@ def test_crop_for_follows_the_documented_rule(predictor):
     assert not far_result.best_mask[1350:1450, 1850:1950].any()  # the point itself is not in the mask
     crop = refine.crop_for(far_result, far)
     assert crop.contains_xy((1900, 1400))
-    # So is the box prompt, whole, even when the mask is much smaller than it.
+    # A loose box is not: it is cut to the crop, which follows the mask.
     boxed = Prompts((Point(1000, 750),), Box(500, 300, 1700, 1200))
-    crop = refine.crop_for(predictor.decode(embedding, boxed), boxed)
-    assert crop.clip_box(boxed.box.xyxy) == boxed.box.xyxy
+    boxed_result = predictor.decode(embedding, boxed)
+    crop = refine.crop_for(boxed_result, boxed)
+    assert crop == CropFrame.around(hw, boxed_result.mask_box()) and crop.clip_box(boxed.box.xyxy) != boxed.box.xyxy
 
 
 def test_refine_refuses_an_empty_mask_no_prompts_and_the_whole_image(predictor):
