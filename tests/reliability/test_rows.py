@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROWS = ([f"A{i}" for i in range(1, 21)] + [f"B{i}" for i in range(1, 14)] + [f"C{i}" for i in range(1, 7)]
+ROWS = ([f"A{i}" for i in range(1, 21)] + [f"B{i}" for i in range(1, 15)] + [f"C{i}" for i in range(1, 7)]
         + [f"D{i}" for i in range(1, 7)] + [f"E{i}" for i in range(1, 11)] + [f"F{i}" for i in range(1, 7)])
 
 
