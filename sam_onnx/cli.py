@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from . import amg
+from . import amg, refine
 from .encoders import ENCODER_ENV, encoder_choices
 from .encoders.remote import BACKENDS, encoder_for_backend
 from .errors import InvalidImageError, InvalidPromptError, ModelLoadError, SamOnnxError
@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, help="write scores of all 3 masks, the chosen index and the "
                                                   "object score as JSON; with --everything, every mask as "
                                                   "COCO RLE with its scores, box and grid point")
+    parser.add_argument("--refine", action="store_true",
+                        help="refine the object in a crop at full resolution (sam_onnx.refine): one more encoder run "
+                             "for a mask as sharp as the photo; the JSON names the crop")
     parser.add_argument("--mask-index", type=int, choices=(0, 1, 2),
                         help="write this candidate instead of the highest-scoring one")
     every = parser.add_argument_group("segment everything")
@@ -184,6 +187,12 @@ def run(args: argparse.Namespace) -> dict:
     encoded = time.perf_counter()
     result = predictor.decode(embedding, prompts)
     decoded = time.perf_counter()
+    timings = {"encode": round((encoded - started) * 1e3, 1), "decode": round((decoded - encoded) * 1e3, 1)}
+    crop = None
+    if args.refine:
+        crop = refine.crop_for(result, prompts, args.mask_index)
+        result = predictor.decode(predictor.encode_crop(loaded.rgb, crop), prompts)
+        timings["refine"] = round((time.perf_counter() - decoded) * 1e3, 1)
     index = result.best_index if args.mask_index is None else args.mask_index
     mask = result.mask(index)
     h, w = loaded.rgb.shape[:2]
@@ -195,8 +204,10 @@ def run(args: argparse.Namespace) -> dict:
         "object_score": round(result.object_score, 6), "object_score_logit": round(result.object_score_logit, 6),
         "mask_area": int(mask.sum()),
         "model": predictor.info.summary(),
-        "timings_ms": {"encode": round((encoded - started) * 1e3, 1), "decode": round((decoded - encoded) * 1e3, 1)},
+        "timings_ms": timings,
     }
+    if crop is not None:
+        report["crop"] = list(crop.box)
     if args.out:
         mask_image(mask).save(args.out, format="PNG")
     if args.cutout:
@@ -265,8 +276,9 @@ def _progress_logger(total: int):
 def _check_everything_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> amg.EverythingSettings:
     if args.point or args.box:
         parser.error("--everything finds objects by itself: leave out --point and --box")
-    if args.cutout or args.mask_index is not None:
-        parser.error("--cutout and --mask-index are for one object; with --everything use --out and/or --json")
+    if args.cutout or args.mask_index is not None or args.refine:
+        parser.error("--cutout, --mask-index and --refine are for one object; with --everything use --out and/or "
+                     "--json")
     if not (args.out or args.json):
         parser.error("nothing to write: give --out (label map) and/or --json (RLE masks)")
     try:

@@ -51,6 +51,21 @@ def test_mask_index_picks_another_candidate(tmp_path, photo, analytic_dir):
     assert (np.asarray(Image.open(small)) > 0).sum() < (np.asarray(Image.open(best)) > 0).sum()
 
 
+def test_refine_writes_the_mask_of_the_crop_and_names_the_crop(tmp_path, analytic_dir):
+    """``--refine``: the analytic disc of the crop (mask box + 20 %, at least 256 px) instead of the image's."""
+    path = tmp_path / "wide.png"
+    Image.fromarray(make_rgb(600, 1000)).save(path)
+    out, report = tmp_path / "mask.png", tmp_path / "r.json"
+    assert _run(analytic_dir, path, "--point", "500,300", "--refine", "--out", out, "--json", report) == 0
+    data = json.loads(report.read_text())
+    x0, y0, x1, y1 = data["crop"]
+    assert (x1 - x0, y1 - y0) == (256, 256)  # the disc (125 x 75 px) + 20 %, widened to the 256 px minimum
+    mask = np.asarray(Image.open(out)) == 255
+    exact, unsure = am.pipeline_mask([(500 - x0, 300 - y0)], [1], None, (y1 - y0, x1 - x0))
+    assert not ((mask[y0:y1, x0:x1] != exact) & ~unsure).any() and mask.sum() == mask[y0:y1, x0:x1].sum()
+    assert "refine" in data["timings_ms"]
+
+
 def test_exif_rotated_photo_uses_upright_coordinates(tmp_path, analytic_dir):
     upright = make_rgb(200, 120)  # tall as the user sees it
     stored = np.rot90(upright, k=1)  # stored sideways (120 high, 200 wide), EXIF 6 = rotate 90 cw to show
