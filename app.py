@@ -61,6 +61,8 @@ EDIT_QUEUE = "edit"        # clicks and every other state edit: ordered per brow
 ENCODE_QUEUE = "encode"    # the upload box: one image read and encoded at a time (the engine also takes turns),
                            # or --ray-uploads at a time when a Ray Serve deployment encodes
 DEFAULT_RAY_UPLOADS = 4
+ENCODER_CHECKS = ("background", "start")
+"""``--encoder-check``: when ``auto`` has no stored decision, check behind the users' work or before serving."""
 EXPORT_QUEUE = "export"
 EVERYTHING_QUEUE = "everything"  # automatic masks: seconds long, so not on the edit queue
 REFINE_QUEUE = "refine"  # a refine's crop encode: a second or two, so not on the edit queue
@@ -238,6 +240,8 @@ def _status(service: SegmentationService, state: AppState, view: View, extra: st
         parts += [decoded, f"render {t.get('render_ms', 0):.0f} ms"]
     parts.append(f"{info['model'] or 'model'} · encoder {info['encoder']} · {', '.join(info['providers'])} · "
                  f"{info['threads']} threads")
+    if info.get("encoder_check") == "running":
+        parts.append("checking faster encoders in the background")
     pending = state.editor.pending_corner is not None
     hint = " · **Box:** now click the opposite corner" if pending else ""
     notes = "".join(f"<br>{n}" for n in state.record.notes)
@@ -829,7 +833,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--encoder", type=str.lower, choices=encoder_choices(), default=None,
                         help=f"image encoder engine (env {ENCODER_ENV}); default auto: at the first start the "
                              "variants this CPU runs are checked against fp32 on a bundled photo and the fastest "
-                             "whose masks agree is kept (the decision is remembered)")
+                             "whose masks agree is kept (the decision is remembered in SAM_ONNX_CACHE_DIR); a "
+                             "name skips the check")
+    parser.add_argument("--encoder-check", choices=ENCODER_CHECKS, default=env("SAM_APP_ENCODER_CHECK", "background"),
+                        help="when auto has no stored decision: background = serve on fp32 at once and check "
+                             "behind the users' work, switching engines when done (default); start = check "
+                             "before serving (env SAM_APP_ENCODER_CHECK)")
     parser.add_argument("--fp16-encoder", action="store_true", default=env("SAM_APP_FP16_ENCODER") == "1",
                         help="same as --encoder fp16 (env SAM_APP_FP16_ENCODER=1)")
     parser.add_argument("--provider", action="append", help="onnxruntime execution provider (repeatable)")
@@ -881,7 +890,7 @@ def make_service(args: argparse.Namespace) -> SegmentationService:
     predictor = Sam2Predictor.from_pretrained(model=args.model, model_dir=args.model_dir,
                                               fp16_encoder=args.fp16_encoder,
                                               variant=args.encoder, providers=args.provider, threads=args.threads,
-                                              image_encoder=remote)
+                                              image_encoder=remote, check_later=args.encoder_check == "background")
     page = None if args.no_page_decoder else page_decoder.prepare(predictor, encoders.default_cache_dir())
     service = SegmentationService(predictor, display_max_side=args.display_side, image_cache_mb=args.cache_mb,
                                   upload_concurrency=1 if remote is None else args.ray_uploads, page_decoder=page)
@@ -914,6 +923,7 @@ def main(argv=None) -> None:
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True,
                             **launch_kwargs(args.host, args.port, routes=app_routes(service)))
     logger.info("serving on %s", url)
+    service.start_encoder_check()  # auto without a stored decision: now, behind every user's work
     demo.block_thread()
 
 

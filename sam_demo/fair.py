@@ -19,6 +19,11 @@ deployment encodes.
 
 Turns are re-entrant within a thread: code that already holds a turn and calls a
 function that asks for one keeps its turn.
+
+Background work (``--encoder auto``'s check after a start on fp32) comes last:
+a :meth:`FairGate.lowest_turn` is given only when no owner waits, and
+:func:`beside` runs work next to a gate without a turn at all, once the gates
+are idle, and tells afterwards whether any turn started meanwhile.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ current_owner: contextvars.ContextVar[Hashable | None] = contextvars.ContextVar(
 
 SHARE_AFTER_S = 0.03
 """A turn held longer than this is handed over at the next :meth:`Turn.share` if another owner waits."""
+BACKGROUND = ("background",)
+"""The owner of :meth:`FairGate.lowest_turn` turns."""
 
 
 def owner() -> Hashable:
@@ -105,8 +112,11 @@ class FairGate:
         self.name = name
         self.slots = slots
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._running = 0
         self._waiting: OrderedDict[Hashable, deque[threading.Event]] = OrderedDict()
+        self._lowest: deque[threading.Event] = deque()
+        self._beside: set[Beside] = set()
         self._local = threading.local()
 
     @contextlib.contextmanager
@@ -118,6 +128,24 @@ class FairGate:
             return
         who = owner() if who is None else who
         held = Turn(self, who, self._acquire(who))
+        self._local.turn = held
+        try:
+            yield held
+        finally:
+            self._local.turn = None
+            self._release()
+
+    @contextlib.contextmanager
+    def lowest_turn(self) -> Iterator[Turn]:
+        """A turn after everyone's: given only while no owner waits (a short piece of background work).
+
+        Owners asking meanwhile wait for this turn to end, like for any other turn, and then go first.
+        """
+        outer: Turn | None = getattr(self._local, "turn", None)
+        if outer is not None:
+            yield _NoTurn(outer)
+            return
+        held = Turn(self, BACKGROUND, self._acquire(BACKGROUND, lowest=True))
         self._local.turn = held
         try:
             yield held
@@ -143,16 +171,21 @@ class FairGate:
     def waiting(self) -> int:
         """Requests waiting for a turn (for tests and logs)."""
         with self._lock:
-            return sum(len(q) for q in self._waiting.values())
+            return sum(len(q) for q in self._waiting.values()) + len(self._lowest)
 
-    def _acquire(self, who: Hashable) -> float:
-        """Wait for the turn; returns the seconds waited."""
+    def _acquire(self, who: Hashable, lowest: bool = False) -> float:
+        """Wait for the turn (``lowest``: behind every owner); returns the seconds waited."""
         with self._lock:
+            for work in self._beside:  # whatever runs beside the gate now shares the CPU with this turn
+                work.disturbed = True
             if self._running < self.slots and not self._waiting:
                 self._running += 1
                 return 0.0
             ticket = threading.Event()
-            self._waiting.setdefault(who, deque()).append(ticket)
+            if lowest:
+                self._lowest.append(ticket)
+            else:
+                self._waiting.setdefault(who, deque()).append(ticket)
         started = time.perf_counter()
         ticket.wait()  # set by _release, which hands its slot over (the count of running turns stays)
         return time.perf_counter() - started
@@ -167,4 +200,62 @@ class FairGate:
                     self._waiting[who] = queue
                 ticket.set()
                 return
+            if self._lowest:
+                self._lowest.popleft().set()
+                return
             self._running -= 1
+            if not self._running:
+                self._idle.notify_all()
+
+    def _wait_idle(self, work: Beside) -> float:
+        """Wait until no turn runs or waits, then count ``work`` as running beside the gate; seconds waited."""
+        started = time.perf_counter()
+        with self._lock:
+            while self._running or self._waiting or self._lowest:
+                self._idle.wait()
+            self._beside.add(work)
+        return time.perf_counter() - started
+
+    def _end_beside(self, work: Beside) -> None:
+        with self._lock:
+            self._beside.discard(work)
+
+
+class Beside:
+    """Work running next to some gates without a turn (see :func:`beside`).
+
+    Attributes:
+        disturbed: a turn of one of the gates started while the work ran (so it shared the CPU).
+        waited: seconds spent waiting for the gates to be idle.
+    """
+
+    def __init__(self) -> None:
+        self.disturbed = False
+        self.waited = 0.0
+
+
+@contextlib.contextmanager
+def beside(*gates: FairGate) -> Iterator[Beside]:
+    """Wait until every gate is idle, then run the ``with`` block next to them without taking a turn.
+
+    Nobody waits for this work: a turn asked for meanwhile starts at once, and ``disturbed`` says so
+    afterwards. For background work that must not delay anyone, long or not divisible (an encoder run of
+    the ``auto`` check); run it at a low OS priority so that the turns that start beside it get the CPU.
+    """
+    work = Beside()
+    entered: list[FairGate] = []
+    try:
+        while True:  # idle all at once: wait for each in turn, then make sure the earlier ones stayed idle
+            for gate in gates:
+                work.waited += gate._wait_idle(work)
+                entered.append(gate)
+            if not work.disturbed:
+                break
+            for gate in entered:
+                gate._end_beside(work)
+            entered.clear()
+            work.disturbed = False
+        yield work
+    finally:
+        for gate in entered:
+            gate._end_beside(work)

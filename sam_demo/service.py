@@ -15,7 +15,7 @@ encoding again, or by decoding and drawing again.
 
 Fairness: every decoder call and every group of objects drawn runs in a turn of
 :attr:`SegmentationService.compute`, and every encoder run in a turn of
-:attr:`SegmentationService.encoder` (:mod:`sam_demo.fair`), so one user's large
+:attr:`SegmentationService.encoder_gate` (:mod:`sam_demo.fair`), so one user's large
 job is cut into pieces that alternate with other users' clicks. An edit decodes
 and draws only what changed: the selected object, plus whatever is not cached.
 
@@ -55,6 +55,7 @@ from sam_onnx.types import ImageEmbedding, MaskResult, Point, Prompts, short_rep
 from . import bundle, fair, grants, jobs, layers, limits, view
 from .cache import BoundedCache
 from .editor import Editor, ObjectState
+from .encoder_check import EncoderCheck
 from .layers import Layer, LayerSpec
 from .page_decoder import PageDecoderAssets
 from .view import Background, Summary, View, ViewOptions
@@ -201,7 +202,7 @@ class _FairTurns:
         self.encode_seconds = 0.0
 
     def encode(self, image) -> ImageEmbedding:
-        with self._turn.paused(), self._service.encoder.turn():
+        with self._turn.paused(), self._service.encoder_gate.turn():
             started = time.perf_counter()
             embedding = self._service.predictor.encode(image)
             self.encode_seconds += time.perf_counter() - started
@@ -271,7 +272,7 @@ class SegmentationService:
         """Which browser tab may fetch which image's files (:mod:`sam_demo.routes`)."""
         self.compute = fair.FairGate("compute")
         """Turns for decoder calls and drawing, shared fairly between users (:mod:`sam_demo.fair`)."""
-        self.encoder = fair.FairGate("encoder", slots=self.upload_concurrency)
+        self.encoder_gate = fair.FairGate("encoder", slots=self.upload_concurrency)
         """Turns for encoder runs: ``upload_concurrency`` at a time, i.e. one with a local encoder (a second run on
         2 cores only halves both), several when a Ray Serve deployment encodes."""
         self.intake = fair.FairGate("intake", slots=self.upload_concurrency)
@@ -279,6 +280,8 @@ class SegmentationService:
         in memory at a time."""
         self.speed = jobs.SpeedMeter()
         self.cancels = jobs.CancelRegistry()
+        self.encoder_check: EncoderCheck | None = None
+        """``--encoder auto``'s check when it runs after the start (:meth:`start_encoder_check`)."""
         self._local = threading.local()
 
     # ------------------------------------------------------------------ images
@@ -323,7 +326,7 @@ class SegmentationService:
 
         ``display`` is the future of :func:`sam_demo.view.display_images`, computed on another core meanwhile.
         """
-        with self.encoder.turn():
+        with self.encoder_gate.turn():
             started = time.perf_counter()
             embedding = self.predictor.encode_pixels(*prepared)
             self.speed.record_encode(time.perf_counter() - started)
@@ -420,7 +423,7 @@ class SegmentationService:
         def encode() -> ImageEmbedding:
             with self.compute.released(), self.intake.turn():
                 prepared = preprocess_crop(self._reload(record), crop)
-                with self.encoder.turn():
+                with self.encoder_gate.turn():
                     started = time.perf_counter()
                     embedding = self.predictor.encode_pixels(*prepared)
                     self.speed.record_encode(time.perf_counter() - started)
@@ -714,7 +717,7 @@ class SegmentationService:
                         with self.intake.turn():
                             rgb = self._reload(record)
                     prepared = preprocess_crop(rgb, crop)
-                    with self.encoder.turn():
+                    with self.encoder_gate.turn():
                         crop_embedding = self.predictor.encode_pixels(*prepared)
                     del prepared
                     result = self.decode(crop_embedding, [prompts])[0]
@@ -811,9 +814,24 @@ class SegmentationService:
                     "grid point)", time.perf_counter() - started, self.speed.encode_seconds,
                     self.speed.decode_seconds_per_object * 1e3, self.speed.measured("grid_per_point") * 1e3)
 
+    def start_encoder_check(self, *, table=None) -> EncoderCheck | None:
+        """Start ``auto``'s pending check in the background (:mod:`sam_demo.encoder_check`), if there is one.
+
+        Call it once the app serves: the check runs behind every user's work, and a faster engine it finds
+        replaces fp32 between two encoder runs. ``table`` (variants by name) is for tests.
+        """
+        decision = self.predictor.decision
+        if self.encoder_check is None and decision is not None and decision.pending is not None:
+            self.encoder_check = EncoderCheck(self, table=table).start()
+        return self.encoder_check
+
     # ------------------------------------------------------------------ info
     def model_summary(self) -> dict[str, Any]:
-        return self.predictor.info.summary()
+        """The model facts users and API clients see; ``encoder_check`` says while a background check runs."""
+        summary = self.predictor.info.summary()
+        if self.encoder_check is not None and self.encoder_check.running:
+            summary["encoder_check"] = "running"
+        return summary
 
     def cache_stats(self) -> dict[str, Any]:
         return {"images": self._images.stats().__dict__, "results": self._results.stats().__dict__}

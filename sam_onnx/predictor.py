@@ -85,7 +85,8 @@ class Sam2Predictor:
                    source: str | None = None, variant: str = encoders.FP32,
                    fp16_encoder_path: str | os.PathLike | None = None,
                    encoder_cache_dir: str | os.PathLike | None = None,
-                   image_encoder: encoders.ImageEncoder | None = None, model: str = "") -> Sam2Predictor:
+                   image_encoder: encoders.ImageEncoder | None = None, model: str = "",
+                   check_later: bool = False) -> Sam2Predictor:
         """Load an encoder and a decoder ``.onnx`` (external data beside them); ``model`` names them in :attr:`info`.
 
         The decoder is repaired against the onnxruntime Concat quirk in memory
@@ -100,6 +101,8 @@ class Sam2Predictor:
                 :func:`~sam_onnx.encoders.pretrained.load_image_encoder`.
             image_encoder: a ready encoder to use instead of building ``variant`` (e.g. a
                 :class:`~sam_onnx.encoders.remote.RemoteEncoder`); ``encoder_path`` is then only named in :attr:`info`.
+            check_later: ``auto`` without a stored decision starts on fp32 and leaves its check in
+                ``decision.pending`` (for a server, :mod:`sam_demo.encoder_check`); else it checks now.
 
         Raises:
             ModelLoadError: a file is missing, damaged or of the wrong kind, a
@@ -118,7 +121,7 @@ class Sam2Predictor:
         else:
             image_encoder, decision = pretrained.load_image_encoder(
                 variant, encoder_path, fp16_encoder_path=fp16_encoder_path, providers=providers, threads=threads,
-                cache_dir=encoder_cache_dir, decoder_path=decoder_path,
+                cache_dir=encoder_cache_dir, decoder_path=decoder_path, check_later=check_later,
                 decode_many=lambda embedding, objects: mask_decoder.decode_many(decoder, embedding, objects))
         predictor = cls(image_encoder, decoder, source=source or str(encoder_path.parent),
                         encoder_path=str(encoder_path), decoder_path=str(decoder_path),
@@ -138,15 +141,15 @@ class Sam2Predictor:
                         local_files_only: bool = False, providers: Sequence[str] | None = None,
                         threads: int | None = None, variant: str | None = None,
                         encoder_cache_dir: str | os.PathLike | None = None,
-                        image_encoder: encoders.ImageEncoder | None = None) -> Sam2Predictor:
+                        image_encoder: encoders.ImageEncoder | None = None, check_later: bool = False) -> Sam2Predictor:
         """A pinned hub model (downloaded once into the huggingface_hub cache), or a local folder.
 
         The arguments are :func:`sam_onnx.encoders.from_pretrained`'s (``model`` a size, ``"tiny"``,
         ``"small"``, ``"base-plus"``, ``"large"``, default ``$SAM_ONNX_MODEL``, else small; ``model_dir`` default
         ``$SAM_ONNX_MODEL_DIR``; ``variant`` default ``$SAM_ONNX_ENCODER``, else ``"auto"``, whose first
         start checks the variants against fp32, about half a minute on 2 cores with the stand-in), plus
-        ``fp16_encoder`` (same as ``variant="fp16"``, half the download) and ``image_encoder`` (a ready
-        encoder, e.g. :class:`~sam_onnx.encoders.remote.RemoteEncoder`, instead of a local one).
+        ``fp16_encoder`` (same as ``variant="fp16"``, half the download), and ``image_encoder`` and
+        ``check_later`` as for :meth:`from_files`.
         """
         variant = encoders.requested_encoder(encoders.FP16 if fp16_encoder else variant)
         files, fp16_path = pretrained.pretrained_files(spec or requested_model(model), model_dir=model_dir,
@@ -154,7 +157,14 @@ class Sam2Predictor:
                                                        local_files_only=local_files_only)
         return cls.from_model_files(files, providers=providers, threads=threads, variant=variant,
                                     fp16_encoder_path=fp16_path, encoder_cache_dir=encoder_cache_dir,
-                                    image_encoder=image_encoder)
+                                    image_encoder=image_encoder, check_later=check_later)
+
+    def with_encoder(self, encoder: encoders.ImageEncoder, decision: auto.Decision | None) -> Sam2Predictor:
+        """This predictor with another image encoder (same decoder), e.g. after ``auto``'s check ran later."""
+        i = self._info
+        return type(self)(encoder, self._decoder, source=i.source, encoder_path=i.encoder_path,
+                          decoder_path=i.decoder_path, repaired_concats=i.repaired_concats, threads=i.threads,
+                          decision=decision, model=i.model)
 
     @property
     def encoder(self) -> encoders.ImageEncoder:
@@ -172,15 +182,11 @@ class Sam2Predictor:
         return self._info
 
     def encode(self, image: np.ndarray | Image.Image) -> ImageEmbedding:
-        """Run the image encoder once for an image.
+        """Run the image encoder once for an image: an immutable :class:`ImageEmbedding` (about 17 MB).
 
         Args:
-            image: upright RGB ``(H, W, 3)`` uint8 in original pixels. Other
-                arrays (grey, RGBA, 16-bit, float) and PIL images are converted
-                by :func:`sam_onnx.image.to_rgb_uint8` (alpha on white).
-
-        Returns:
-            An immutable :class:`ImageEmbedding` (about 17 MB).
+            image: upright RGB ``(H, W, 3)`` uint8 in original pixels. Other arrays (grey, RGBA, 16-bit,
+                float) and PIL images are converted by :func:`sam_onnx.image.to_rgb_uint8` (alpha on white).
 
         Raises:
             InvalidImageError: the input is not an image.
@@ -227,15 +233,11 @@ class Sam2Predictor:
         return ImageEmbedding(outputs, geometry)
 
     def decode(self, embedding: ImageEmbedding, prompts: Prompts) -> MaskResult:
-        """Masks for one object.
-
-        Args:
-            embedding: from :meth:`encode`.
-            prompts: the object's points and/or box, in original pixels.
+        """Masks for one object (its points and/or box, in original pixels) on an embedding from :meth:`encode`.
 
         Returns:
-            A :class:`MaskResult`: 3 candidates, their IoU scores, the best
-            index, the low-res logits and the object score.
+            A :class:`MaskResult`: 3 candidates, their IoU scores, the best index, the low-res logits and the
+            object score.
 
         Raises:
             InvalidPromptError: empty prompts, or a prompt outside the image.

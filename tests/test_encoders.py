@@ -227,6 +227,41 @@ def test_auto_needs_a_15_percent_gain_and_takes_the_fastest(tmp_path, analytic_d
     assert decision.reports[0].name == FP32 and decision.reports[0].status == "reference"
 
 
+def test_a_check_in_the_background_times_again_every_run_other_work_disturbed(tmp_path, analytic_dir,
+                                                                           analytic_decode):
+    """Run behind a server's users, the check learns from its window when a user's work ran beside a timed run
+    (which then took longer) and times that run again: a candidate no faster than undisturbed fp32 is rejected,
+    though every first fp32 run was slowed."""
+    import contextlib
+
+    calls = {"windows": 0, "busy": False}
+
+    @contextlib.contextmanager
+    def window():
+        calls["windows"] += 1
+        calls["busy"] = calls["windows"] % 2 == 1  # every other run shares the CPU with a user's upload
+        seen = auto.RunSeen()
+        yield seen
+        seen.disturbed = calls["busy"]
+
+    class Contended(Wrapped):
+        def encode(self, pixel_values):
+            time.sleep(CONTENDED_S if calls["busy"] else 0.0)
+            return super().encode(pixel_values)
+
+    table = {FP32: Variant(FP32, lambda s: Contended(ort_fp32.load(s), FP32, sleep=0.2)),
+             "marginal": Variant("marginal", lambda s: Wrapped(ort_fp32.load(s), "marginal", sleep=0.2))}
+    check = auto.choose(_source(analytic_dir / "encoder.onnx", tmp_path), analytic_decode, table=table,
+                        use_cache=False, later=True)[1].pending
+    encoder, decision = auto.run_check(check, analytic_decode, table=table, window=window)
+    assert decision.chosen == FP32 and _report(decision, "marginal").status == "rejected"
+    assert _report(decision, "marginal").ratio > 1 - auto.MIN_SPEEDUP
+
+
+CONTENDED_S = 0.4
+"""What a user's work beside a timed run adds to it in the test above."""
+
+
 def _copy_models(src: Path, dst: Path) -> Path:
     dst.mkdir()
     for name in ("encoder.onnx", "decoder.onnx"):

@@ -210,3 +210,65 @@ def test_a_failure_while_a_turn_is_paused_or_shared_gives_the_turn_back(monkeypa
         with turn.paused():
             raise RuntimeError("failed while paused")
     assert _takes_a_turn(gate, "C").wait(HANDOVER_S), "the turn of a block that failed while paused was never released"
+
+
+def test_the_lowest_turn_goes_after_every_waiting_owner_and_only_to_a_free_gate():
+    """Background work (the auto check's decoder calls) asks while users wait: every user goes first."""
+    gate = FairGate("test")
+    served: list[str] = []
+    release = threading.Event()
+    started = threading.Event()
+
+    def holder():
+        with gate.turn("holder"):
+            started.set()
+            release.wait(HANDOVER_S)
+
+    def background():
+        with gate.lowest_turn():
+            served.append("background")
+
+    def ask(who):
+        with gate.turn(who):
+            served.append(who)
+
+    first = _run(holder)
+    started.wait(HANDOVER_S)
+    threads = [_run(background)]
+    _wait_for_waiting(gate, 1)
+    for who in ("A", "B"):  # they arrive after the background work asked
+        threads.append(_run(ask, who))
+        _wait_for_waiting(gate, len(threads))
+    release.set()
+    for t in (first, *threads):
+        t.join(HANDOVER_S)
+    assert served == ["A", "B", "background"]
+    assert gate.waiting() == 0
+    with gate.lowest_turn():  # a free gate gives it at once
+        assert gate.waiting() == 0
+
+
+def test_beside_waits_for_idle_gates_and_says_whether_a_turn_started_meanwhile():
+    """The auto check's encoder runs wait for idle gates, delay nobody, and learn when a user's turn overlapped."""
+    encoder, compute = FairGate("encoder"), FairGate("compute")
+    with fair.beside(encoder, compute) as quiet:
+        pass
+    assert not quiet.disturbed
+    entered = threading.Event()
+
+    def run_beside(out: list):
+        with fair.beside(encoder, compute) as work:
+            entered.set()
+            time.sleep(0.2)
+        out.append(work)
+
+    seen: list = []
+    with compute.turn("user"):  # a busy gate: the background work waits
+        thread = _run(run_beside, seen)
+        assert not entered.wait(0.1)
+    assert entered.wait(HANDOVER_S)
+    asked = time.perf_counter()
+    with encoder.turn("uploader"):  # nobody waits for work beside the gate
+        waited = time.perf_counter() - asked
+    thread.join(HANDOVER_S)
+    assert waited < 0.1 and seen[0].disturbed and seen[0].waited >= 0.1

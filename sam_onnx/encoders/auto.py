@@ -15,6 +15,14 @@ The decision is stored as JSON under ``<cache_dir>/auto/`` keyed by the model
 files' hashes, the CPU (model name and feature flags), the thread count, the
 package versions, the candidates and the thresholds, so later starts load the
 chosen variant directly. Any change to those makes a new check.
+
+A one-shot program (the CLI) checks before it starts (:func:`choose`). A server
+can start at once on fp32 instead (``choose(..., later=True)`` returns fp32 and
+a :class:`Decision` whose ``pending`` :class:`Check` it runs later with
+:func:`run_check`, e.g. in the background, at the lowest priority): every
+encoder run of the check is then made inside the server's ``window``, which
+says afterwards whether other work ran beside it, and a disturbed timed run
+is timed again, so the decision compares undisturbed runs only.
 """
 
 from __future__ import annotations
@@ -22,11 +30,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import contextlib
 import os
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -79,6 +88,48 @@ Decode = Callable[[ImageEmbedding, Sequence[Prompts]], Sequence[MaskResult]]
 """Decodes several objects from one embedding (``Sam2Predictor.decode_many``)."""
 
 
+@dataclass
+class RunSeen:
+    """What a :data:`Window` tells about the encoder run made inside it (set by the window, read after it)."""
+
+    disturbed: bool = False
+    """Other work ran beside the run, so its time says nothing about the engine."""
+
+
+Window = Callable[[], contextlib.AbstractContextManager[RunSeen]]
+"""Entered around every encoder run of the check (waits as long as the caller wants, e.g. until its users'
+work is done); the :class:`RunSeen` it yields says afterwards whether the run was disturbed."""
+
+
+@contextlib.contextmanager
+def undisturbed() -> Iterator[RunSeen]:
+    """The default :data:`Window`: nothing else runs here (a one-shot program checking before it starts)."""
+    yield RunSeen()
+
+
+@dataclass(frozen=True)
+class Check:
+    """An ``auto`` check to run: its candidates, what its decision is keyed by, where the decision is stored.
+
+    Attributes:
+        source: the model and the machine's settings.
+        candidates: the variants tried against fp32.
+        key: what the decision depends on (:func:`decision_key`).
+        stored_at: the decision's file (:func:`decision_path`).
+        use_cache: store the decision there.
+        runs, agreement, min_speedup: as for :func:`choose`.
+    """
+
+    source: EncoderSource
+    candidates: tuple[str, ...]
+    key: Mapping[str, object] = field(repr=False)
+    stored_at: Path
+    use_cache: bool = True
+    runs: int = TIMED_RUNS
+    agreement: Agreement = AGREEMENT
+    min_speedup: float = MIN_SPEEDUP
+
+
 @dataclass(frozen=True)
 class CandidateReport:
     """What the check found for one variant.
@@ -125,17 +176,22 @@ class Decision:
         reports: one per variant looked at, fp32 first.
         from_cache: ``True`` when an earlier start's decision was reused.
         key: what the decision depends on (stored with it).
+        pending: the check still to run (``choose(..., later=True)`` found no stored decision; ``chosen``
+            is fp32 until then), else ``None``.
     """
 
     chosen: str
     reports: tuple[CandidateReport, ...]
     from_cache: bool = False
     key: Mapping[str, object] = field(default_factory=dict, repr=False)
+    pending: Check | None = field(default=None, repr=False, compare=False)
 
     def summary(self) -> str:
         """A short phrase for the UI, e.g. ``"auto: 0.47x fp32, masks agree"``."""
+        if self.pending is not None:
+            return "auto: fp32 while the faster engines are checked"
         chosen = next((r for r in self.reports if r.name == self.chosen), None)
-        how = "cached check" if self.from_cache else "checked at start-up"
+        how = "cached check" if self.from_cache else "checked here"
         if self.chosen == FP32 or chosen is None or chosen.ratio is None:
             return f"auto ({how}): no faster variant agreed with fp32"
         return f"auto ({how}): {chosen.ratio:.2f}x fp32 time, masks agree"
@@ -170,10 +226,17 @@ def calibration_input(path: Path = CALIBRATION_IMAGE) -> tuple[np.ndarray, Geome
     return preprocess_image(load_image(path).rgb)
 
 
-def _timed(encoder: ImageEncoder, pixels: np.ndarray) -> tuple[float, tuple[np.ndarray, ...]]:
-    started = time.perf_counter()
-    outputs = encoder.encode(pixels)
-    return (time.perf_counter() - started) * 1e3, outputs
+def _timed(encoder: ImageEncoder, pixels: np.ndarray, window: Window,
+           again: bool = True) -> tuple[float, tuple[np.ndarray, ...]]:
+    """One encoder run's milliseconds and outputs, run ``again`` until no other work ran beside it."""
+    while True:
+        with window() as seen:
+            started = time.perf_counter()
+            outputs = encoder.encode(pixels)
+            ms = (time.perf_counter() - started) * 1e3
+        if not (seen.disturbed and again):
+            return ms, outputs
+        logger.debug("encoder check: other work ran beside %s's run; timing it again", encoder.name)
 
 
 # ---------------------------------------------------------------------------- decision cache
@@ -251,55 +314,81 @@ def save_decision(path: Path, decision: Decision) -> None:
 # ---------------------------------------------------------------------------- the check
 def choose(source: EncoderSource, decode_many: Decode, *, decoder: Path | None = None,
            table: Mapping[str, Variant] | None = None, candidates: Sequence[str] | None = None,
-           runs: int = TIMED_RUNS, use_cache: bool = True,
-           agreement: Agreement = AGREEMENT, min_speedup: float = MIN_SPEEDUP) -> tuple[ImageEncoder, Decision]:
+           runs: int = TIMED_RUNS, use_cache: bool = True, agreement: Agreement = AGREEMENT,
+           min_speedup: float = MIN_SPEEDUP, later: bool = False) -> tuple[ImageEncoder, Decision]:
     """Pick and build the encoder for ``--encoder auto``.
 
     Args:
         source: the model and the machine's settings.
-        decode_many: decodes prompts from an embedding (the predictor's decoder).
+        decode_many: decodes prompts from an embedding (the predictor's decoder); called only by a check.
         decoder: the decoder file, for the decision key.
         table: variants by name (default: every registered variant).
         candidates: names to try against fp32 (default: every ``auto_candidate``).
         runs: timed runs per encoder (after a warm-up).
         use_cache: reuse and store decisions under ``source.cache_dir``.
+        later: with no stored decision, return fp32 at once and leave the check to the caller
+            (``decision.pending``, run with :func:`run_check`) instead of checking now.
 
     Returns:
-        The chosen encoder (fp32 when no candidate qualifies) and the decision.
+        The chosen encoder (fp32 when no candidate qualifies, or while the check is pending) and the decision.
 
     Raises:
         ModelLoadError: only if fp32 itself cannot be loaded.
     """
-    if table is None:
-        from . import variants
-
-        table = variants()
+    table = _table(table)
     if candidates is None:
         candidates = [name for name, v in table.items() if v.auto_candidate and name != FP32]
     key = decision_key(source, candidates, decoder=decoder, agreement=agreement, min_speedup=min_speedup)
-    stored_at = decision_path(source.cache_dir, key)
-    if use_cache and (stored := load_decision(stored_at, key)) is not None:
+    check = Check(source, tuple(candidates), key, decision_path(source.cache_dir, key), use_cache, runs, agreement,
+                  min_speedup)
+    if use_cache and (stored := load_decision(check.stored_at, key)) is not None:
         try:
             encoder = table[stored.chosen].load(source)
         except (SamOnnxError, KeyError) as exc:
             logger.warning("the stored encoder decision (%s) no longer loads (%s); checking again", stored.chosen, exc)
         else:
-            logger.info("encoder: %s (%s, decided earlier: %s)", stored.chosen, encoder.description, stored_at)
+            logger.info("encoder: %s (%s, decided earlier: %s)", stored.chosen, encoder.description, check.stored_at)
             return encoder, stored
-    encoder, decision = _check(source, decode_many, table, candidates, key, runs, agreement, min_speedup)
-    if use_cache:
-        save_decision(stored_at, decision)
+    if later:
+        logger.info("encoder: fp32 for now; the auto check runs later (no decision stored in %s)", check.stored_at)
+        return table[FP32].load(source), Decision(FP32, (), key=key, pending=check)
+    return run_check(check, decode_many, table=table)
+
+
+def run_check(check: Check, decode_many: Decode, *, table: Mapping[str, Variant] | None = None,
+              window: Window = undisturbed) -> tuple[ImageEncoder, Decision]:
+    """Run ``check`` (every encoder run inside ``window``) and store its decision.
+
+    Returns:
+        The chosen encoder, built by this call (its engine's threads are this thread's children), and the
+        decision.
+
+    Raises:
+        ModelLoadError: only if fp32 itself cannot be loaded.
+    """
+    encoder, decision = _check(check.source, decode_many, _table(table), check.candidates, check.key, check.runs,
+                               check.agreement, check.min_speedup, window)
+    if check.use_cache:
+        save_decision(check.stored_at, decision)
     return encoder, decision
+
+
+def _table(table: Mapping[str, Variant] | None) -> Mapping[str, Variant]:
+    if table is not None:
+        return table
+    from . import variants
+
+    return variants()
 
 
 def _check(source: EncoderSource, decode_many: Decode, table: Mapping[str, Variant], candidates: Sequence[str],
            key: Mapping[str, object], runs: int, agreement: Agreement,
-           min_speedup: float) -> tuple[ImageEncoder, Decision]:
+           min_speedup: float, window: Window) -> tuple[ImageEncoder, Decision]:
     started = time.perf_counter()
     pixels, geometry = calibration_input()
     prompts = [p for _, p in CALIBRATION_PROMPTS]
     reference = table[FP32].load(source)  # failures here are real load errors: raise
-    ref_first_ms, ref_outputs = _timed(reference, pixels)
+    ref_first_ms, ref_outputs = _timed(reference, pixels, window)
     ref_results = decode_many(ImageEmbedding(ref_outputs, geometry), prompts)
     ref_times: list[float] = []
     reports: list[CandidateReport] = []
@@ -310,7 +399,7 @@ def _check(source: EncoderSource, decode_many: Decode, table: Mapping[str, Varia
             reports.append(CandidateReport(name, "skipped", "unknown variant"))
             continue
         report, encoder = _try(variant, source, reference, pixels, geometry, prompts, ref_results, decode_many,
-                               runs, agreement, min_speedup, ref_times)
+                               runs, agreement, min_speedup, ref_times, window)
         reports.append(report)
         logger.info("encoder check: %s", report.line())
         if encoder is not None and (best is None or report.ratio < best[0]):
@@ -329,8 +418,8 @@ def _check(source: EncoderSource, decode_many: Decode, table: Mapping[str, Varia
 
 def _try(variant: Variant, source: EncoderSource, reference: ImageEncoder, pixels: np.ndarray, geometry: Geometry,
          prompts: Sequence[Prompts], ref_results: Sequence[MaskResult], decode_many: Decode, runs: int,
-         agreement: Agreement, min_speedup: float,
-         ref_times: list[float]) -> tuple[CandidateReport, ImageEncoder | None]:
+         agreement: Agreement, min_speedup: float, ref_times: list[float],
+         window: Window) -> tuple[CandidateReport, ImageEncoder | None]:
     """Load, time (interleaved with fp32) and compare one candidate; never raises for the candidate's faults."""
     name = variant.name
     try:
@@ -340,13 +429,13 @@ def _try(variant: Variant, source: EncoderSource, reference: ImageEncoder, pixel
     except Exception as exc:  # noqa: BLE001 - a third-party engine may fail in any way; skip it, say why
         return CandidateReport(name, "skipped", f"failed to load ({type(exc).__name__}: {exc})"), None
     try:
-        _, outputs = _timed(encoder, pixels)  # warm-up; its output is as good as any other run's
+        _, outputs = _timed(encoder, pixels, window, again=False)  # warm-up; its output is as good as any
         results = decode_many(ImageEmbedding(outputs, geometry), prompts)
         min_iou, max_diff = compare(ref_results, results)
         mine, theirs = [], []
         for _ in range(max(1, runs)):
-            theirs.append(_timed(reference, pixels)[0])
-            mine.append(_timed(encoder, pixels)[0])
+            theirs.append(_timed(reference, pixels, window)[0])
+            mine.append(_timed(encoder, pixels, window)[0])
     except Exception as exc:  # noqa: BLE001 - same: a candidate that cannot run is skipped, never used
         return CandidateReport(name, "skipped", f"failed to run ({type(exc).__name__}: {exc})",
                                description=getattr(encoder, "description", "")), None

@@ -70,8 +70,8 @@ def load_image_encoder(variant: str | None, encoder_path: str | os.PathLike, *,
                        fp16_encoder_path: str | os.PathLike | None = None,
                        providers: Sequence[str] | None = None, threads: int | None = None,
                        cache_dir: str | os.PathLike | None = None,
-                       decoder_path: str | os.PathLike | None = None,
-                       decode_many: auto.Decode | None = None) -> tuple[ImageEncoder, auto.Decision | None]:
+                       decoder_path: str | os.PathLike | None = None, decode_many: auto.Decode | None = None,
+                       check_later: bool = False) -> tuple[ImageEncoder, auto.Decision | None]:
     """Build the encoder engine ``variant`` on ``encoder_path``.
 
     Args:
@@ -86,6 +86,8 @@ def load_image_encoder(variant: str | None, encoder_path: str | os.PathLike, *,
             decision is stored its check decodes with it (loaded then, not before).
         decode_many: a ready decoder for the ``auto`` check (the predictor passes its own), instead
             of loading ``decoder_path``.
+        check_later: ``auto`` without a stored decision returns fp32 at once and its check in
+            ``decision.pending`` (:func:`sam_onnx.encoders.auto.run_check` runs it), instead of checking now.
 
     Returns:
         The encoder, and the ``auto`` decision behind it (``None`` for a forced variant).
@@ -103,7 +105,7 @@ def load_image_encoder(variant: str | None, encoder_path: str | os.PathLike, *,
             raise ModelLoadError("The auto encoder check needs the decoder file (decoder_path).")
         if decode_many is None:
             decode_many = decoder_on_demand(decoder_path, providers=providers, threads=source.threads)
-        return auto.choose(source, decode_many, decoder=Path(decoder_path))
+        return auto.choose(source, decode_many, decoder=Path(decoder_path), later=check_later)
     try:
         return load_encoder(variant, source), None
     except EncoderUnavailable as exc:
