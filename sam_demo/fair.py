@@ -119,33 +119,24 @@ class FairGate:
         self._beside: set[Beside] = set()
         self._local = threading.local()
 
-    @contextlib.contextmanager
-    def turn(self, who: Hashable | None = None) -> Iterator[Turn]:
+    def turn(self, who: Hashable | None = None) -> contextlib.AbstractContextManager[Turn]:
         """Wait for a turn for ``who`` (default: :func:`owner`), hold it for the ``with`` block."""
-        outer: Turn | None = getattr(self._local, "turn", None)
-        if outer is not None:
-            yield _NoTurn(outer)
-            return
-        who = owner() if who is None else who
-        held = Turn(self, who, self._acquire(who))
-        self._local.turn = held
-        try:
-            yield held
-        finally:
-            self._local.turn = None
-            self._release()
+        return self._turn(owner() if who is None else who, lowest=False)
 
-    @contextlib.contextmanager
-    def lowest_turn(self) -> Iterator[Turn]:
+    def lowest_turn(self) -> contextlib.AbstractContextManager[Turn]:
         """A turn after everyone's: given only while no owner waits (a short piece of background work).
 
         Owners asking meanwhile wait for this turn to end, like for any other turn, and then go first.
         """
+        return self._turn(BACKGROUND, lowest=True)
+
+    @contextlib.contextmanager
+    def _turn(self, who: Hashable, lowest: bool) -> Iterator[Turn]:
         outer: Turn | None = getattr(self._local, "turn", None)
         if outer is not None:
             yield _NoTurn(outer)
             return
-        held = Turn(self, BACKGROUND, self._acquire(BACKGROUND, lowest=True))
+        held = Turn(self, who, self._acquire(who, lowest=lowest))
         self._local.turn = held
         try:
             yield held
