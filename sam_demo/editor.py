@@ -192,23 +192,32 @@ class Editor:
         editor = self.add_object()
         return editor, editor.selected
 
-    def _set_prompts(self, obj: ObjectState, prompts: Prompts) -> Editor:
+    def _set_prompts(self, obj: ObjectState, prompts: Prompts, view_crop: CropFrame | None = None) -> Editor:
         prompts.check_inside(self.current.image_hw)
         crop = obj.crop if keeps_crop(obj, prompts) else None
+        if crop is None and view_crop is not None and crop_holds(view_crop, prompts) and (
+                prompts.box is None or view_crop.clip_box(prompts.box.xyxy) == prompts.box.xyxy):
+            crop = view_crop
         strokes = obj.strokes if not prompts.is_empty else ()  # a new prompt keeps the strokes; clearing drops them
         objects = tuple(replace(o, prompts=prompts, candidate=None, crop=crop, strokes=strokes) if o.id == obj.id
                         else o for o in self.objects)
         return self._commit(replace(self.current, objects=objects), selected_id=obj.id)
 
-    def add_point(self, x: float, y: float, label: int = POSITIVE) -> Editor:
-        """Add a click to the selected object (a new object if none is selected)."""
+    def add_point(self, x: float, y: float, label: int = POSITIVE, view_crop: CropFrame | None = None) -> Editor:
+        """Add a click to the selected object (a new object if none is selected).
+
+        ``view_crop``: a zoomed view's crop whose embedding is ready (:meth:`sam_demo.service.SegmentationService.
+        encode_view`). An object that is not refined, and whose include points and box all lie in it, is decoded
+        there from this click on (in the same undoable step): at the resolution of the view.
+        """
         point = Point(x, y, label)
         point.check_inside(self.current.image_hw)
         editor, obj = self._target()
-        return editor._set_prompts(obj, obj.prompts.with_point(point))
+        return editor._set_prompts(obj, obj.prompts.with_point(point), view_crop)
 
-    def box_corner(self, x: float, y: float) -> Editor:
-        """First call: remember a corner. Second call: set the selected object's box (replacing any)."""
+    def box_corner(self, x: float, y: float, view_crop: CropFrame | None = None) -> Editor:
+        """First call: remember a corner. Second call: set the selected object's box (replacing any);
+        ``view_crop`` as for :meth:`add_point`."""
         Point(x, y).check_inside(self.current.image_hw)
         if self.pending_corner is None:
             return replace(self, pending_corner=(float(x), float(y)))
@@ -220,7 +229,7 @@ class Editor:
             raise InvalidPromptError("The box's two corners are on the same row or column; "
                                      "click the opposite corner somewhere else.") from None
         editor, obj = cleared._target()
-        return editor._set_prompts(obj, obj.prompts.with_box(box))
+        return editor._set_prompts(obj, obj.prompts.with_box(box), view_crop)
 
     def add_stroke(self, stroke: Stroke) -> Editor:
         """Paint (or erase) on the selected object's mask: one undoable step per stroke.

@@ -33,11 +33,13 @@ import contextvars
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 
 current_owner: contextvars.ContextVar[Hashable | None] = contextvars.ContextVar("sam_demo_owner", default=None)
 """Who the running event belongs to (a browser tab's session hash); ``None`` outside events."""
 
+CANCEL_POLL_S = 0.05
+"""How often a waiting :meth:`FairGate.lowest_turn` with a ``cancel`` checks it."""
 SHARE_AFTER_S = 0.03
 """A turn held longer than this is handed over at the next :meth:`Turn.share` if another owner waits."""
 BACKGROUND = ("background",)
@@ -123,20 +125,26 @@ class FairGate:
         """Wait for a turn for ``who`` (default: :func:`owner`), hold it for the ``with`` block."""
         return self._turn(owner() if who is None else who, lowest=False)
 
-    def lowest_turn(self) -> contextlib.AbstractContextManager[Turn]:
+    def lowest_turn(self, cancel: Callable[[], bool] | None = None) -> contextlib.AbstractContextManager[Turn | None]:
         """A turn after everyone's: given only while no owner waits (a short piece of background work).
 
         Owners asking meanwhile wait for this turn to end, like for any other turn, and then go first.
+        With ``cancel``, polled every :data:`CANCEL_POLL_S` while it waits, the request is withdrawn when
+        ``cancel()`` returns True and the ``with`` block gets ``None`` (do nothing then).
         """
-        return self._turn(BACKGROUND, lowest=True)
+        return self._turn(BACKGROUND, lowest=True, cancel=cancel)
 
     @contextlib.contextmanager
-    def _turn(self, who: Hashable, lowest: bool) -> Iterator[Turn]:
+    def _turn(self, who: Hashable, lowest: bool, cancel: Callable[[], bool] | None = None) -> Iterator[Turn | None]:
         outer: Turn | None = getattr(self._local, "turn", None)
         if outer is not None:
             yield _NoTurn(outer)
             return
-        held = Turn(self, who, self._acquire(who, lowest=lowest))
+        waited = self._acquire(who, lowest=lowest, cancel=cancel)
+        if waited is None:
+            yield None
+            return
+        held = Turn(self, who, waited)
         self._local.turn = held
         try:
             yield held
@@ -164,8 +172,9 @@ class FairGate:
         with self._lock:
             return sum(len(q) for q in self._waiting.values()) + len(self._lowest)
 
-    def _acquire(self, who: Hashable, lowest: bool = False) -> float:
-        """Wait for the turn (``lowest``: behind every owner); returns the seconds waited."""
+    def _acquire(self, who: Hashable, lowest: bool = False, cancel: Callable[[], bool] | None = None) -> float | None:
+        """Wait for the turn (``lowest``: behind every owner); returns the seconds waited, or ``None`` when a
+        lowest request was withdrawn because ``cancel()`` returned True."""
         with self._lock:
             for work in self._beside:  # whatever runs beside the gate now shares the CPU with this turn
                 work.disturbed = True
@@ -178,6 +187,13 @@ class FairGate:
             else:
                 self._waiting.setdefault(who, deque()).append(ticket)
         started = time.perf_counter()
+        if lowest and cancel is not None:
+            while not ticket.wait(CANCEL_POLL_S):
+                if cancel():
+                    with self._lock:
+                        if not ticket.is_set():  # not handed the slot meanwhile: withdraw
+                            self._lowest.remove(ticket)
+                            return None
         ticket.wait()  # set by _release, which hands its slot over (the count of running turns stays)
         return time.perf_counter() - started
 

@@ -432,6 +432,40 @@ class SegmentationService:
 
         return self._images.get_or_create(key, encode)[0]  # type: ignore[return-value]
 
+    def encode_view(self, record: ImageRecord, view: tuple[float, float, float, float], *,
+                    cancel: Callable[[], bool] = lambda: False) -> CropFrame | None:
+        """Encode the region a zoomed view shows, ahead of the clicks it may get, at the lowest priority.
+
+        The crop is :meth:`~sam_onnx.geometry.CropFrame.for_view` of ``view`` (original pixels); its
+        embedding goes to the image cache like a refine's (:meth:`crop_embedding`), so a click inside it
+        decodes there at once. Reading the photo and the encoder run each wait for a background turn
+        (:meth:`sam_demo.fair.FairGate.lowest_turn`): every upload, refine and other request that
+        waits goes first, and ``cancel()`` (a new zoom or a new image) withdraws it while it waits. An
+        encoder run once started is not interrupted: a request arriving then waits for it (one crop's encode).
+
+        Returns:
+            The crop, ready in the cache; ``None`` when cancelled, or when the view shows the whole image.
+        """
+        crop = CropFrame.for_view(record.original_hw, view)
+        if crop.is_whole_image:
+            return None
+        key = ("crop", record.key, crop.box)
+        if self._images.get(key) is not None:
+            return crop
+        with self.intake.lowest_turn(cancel=cancel) as reading:
+            if reading is None or cancel():
+                return None
+            prepared = preprocess_crop(self._reload(record), crop)  # the photo is let go here (12 MB kept)
+        with self.encoder_gate.lowest_turn(cancel=cancel) as encoding:
+            if encoding is None or cancel():
+                return None
+            started = time.perf_counter()
+            embedding = self.predictor.encode_pixels(*prepared)
+            self.speed.record_encode(time.perf_counter() - started)
+        self._images.put(key, embedding)
+        logger.info("image %s: view %s encoded in the background", record.key[:12], crop.box)
+        return crop
+
     def refine(self, record: ImageRecord, editor: Editor, object_id: int | None = None, *,
                cancel: Callable[[], bool] = lambda: False, progress: Progress = _no_progress) -> Refinement:
         """Refine one object (default: the selected one) in a crop at full resolution (:mod:`sam_onnx.refine`).

@@ -161,6 +161,13 @@ class CropFrame:
         y0, y1 = _grow(y0, y1, shortest, h)
         return cls((h, w), (x0, y0, x1, y1))
 
+    @classmethod
+    def for_view(cls, original_hw: tuple[int, int], view: tuple[float, float, float, float]) -> CropFrame:
+        """The crop to encode for a zoomed view showing ``view`` (``x0, y0, x1, y1``, continuous original frame):
+        the view out to whole pixels, clamped, with :meth:`around`'s minimum side and aspect but no margin
+        (what is shown is what the user clicks in)."""
+        return cls.around(original_hw, view, margin=0.0)
+
     @property
     def crop_hw(self) -> tuple[int, int]:
         """``(h, w)`` of the crop in pixels."""

@@ -209,3 +209,14 @@ def test_refine_refuses_an_object_without_prompts_a_foreign_crop_and_a_crop_miss
         Editor.start(HW).add_point(20, 20).refine(1, CROP)
     assert Editor.start(HW).add_point(200, 150).add_point(20, 20, 0).refine(1, CROP).selected.crop == CROP
     assert _refined().unrefine(1).selected.crop is None and _refined().unrefine(1).undo().selected.crop == CROP
+
+
+def test_a_click_in_a_ready_zoomed_view_decodes_the_object_there_in_one_step():
+    view = CropFrame(HW, (100, 50, 400, 300))
+    ed = Editor.start(HW).add_point(200, 150, view_crop=view)
+    assert ed.selected.crop == view and len(ed.undo_stack) == 1
+    assert ed.undo().selected.prompts.is_empty
+    # An object with an include point outside the view stays on the whole image; a refined one keeps its crop.
+    assert Editor.start(HW).add_point(20, 20).add_point(200, 150, view_crop=view).selected.crop is None
+    assert _refined().add_point(210, 160, view_crop=view).selected.crop == CROP
+    assert Editor.start(HW).box_corner(110, 60).box_corner(390, 290, view_crop=view).selected.crop == view

@@ -272,3 +272,33 @@ def test_beside_waits_for_idle_gates_and_says_whether_a_turn_started_meanwhile()
         waited = time.perf_counter() - asked
     thread.join(HANDOVER_S)
     assert waited < 0.1 and seen[0].disturbed and seen[0].waited >= 0.1
+
+
+def _wait_until(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_a_cancelled_lowest_request_withdraws_and_never_takes_the_slot():
+    """A zoomed view waiting to be encoded is withdrawn by a new zoom: it leaves the queue, and the slot goes
+    back to the gate, not to the withdrawn request."""
+    gate = FairGate("test")
+    cancelled = threading.Event()
+    outcome = []
+
+    def background():
+        with gate.lowest_turn(cancel=cancelled.is_set) as turn:
+            outcome.append(turn)
+
+    with gate.turn("busy"):
+        thread = _run(background)
+        _wait_until(lambda: gate.waiting() == 1)
+        cancelled.set()
+        thread.join(10)
+        assert outcome == [None] and gate.waiting() == 0
+    with gate.turn("next") as turn:
+        assert turn.waited == 0.0
+    with gate.lowest_turn(cancel=lambda: True) as turn:  # a free gate gives it at once, whatever cancel says
+        assert turn is not None

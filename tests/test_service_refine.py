@@ -8,6 +8,7 @@ display frame, the original frame and the crop's frame all differ.
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -223,3 +224,53 @@ def test_segment_api_refines_the_objects_that_ask(opened, tmp_path):
     with pytest.raises(InvalidPromptError, match=f"at most {MAX_SEGMENT_REFINES}"):
         service.segment(str(path), [Prompts((Point(*CLICK),))] * (MAX_SEGMENT_REFINES + 1),
                         [True] * (MAX_SEGMENT_REFINES + 1))
+
+
+# ---------------------------------------------------------------------------- a zoomed view, encoded ahead
+def test_a_zoomed_view_is_encoded_ahead_and_a_click_in_it_decodes_there_without_an_encode(opened):
+    service, record, counting = opened
+    view = (900.0, 600.0, 1300.0, 900.0)  # what a 4x zoom of the 1600 x 1200 photo shows
+    crop = service.encode_view(record, view)
+    assert crop == CropFrame.for_view(HW, view) == CropFrame(HW, (900, 600, 1300, 900))
+    encodes = counting.encodes
+    editor = Editor.start(HW).add_point(*CLICK, view_crop=crop)
+    result = service.object_results(record, editor.objects)[0]
+    assert counting.encodes == encodes, "the click decoded on the view's embedding, made ahead"
+    _assert_mask(result.best_mask, _expected_refined(crop, [CLICK], [1]))
+    assert service.encode_view(record, view) == crop and counting.encodes == encodes  # cached
+    assert service.encode_view(record, (0, 0, 1600, 1200)) is None  # the whole image: nothing to gain
+
+
+def test_a_view_encode_waits_behind_an_upload_and_a_new_zoom_cancels_it(opened, tmp_path):
+    service, record, counting = opened
+    counting.release.clear()
+    counting.started.clear()
+    other = tmp_path / "other.png"
+    Image.fromarray(make_rgb(300, 400, seed=11)).save(other)
+    order, views = [], []
+
+    def upload():
+        service.open_image(str(other))
+        order.append("upload")
+
+    uploading = threading.Thread(target=upload)
+    uploading.start()
+    assert counting.started.wait(10)  # the upload's encoder run holds the encoder now
+    cancelled = threading.Event()
+    first = threading.Thread(target=lambda: views.append(service.encode_view(record, (0, 0, 400, 300),
+                                                                             cancel=cancelled.is_set)))
+    second = threading.Thread(target=lambda: (views.append(service.encode_view(record, (800, 600, 1200, 900))),
+                                              order.append("view")))
+    first.start()
+    second.start()
+    deadline = time.monotonic() + 10
+    while service.intake.waiting() + service.encoder_gate.waiting() < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert service.intake.waiting() + service.encoder_gate.waiting() >= 2, "both views wait behind the upload"
+    cancelled.set()  # a new zoom: the first view's request is withdrawn while it waits
+    first.join(10)
+    assert views == [None]
+    counting.release.set()
+    uploading.join(10)
+    second.join(10)
+    assert order == ["upload", "view"] and views[1] == CropFrame(HW, (800, 600, 1200, 900))
