@@ -138,3 +138,14 @@ def test_refine_benchmark_measures_every_shape(tmp_path):
     for row in result["precision"]:
         assert row["mean_after"] < row["mean_before"] and row["iou_after"] > row["iou_before"], row
         assert row["coarse_px_outside_crop"] == 0
+
+
+def test_view_encode_benchmark_runs_idle_and_busy_rounds(analytic_dir, tmp_path):
+    from bench import bench_view_encode
+
+    out = tmp_path / "view.json"
+    assert bench_view_encode.main(["--model-dir", str(analytic_dir), "--rounds", "1", "--clicks", "3", "--think",
+                                   "0.05", "--megapixels", "0.3", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [r["busy"] for r in result["rows"]] == [False, True]
+    assert result["rows"][1]["views_encoded"] >= 1 and {"click_p95_ratio", "upload_ratio"} <= set(result["summary"])
