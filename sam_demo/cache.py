@@ -51,6 +51,15 @@ class BoundedCache(Generic[V]):
             self._hits += 1
             return item[0]
 
+    def pop(self, key: Hashable) -> V | None:
+        """Remove and return the entry of ``key`` (``None`` when there is none)."""
+        with self._lock:
+            item = self._data.pop(key, None)
+            if item is None:
+                return None
+            self._bytes -= item[1]
+            return item[0]
+
     def put(self, key: Hashable, value: V) -> V:
         size = int(self._sizeof(value))
         with self._lock:

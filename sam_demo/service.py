@@ -34,7 +34,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,9 @@ DEFAULT_IMAGE_CACHE_MB = 1024
 DEFAULT_RESULT_CACHE_MB = 256
 DEFAULT_VIEW_CACHE_MB = 128
 """Drawn backgrounds (:class:`sam_demo.view.Background`, about 12 MB each at 1536×1152 px)."""
+RECEIVED_CACHE_MB = 64
+"""Uploads shown and waiting for their encoder run (:class:`Received`, about 18 MB each at 1536 px): three
+waiting at once; one pushed out is read again from its file when its turn comes."""
 PAGE_FILES_CACHE_MB = 96
 """The page's files (:mod:`sam_demo.routes`): display JPEGs (~0.3 MB at 1536 px), full-resolution JPEGs
 (~2-4 MB at 12 MP)."""
@@ -185,6 +188,27 @@ class CachedImage:
         return self.embedding.nbytes + self.display_rgb.nbytes + self.thumbnail_rgb.nbytes
 
 
+@dataclass(frozen=True, eq=False)
+class Received:
+    """An upload between the two steps of the intake: shown, not yet encoded (:meth:`SegmentationService.receive_image`).
+
+    Attributes:
+        pixel_values: ``(1, 3, 1024, 1024)`` float32, the encoder's input (model frame).
+        geometry: the original image's geometry.
+        display_rgb: ``(h, w, 3)`` uint8 in display pixels, read-only.
+        thumbnail_rgb: ``display_rgb`` at candidate-thumbnail size, read-only.
+    """
+
+    pixel_values: NDArray[np.float32]
+    geometry: Geometry
+    display_rgb: NDArray[np.uint8]
+    thumbnail_rgb: NDArray[np.uint8]
+
+    @property
+    def nbytes(self) -> int:
+        return self.pixel_values.nbytes + self.display_rgb.nbytes + self.thumbnail_rgb.nbytes
+
+
 def image_key(rgb: NDArray[np.uint8]) -> str:
     """Content hash of an image: same pixels, same key, whatever the file format was."""
     digest = hashlib.sha256(f"{rgb.shape}".encode())
@@ -259,6 +283,7 @@ class SegmentationService:
         self.display_max_side = display_max_side
         self.limits = limits
         self._images: BoundedCache[CachedImage] = BoundedCache(image_cache_mb * _MB, lambda v: v.nbytes)
+        self._received: BoundedCache[Received] = BoundedCache(RECEIVED_CACHE_MB * _MB, lambda v: v.nbytes)
         self._results: BoundedCache[MaskResult] = BoundedCache(result_cache_mb * _MB,
                                                                lambda r: r.low_res_logits.nbytes + 64)
         self._summaries: BoundedCache[Summary] = BoundedCache(SUMMARY_CACHE_MB * _MB, lambda v: SUMMARY_BYTES)
@@ -286,10 +311,29 @@ class SegmentationService:
 
     # ------------------------------------------------------------------ images
     def open_image(self, path: str | os.PathLike, *, progress: Progress = _no_progress) -> tuple[ImageRecord, dict]:
-        """Load, check and encode an uploaded image (or find it in the cache).
+        """Load, check and encode an uploaded image (or find it in the cache): :meth:`receive_image`, then
+        :meth:`encode_image`.
 
         Returns:
-            The record for the user's state, and timings/cache info.
+            The record for the user's state, and timings/cache info (``load_ms``, ``encode_ms``, ``cache_hit``).
+
+        Raises:
+            InvalidImageError: the file is not a usable image.
+        """
+        record, info = self.receive_image(path, progress=progress)
+        return record, {**info, **self.encode_image(record, progress=progress)}
+
+    def receive_image(self, path: str | os.PathLike, *,
+                      progress: Progress = _no_progress) -> tuple[ImageRecord, dict]:
+        """Step 1 of an upload: read and check the file, make the display copy, hash and preprocess it.
+
+        After it the image can be shown (:meth:`display_rgb`, :meth:`display_jpeg`), before its encoder run
+        (:meth:`encode_image`). Everything here runs before the encoder, never beside it: the work is spread
+        over two cores (display copies and content hash on one, the model-frame preprocessing on the other),
+        then the encoder gets both. The preprocessed input waits for step 2 in a small bounded cache.
+
+        Returns:
+            The record, and ``load_ms`` (read and decode) and ``receive_ms`` (the whole step).
 
         Raises:
             InvalidImageError: the file is not a usable image.
@@ -300,55 +344,79 @@ class SegmentationService:
             loaded = load_image(path, limits=self.limits)
             loaded_at = time.perf_counter()
             frame = DisplayFrame.fit(loaded.rgb.shape[:2], self.display_max_side)
-            progress(0.2, "Encoding the image (runs once per image)")
-            # Critical path: preprocess -> encoder on this thread. The content hash and then the display
-            # copies run on the second core meanwhile (single-threaded Pillow/hashlib work, GIL released);
-            # on a cache hit the preprocessing was wasted, ~70 ms at 12 MP.
-            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload")
-            try:
-                key_future = pool.submit(image_key, loaded.rgb)
-                display_future = pool.submit(view.display_images, loaded.rgb, frame)
-                prepared = preprocess_image(loaded.rgb)
-                key = key_future.result()
-                _, cached = self._images.get_or_create(key, lambda: self._encode(prepared, display_future))
-            finally:
-                pool.shutdown(wait=False, cancel_futures=True)
-        done = time.perf_counter()
-        progress(1.0, "Ready")
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake") as pool:
+                shown = pool.submit(self._display_copies, loaded.rgb, frame)
+                prepared = preprocess_image(loaded.rgb)  # on this core meanwhile; wasted on a cache hit (~0.1 s)
+                key, (display, thumbnail) = shown.result()
+            if self._images.get(key) is None:
+                self._received.put(key, Received(*prepared, display, thumbnail))
         record = ImageRecord(key, str(path), _safe_stem(str(path)), frame, loaded.notes)
         self._records.put(key, record)
-        info = {"load_ms": (loaded_at - started) * 1e3, "encode_ms": (done - loaded_at) * 1e3, "cache_hit": cached}
-        logger.info("image %s %s: %s", key[:12], loaded.rgb.shape[:2], info)
-        return record, info
+        received_at = time.perf_counter()
+        logger.info("image %s %s received: read %.0f ms, display copy and input %.0f ms", key[:12],
+                    loaded.rgb.shape[:2], (loaded_at - started) * 1e3, (received_at - loaded_at) * 1e3)
+        return record, {"load_ms": (loaded_at - started) * 1e3, "receive_ms": (received_at - started) * 1e3}
 
-    def _encode(self, prepared: tuple[NDArray[np.float32], Geometry], display: Future) -> CachedImage:
-        """The cache entry of an image: run the encoder on prepared input, pair it with the display copies.
+    def _display_copies(self, rgb: NDArray[np.uint8],
+                        frame: DisplayFrame) -> tuple[str, tuple[NDArray[np.uint8], NDArray[np.uint8]]]:
+        """Step 1's second core: the content hash, the display copies, and the display JPEG the page loads (made
+        here, not by the page's request, which would come while the encoder runs)."""
+        key = image_key(rgb)
+        display, thumbnail = view.display_images(rgb, frame)
+        self._files.get_or_create(("display", key), lambda: _jpeg(display, DISPLAY_JPEG_QUALITY))
+        return key, (display, thumbnail)
 
-        ``display`` is the future of :func:`sam_demo.view.display_images`, computed on another core meanwhile.
+    def encode_image(self, record: ImageRecord, *, progress: Progress = _no_progress) -> dict:
+        """Step 2 of an upload: the encoder run (once per image; a cache hit costs nothing).
+
+        Returns:
+            ``encode_ms`` (this step) and ``cache_hit``.
         """
-        with self.encoder_gate.turn():
-            started = time.perf_counter()
-            embedding = self.predictor.encode_pixels(*prepared)
-            self.speed.record_encode(time.perf_counter() - started)
-        return CachedImage(embedding, *display.result())
+        started = time.perf_counter()
+        progress(0.2, "Encoding the image (runs once per image)")
+        _, cached = self._images.get_or_create(record.key, lambda: self._encode(record))
+        done = time.perf_counter()
+        progress(1.0, "Ready")
+        info = {"encode_ms": (done - started) * 1e3, "cache_hit": cached}
+        logger.info("image %s %s: %s", record.key[:12], record.original_hw, info)
+        return info
+
+    def _encode(self, record: ImageRecord) -> CachedImage:
+        """The cache entry of an image: its received input encoded, paired with its display copies.
+
+        An input pushed out of the received cache (or an image evicted from the image cache) is read again from
+        its file first. The intake turn is held through the encoder run, so that no upload's reading runs
+        beside it (the gates are always taken intake first, then encoder). Called by the image cache's
+        ``get_or_create`` only: no turn may be held while waiting there (another thread's factory may need it).
+        """
+        with self.intake.turn():
+            received = self._received.pop(record.key)
+            if received is None:
+                logger.info("image %s is not in memory; reading it again", record.key[:12])
+                rgb = self._reload(record)
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake") as pool:
+                    display = pool.submit(view.display_images, rgb, record.frame)
+                    received = Received(*preprocess_image(rgb), *display.result())
+            with self.encoder_gate.turn():
+                started = time.perf_counter()
+                embedding = self.predictor.encode_pixels(received.pixel_values, received.geometry)
+                self.speed.record_encode(time.perf_counter() - started)
+        return CachedImage(embedding, received.display_rgb, received.thumbnail_rgb)
 
     def cached_image(self, record: ImageRecord) -> CachedImage:
         """The embedding and display image, encoding the image again transparently after an eviction."""
         found = self._images.get(record.key)
         if found is not None:
             return found
+        return self._images.get_or_create(record.key, lambda: self._encode(record))[0]
 
-        def reencode() -> CachedImage:
-            logger.info("image %s was evicted; encoding it again", record.key[:12])
-            with self.intake.turn():
-                rgb = self._reload(record)
-                # The display copies (Pillow, single-threaded, GIL released) are made on the second core while
-                # the preprocessing runs on this one: 60-200 ms off an upload (bench/README.md).
-                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="display-copy") as pool:
-                    display = pool.submit(view.display_images, rgb, record.frame)
-                    return self._encode(preprocess_image(rgb), display)
-
-        return self._images.get_or_create(record.key, reencode)[0]
+    def display_rgb(self, record: ImageRecord) -> NDArray[np.uint8]:
+        """The display copy ``(h, w, 3)`` uint8 of an image, from step 1 of its upload on (before it is encoded)."""
+        for cache in (self._images, self._received):
+            found = cache.get(record.key)
+            if found is not None:
+                return found.display_rgb
+        return self.cached_image(record).display_rgb
 
     def _reload(self, record: ImageRecord) -> NDArray[np.uint8]:
         """The original ``(H, W, 3)`` uint8 pixels, read again from the uploaded file and checked against the key."""
@@ -595,7 +663,7 @@ class SegmentationService:
             return None
 
         def make() -> bytes:
-            return _jpeg(self.cached_image(record).display_rgb, DISPLAY_JPEG_QUALITY)
+            return _jpeg(self.display_rgb(record), DISPLAY_JPEG_QUALITY)
 
         return self._files.get_or_create(("display", key), make)[0]
 

@@ -149,3 +149,15 @@ def test_view_encode_benchmark_runs_idle_and_busy_rounds(analytic_dir, tmp_path)
     result = json.loads(out.read_text())
     assert [r["busy"] for r in result["rows"]] == [False, True]
     assert result["rows"][1]["views_encoded"] >= 1 and {"click_p95_ratio", "upload_ratio"} <= set(result["summary"])
+
+
+def test_intake_benchmark_times_shown_and_ready_against_bare(analytic_dir, photos, tmp_path, capsys):
+    from bench import bench_intake
+
+    out = tmp_path / "intake.json"
+    assert bench_intake.main(["--model-dir", str(analytic_dir), "--rounds", "2", "--mp", "0.3", "--photos",
+                              str(photos), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert len(result["samples"]) == 2
+    assert all(s["ready"] >= s["shown"] > 0 and s["bare"] > 0 for s in result["samples"])
+    assert "upload -> ready" in capsys.readouterr().out

@@ -1,0 +1,122 @@
+"""The upload intake in two steps (issue 24): the photo can be shown before its encoder run, and nothing of any
+upload's intake (reading, display copies, hash, preprocessing) runs beside an encoder run.
+
+Real onnxruntime sessions of the analytic model; the encoder is slowed down (a sleep) so that overlaps, if the
+code allowed them, would be long enough to see on a busy machine.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sam_demo import service as service_module
+from sam_demo import view
+from sam_demo.service import SegmentationService
+from sam_onnx import Sam2Predictor
+from sam_onnx.preprocess import preprocess_image
+from tests.conftest import make_rgb
+
+ENCODE_S = 0.3
+"""The slowed encoder run: far longer than the analytic model's own (a few ms)."""
+INTAKE_STAGES = ("load_image", "image_key", "preprocess_image")
+"""Module-level functions of sam_demo.service that an upload's intake calls (plus view.display_images)."""
+
+
+class Timeline:
+    """Intervals (stage, thread, start, end) of the wrapped functions, from any thread."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, str, float, float]] = []
+        self._lock = threading.Lock()
+
+    def wrap(self, name: str, fn):
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self.spans.append((name, threading.current_thread().name, started, time.perf_counter()))
+        return timed
+
+    def of(self, name: str) -> list[tuple[float, float]]:
+        return [(a, b) for n, _, a, b in self.spans if n == name]
+
+
+class SlowEncoder:
+    def __init__(self, inner, timeline: Timeline) -> None:
+        self.inner, self.name, self.description = inner, inner.name, inner.description
+        self.runs = 0
+        self.encode = timeline.wrap("encoder", self._encode)
+
+    def _encode(self, pixel_values):
+        self.runs += 1
+        time.sleep(ENCODE_S)
+        return self.inner.encode(pixel_values)
+
+
+@pytest.fixture
+def setup(analytic_dir, monkeypatch, tmp_path):
+    timeline = Timeline()
+    base = Sam2Predictor.from_files(analytic_dir / "encoder.onnx", analytic_dir / "decoder.onnx", threads=1)
+    encoder = SlowEncoder(base.encoder, timeline)
+    for name in INTAKE_STAGES:
+        monkeypatch.setattr(service_module, name, timeline.wrap(name, getattr(service_module, name)))
+    monkeypatch.setattr(view, "display_images", timeline.wrap("display_images", view.display_images))
+    monkeypatch.setattr(service_module, "_jpeg", timeline.wrap("jpeg", service_module._jpeg))
+    service = SegmentationService(base.with_encoder(encoder, None), display_max_side=96)
+    photos = []
+    for k in range(4):
+        photos.append(tmp_path / f"photo{k}.png")
+        Image.fromarray(make_rgb(150 + 10 * k, 240, seed=k)).save(photos[-1])
+    return service, encoder, timeline, photos
+
+
+def test_a_received_photo_can_be_shown_before_its_encoder_run(setup):
+    service, encoder, timeline, photos = setup
+    record, info = service.receive_image(photos[0])
+    assert encoder.runs == 0 and info["receive_ms"] >= info["load_ms"] > 0
+    shown = service.display_rgb(record)
+    assert shown.shape == (*record.frame.display_hw, 3)
+    made = len(timeline.of("jpeg"))
+    jpeg = service.display_jpeg(record.key)  # what the page loads, served before the encoder ran
+    assert jpeg[:2] == b"\xff\xd8" and encoder.runs == 0
+    assert len(timeline.of("jpeg")) == made == 1  # made in step 1, not by the page's request during the encode
+    encoded = service.encode_image(record)
+    assert encoder.runs == 1 and not encoded["cache_hit"]
+    cached = service.cached_image(record)
+    assert np.array_equal(cached.display_rgb, shown)
+    pixels, _ = preprocess_image(np.asarray(Image.open(photos[0]).convert("RGB")))
+    assert np.array_equal(cached.embedding.features[2], encoder.inner.encode(pixels)[2])  # same input, bit for bit
+    assert service.encode_image(record)["cache_hit"] and encoder.runs == 1
+
+
+def test_no_intake_work_runs_beside_an_encoder_run(setup):
+    """Three users upload at once: every stage of every intake ends before an encoder run starts or starts after
+    it ended, and each upload's display copy and hash are made before its own encoder run."""
+    service, encoder, timeline, photos = setup
+    with ThreadPoolExecutor(3, thread_name_prefix="user") as pool:
+        records = list(pool.map(lambda p: service.open_image(p)[0], photos[:3]))
+    runs = timeline.of("encoder")
+    assert len(runs) == 3 and encoder.runs == 3
+    intake = [(name, a, b) for name, _, a, b in timeline.spans if name != "encoder"]
+    assert len(intake) == 3 * (len(INTAKE_STAGES) + 2)  # + display copies and the display JPEG
+    overlaps = [(name, a, b) for name, a, b in intake for (ea, eb) in runs if a < eb and ea < b]
+    assert not overlaps
+    assert all(service.cached_image(r) is not None for r in records)
+
+
+def test_an_upload_pushed_out_before_its_encoder_run_is_read_again(setup, monkeypatch):
+    service, encoder, timeline, photos = setup
+    record, _ = service.receive_image(photos[1])
+    assert service._received.pop(record.key) is not None  # as if three newer uploads had pushed it out
+    loads = len(timeline.of("load_image"))
+    service.encode_image(record)
+    assert len(timeline.of("load_image")) == loads + 1 and encoder.runs == 1
+    assert service.cached_image(record).display_rgb.shape == (*record.frame.display_hw, 3)
