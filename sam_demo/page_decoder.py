@@ -214,7 +214,11 @@ def routes(assets: PageDecoderAssets | None, resolve: Callable[[str], str | None
         path = js_files.get(request.path_params["name"])
         if path is None:
             return not_found
-        return FileResponse(path, media_type=JS_TYPE, headers={"Cache-Control": REVALIDATE})
+        response = FileResponse(path, media_type=JS_TYPE, headers={"Cache-Control": REVALIDATE},
+                                stat_result=path.stat())  # stat now: the ETag is known before sending
+        if request.headers.get("if-none-match") == response.headers["etag"]:  # revalidated: unchanged
+            return Response(status_code=304, headers={"ETag": response.headers["etag"], "Cache-Control": REVALIDATE})
+        return response
 
     always = [Route(f"{ROUTE_PREFIX}/config.json", config), Route(f"{ROUTE_PREFIX}/js/{{name}}", js_file)]
     if assets is None:

@@ -81,6 +81,8 @@ def test_the_decoder_scripts_are_revalidated(setup):
     response = client.get("/" + assets.page_config()["workerUrl"])
     assert response.status_code == 200 and response.headers["cache-control"] == "no-cache"
     assert response.headers["content-type"].startswith("text/javascript") and "etag" in response.headers
+    again = client.get("/" + assets.page_config()["workerUrl"], headers={"If-None-Match": response.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
 
 
 def test_embeddings_go_only_to_the_token_of_that_image(setup):

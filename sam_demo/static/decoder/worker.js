@@ -29,18 +29,53 @@ function failureKind(error) {
   return error instanceof RangeError || /memory|allocat|OOM|Aborted/i.test(text) ? 'memory' : 'error';
 }
 
+export const FILES_CACHE = 'sam2-page-decoder-v1';
+export const WASM_FILE = 'ort-wasm-simd-threaded.wasm';
+
+// The decoder copy (21 MB) and onnxruntime-web's WebAssembly (15 MB) from this browser's Cache Storage when
+// it has them, else from the server (once). Both URLs name their content (a hash, a version), so an entry
+// never goes stale; entries of other URLs (an older model or version) are deleted. The HTTP cache alone is
+// not enough: Chromium does not keep a file this large in an in-memory cache, nor above 1/8 of its disk cache.
+async function cachedFiles(urls) {
+  let cache = null;
+  try {
+    cache = typeof caches === 'object' ? await caches.open(FILES_CACHE) : null; // secure contexts only
+  } catch (error) {
+    cache = null;
+  }
+  const out = [];
+  for (const url of urls) {
+    const hit = cache ? await cache.match(url) : null;
+    if (hit) { out.push(await hit.arrayBuffer()); continue; }
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(`${url.split('/').pop()} answered HTTP ${response.status}`);
+    const buffer = await response.arrayBuffer();
+    if (cache) {
+      try {
+        await cache.put(url, new Response(buffer.slice(0)));
+      } catch (error) {
+        // no room: the next visit downloads it again
+      }
+    }
+    out.push(buffer);
+  }
+  if (cache) {
+    for (const request of await cache.keys()) if (!urls.includes(request.url)) await cache.delete(request);
+  }
+  return out;
+}
+
 async function init({ ortUrl, wasmPrefix, decoderUrl, threads }) {
   const started = performance.now();
   if (typeof WebAssembly !== 'object') throw Object.assign(new Error('this browser has no WebAssembly'), { kind: 'nowasm' });
   ort = await import(ortUrl);
+  const [wasm, model] = await cachedFiles([wasmPrefix + WASM_FILE, decoderUrl]);
   ort.env.wasm.wasmPaths = wasmPrefix;
+  ort.env.wasm.wasmBinary = wasm;
   // Threads need cross-origin isolation (SharedArrayBuffer); otherwise onnxruntime-web runs one thread.
   ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.max(1, threads) : 1;
   ort.env.wasm.proxy = false; // this worker already keeps the page's main thread free
-  const response = await fetch(decoderUrl);
-  if (!response.ok) throw new Error(`the decoder file answered HTTP ${response.status}`);
-  const model = new Uint8Array(await response.arrayBuffer());
-  session = await ort.InferenceSession.create(model, {
+  session = await ort.InferenceSession.create(new Uint8Array(model), {
     executionProviders: ['wasm'],
     graphOptimizationLevel: 'all',
   });
