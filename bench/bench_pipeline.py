@@ -75,7 +75,7 @@ def install_probes() -> common.Probe:
         "image encoder": None, "mask decoder": "decoder"}.get(label, "onnx other"))
     probe.wrap(view, "display_images", "display copies")
     probe.wrap(decoder, "encode_prompts", "prompt encoding")
-    probe.wrap(view, "mask_crop_from_logits", "upsampling")
+    probe.wrap(types, "mask_crop_from_logits", "upsampling")  # MaskResult.mask_crop looks it up there
     probe.wrap(types.MaskResult, "mask", "upsampling")
     probe.wrap(view, "render_overlay", "drawing")
     probe.wrap(view, "candidate_thumbnails", "drawing")
