@@ -25,8 +25,8 @@ from sam_demo.service import SegmentationService
 from sam_onnx import Sam2Predictor
 from sam_onnx.encoders import OrtEncoder
 from tests.conftest import make_rgb
-from tools.rawapi import Outcome, RawSession, Snapshot, png_bytes
 from tools.ports import free_port
+from tools.rawapi import Outcome, RawSession, Snapshot, png_bytes
 
 PHOTO_HW = (120, 160)
 MESSAGE_DEADLINE_S = 2.0
@@ -100,15 +100,23 @@ class Watch:
     def __init__(self, inner: Fault | None = None) -> None:
         self.inner = inner
         self.calls: Counter[Hashable] = Counter()
+        """Model runs started, per tab."""
+        self.done: Counter[Hashable] = Counter()
+        """Model runs ended (returned or raised), per tab."""
         self._cond = threading.Condition()
 
     def __call__(self, real, output_names, feeds, *args, **kwargs):
+        owner = fair.current_owner.get()
         with self._cond:
-            self.calls[fair.current_owner.get()] += 1
+            self.calls[owner] += 1
             self._cond.notify_all()
-        if self.inner is not None:
-            return self.inner(real, output_names, feeds, *args, **kwargs)
-        return real.run(output_names, feeds, *args, **kwargs)
+        try:
+            if self.inner is not None:
+                return self.inner(real, output_names, feeds, *args, **kwargs)
+            return real.run(output_names, feeds, *args, **kwargs)
+        finally:
+            with self._cond:
+                self.done[owner] += 1
 
     def wait_for(self, owner: Hashable, calls: int = 1, timeout_s: float = SIGNAL_TIMEOUT_S) -> None:
         """Return once ``owner``'s work has reached the model ``calls`` times in all (fail after ``timeout_s``)."""

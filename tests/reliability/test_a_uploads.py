@@ -31,9 +31,9 @@ from sam_onnx.image import (
     NOTE_ROTATED,
 )
 from tests.conftest import make_rgb
-from tests.reliability.conftest import assert_message, hang_fault, smooth_rgb
-from tools.rawapi import FILE_META, RawSession, file_data, png_bytes
+from tests.reliability.conftest import Watch, assert_message, hang_fault, smooth_rgb
 from tests.test_image import bomb_png, eps_file, heif_header, psd_header
+from tools.rawapi import FILE_META, RawSession, file_data, png_bytes
 
 pytestmark = [pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")]
 
@@ -317,19 +317,20 @@ def test_A19_same_image_again_is_a_cache_hit_and_starts_fresh(work, photo_bytes)
 def test_A20_the_last_of_two_racing_uploads_wins(raw, faults):
     first, second = smooth_rgb(64, 96, seed=1), smooth_rgb(64, 96, seed=2)
     paths = [raw.upload(png_bytes(first), "first.png"), raw.upload(png_bytes(second), "second.png")]
-    faults.encoder.fault = hang_fault(threading.Event(), limit_s=0.4)  # each encode takes >= 0.4 s
+    watch = faults.encoder.fault = Watch(hang_fault(threading.Event(), limit_s=0.4))  # each encode takes >= 0.4 s
     # The browser: .change on each upload (encode queue), and after each success the swap-in (edit queue).
     a = raw.submit("ui_open_image", [file_data(paths[0])])
-    time.sleep(0.1)
+    watch.wait_for(raw.session_hash, 1)  # the first upload is encoding when the second arrives
     b = raw.submit("ui_open_image", [file_data(paths[1])])
+    assert not watch.done[raw.session_hash], "the first encode ended before the second upload: no race"
     assert raw.collect([a])[a].ok
     assert raw.join("ui_show_image", [None, 0.5, True, None]).ok
     assert raw.collect([b])[b].ok
     assert raw.join("ui_show_image", [None, 0.5, True, None]).ok
     assert np.abs(raw.overlay().astype(int) - second).mean() < 12
     # The same race through the one-step API: two /load_image in flight, the later one is what stays.
+    # (Both are cache hits now; the tab's edits run in the order they were queued, which is the order sent.)
     c = raw.submit("load_image", [file_data(paths[1]), 0.5, True])
-    time.sleep(0.1)
     d = raw.submit("load_image", [file_data(paths[0]), 0.5, True])
     results = raw.collect([c, d])
     assert results[c].ok and results[d].ok

@@ -18,8 +18,8 @@ import pytest
 import app
 from sam_demo.service import SegmentationService
 from tests.reliability.conftest import assert_message, png_bytes, serve, smooth_rgb, stall_fault, start_work
-from tools.rawapi import RawSession, file_data
 from tests.reliability.test_a_uploads import CACHE_HIT_DEADLINE_S
+from tools.rawapi import RawSession, file_data
 
 MB = 1024 * 1024
 SMALL_CACHE_MB = 64           # ~3 images: 30 sessions must not keep 30 embeddings

@@ -12,7 +12,7 @@ import pytest
 
 import app
 from sam_demo.service import SegmentationService
-from tests.reliability.conftest import png_bytes, serve, smooth_rgb, stall_fault
+from tests.reliability.conftest import Watch, png_bytes, serve, smooth_rgb, stall_fault
 from tools.rawapi import Outcome, RawSession, file_data
 
 QUEUE_REFUSAL_DEADLINE_S = 1.0
@@ -87,17 +87,18 @@ def test_D2_queue_full_is_refused_at_once_with_gradios_message_and_nothing_break
 
 
 def test_D3_clicks_stay_fast_while_another_user_encodes(work, served, faults):
-    faults.encoder.fault = stall_fault(2.0)
+    watch = faults.encoder.fault = Watch(stall_fault(2.0))
     uploader = RawSession(served.url)
     pending = uploader.submit("load_image", [file_data(uploader.upload(png_bytes(smooth_rgb(96, 128, 7)), "e.png")),
                                              0.5, True])
-    time.sleep(0.2)
+    watch.wait_for(uploader.session_hash)  # the upload is in the encoder now
     latencies = []
     for k in range(8):
         outcome = work.session.click(20 + 10 * k, 100)
         assert outcome.ok
         latencies.append(outcome.seconds)
     assert max(latencies) < 1.0, latencies  # the edit queue never waits for the encoder
+    assert not watch.done[uploader.session_hash], "the upload's encode ended before the clicks: nothing was measured"
     assert uploader.wait(pending).ok
     uploader.close()
 

@@ -21,9 +21,9 @@ import pytest
 
 import app
 from tests import analytic_models
-from tests.reliability.conftest import assert_message, hang_fault, png_bytes, smooth_rgb, wrong_dtype_fault
-from tools.rawapi import RawSession, file_data
+from tests.reliability.conftest import Watch, assert_message, hang_fault, png_bytes, smooth_rgb, wrong_dtype_fault
 from tests.test_image import bomb_png
+from tools.rawapi import RawSession, file_data
 
 ROOT = Path(app.__file__).resolve().parent
 STARTUP_FAILURE_DEADLINE_S = 60.0
@@ -239,12 +239,12 @@ def test_E9_memory_is_bounded_by_construction(served):
 
 def test_E10_a_hung_encoder_does_not_stop_the_other_queues(work, served, faults):
     release = threading.Event()
-    faults.encoder.fault = hang_fault(release, limit_s=30.0)  # bounded: a broken test cannot hang the run
+    watch = faults.encoder.fault = Watch(hang_fault(release, limit_s=30.0))  # bounded: cannot hang the run
     stuck = RawSession(served.url)
     try:
         pending = stuck.submit("load_image", [file_data(stuck.upload(png_bytes(smooth_rgb(96, 128, 80)), "h.png")),
                                               0.5, True])
-        time.sleep(0.3)
+        watch.wait_for(stuck.session_hash)  # the encoder hangs on that upload now
         for k in range(5):
             outcome = work.session.click(20 + 10 * k, 100)
             # A click costs milliseconds on the analytic models (under 0.5 s beside two CPU burners); one that
@@ -252,6 +252,7 @@ def test_E10_a_hung_encoder_does_not_stop_the_other_queues(work, served, faults)
             assert outcome.ok and outcome.seconds < 2.0, outcome
         assert work.session.http.get("/config").status_code == 200
         assert work.session.call("undo", [0.5, True]).ok
+        assert not watch.done[stuck.session_hash], "the encoder came back before the checks: nothing was measured"
     finally:
         release.set()
     assert stuck.wait(pending, timeout_s=30).ok  # and the hung user is served once the encoder returns

@@ -18,8 +18,8 @@ from PIL import Image
 from sam_demo.service import SegmentationService
 from sam_onnx import Sam2Predictor
 from tests.reliability.conftest import serve
-from tools.rawapi import RawSession
 from tests.test_reference_fixture import FIXTURE, MAX_FLIPS_PER_MASK, reference_click_mask
+from tools.rawapi import RawSession
 
 
 @pytest.fixture(scope="module")
