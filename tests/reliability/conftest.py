@@ -29,11 +29,10 @@ from tools.ports import free_port
 from tools.rawapi import Outcome, RawSession, Snapshot, png_bytes
 
 PHOTO_HW = (120, 160)
-MESSAGE_DEADLINE_S = 2.0
-"""docs/reliability.md promises a clear message within 2 s (measured here: 0.05 to 0.3 s on an idle machine)."""
-LOADED_MACHINE_FACTOR = 3.0
-"""The tests allow 3 x MESSAGE_DEADLINE_S: with two CPU burners beside the suite and a load average of 12 from
-other jobs on the 2 cores, one message took 4.9 s. A message that waits for a model run or a hang still fails."""
+MESSAGE_DEADLINE_S = 6.0
+"""docs/reliability.md's bound for a clear message, even on a heavily loaded machine. Measured: 0.05 to 0.3 s on an
+idle machine; 4.9 s once with two CPU burners beside the suite and a load average of 12 from other jobs on the
+2 cores. A message that waited for a model run or a hang still fails."""
 LEAK_PATTERN = re.compile(r"Traceback|File \"|/tmp/|/root/|/home/|/work/|/etc/|\.py\b|Exception\b")
 
 
@@ -245,5 +244,5 @@ def assert_message(outcome: Outcome, pattern: str, *, deadline_s: float = MESSAG
     assert isinstance(message, str) and message.strip(), f"bare 'Error' (null message): {outcome.data!r}"
     assert re.search(pattern, message), f"{message!r} does not match {pattern!r}"
     assert not LEAK_PATTERN.search(message), f"message leaks internals: {message!r}"
-    assert outcome.seconds <= deadline_s * LOADED_MACHINE_FACTOR, f"message took {outcome.seconds:.2f} s"
+    assert outcome.seconds <= deadline_s, f"message took {outcome.seconds:.2f} s"
     return message

@@ -2,10 +2,10 @@
 values listed in issue 10 get a specific message, change nothing and log one line. Real servers on
 127.0.0.1, driven with raw HTTP (``pytest tests/reliability -k G1_``).
 
-Timing assertions are ratios between two users measured in the same test, with generous margins: the
-machine is shared (2 cores, other processes), and what these tests must catch is a click that waits for
-another user's whole job (seconds), not a few milliseconds of contention. bench/bench_fairness.py measures
-the real numbers on the full-size model.
+Timing assertions are ratios between two users measured in the same test, idle and busy rounds interleaved so
+that the machine's load (2 shared cores) affects both alike; each test waits for a server-side signal that the
+other user's job really runs (``Watch``) before it measures. bench/bench_fairness.py measures the numbers on the
+full-size model with the same scenarios (tools/scenarios.py).
 """
 
 from __future__ import annotations
@@ -32,8 +32,16 @@ from tools.scenarios import BusyUser, Clicker, deep_body, interleaved_rounds, ov
 H, W = PHOTO_HW
 DECODER_STALL_S = 0.004
 """Extra time per decoder call in the tests that need a long job: 255 objects then take more than a second."""
-CLICK_SLACK_S = 0.25
-"""Added to 3 x the idle time in the click-time ratios (a busy CI machine; a held click waits seconds)."""
+FULL_SIZE_DECODE_S = 0.025
+"""G2's decoder calls take as long as the full-size model's (20-26 ms on 2 cores, bench/README.md), so that a click
+is mostly decoder time, as README's fairness table measures it, not mostly Gradio's own overhead (a sleep: the
+time a piece holds the turn, without taking CPU from B)."""
+FAIR_CLICK_RATIO = 3.0
+"""README, "Fair to every user": B's click p95 while A clicks back to back stays within this of its idle p95, and
+A's median click within this of B's idle median. Measured here: p95 ratio 1.41-2.61 over seven runs at load
+average 10 (the full-size stand-in: 1.10-1.82, README's table); a click that waited for A's queue of clicks
+would exceed it many times over."""
+G2_ROUNDS, G2_CLICKS = 3, 10
 BUSY_FINISH_S = 60.0
 """Longest wait for user A's running action to end once told to stop (a click or two on the analytic models)."""
 
@@ -67,6 +75,8 @@ def test_G1_a_256_object_load_by_one_user_does_not_hold_another_users_clicks(ser
 
 
 def test_G2_clicks_of_a_user_holding_256_objects_cost_one_object_and_do_not_slow_others(served, faults):
+    """User A holds 256 objects and clicks back to back while user B clicks: B's p95 stays within
+    FAIR_CLICK_RATIO of its idle p95 (idle and busy rounds interleaved), and A's own clicks cost one object."""
     a = clicker(served.url, 42)
     path = a.session.upload(prompts_file(256, 32, PHOTO_HW, seed=2), "a.json")
     assert a.session.call("load_prompts", [file_data(path), 0.5, True]).ok
@@ -75,17 +85,18 @@ def test_G2_clicks_of_a_user_holding_256_objects_cost_one_object_and_do_not_slow
     assert a.session.click(20, 12).ok
     a.points = 2
     b = clicker(served.url, 43)
-    watch = faults.decoder.fault = Watch()
+    watch = faults.decoder.fault = Watch(stall_fault(FULL_SIZE_DECODE_S))
 
     def ready(user: BusyUser) -> None:  # A's clicking has reached the decoder
         watch.wait_for(a.session.session_hash, watch.calls[a.session.session_hash] + 1)
 
-    rounds = interleaved_rounds(b, lambda k: BusyUser(a, "click", seed=9 + k), rounds=2, clicks=6, ready=ready,
-                                finish_s=BUSY_FINISH_S)
-    assert not rounds.a_errors and len(rounds.a_times) >= 4, rounds
-    assert p95(rounds.busy) <= 3 * p95(rounds.idle) + CLICK_SLACK_S, rounds
+    rounds = interleaved_rounds(b, lambda k: BusyUser(a, "click", seed=9 + k), rounds=G2_ROUNDS, clicks=G2_CLICKS,
+                                ready=ready, finish_s=BUSY_FINISH_S)
+    assert not rounds.a_errors and len(rounds.a_times) >= G2_ROUNDS, rounds
+    ms = {name: [round(t * 1e3) for t in times] for name, times in vars(rounds).items() if name != "a_errors"}
+    assert p95(rounds.busy) <= FAIR_CLICK_RATIO * p95(rounds.idle), ms
     # A's own clicks stay interactive: one object decoded and drawn over a cached background of 255.
-    assert np.median(rounds.a_times) <= 3 * np.median(rounds.idle) + CLICK_SLACK_S, rounds
+    assert np.median(rounds.a_times) <= FAIR_CLICK_RATIO * np.median(rounds.idle), ms
     for user in (a, b):
         user.close()
 
