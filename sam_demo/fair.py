@@ -9,8 +9,11 @@ turns rotate between the *owners* that are waiting (an owner is a browser tab,
 Gradio's session hash, set per event in :data:`current_owner` by the Gradio
 layer). A user holding 256 objects, a long prompts file, segment everything or a
 ``/segment`` call of 256 objects therefore waits for their own pieces, while
-another user's click waits for at most one piece of theirs (about one decoder
-call, 20-50 ms on 2 cores) before it runs.
+another user's click waits for about one piece of theirs before it runs: a turn
+is handed over at the first piece boundary after it has run
+:data:`SHARE_AFTER_S`, so the click waits for the piece running then (a decoder
+call is 20-50 ms on 2 cores) plus, when pieces are shorter, the others that fit
+in those 30 ms.
 
 Encoder runs (seconds each, not divisible) take turns on a separate gate, so an
 upload never holds anyone's click. That gate has one slot with a local encoder
