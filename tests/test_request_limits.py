@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import gradio as gr
 import pytest
@@ -30,6 +31,13 @@ from sam_demo.limits import MAX_JSON_DEPTH, MAX_JSON_VALUES, json_shape
 CHUNK = 64 * 1024
 """Bytes per chunk of a body sent without a Content-Length (uvicorn hands bodies over in pieces of this order)."""
 JSON = b"application/json"
+
+
+def run(coroutine):
+    """``asyncio.run`` in a thread of its own: the browser tests' Playwright keeps an event loop running in the
+    main thread for the whole session, where ``asyncio.run`` refuses to start another."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 class App:
@@ -71,7 +79,7 @@ def request(body: bytes, *, content_type: bytes | None = JSON, chunk: int | None
     if not chunk:
         headers.append((b"content-length", str(len(body)).encode()))
     scope = {"type": "http", "method": "POST", "path": path, "headers": headers}
-    asyncio.run(RequestLimits(app)(scope, receive, send))
+    run(RequestLimits(app)(scope, receive, send))
     status = sent[0]["status"]
     answer = json.loads(sent[1]["body"]) if status != 200 else {}
     return status, answer, app, calls
@@ -190,7 +198,7 @@ def test_a_tab_may_have_exactly_its_cap_of_events_waiting_and_the_next_gets_the_
         assert order.pending("tab") == 0 and order._total == 0  # every slot came back
         assert await _refused(order, "tab") is None
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_all_tabs_together_may_have_exactly_the_global_cap_waiting_and_the_next_gets_the_message():
@@ -207,7 +215,7 @@ def test_all_tabs_together_may_have_exactly_the_global_cap_waiting_and_the_next_
         await asyncio.gather(*tasks)
         assert order._total == 0 and await _refused(order, "p") is None
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_an_event_that_fails_inside_its_turn_gives_the_turn_to_the_tabs_next_event():
@@ -229,4 +237,4 @@ def test_an_event_that_fails_inside_its_turn_gives_the_turn_to_the_tabs_next_eve
         assert done == {first, second} and ran == ["next"]
         assert isinstance(first.exception(), RuntimeError) and order.pending("tab") == 0
 
-    asyncio.run(scenario())
+    run(scenario())
