@@ -269,3 +269,35 @@ def test_the_app_is_cross_origin_isolated_and_gradio_still_loads_its_theme(brows
     assert not foreign, f"cross-origin requests (blocked under require-corp): {foreign}"
     assert not problems, problems
     assert "Montserrat" in state["font"] and any("Montserrat" in f for f in state["loaded"]), state
+
+
+BITMAP_JS = """async ({ key, originalHW, outHW, prompts, colour }) => {
+  const plain = await window.__samDecoder.decode({ key, prompts, originalHW, outHW });
+  const painted = await window.__samDecoder.decode({ key, prompts, originalHW, outHW, colour });
+  const c = painted.crop;
+  const canvas = new OffscreenCanvas(c.bitmap.width, c.bitmap.height);
+  const g = canvas.getContext('2d');
+  g.drawImage(c.bitmap, 0, 0);
+  const rgba = g.getImageData(0, 0, canvas.width, canvas.height).data;
+  let wrong = 0, inside = 0;
+  for (let i = 0; i < plain.crop.bits.length; i++) {
+    const on = rgba[4 * i + 3] === 255 && rgba[4 * i] === 0xe6 && rgba[4 * i + 1] === 0x9f && rgba[4 * i + 2] === 0x00;
+    const off = rgba[4 * i + 3] === 0;
+    if (plain.crop.bits[i] ? !on : !off) wrong += 1;
+    inside += plain.crop.bits[i];
+  }
+  return { wrong, inside, same: c.row0 === plain.crop.row0 && c.col0 === plain.crop.col0 &&
+           c.width === plain.crop.width && c.height === plain.crop.height && !('bits' in c) };
+}"""
+
+
+def test_a_painted_mask_is_the_mask_in_the_objects_colour(analytic_server, analytic_page, tmp_path):
+    """Previews come back as ImageBitmaps made in the worker: exactly the mask's pixels, in the object's colour."""
+    page, _ = analytic_page
+    path = tmp_path / "wide.png"
+    Image.fromarray(gradient_rgb(*WIDE_HW)).save(path)
+    record = _open(analytic_server, page, path)
+    h, w = record.original_hw
+    got = page.evaluate(BITMAP_JS, {"key": record.key, "originalHW": [h, w], "outHW": list(record.frame.display_hw),
+                                    "prompts": {"points": [[w / 2, h / 2, 1]], "box": None}, "colour": "#e69f00"})
+    assert got["same"] and got["inside"] > 0 and got["wrong"] == 0

@@ -146,7 +146,8 @@ export class PageDecoder {
 
   /**
    * Decode for a preview: resolves to the result, or null when a newer preview replaced this one first.
-   * @param {{key: string, prompts: object, originalHW: number[], outHW: number[]}} request
+   * @param {{key: string, prompts: object, originalHW: number[], outHW: number[], colour?: string}} request
+   *   with `colour` the mask comes back as an ImageBitmap in that colour (worker.js)
    */
   preview(request) {
     if (this.failed) return Promise.reject(this.failed);
@@ -191,9 +192,9 @@ export class PageDecoder {
     const id = this._nextId++;
     this._running = job;
     this._waiting.set(id, job);
-    const { key, prompts, originalHW, outHW, floorRuns } = job.request;
+    const { key, prompts, originalHW, outHW, colour, floorRuns } = job.request;
     if (floorRuns) this.worker.postMessage({ type: 'floor', id, key, prompts, originalHW, runs: floorRuns });
-    else this.worker.postMessage({ type: 'decode', id, key, prompts, originalHW, outHW });
+    else this.worker.postMessage({ type: 'decode', id, key, prompts, originalHW, outHW, colour });
   }
 
   _onMessage(data) {

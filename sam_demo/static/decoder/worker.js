@@ -5,8 +5,11 @@
 // Messages in (postMessage({type, ...})):
 //   init   {ortUrl, wasmPrefix, decoderUrl, threads}      -> ready {threads, isolated, loadMs} | failed {reason, kind}
 //   image  {key, buffer: ArrayBuffer (transferred)}       -> image {key} | failed {key, reason}
-//   decode {id, key, prompts, originalHW, outHW}          -> mask {id, key, scores, best, crop, objectScore, ms}
+//   decode {id, key, prompts, originalHW, outHW, colour?}  -> mask {id, key, scores, best, crop, objectScore, ms}
 //                                                            | error {id, reason, kind}
+//          crop = {row0, col0, height, width, area} in display pixels (outHW) plus, without `colour`,
+//          bits (Uint8Array, 1 inside) or, with `colour` ('#rrggbb'), bitmap (an ImageBitmap: the mask in that
+//          colour, opaque inside and clear outside, ready to draw)
 //   forget {key}
 //   floor  {id, key, prompts, originalHW, runs}           -> floor {id, ms: [...]}: bare session.run times (the
 //                                                            benchmark's floor: no feeds building, no upsampling)
@@ -92,7 +95,17 @@ function addImage(key, buffer) {
   while (images.size > MAX_IMAGES) images.delete(images.keys().next().value);
 }
 
-async function decode({ key, prompts, originalHW, outHW }) {
+/** The crop's mask as an ImageBitmap in `colour`: made here, so the page's thread only draws it. */
+async function paint(crop, colour) {
+  const width = Math.max(1, crop.width), height = Math.max(1, crop.height);
+  const pixels = new Uint32Array(width * height);
+  const [r, g, b] = [1, 3, 5].map((i) => parseInt(colour.slice(i, i + 2), 16));
+  const inside = ((255 << 24) | (b << 16) | (g << 8) | r) >>> 0; // RGBA bytes, little-endian
+  for (let i = 0; i < crop.bits.length; i++) if (crop.bits[i]) pixels[i] = inside;
+  return createImageBitmap(new ImageData(new Uint8ClampedArray(pixels.buffer), width, height));
+}
+
+async function decode({ key, prompts, originalHW, outHW, colour }) {
   const image = images.get(key);
   if (!image) throw new Error('no embeddings for this image');
   images.delete(key); // most recently used last
@@ -116,6 +129,10 @@ async function decode({ key, prompts, originalHW, outHW }) {
   const crop = maskCrop(logits, LOW_RES, LOW_RES, outHW);
   const objectScore = 1 / (1 + Math.exp(-out.object_score_logits.data[0]));
   for (const tensor of Object.values(out)) tensor.dispose?.();
+  if (colour) {
+    crop.bitmap = await paint(crop, colour);
+    delete crop.bits;
+  }
   return { scores, best, crop, objectScore, ms: { run: ran - started, post: performance.now() - ran } };
 }
 
@@ -146,7 +163,8 @@ self.onmessage = async ({ data }) => {
       self.postMessage({ type: 'image', key: data.key });
     } else if (type === 'decode') {
       const result = await decode(data);
-      self.postMessage({ type: 'mask', id: data.id, key: data.key, ...result }, [result.crop.bits.buffer]);
+      const transfer = result.crop.bitmap ? [result.crop.bitmap] : [result.crop.bits.buffer];
+      self.postMessage({ type: 'mask', id: data.id, key: data.key, ...result }, transfer);
     } else if (type === 'floor') {
       self.postMessage({ type: 'floor', id: data.id, ms: await floor(data) });
     } else if (type === 'forget') {
