@@ -1,4 +1,5 @@
-"""SAM 2.1 (Hiera-Small, ONNX on CPU) interactive segmentation demo. UI only.
+"""SAM 2.1 (ONNX on CPU; Hiera-Small by default, --model / --models for the other sizes) interactive segmentation
+demo. UI only.
 
 Every handler translates Gradio values into calls of the demo engine
 (:mod:`sam_demo`) and the wrapper (:mod:`sam_onnx`) and back; the work (image
@@ -39,6 +40,9 @@ from sam_onnx.encoders.remote import BACKENDS as ENCODER_BACKENDS
 from sam_onnx.encoders.remote import RemoteEncoder, encoder_for_backend
 from sam_onnx.hub import MODEL_DIR_ENV, route_hub_logs_to_root
 from sam_onnx.models import DEFAULT_MODEL, MODEL_ENV, model_choices, requested_model
+
+MODELS_ENV = "SAM_APP_MODELS"
+"""Environment variable of ``--models`` (several sizes users choose between, comma-separated)."""
 from sam_onnx.strokes import Stroke
 from sam_onnx.types import NEGATIVE, NUM_CANDIDATES, POSITIVE
 
@@ -227,7 +231,7 @@ def _object_choices(view: View) -> tuple[list[tuple[str, int]], int | None]:
 
 
 def _status(service: SegmentationService, state: AppState, view: View, extra: str = "") -> str:
-    info = service.model_summary()
+    info = service.model_summary(state.record.model)
     h, w = state.record.original_hw
     dh, dw = state.record.frame.display_hw
     shown = "" if (h, w) == (dh, dw) else f" (shown at {dw}×{dh}; clicks map back to full resolution)"
@@ -268,15 +272,16 @@ def _outputs(service, state: AppState, view: View, extra: str = "") -> list:
 
 
 # ---------------------------------------------------------------------------- handlers
-def open_image(service: SegmentationService, path: str | None, progress=gr.Progress()):
-    """Upload handler (encoder queue): load, check and encode; the result is swapped in by ``show_image``.
+def open_image(service: SegmentationService, path: str | None, model: str | None = None, progress=gr.Progress()):
+    """Upload handler (encoder queue): load, check and encode with the tab's model choice (``model``, ``None`` =
+    the default); the result is swapped in by ``show_image``.
 
     Clearing the upload box (``path`` None) changes nothing: the current image and masks stay.
     """
     if path is None:
         return None
     try:
-        record, info = service.open_image(path, progress=lambda f, m: progress(f, desc=m))
+        record, info = service.open_image(path, model=model or "", progress=lambda f, m: progress(f, desc=m))
     except SamOnnxError as exc:
         raise user_error(exc) from None
     return record, info
@@ -599,6 +604,35 @@ def cancel_refine(service: SegmentationService, state, request: gr.Request = Non
         service.cancels.cancel(_refine_token(state, request))
 
 
+def switch_model(service: SegmentationService, state, model: str | None, progress=gr.Progress()):
+    """The model choice changed (encoder queue): the tab's image encoded with that model (or found in the cache);
+    ``show_switched`` swaps it in. Without an image the choice only applies to the next upload."""
+    try:
+        if state is None or not model or service.predictor_for(model) is service.predictor_for(state.record.model):
+            return None
+        return service.switch_model(state.record, model, progress=lambda f, m: progress(f, desc=m))
+    except SamOnnxError as exc:
+        raise user_error(exc) from None
+
+
+@takes_view_options
+def show_switched(service: SegmentationService, loaded, state, options: ViewOptions, request: gr.Request = None):
+    """Second step of a model switch (edit queue, in order with the tab's clicks): the same prompts, decoded again
+    with the other model. Dropped when the tab shows another image by now."""
+    if loaded is None or state is None:
+        return unchanged()
+    record, info = loaded
+    if (record.content_key, record.path) != (state.record.content_key, state.record.path):
+        return unchanged()
+    cancel_everything(service, state, request)
+    cancel_refine(service, state, request)
+    state = replace(state, record=record)
+    view = service.render(record, state.editor, options)
+    name = service.model_summary(record.model)["model"] or "the model"
+    how = "cached" if info["cache_hit"] else f"encode {info['encode_ms'] / 1e3:.2f} s"
+    return _outputs(service, state, view, f"now {name} ({how})")
+
+
 def api_segment(service: SegmentationService, image: str | None, prompts, format: str = SEGMENT_RLE,  # noqa: A002
                 tolerance: float = vector.DEFAULT_TOLERANCE):
     """Stateless API: an image and a list of objects → masks (COCO RLE, or polygons) and scores.
@@ -658,6 +692,11 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                 status = gr.Markdown(elem_id="status")
                 gr.Markdown(HELP, elem_id="help")  # shown until an image is (page.py)
             with gr.Column(scale=2, min_width=300, elem_id="side"):
+                # Several models (--models): each tab chooses its own; one model (the default): no choice shown.
+                model_choice = gr.Radio(list(service.model_names), value=service.default_model or None,
+                                        label="Model (switching keeps your prompts)", elem_id="model_choice",
+                                        visible=bool(service.model_names))
+                switched = gr.State(None, time_to_live=STATE_TTL_S)
                 with gr.Group(elem_id="object_panel"):
                     objects_html = gr.HTML(elem_id="objects")
                     with gr.Row(elem_classes="tool-row"):
@@ -726,7 +765,7 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
         opened = [(image_in.upload, "image")] + ([(example_list.load_input_event.then, "example")]
                                                  if example_list else [])
         for trigger, name in opened:
-            trigger(bind(open_image, service), [image_in], [loaded], concurrency_id=ENCODE_QUEUE,
+            trigger(bind(open_image, service), [image_in, model_choice], [loaded], concurrency_id=ENCODE_QUEUE,
                     concurrency_limit=service.upload_concurrency, trigger_mode="always_last",
                     api_name=f"ui_open_{name}", api_visibility="private", show_progress="full",
                     show_progress_on=[image_in]).success(
@@ -734,6 +773,14 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                 api_visibility="private").then(
                 bind(everything_estimate, service), [state, preset], [estimate], api_name=f"ui_estimate_{name}",
                 api_visibility="private", queue=False)
+        # A model switch: the encode on the upload queue (progress on the display), then the same prompts decoded
+        # again on the edit queue, in order with the tab's clicks.
+        model_choice.input(bind(switch_model, service), [state, model_choice], [switched],
+                           concurrency_id=ENCODE_QUEUE, concurrency_limit=service.upload_concurrency,
+                           trigger_mode="always_last", show_progress="full", show_progress_on=[display],
+                           api_name="ui_switch_model", api_visibility="private").success(
+            bind(show_switched, service), [switched, state, *view_inputs], outputs, **edit,
+            api_name="ui_show_switched", api_visibility="private")
         preset.change(bind(everything_estimate, service), [state, preset], [estimate], api_name="ui_estimate",
                       api_visibility="private", queue=False)
         everything_btn.click(bind(run_everything, service), [state, preset], [everything_found],
@@ -827,6 +874,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"model size (env {MODEL_ENV}; default {DEFAULT_MODEL.size}): tiny is the fastest, "
                              "large the most accurate (README: Model sizes); with --model-dir, the size the folder "
                              "holds (or its subfolder of that name)")
+    parser.add_argument("--models", default=env(MODELS_ENV),
+                        help=f"several sizes users choose between in the page, comma-separated, e.g. small,tiny "
+                             f"(env {MODELS_ENV}); each is loaded (README: Model sizes, for the memory each takes); "
+                             "--model is the default choice (else the first listed)")
     parser.add_argument("--model-dir", default=env(MODEL_DIR_ENV),
                         help=f"local folder with the ONNX files (env {MODEL_DIR_ENV}); default: download the "
                              "pinned model from the Hugging Face hub on first run")
@@ -868,9 +919,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                             "env SAM_APP_RAY_UPLOADS)")
     args = parser.parse_args(argv)
     try:
-        args.model = requested_model(args.model).size  # an env value is not checked by argparse
+        names = [n.strip() for n in (args.models or "").split(",") if n.strip()]
+        listed = list(dict.fromkeys(requested_model(n).size for n in names))  # a bad name: exit 2 with the list
+        args.model = requested_model(args.model or (listed[0] if listed else None)).size
     except ModelLoadError as exc:
         parser.error(str(exc))  # exit status 2, with the valid names
+    args.models = [args.model, *(n for n in listed if n != args.model)] if listed else [args.model]
+    if len(args.models) > 1 and args.encoder_backend != "local":
+        parser.error("--models needs the local encoder: a Ray Serve deployment encodes with one model")
     return args
 
 
@@ -891,9 +947,14 @@ def make_service(args: argparse.Namespace) -> SegmentationService:
                                               fp16_encoder=args.fp16_encoder,
                                               variant=args.encoder, providers=args.provider, threads=args.threads,
                                               image_encoder=remote, check_later=args.encoder_check == "background")
+    others = {name: Sam2Predictor.from_pretrained(model=name, model_dir=args.model_dir,
+                                                  fp16_encoder=args.fp16_encoder, variant=args.encoder,
+                                                  providers=args.provider, threads=args.threads)
+              for name in args.models[1:]}  # --models: each loaded like the default (README: Model sizes)
     page = None if args.no_page_decoder else page_decoder.prepare(predictor, encoders.default_cache_dir())
     service = SegmentationService(predictor, display_max_side=args.display_side, image_cache_mb=args.cache_mb,
-                                  upload_concurrency=1 if remote is None else args.ray_uploads, page_decoder=page)
+                                  upload_concurrency=1 if remote is None else args.ray_uploads, page_decoder=page,
+                                  models={args.model: predictor, **others} if others else None)
     if not args.no_warmup:
         service.warm_up()
     return service

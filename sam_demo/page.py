@@ -5,8 +5,8 @@ Sizes are CSS lengths. The layout is built in ``app.build_demo``; the element id
 """
 
 TITLE = """# Segment Anything 2.1 — click to segment
-SAM 2.1 Hiera-Small on onnxruntime (CPU): the image is encoded once on upload; every click only runs the small
-mask decoder."""
+SAM 2.1 on onnxruntime (CPU; the model in use is named under the image): the image is encoded once on upload;
+every click only runs the small mask decoder."""
 
 HELP = """**Upload or paste an image** (or pick an example), then click on it. **+ Include** points add to the
 mask, **− Exclude** points cut regions away, **▭ Box** takes two clicks at opposite corners. Each object has its

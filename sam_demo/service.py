@@ -33,7 +33,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -157,11 +157,14 @@ class ImageRecord:
     """What a user's state remembers about its image (small; no pixels).
 
     Attributes:
-        key: SHA-256 of the upright RGB pixels and their shape (the cache key).
+        key: the cache and access key: SHA-256 of the upright RGB pixels and their shape, followed by
+            ``@<model>`` when the image is encoded with a model other than the server's default.
         path: file to re-read the image from (re-encode after eviction, exports).
         name: a file-name-safe stem for exported files.
         frame: original ↔ display pixel mapping.
         notes: user-facing notes from loading (EXIF rotation, first frame...).
+        model: the model it is encoded with, as ``--models`` names it (``""`` = the server's default model).
+        sha256: the content hash alone (``""`` = ``key``, for the default model); see :attr:`content_key`.
     """
 
     key: str
@@ -169,6 +172,13 @@ class ImageRecord:
     name: str
     frame: DisplayFrame
     notes: tuple[str, ...] = ()
+    model: str = ""
+    sha256: str = ""
+
+    @property
+    def content_key(self) -> str:
+        """The SHA-256 of the pixels, whatever the model (exports, prompts files, ``/segment``)."""
+        return self.sha256 or self.key
 
     @property
     def original_hw(self) -> tuple[int, int]:
@@ -220,20 +230,21 @@ class _FairTurns:
     """The predictor as :func:`sam_onnx.amg.generate` uses it, run inside a turn of the compute gate: decoder
     calls share that turn, and an encoder run (a crop) gives it up while it waits for and uses the encoder."""
 
-    def __init__(self, service: SegmentationService, turn: fair.Turn) -> None:
+    def __init__(self, service: SegmentationService, turn: fair.Turn, predictor: Sam2Predictor) -> None:
         self._service = service
         self._turn = turn
+        self._predictor = predictor
         self.encode_seconds = 0.0
 
     def encode(self, image) -> ImageEmbedding:
         with self._turn.paused(), self._service.encoder_gate.turn():
             started = time.perf_counter()
-            embedding = self._service.predictor.encode(image)
+            embedding = self._predictor.encode(image)
             self.encode_seconds += time.perf_counter() - started
             return embedding
 
     def decode_many(self, embedding: ImageEmbedding, objects: Sequence[Prompts], **_: Any) -> list[MaskResult]:
-        return self._service.decode(embedding, objects)
+        return self._service.decode(embedding, objects, self._predictor)
 
 
 def _jpeg(rgb: NDArray[np.uint8], quality: int) -> bytes:
@@ -267,14 +278,21 @@ class SegmentationService:
         grant_ttl_s: seconds a tab's access token to an image lives after its last use (:mod:`sam_demo.grants`).
         page_decoder: the page's decoder files (:func:`sam_demo.page_decoder.prepare`); None turns the page's
             live previews off.
+        models: every model a user may choose, by ``--models`` name (``{"small": ..., "tiny": ...}``), the
+            default ``predictor`` among them; empty or one = no choice. Images encoded with another model than
+            the default are cached under their own keys (:attr:`ImageRecord.key`), in the same budgets.
     """
 
     def __init__(self, predictor: Sam2Predictor, *, display_max_side: int = DEFAULT_DISPLAY_SIDE,
                  image_cache_mb: int = DEFAULT_IMAGE_CACHE_MB, result_cache_mb: int = DEFAULT_RESULT_CACHE_MB,
                  view_cache_mb: int = DEFAULT_VIEW_CACHE_MB, limits: ImageLimits = DEFAULT_LIMITS,
                  upload_concurrency: int = 1, grant_ttl_s: float = grants.DEFAULT_TTL_S,
-                 page_decoder: PageDecoderAssets | None = None) -> None:
+                 page_decoder: PageDecoderAssets | None = None,
+                 models: Mapping[str, Sam2Predictor] | None = None) -> None:
         self.predictor = predictor
+        self.models: dict[str, Sam2Predictor] = dict(models or {})
+        """Every model users may choose, by name (the default predictor among them); see :meth:`model_names`."""
+        self.default_model = next((name for name, p in self.models.items() if p is predictor), "")
         self.page_decoder = page_decoder
         """The files of the page's own decoder (:mod:`sam_demo.page_decoder`), or None: no live previews."""
         # Uploads encoded at once: 1 for an encoder on this machine (two at once only halve the speed);
@@ -310,20 +328,22 @@ class SegmentationService:
         self._local = threading.local()
 
     # ------------------------------------------------------------------ images
-    def open_image(self, path: str | os.PathLike, *, progress: Progress = _no_progress) -> tuple[ImageRecord, dict]:
+    def open_image(self, path: str | os.PathLike, *, model: str = "",
+                   progress: Progress = _no_progress) -> tuple[ImageRecord, dict]:
         """Load, check and encode an uploaded image (or find it in the cache): :meth:`receive_image`, then
-        :meth:`encode_image`.
+        :meth:`encode_image`; ``model`` is which of :attr:`models` encodes it (``""`` = the default).
 
         Returns:
             The record for the user's state, and timings/cache info (``load_ms``, ``encode_ms``, ``cache_hit``).
 
         Raises:
             InvalidImageError: the file is not a usable image.
+            InvalidPromptError: ``model`` is not one of this server's models.
         """
-        record, info = self.receive_image(path, progress=progress)
+        record, info = self.receive_image(path, model=model, progress=progress)
         return record, {**info, **self.encode_image(record, progress=progress)}
 
-    def receive_image(self, path: str | os.PathLike, *,
+    def receive_image(self, path: str | os.PathLike, *, model: str = "",
                       progress: Progress = _no_progress) -> tuple[ImageRecord, dict]:
         """Step 1 of an upload: read and check the file, make the display copy, hash and preprocess it.
 
@@ -332,12 +352,18 @@ class SegmentationService:
         over two cores (display copies and content hash on one, the model-frame preprocessing on the other),
         then the encoder gets both. The preprocessed input waits for step 2 in a small bounded cache.
 
+        ``model`` (``""`` = the default) is the model step 2 encodes it with; the record's key names it
+        (:attr:`ImageRecord.key`).
+
         Returns:
             The record, and ``load_ms`` (read and decode) and ``receive_ms`` (the whole step).
 
         Raises:
             InvalidImageError: the file is not a usable image.
+            InvalidPromptError: ``model`` is not one of this server's models.
         """
+        model = self._model_name(model)
+        self.predictor_for(model)  # an unknown model fails before any work
         started = time.perf_counter()
         progress(0.05, "Reading the image")
         with self.intake.turn():  # upload_concurrency images in memory at a time, however many arrive
@@ -347,10 +373,12 @@ class SegmentationService:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake") as pool:
                 shown = pool.submit(self._display_copies, loaded.rgb, frame)
                 prepared = preprocess_image(loaded.rgb)  # on this core meanwhile; wasted on a cache hit (~0.1 s)
-                key, (display, thumbnail) = shown.result()
+                sha256, (display, thumbnail) = shown.result()
+            key = f"{sha256}@{model}" if model else sha256
             if self._images.get(key) is None:
                 self._received.put(key, Received(*prepared, display, thumbnail))
-        record = ImageRecord(key, str(path), _safe_stem(str(path)), frame, loaded.notes)
+        record = ImageRecord(key, str(path), _safe_stem(str(path)), frame, loaded.notes, model,
+                             sha256 if model else "")
         self._records.put(key, record)
         received_at = time.perf_counter()
         logger.info("image %s %s received: read %.0f ms, display copy and input %.0f ms", key[:12],
@@ -373,7 +401,7 @@ class SegmentationService:
             ``encode_ms`` (this step) and ``cache_hit``.
         """
         started = time.perf_counter()
-        progress(0.2, "Encoding the image (runs once per image)")
+        progress(0.2, f"Encoding the image{f' with {record.model}' if record.model else ''} (runs once per image)")
         _, cached = self._images.get_or_create(record.key, lambda: self._encode(record))
         done = time.perf_counter()
         progress(1.0, "Ready")
@@ -399,7 +427,7 @@ class SegmentationService:
                     received = Received(*preprocess_image(rgb), *display.result())
             with self.encoder_gate.turn():
                 started = time.perf_counter()
-                embedding = self.predictor.encode_pixels(received.pixel_values, received.geometry)
+                embedding = self.predictor_for(record.model).encode_pixels(received.pixel_values, received.geometry)
                 self.speed.record_encode(time.perf_counter() - started)
         return CachedImage(embedding, received.display_rgb, received.thumbnail_rgb)
 
@@ -423,20 +451,23 @@ class SegmentationService:
         if not Path(record.path).is_file():
             raise InvalidImageError("This image is no longer on the server; please upload it again.")
         rgb = load_image(record.path, limits=self.limits).rgb
-        if image_key(rgb) != record.key:
+        if image_key(rgb) != record.content_key:
             raise InvalidImageError("This image changed on the server; please upload it again.")
         return rgb
 
     # ------------------------------------------------------------------ masks
-    def decode(self, embedding: ImageEmbedding, objects: Sequence[Prompts]) -> list[MaskResult]:
-        """Decoder results for ``objects``, :data:`DECODE_PIECE` at a time in fair turns (not cached)."""
+    def decode(self, embedding: ImageEmbedding, objects: Sequence[Prompts],
+               predictor: Sam2Predictor | None = None) -> list[MaskResult]:
+        """Decoder results for ``objects``, :data:`DECODE_PIECE` at a time in fair turns (not cached), with
+        ``predictor``'s decoder (default: the default model's; it must be the one that made ``embedding``)."""
+        predictor = predictor or self.predictor
         out: list[MaskResult] = []
         work = self._work()
         with self.compute.turn() as turn:
             for start in range(0, len(objects), DECODE_PIECE):
                 piece = list(objects[start:start + DECODE_PIECE])
                 started = time.perf_counter()
-                out += self.predictor.decode_many(embedding, piece)
+                out += predictor.decode_many(embedding, piece)
                 seconds = time.perf_counter() - started
                 self.speed.record_decode(seconds, len(piece))
                 work.decoded += len(piece)
@@ -465,7 +496,8 @@ class SegmentationService:
         for crop in dict.fromkeys(crops[i] for i in missing):  # each embedding once, in order
             group = [i for i in missing if crops[i] == crop]
             embedding = self.cached_image(record).embedding if crop is None else self.crop_embedding(record, crop)
-            for i, result in zip(group, self.decode(embedding, [objects[i] for i in group])):
+            decoded = self.decode(embedding, [objects[i] for i in group], self.predictor_for(record.model))
+            for i, result in zip(group, decoded):
                 found[i] = self._results.put(keys[i], result)
                 self._summaries.put(keys[i], Summary.of(result))
         return found  # type: ignore[return-value]
@@ -493,7 +525,7 @@ class SegmentationService:
                 prepared = preprocess_crop(self._reload(record), crop)
                 with self.encoder_gate.turn():
                     started = time.perf_counter()
-                    embedding = self.predictor.encode_pixels(*prepared)
+                    embedding = self.predictor_for(record.model).encode_pixels(*prepared)
                     self.speed.record_encode(time.perf_counter() - started)
             logger.info("image %s: crop %s encoded", record.key[:12], crop.box)
             return embedding
@@ -528,7 +560,7 @@ class SegmentationService:
             if encoding is None or cancel():
                 return None
             started = time.perf_counter()
-            embedding = self.predictor.encode_pixels(*prepared)
+            embedding = self.predictor_for(record.model).encode_pixels(*prepared)
             self.speed.record_encode(time.perf_counter() - started)
         self._images.put(key, embedding)
         logger.info("image %s: view %s encoded in the background", record.key[:12], crop.box)
@@ -654,7 +686,9 @@ class SegmentationService:
         """The embedding of image ``key`` (encoded again after an eviction), or None when this server does not
         know the image (the page's decoder fetches it: :mod:`sam_demo.page_decoder`)."""
         record = self._records.get(key)
-        return None if record is None else self.cached_image(record).embedding
+        if record is None or record.model:  # the page's decoder is the default model's: another model's
+            return None                     # embedding would preview wrong masks (the page then shows none)
+        return self.cached_image(record).embedding
 
     def display_jpeg(self, key: str) -> bytes | None:
         """The display copy of image ``key`` as a JPEG, or None when this server does not know the image."""
@@ -733,12 +767,13 @@ class SegmentationService:
         def step(done: int, total: int) -> None:
             progress(done / (total + 1), f"Mask {done} of {total} written")
 
-        return bundle.write_bundle(out_dir, record.name, Path(record.path).name, record.key, rgb, editor, active,
-                                   results, step=step, tolerance=tolerance, model=self.predictor.info.model)
+        return bundle.write_bundle(out_dir, record.name, Path(record.path).name, record.content_key, rgb, editor,
+                                   active, results, step=step, tolerance=tolerance,
+                                   model=self.predictor_for(record.model).info.model)
 
     def load_prompts_file(self, record: ImageRecord, path: str | os.PathLike) -> Editor:
         """An editor from a prompts file saved by :meth:`export` for the same image."""
-        return bundle.read_prompts_file(path, record.original_hw, record.key)
+        return bundle.read_prompts_file(path, record.original_hw, record.content_key)
 
     # ------------------------------------------------------------------ stateless API
     def segment(self, path: str | os.PathLike, objects: Sequence[Prompts],
@@ -847,7 +882,7 @@ class SegmentationService:
                 **fields,
                 **extra,
             })
-        answer = {"width": w, "height": h, "image_sha256": record.key, "model": self.model_summary(),
+        answer = {"width": w, "height": h, "image_sha256": record.content_key, "model": self.model_summary(),
                   "encode_cache_hit": info["cache_hit"], "format": output, "objects": out_objects}
         if output == SEGMENT_POLYGONS:
             answer["tolerance_px"] = tolerance
@@ -879,7 +914,7 @@ class SegmentationService:
         # The whole run holds a turn (decoder calls and the screening of their masks, both CPU-heavy) and hands
         # it over between decoder calls whenever another user waits.
         with self.compute.turn() as turn:
-            turns = _FairTurns(self, turn)
+            turns = _FairTurns(self, turn, self.predictor_for(record.model))
 
             def shared_progress(done: int, total: int) -> None:
                 turn.share()
@@ -912,6 +947,9 @@ class SegmentationService:
         grid_started = time.perf_counter()
         amg.generate(self.predictor, embedding, settings)  # before serving: nobody to share turns with
         self.speed.record_everything(time.perf_counter() - grid_started, WARM_UP_GRID ** 2)
+        for name in self.model_names[1:]:  # the other models' first-run costs too (not measured: the default's are)
+            other = self.models[name]
+            other.decode(other.encode(rgb), Prompts((Point(WARM_UP_SIDE / 2, WARM_UP_SIDE / 2),)))
         logger.info("warm-up %.2f s (encoder %.2f s, decoder %.0f ms per object, segment everything %.0f ms per "
                     "grid point)", time.perf_counter() - started, self.speed.encode_seconds,
                     self.speed.decode_seconds_per_object * 1e3, self.speed.measured("grid_per_point") * 1e3)
@@ -928,12 +966,56 @@ class SegmentationService:
         return self.encoder_check
 
     # ------------------------------------------------------------------ info
-    def model_summary(self) -> dict[str, Any]:
-        """The model facts users and API clients see; ``encoder_check`` says while a background check runs."""
-        summary = self.predictor.info.summary()
-        if self.encoder_check is not None and self.encoder_check.running:
+    def model_summary(self, model: str = "") -> dict[str, Any]:
+        """The model facts users and API clients see, for ``model`` (``""`` = the default; ``record.model`` of an
+        image); ``encoder_check`` says while the default model's background check runs."""
+        summary = self.predictor_for(model).info.summary()
+        if self.encoder_check is not None and self.encoder_check.running and not self._model_name(model):
             summary["encoder_check"] = "running"
         return summary
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        """The models a user may choose between, default first; empty when there is only one."""
+        if len(self.models) < 2:
+            return ()
+        return (self.default_model, *(n for n in self.models if n != self.default_model))
+
+    def _model_name(self, model: str) -> str:
+        """``model`` as records name it: ``""`` for the default model (also when asked for by name)."""
+        return "" if not model or model == self.default_model else model
+
+    def predictor_for(self, model: str = "") -> Sam2Predictor:
+        """The predictor of ``model`` (``""`` or the default's name = the default).
+
+        Raises:
+            InvalidPromptError: this server has no such model (the message names the ones it has).
+        """
+        if not model or model == self.default_model:
+            return self.predictor
+        found = self.models.get(model)
+        if found is None:
+            have = ", ".join(self.model_names) or "only its default model"
+            raise InvalidPromptError(f"This server has no model {short_repr(model)}; it has {have}.")
+        return found
+
+    def switch_model(self, record: ImageRecord, model: str, *,
+                     progress: Progress = _no_progress) -> tuple[ImageRecord, dict]:
+        """The same image encoded with another model (from the cache, or the file read and encoded again).
+
+        The editor's prompts stay valid as they are: they are in original pixels, which no model changes.
+
+        Raises:
+            InvalidPromptError: ``model`` is not one of this server's models.
+            InvalidImageError: the uploaded file is gone or changed.
+        """
+        self.predictor_for(model)  # fail before any work
+        if not Path(record.path).is_file():
+            raise InvalidImageError("This image is no longer on the server; please upload it again.")
+        new, info = self.open_image(record.path, model=model, progress=progress)
+        if new.content_key != record.content_key:
+            raise InvalidImageError("This image changed on the server; please upload it again.")
+        return new, info
 
     def cache_stats(self) -> dict[str, Any]:
         return {"images": self._images.stats().__dict__, "results": self._results.stats().__dict__}

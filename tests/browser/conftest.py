@@ -119,12 +119,13 @@ def browser():
         playwright.stop()
 
 
-def _serve(predictor, image_cache_mb: int):
-    """The demo on ``predictor``, served in this process on a free port: yields its URL, closes it after."""
+def _serve(predictor, image_cache_mb: int, models=None):
+    """The demo on ``predictor`` (and ``models`` to choose from, by name), served in this process on a free port:
+    yields its URL, closes it after."""
     import app
     from sam_demo.service import SegmentationService
 
-    service = SegmentationService(predictor, image_cache_mb=image_cache_mb)
+    service = SegmentationService(predictor, image_cache_mb=image_cache_mb, models=models)
     demo = app.build_demo(service)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True,
                             **app.launch_kwargs("127.0.0.1", free_port(), routes=app.app_routes(service)))
