@@ -301,3 +301,205 @@ def test_a_painted_mask_is_the_mask_in_the_objects_colour(analytic_server, analy
     got = page.evaluate(BITMAP_JS, {"key": record.key, "originalHW": [h, w], "outHW": list(record.frame.display_hw),
                                     "prompts": {"points": [[w / 2, h / 2, 1]], "box": None}, "colour": "#e69f00"})
     assert got["same"] and got["inside"] > 0 and got["wrong"] == 0
+
+
+# ---------------------------------------------------------------------------- the live preview's logic
+# preview.js on a stand-in view (the plugin API of sam_demo/static/view/main.js: on/emit, setOverlay, scene,
+# latest, options, element), with the page decoder the test page already started. The real view's tests are in
+# tests/browser/test_live_preview.py.
+FAKE_VIEW_JS = """async ({ scene, mode, fail, storageKey }) => {
+  const root = window.__samRoot;
+  const { LivePreview } = await import(new URL('sam-page/js/preview.js', root).href);
+  const { DecoderUnavailable } = await import(new URL('sam-page/js/client.js', root).href);
+  const listeners = new Map();
+  const view = {
+    scene, latest: scene, element: document.createElement('div'), overlays: new Map(), log: [],
+    on(n, cb) { if (!listeners.has(n)) listeners.set(n, new Set()); listeners.get(n).add(cb);
+                return () => listeners.get(n).delete(cb); },
+    emit(n, d) { for (const cb of listeners.get(n) || []) cb(d); },
+    setOverlay(name, bitmap, rect, opacity) {
+      if (bitmap) view.overlays.set(name, { bitmap, rect, opacity }); else view.overlays.delete(name);
+      view.log.push([name, !!bitmap]);
+    },
+    options() { return { opacity: 0.5 }; },
+  };
+  const store = new Map();
+  const storage = { getItem: (k) => store.get(k) ?? null, setItem: (k, v) => store.set(k, v) };
+  window.__notices = [];
+  window.__mode = mode;
+  const start = fail ? () => Promise.reject(new DecoderUnavailable(fail))
+                     : () => Promise.resolve(window.__samDecoder);
+  const preview = new LivePreview(view, { enabled: true },
+    { notice: (t) => window.__notices.push(t), startDecoder: start, mode: () => window.__mode, storage });
+  window.__view = view;
+  window.__preview = preview;
+  window.__storage = storage;
+  if (!fail) await preview.image.ready;
+  return true;
+}"""
+IDLE_JS = """async () => { const p = window.__preview;
+  for (let i = 0; i < 400 && (p.decoder?.busy || p.asked && !p.asked.result); i++) await new Promise((r) => setTimeout(r, 10));
+  return { stats: p.stats, overlays: [...window.__view.overlays.keys()],
+           shown: p.shown && { x: p.shown.x, y: p.shown.y, prompts: p.shown.prompts } }; }"""
+OVERLAY_JS = """async (name) => { const o = window.__view.overlays.get(name); if (!o) return null;
+  const c = new OffscreenCanvas(o.bitmap.width, o.bitmap.height); const g = c.getContext('2d');
+  g.drawImage(o.bitmap, 0, 0); const px = g.getImageData(0, 0, c.width, c.height).data;
+  const alpha = new Array(c.width * c.height); for (let i = 0; i < alpha.length; i++) alpha[i] = px[4 * i + 3] ? 1 : 0;
+  return { rect: o.rect, opacity: o.opacity, width: c.width, height: c.height, alpha,
+           rgb: [px[4 * alpha.indexOf(1)], px[4 * alpha.indexOf(1) + 1], px[4 * alpha.indexOf(1) + 2]] }; }"""
+
+
+def _scene(record, token, assets, points=(), box=None, pending=None):
+    h, w = record.original_hw
+    dh, dw = record.frame.display_hw
+    urls = {k: f"{{root}}{v}" for k, v in assets.embeddings_urls(record.key, token).items()}
+    return {"image": {"w": w, "h": h, "dw": dw, "dh": dh, "embeddings": {"key": record.key, **urls}},
+            "objects": [{"id": 1, "color": "#e69f00", "points": [list(p) for p in points], "box": box}],
+            "selected": 1, "pending": pending}
+
+
+@pytest.fixture
+def fake_view(analytic_server, analytic_page, tmp_path):
+    """A LivePreview on a stand-in view over a wide picture; returns (page, record, start(scene, ...))."""
+    page, _ = analytic_page
+    path = tmp_path / "wide.png"
+    Image.fromarray(gradient_rgb(*WIDE_HW)).save(path)
+    record = _open(analytic_server, page, path)
+    token = analytic_server["service"].grants.issue("test-tab", record.key)
+
+    def start(mode="include", fail=None, **prompts):
+        scene = _scene(record, token, analytic_server["assets"], **prompts)
+        root = page.evaluate("window.__samRoot")
+        for k in ("url", "cacheUrl"):
+            scene["image"]["embeddings"][k] = scene["image"]["embeddings"][k].replace("{root}", root)
+        page.evaluate(FAKE_VIEW_JS, {"scene": scene, "mode": mode, "fail": fail, "storageKey": "x"})
+        return scene
+
+    yield page, record, start
+    page.evaluate("window.__preview && window.__preview.destroy()")
+
+
+def _overlay_mask(overlay, record) -> np.ndarray:
+    """The display-size mask an overlay shows: its bitmap placed at its rect (edge frame of original pixels)."""
+    h, w = record.original_hw
+    dh, dw = record.frame.display_hw
+    mask = np.zeros((dh, dw), bool)
+    x0, y0 = round(overlay["rect"][0] * dw / w), round(overlay["rect"][1] * dh / h)
+    bits = np.asarray(overlay["alpha"], bool).reshape(overlay["height"], overlay["width"])
+    mask[y0:y0 + overlay["height"], x0:x0 + overlay["width"]] = bits
+    return mask
+
+
+def test_a_hover_previews_the_closed_form_mask_of_the_prompts_plus_the_hovered_point(fake_view):
+    page, record, start = fake_view
+    h, w = record.original_hw
+    start(points=[(w * 0.3, h * 0.3, 1)])
+    x, y = int(w * 0.6), int(h * 0.55)
+    page.evaluate("([x, y]) => window.__view.emit('hover', {x, y})", [x, y])
+    state = page.evaluate(IDLE_JS)
+    assert state["overlays"] == ["sam-preview"]
+    overlay = page.evaluate(OVERLAY_JS, "sam-preview")
+    assert overlay["opacity"] < 0.5 and overlay["rgb"] == [0xe6, 0x9f, 0x00]  # lightly, in the object's colour
+    exact, unsure = am.pipeline_mask([[w * 0.3, h * 0.3], [x, y]], [1, 1], None, (h, w), 1,
+                                     out_hw=record.frame.display_hw)
+    wrong = (_overlay_mask(overlay, record) != exact) & ~unsure
+    assert exact.any() and not wrong.any()
+
+
+@pytest.mark.parametrize("mode", ["exclude", "box"])
+def test_exclude_and_box_previews(fake_view, mode):
+    page, record, start = fake_view
+    h, w = record.original_hw
+    base = [(w * 0.5, h * 0.5, 1)]
+    pending = [w * 0.2, h * 0.2] if mode == "box" else None
+    start(mode=mode, points=base, pending=pending)
+    x, y = int(w * 0.55), int(h * 0.55)
+    page.evaluate("([x, y]) => window.__view.emit('hover', {x, y})", [x, y])
+    state = page.evaluate(IDLE_JS)
+    if mode == "exclude":
+        assert state["shown"]["prompts"] == {"points": [list(base[0]), [x, y, 0]], "box": None}
+        exact, unsure = am.pipeline_mask([base[0][:2], [x, y]], [1, 0], None, (h, w), 1, out_hw=record.frame.display_hw)
+    else:  # the preview follows the second corner
+        assert state["shown"]["prompts"] == {"points": [list(base[0])], "box": [*pending, x, y]}
+        exact, unsure = am.pipeline_mask([base[0][:2]], [1], [*pending, x, y], (h, w), 1,
+                                         out_hw=record.frame.display_hw)
+    overlay = page.evaluate(OVERLAY_JS, "sam-preview")
+    assert not ((_overlay_mask(overlay, record) != exact) & ~unsure).any()
+
+
+def test_box_mode_without_a_first_corner_previews_nothing(fake_view):
+    page, record, start = fake_view
+    start(mode="box")
+    page.evaluate("() => window.__view.emit('hover', {x: 10, y: 10})")
+    assert page.evaluate(IDLE_JS)["overlays"] == []
+
+
+def test_stale_positions_are_dropped_and_the_last_one_is_shown(fake_view):
+    page, record, start = fake_view
+    h, w = record.original_hw
+    start()
+    moves = [[int(w * (0.2 + 0.02 * k)), int(h * 0.5)] for k in range(30)]
+    page.evaluate("(moves) => { for (const [x, y] of moves) window.__view.emit('hover', {x, y}); }", moves)
+    state = page.evaluate(IDLE_JS)
+    assert state["stats"]["asked"] == 30
+    assert state["stats"]["stale"] >= 25  # at most one decode ran beside the last: the rest never started
+    assert [state["shown"]["x"], state["shown"]["y"]] == moves[-1]
+
+
+def test_leaving_the_image_clears_the_preview_and_a_late_result_is_not_drawn(fake_view):
+    page, record, start = fake_view
+    start()
+    page.evaluate("() => { window.__view.emit('hover', {x: 300, y: 200}); window.__view.emit('leave', {}); }")
+    state = page.evaluate(IDLE_JS)
+    assert state["overlays"] == [] and state["stats"]["previews"] == 0
+
+
+def test_a_click_is_painted_from_its_preview_at_once_and_the_servers_scene_replaces_it(fake_view):
+    page, record, start = fake_view
+    h, w = record.original_hw
+    scene = start(points=[(w * 0.3, h * 0.3, 1)])
+    page.evaluate("() => window.__view.emit('hover', {x: 400, y: 300})")
+    page.evaluate(IDLE_JS)
+    at_once = page.evaluate("""() => { window.__view.emit('commit', {kind: 'click', x: 400, y: 300});
+        return [...window.__view.overlays.keys()]; }""")
+    assert at_once == ["sam-instant"]  # painted in the same task as the click: no decode waited for
+    assert page.evaluate("window.__preview.stats.instantFromPreview") == 1
+    # the server's scene for an older state (another click still on its way) keeps the paint ...
+    page.evaluate("(s) => { window.__view.scene = window.__view.latest = s; window.__view.emit('drawn', {}); }", scene)
+    assert "sam-instant" in page.evaluate(IDLE_JS)["overlays"]
+    # ... the scene holding this click replaces it
+    scene["objects"][0]["points"].append([400, 300, 1])
+    page.evaluate("(s) => { window.__view.scene = window.__view.latest = s; window.__view.emit('drawn', {}); }", scene)
+    assert "sam-instant" not in page.evaluate(IDLE_JS)["overlays"]
+
+
+def test_a_click_without_a_preview_is_decoded_and_painted(fake_view):
+    page, record, start = fake_view
+    start()
+    page.evaluate("() => window.__view.emit('commit', {kind: 'click', x: 200, y: 150})")
+    state = page.evaluate(IDLE_JS)
+    assert state["overlays"] == ["sam-instant"] and state["stats"]["instant"] == 1
+    assert state["stats"]["instantFromPreview"] == 0
+
+
+def test_the_toggle_turns_previews_off_and_is_remembered(fake_view):
+    page, record, start = fake_view
+    start()
+    page.evaluate("() => { window.__preview.setEnabled(false); window.__view.emit('hover', {x: 100, y: 100}); }")
+    state = page.evaluate(IDLE_JS)
+    assert state["overlays"] == [] and state["stats"]["asked"] == 0
+    assert page.evaluate("window.__storage.getItem('sam-live-preview')") == "off"
+    page.evaluate("() => window.__preview.setEnabled(true)")
+    page.evaluate("() => window.__view.emit('hover', {x: 100, y: 100})")
+    assert page.evaluate(IDLE_JS)["overlays"] == ["sam-preview"]
+
+
+def test_when_the_decoder_cannot_start_previews_are_off_with_one_notice(fake_view):
+    page, record, start = fake_view
+    start(fail="onnxruntime-web failed to load (test)")
+    page.evaluate("""async () => { for (let i = 0; i < 20; i++) window.__view.emit('hover', {x: 50 + i, y: 60});
+        window.__view.emit('commit', {kind: 'click', x: 60, y: 60}); await new Promise((r) => setTimeout(r, 50)); }""")
+    notices = page.evaluate("window.__notices")
+    assert notices == ["Live previews are off: onnxruntime-web failed to load (test). Clicks work as usual "
+                       "(the server draws every mask)."]
+    assert page.evaluate("window.__view.log.filter(([n, on]) => on).length") == 0
