@@ -18,6 +18,7 @@ import inspect
 import logging
 import math
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -27,11 +28,11 @@ from typing import Generic, TypeVar
 
 import gradio as gr
 
+from sam_demo import page_decoder, routes, scene
 from sam_demo.editor import MAX_OBJECTS, Editor
 from sam_demo.gradio_guard import SafeBlocks, guarded, request_limits_middleware, uploaded_image, user_error
-from sam_demo import page_decoder, routes
 from sam_demo.limits import api_request, parse_json
-from sam_demo.page import CSS, DISPLAY_HEIGHT, HEAD, HELP, TITLE, UPLOAD_BOX_HEIGHT
+from sam_demo.page import CSS, HEAD, HELP, TITLE, UPLOAD_BOX_HEIGHT, VIEW_BOOT, VIEW_TEMPLATE
 from sam_demo.service import DEFAULT_DISPLAY_SIDE, RefineCancelled, Refinement, SEGMENT_OUTPUTS, SEGMENT_RLE, ImageRecord, SegmentationService
 from sam_demo.view import View, ViewOptions
 from sam_onnx import InvalidPromptError, ModelLoadError, Sam2Predictor, SamOnnxError, amg, encoders, vector
@@ -85,10 +86,15 @@ DETAIL_STEP = 0.1
 
 @dataclass(frozen=True)
 class AppState:
-    """Per-user state: the image record and the editor (small values only)."""
+    """Per-user state: the image record, the editor and the browser tab's id (small values only).
+
+    ``tab`` names the tab in the service's grants (:mod:`sam_demo.grants`): the scene carries that tab's
+    token for the image, with which the page fetches the image's files.
+    """
 
     record: ImageRecord
     editor: Editor
+    tab: str
 
 
 T = TypeVar("T")
@@ -188,6 +194,11 @@ def _display_xy(value, state: AppState) -> tuple[float, float]:
 
 def _apply_click(state: AppState, mode: str, x_display: float, y_display: float) -> AppState:
     x, y = state.record.frame.to_original_xy((x_display, y_display)).tolist()
+    return _apply_original(state, mode, x, y)
+
+
+def _apply_original(state: AppState, mode: str, x: float, y: float) -> AppState:
+    """A click at original pixel ``(x, y)`` (pixel-index coordinates) in the given mode."""
     editor = state.editor
     if mode == MODE_BOX:
         editor = editor.box_corner(x, y)
@@ -196,6 +207,46 @@ def _apply_click(state: AppState, mode: str, x_display: float, y_display: float)
     else:
         raise InvalidPromptError("Choose a prompt mode: include, exclude or box.")
     return replace(state, editor=editor)
+
+
+PROMPT_KINDS = ("click", "box")
+"""What a ``prompt`` event from the view may be: a click in the current mode, or a dragged box."""
+
+
+def _number(data: dict, name: str) -> float:
+    value = data.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidPromptError("The click position was not understood.")
+    if not math.isfinite(value):
+        raise InvalidPromptError("Coordinates must be finite numbers.")
+    return float(value)
+
+
+def _original_xy(data: dict, names: tuple[str, str], state: AppState) -> tuple[float, float]:
+    """A position the page sent, in original pixel-index coordinates, checked to lie on the image."""
+    x, y = _number(data, names[0]), _number(data, names[1])
+    h, w = state.record.original_hw
+    if not (0 <= x <= w - 1 and 0 <= y <= h - 1):
+        raise InvalidPromptError("Click inside the image.")
+    return x, y
+
+
+def _apply_prompt(state: AppState, mode: str, data) -> AppState:
+    """A ``prompt`` event of the view: ``{"kind": "click", "x", "y"}`` or ``{"kind": "box", "x", "y", "x1", "y1"}``.
+
+    Coordinates are original pixel-index coordinates (floats) computed by the page; the editor checks
+    that they lie inside the image. A dragged box replaces the selected object's box in any mode.
+    """
+    if not isinstance(data, dict) or data.get("kind") not in PROMPT_KINDS:
+        raise InvalidPromptError("The click was not understood.")
+    x, y = _original_xy(data, ("x", "y"), state)
+    if data["kind"] == "click":
+        return _apply_original(state, mode, x, y)
+    x1, y1 = _original_xy(data, ("x1", "y1"), state)
+    editor = state.editor
+    if editor.pending_corner is not None:
+        editor = editor.undo()  # a drag replaces a half-drawn box
+    return replace(state, editor=editor.box_corner(x, y).box_corner(x1, y1))
 
 
 # ---------------------------------------------------------------------------- what an edit shows
@@ -252,14 +303,17 @@ def _status(service: SegmentationService, state: AppState, view: View, extra: st
     return " · ".join(parts) + hint + notes
 
 
-def _outputs(service, state: AppState, view: View, extra: str = "") -> list:
+def _outputs(service, state: AppState, view: View, options: ViewOptions, extra: str = "") -> list:
     """The values of :class:`Outputs` after an edit."""
     choices, selected = _object_choices(view)
     gallery = [(thumb, f"{'✓ ' if k == view.chosen_candidate else ''}{k + 1}: IoU {s:.2f}")
                for k, (thumb, s) in enumerate(zip(view.thumbnails, view.candidate_scores))]
     selected_obj = next((o for o in view.objects if o.selected), None)
+    token = service.grants.issue(state.tab, state.record.key)  # the same token while it lives; renewed
+    page_scene = scene.build_scene(state.editor, state.record.original_hw, state.record.frame.display_hw, view,
+                                   token, options)
     return Outputs(
-        display=view.overlay,
+        display=scene.to_json(page_scene),
         state=state,
         objects_html=_objects_html(view),
         object_select=gr.update(choices=choices, value=selected),
@@ -303,10 +357,11 @@ def show_image(service: SegmentationService, loaded, options: ViewOptions, state
         return unchanged()
     cancel_everything(service, state, request)
     cancel_refine(service, state, request)
-    state = AppState(record, Editor.start(record.original_hw))
+    tab = state.tab if state is not None else (_tab_id(request) or secrets.token_urlsafe(16))
+    state = AppState(record, Editor.start(record.original_hw), tab)
     view = service.render(record, state.editor, options)
     extra = "cached" if info["cache_hit"] else f"encode {info['encode_ms'] / 1e3:.2f} s"
-    return _outputs(service, state, view, extra)
+    return _outputs(service, state, view, options, extra)
 
 
 @takes_view_options
@@ -320,16 +375,16 @@ def load_image_api(service: SegmentationService, path: str | None, options: View
 def _edit(service, state: AppState, options: ViewOptions, change):
     new_state = change(_require(state))
     view = service.render(new_state.record, new_state.editor, options)
-    return _outputs(service, new_state, view)
+    return _outputs(service, new_state, view, options)
 
 
 @takes_view_options
 @guarded
-def click(service, state, mode, options: ViewOptions, evt: gr.SelectData):
-    """A click or tap on the displayed image: ``evt.index`` is ``[x, y]`` in display pixels."""
+def prompt(service, state, mode, options: ViewOptions, evt: gr.EventData):
+    """A click, tap, drag or Enter on the view: ``evt._data`` in original pixels (see :func:`_apply_prompt`)."""
     state = _require(state)
-    x, y = _display_xy(evt.index, state)
-    return _edit(service, state, options, lambda s: _apply_click(s, mode, x, y))
+    data = getattr(evt, "_data", None)
+    return _edit(service, state, options, lambda s: _apply_prompt(s, mode, data))
 
 
 @takes_view_options
@@ -588,7 +643,7 @@ def apply_refine(service, refinement: Refinement | None, state, options: ViewOpt
         return unchanged()  # cancelled, or another image is shown now
     new_state = replace(state, editor=state.editor.refine(refinement.object_id, refinement.crop))
     view = service.render(new_state.record, new_state.editor, options)
-    return _outputs(service, new_state, view, refinement.describe())
+    return _outputs(service, new_state, view, options, refinement.describe())
 
 
 @takes_view_options
@@ -686,9 +741,11 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                         clear_btn = gr.Button("Clear object", elem_id="clear_btn", size="sm", min_width=0)
                         reset_btn = gr.Button("Clear all", elem_id="reset_btn", size="sm", variant="stop",
                                               min_width=0)
-                display = gr.Image(show_label=False, interactive=False, format="jpeg", elem_id="display",
-                                   height=DISPLAY_HEIGHT, buttons=["fullscreen"],
-                                   placeholder="Upload an image (or pick an example), then click on it.")
+                # The image view: the page draws the scene (sam_demo/scene.py) with sam_demo/static/view/*.js;
+                # clicks come back as `prompt` events in original pixels. Its template never changes, so
+                # Gradio never re-renders the view's DOM; only its value (the scene) does.
+                display = gr.HTML(scene.EMPTY_SCENE, html_template=VIEW_TEMPLATE, js_on_load=VIEW_BOOT,
+                                  elem_id="display", apply_default_css=False)
                 status = gr.Markdown(elem_id="status")
                 gr.Markdown(HELP, elem_id="help")  # shown until an image is (page.py)
             with gr.Column(scale=2, min_width=300, elem_id="side"):
@@ -801,8 +858,10 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                                 api_name="ui_cancel_everything", api_visibility="private")
         api_load_btn.click(bind(load_image_api, service), [api_image, *view_inputs], outputs,
                            api_name="load_image", api_visibility="undocumented", **{**edit, "show_progress": "full"})
-        display.select(bind(click, service), [state, mode, *view_inputs], outputs, trigger_mode="multiple",
+        display.prompt(bind(prompt, service), [state, mode, *view_inputs], outputs, trigger_mode="multiple",
                        api_name="ui_click", api_visibility="private", **edit)
+        display.resync(bind(rerender, service), [state, *view_inputs], outputs, trigger_mode="always_last",
+                       api_name="ui_resync", api_visibility="private", **edit)
         api_click_btn.click(bind(click_api, service), [state, api_x, api_y, mode, *view_inputs], outputs,
                             api_name="click", api_visibility="undocumented", **edit)
         api_stroke_btn.click(bind(paint_stroke, service), [state, api_stroke, *view_inputs], outputs,
@@ -824,9 +883,7 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
         for k, button in enumerate(candidate_keys, start=1):
             button.click(bind(choose_fixed_candidate, service, k), [state, *view_inputs], outputs,
                          api_name=f"ui_mask_key_{k}", api_visibility="private", **edit)
-        for control in (opacity, contour):
-            control.change(bind(rerender, service), [state, *view_inputs], outputs, api_name=f"ui_{control.elem_id}",
-                           api_visibility="private", trigger_mode="always_last", **edit)
+        # opacity and outline are redrawn by the page itself (sam_demo/static/view/main.js reads the controls)
         load_btn.upload(bind(load_prompts, service), [state, load_btn, *view_inputs], outputs,
                         api_name="load_prompts", api_visibility="undocumented", **edit)
         export_btn.click(bind(export_files, service), [state, detail], [downloads], api_name="ui_export",

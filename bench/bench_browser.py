@@ -3,14 +3,17 @@
 Starts the app as a subprocess (``app.main`` with ``--model-dir DIR --port
 PORT``, warm-up on, as a user would run it, through ``bench/serve_app.py``,
 which can swap the stand-in's noise masks for object-like ones), opens it in headless Chromium, uploads a photo,
-then clicks on the displayed image and measures, inside the page, the time
-from the click event to the first frame painted after the new overlay image
-has loaded and decoded (``performance.now()`` at the click, then in a task
-posted from the first ``requestAnimationFrame`` after ``img.decode()`` of the
-new ``src``, which runs right after that frame is painted). Also
-reports upload-to-ready (file chosen -> first image painted) and the server's
-own decode/render times that the status line shows. Prints a table and writes
-JSON. Not a test.
+then clicks on the image and measures, inside the page, the time from the
+click event to the first frame painted with the new picture: the page's view
+(``sam_demo/static/view``) counts the scenes it has drawn (``data-drawn``), and
+a task posted from the next ``requestAnimationFrame`` after the count grows runs
+right after that frame is painted. (The old ``gr.Image`` display is measured the
+same way from its ``<img>``'s new ``src``, so the script also runs on older
+commits for a before/after.) Also the bytes each click brings to the page
+(Chromium's ``Network.dataReceived``: the event's answer on the queue's stream,
+the changed mask layer, the candidate thumbnails), upload-to-ready (file chosen
+-> first picture painted) and the server's own decode/render times that the
+status line shows. Prints a table and writes JSON. Not a test.
 
 Run from the repository root (needs Debian's ``chromium`` and the
 ``playwright`` Python package; no ``playwright install``)::
@@ -48,6 +51,8 @@ CLICKS_PER_OBJECT = 4
 TARGET_P50_MS = 150.0
 SERVER_START_TIMEOUT_S = 180.0
 PAINT_TIMEOUT_MS = 30_000
+SETTLE_MS = 400
+"""Wait around each click so that every byte it brings (the thumbnails follow the picture) is counted for it."""
 UPLOAD_TIMEOUT_MS = 180_000
 
 # Records click times and paints of new #display images (performance.now() clock).
@@ -58,21 +63,29 @@ INSTRUMENT_JS = """
   document.addEventListener('click', (e) => {
     if (e.target.closest && e.target.closest('#display')) bench.clicks.push(performance.now());
   }, true);
+  // The next rendering opportunity, then a task queued from it: runs just after that frame is painted.
+  const painted = (src, seen) => requestAnimationFrame(() => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => bench.paints.push({src: src, seen: seen, painted: performance.now()});
+    channel.port2.postMessage(null);
+  });
   const check = () => {
-    const img = document.querySelector('#display img');
+    const view = document.querySelector('#display .sam-view');
+    if (view) {  // the page-side view: a new scene drawn on its canvas
+      const drawn = view.dataset.drawn;
+      if (!drawn || drawn === bench.lastSrc) return;
+      bench.lastSrc = drawn;
+      painted(drawn, performance.now());
+      return;
+    }
+    const img = document.querySelector('#display img');  // the old gr.Image display (older commits)
     if (!img || !img.src || img.src === bench.lastSrc) return;
     const src = bench.lastSrc = img.src;
     const seen = performance.now();
-    // The next rendering opportunity, then a task queued from it: runs just after that frame is painted.
-    const done = () => requestAnimationFrame(() => {
-      const channel = new MessageChannel();
-      channel.port1.onmessage = () => bench.paints.push({src: src, seen: seen, painted: performance.now()});
-      channel.port2.postMessage(null);
-    });
-    img.decode().then(done, done);
+    img.decode().then(() => painted(src, seen), () => painted(src, seen));
   };
   new MutationObserver(check).observe(document.body, {subtree: true, childList: true, attributes: true,
-                                                      attributeFilter: ['src']});
+                                                      attributeFilter: ['src', 'data-drawn']});
   check();
 }
 """
@@ -81,7 +94,7 @@ INSTRUMENT_JS = """
 NETWORK_JS = """
 ({since, src}) => {
   const entries = performance.getEntriesByType('resource').filter((e) => e.startTime >= since);
-  const image = entries.find((e) => e.name === src);
+  const image = entries.find((e) => e.name === src) || entries.filter((e) => e.name.includes('/layer/')).pop();
   performance.clearResourceTimings();
   return {image_end: image ? image.responseEnd - since : null,
           requests: entries.map((e) => [e.name.replace(location.origin, '').slice(0, 60),
@@ -139,20 +152,40 @@ def _wait_paints(page, count: int, timeout_ms: int) -> dict[str, Any]:
 
 
 def _image_box(page) -> dict[str, float]:
-    img = page.locator("#display img").first
-    img.scroll_into_view_if_needed()
-    return img.evaluate("""(el) => { const r = el.getBoundingClientRect();
-        return {left: r.left, top: r.top, width: r.width, height: r.height,
-                nw: el.naturalWidth, nh: el.naturalHeight}; }""")
+    """Where the picture is drawn (CSS px): the view's image rectangle, or the old ``<img>``'s picture."""
+    page.locator("#display").first.scroll_into_view_if_needed()
+    return page.evaluate("""() => { const d = document.querySelector('#display');
+        if (d.samView) { const t = d.samView.geometry, r = d.samView.canvas.getBoundingClientRect();
+          const [l, tp, rt, b] = t.imageCss(); return {left: r.left + l, top: r.top + tp, width: rt - l, height: b - tp}; }
+        const el = d.querySelector('img'), r = el.getBoundingClientRect();
+        const s = Math.min(r.width / el.naturalWidth, r.height / el.naturalHeight);
+        const w = el.naturalWidth * s, h = el.naturalHeight * s;
+        return {left: r.left + (r.width - w) / 2, top: r.top + (r.height - h) / 2, width: w, height: h}; }""")
 
 
 def _click_point(box: dict[str, float], rng: np.random.Generator) -> tuple[float, float]:
-    """A point inside the drawn picture (object-fit: contain leaves bands around it)."""
-    scale = min(box["width"] / box["nw"], box["height"] / box["nh"])
-    w, h = box["nw"] * scale, box["nh"] * scale
-    ox, oy = (box["width"] - w) / 2, (box["height"] - h) / 2
+    """A point inside the drawn picture, away from its edges."""
     fx, fy = rng.uniform(0.15, 0.85, 2)
-    return box["left"] + ox + fx * w, box["top"] + oy + fy * h
+    return box["left"] + fx * box["width"], box["top"] + fy * box["height"]
+
+
+class Bytes:
+    """Bytes the page receives, from Chromium's network events (CDP ``Network.dataReceived``, encoded length:
+    what travelled, headers aside), counted from :meth:`reset`."""
+
+    def __init__(self, page) -> None:
+        self.total = 0
+        self.cdp = page.context.new_cdp_session(page)
+        self.cdp.on("Network.dataReceived", self._received)
+        self.cdp.send("Network.enable")
+        self.cdp.send("Network.setCacheDisabled", {"cacheDisabled": False})
+
+    def _received(self, event: dict) -> None:
+        self.total += int(event.get("encodedDataLength") or event.get("dataLength") or 0)
+
+    def reset(self) -> int:
+        total, self.total = self.total, 0
+        return total
 
 
 def run(args) -> dict[str, Any]:
@@ -178,13 +211,17 @@ def run(args) -> dict[str, Any]:
                 page.goto(f"http://127.0.0.1:{port}/")
                 page.wait_for_selector("#input_image", timeout=60_000)
                 page.evaluate(INSTRUMENT_JS)
+                received = Bytes(page)
+                received.reset()
                 t0 = time.perf_counter()
                 page.locator("#input_image input[type=file]").set_input_files(str(photo))
                 _wait_paints(page, 0, UPLOAD_TIMEOUT_MS)
                 result["upload to ready ms"] = (time.perf_counter() - t0) * 1e3
+                page.wait_for_timeout(1000)  # the upload's thumbnails and preview arrive after the first paint
+                result["upload bytes"] = received.reset()
                 result["upload status"] = page.locator("#status").inner_text()
                 page.wait_for_timeout(300)
-                samples = _clicks(page, args.clicks, args.warmup, np.random.default_rng(args.seed))
+                samples = _clicks(page, args.clicks, args.warmup, np.random.default_rng(args.seed), received)
                 browser.close()
         finally:
             stop_app(proc)
@@ -193,13 +230,13 @@ def run(args) -> dict[str, Any]:
     result["samples"] = samples
     result["click to paint"] = {"p50": common.percentile(paint, 50), "p90": common.percentile(paint, 90),
                                 "min": min(paint), "max": max(paint)}
-    for key in ("click to new src", "image fetched", "src to paint", "server decode", "server render"):
+    for key in ("click to new src", "image fetched", "src to paint", "server decode", "server render", "bytes"):
         result[key] = common.median(s[key] for s in samples)
     result["foreign_cpu_share"] = foreign.share()
     return result
 
 
-def _clicks(page, count: int, warmup: int, rng: np.random.Generator) -> list[dict[str, float]]:
+def _clicks(page, count: int, warmup: int, rng: np.random.Generator, received: Bytes) -> list[dict[str, float]]:
     samples = []
     done = 0
     while len(samples) < count:
@@ -212,8 +249,12 @@ def _clicks(page, count: int, warmup: int, rng: np.random.Generator) -> list[dic
         x, y = _click_point(box, rng)
         before = page.evaluate("() => window.__bench.paints.length")
         clicks_before = page.evaluate("() => window.__bench.clicks.length")
+        page.wait_for_timeout(SETTLE_MS)  # what the last click still brings (thumbnails) is not this click's
+        received.reset()
         page.mouse.click(x, y)
         paint = _wait_paints(page, before, PAINT_TIMEOUT_MS)
+        page.wait_for_timeout(SETTLE_MS)  # the candidate thumbnails load after the picture is painted
+        click_bytes = received.reset()
         clicked = page.evaluate("(n) => window.__bench.clicks[n]", clicks_before)
         network = page.evaluate(NETWORK_JS, {"since": clicked, "src": paint["src"]})
         status = page.locator("#status").inner_text()
@@ -223,7 +264,7 @@ def _clicks(page, count: int, warmup: int, rng: np.random.Generator) -> list[dic
         match = STATUS_TIMES.search(status)
         samples.append({"click to paint": paint["painted"] - clicked, "click to new src": paint["seen"] - clicked,
                         "src to paint": paint["painted"] - paint["seen"],
-                        "image fetched": network["image_end"], "requests": network["requests"],
+                        "image fetched": network["image_end"], "requests": network["requests"], "bytes": click_bytes,
                         "server decode": float(match.group(1)) if match else float("nan"),
                         "server render": float(match.group(2)) if match else float("nan")})
         page.wait_for_timeout(50)  # a user does not click within the same frame
@@ -240,7 +281,9 @@ def report(result: dict[str, Any]) -> str:
             {"measure": "  new src to painted (median)", "ms": result["src to paint"]},
             {"measure": "  server decode (status line, median)", "ms": result["server decode"]},
             {"measure": "  server render (status line, median)", "ms": result["server render"]},
-            {"measure": f"upload to ready ({result['photo_mp']:g} MP)", "ms": result["upload to ready ms"]}]
+            {"measure": f"upload to ready ({result['photo_mp']:g} MP)", "ms": result["upload to ready ms"]},
+            {"measure": "bytes per click (median, kB)", "ms": result["bytes"] / 1e3},
+            {"measure": "bytes of the upload's answer (kB)", "ms": result["upload bytes"] / 1e3}]
     met = "met" if c["p50"] <= TARGET_P50_MS else "NOT met"
     return "\n".join([
         f"Machine: {m['cpu']}, {m['affinity']} CPUs; Chromium headless on localhost; model {result['model_dir']}; "

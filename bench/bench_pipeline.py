@@ -58,7 +58,7 @@ DISPLAY_OPACITY = 0.5
 # ---------------------------------------------------------------------------- set-up
 def install_probes() -> common.Probe:
     """Time the functions each stage is made of, where the real code looks them up."""
-    from sam_demo import service, view
+    from sam_demo import layers, service, view
     from sam_onnx import decoder, encoders, image, predictor, session, types
     from sam_onnx.encoders import openvino_cpu
 
@@ -77,7 +77,7 @@ def install_probes() -> common.Probe:
     probe.wrap(decoder, "encode_prompts", "prompt encoding")
     probe.wrap(types, "mask_crop_from_logits", "upsampling")  # MaskResult.mask_crop looks it up there
     probe.wrap(types.MaskResult, "mask", "upsampling")
-    probe.wrap(view, "render_overlay", "drawing")
+    probe.wrap(layers, "encode_png", "drawing")  # the mask layers the page colours (sam_demo.layers)
     probe.wrap(view, "candidate_thumbnails", "drawing")
     probe.wrap(session, "create_session", lambda model, *, label, **kw: f"session {label.split()[0]}")
     probe.wrap(decoder, "load_repaired_decoder", "decoder repair")

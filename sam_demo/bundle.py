@@ -64,7 +64,7 @@ def prompts_file_dict(editor: Editor, image_sha256: str | None = None, model: st
         "image": {"width": w, "height": h, "sha256": image_sha256},
         "model": model or None,
         "objects": [{"id": o.id, "name": o.name, "color_index": o.color_index, "visible": editor.is_visible(o.id),
-                     "candidate": o.candidate, **o.prompts.to_dict(),
+                     "candidate": o.candidate, **({"auto": True} if o.auto else {}), **o.prompts.to_dict(),
                      "crop": None if o.crop is None else list(o.crop.box),
                      "strokes": [st.to_dict() for st in o.strokes] or None} for o in editor.objects],
     }
@@ -175,7 +175,7 @@ def editor_from_prompts_file(data: Mapping[str, Any], image_hw: tuple[int, int])
         if stroke_points > MAX_STROKE_POINTS_PER_IMAGE:
             raise InvalidPromptError(f"The strokes hold more than {MAX_STROKE_POINTS_PER_IMAGE} points in all.")
         objects.append(ObjectState(object_id, clean_name(name if isinstance(name, str) else "", f"Object {object_id}"),
-                                   prompts, color, candidate, crop, strokes))
+                                   prompts, color, candidate, crop, strokes, auto=item.get("auto") is True))
         if item.get("visible", True) is False:
             hidden.add(object_id)
     return Editor.from_objects(image_hw, objects, hidden)

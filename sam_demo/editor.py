@@ -45,6 +45,7 @@ class ObjectState:
             decoded on the whole image.
         strokes: the object's own edit layer: brush and eraser strokes in original pixels
             (:mod:`sam_onnx.strokes`), applied in order after the decoder's mask; new prompts keep them.
+        auto: found by segment everything (the view draws no markers for it unless it is selected).
     """
 
     id: int
@@ -54,6 +55,7 @@ class ObjectState:
     candidate: int | None = None
     crop: CropFrame | None = None
     strokes: tuple[Stroke, ...] = ()
+    auto: bool = False
 
 
 @dataclass(frozen=True)
@@ -276,10 +278,11 @@ class Editor:
         return self.add_objects([prompts], names=[name] if name else None)
 
     def add_objects(self, prompts: Sequence[Prompts], names: Sequence[str] | None = None,
-                    candidates: Sequence[int | None] | None = None) -> Editor:
+                    candidates: Sequence[int | None] | None = None, *, auto: bool = False) -> Editor:
         """Several new objects in one undoable step (e.g. from segment-everything); the last is selected.
 
-        ``candidates`` optionally fixes each object's mask choice (``None`` = the best).
+        ``candidates`` optionally fixes each object's mask choice (``None`` = the best); ``auto`` marks them
+        as found by segment everything.
         """
         if len(self.objects) + len(prompts) > MAX_OBJECTS:
             raise InvalidPromptError(f"At most {MAX_OBJECTS} objects per image; delete some first.")
@@ -298,7 +301,7 @@ class Editor:
             candidate = candidates[index] if candidates else None
             if candidate is not None and candidate not in range(NUM_CANDIDATES):
                 raise InvalidPromptError(f"Mask choice must be 0, 1, 2 or None, got {candidate}.")
-            objects.append(ObjectState(next_id, name, p, color_index=color, candidate=candidate))
+            objects.append(ObjectState(next_id, name, p, color_index=color, candidate=candidate, auto=auto))
             next_id += 1
         annotation = replace(self.current, objects=tuple(objects), next_id=next_id)
         return self._commit(annotation, selected_id=next_id - 1)
@@ -382,7 +385,7 @@ class Editor:
             return self, len(found)
         start = self.current.next_id
         names = [f"{name_prefix} {start + i}" for i in range(len(items))]
-        editor = self.add_objects([p for p, _ in items], names, [c for _, c in items])
+        editor = self.add_objects([p for p, _ in items], names, [c for _, c in items], auto=True)
         return editor, len(found) - len(items)
 
 

@@ -38,8 +38,8 @@ from sam_onnx.geometry import CropFrame, DisplayFrame
 from sam_onnx.strokes import Stroke, in_frame, paint_crop
 from sam_onnx.types import MaskResult, Prompts
 
-LAYER_ID_HEX = 32
-"""Hex digits of a layer id (128 bits of SHA-256)."""
+LAYER_ID_HEX = 24
+"""Hex digits of a layer id (96 bits of SHA-256: no collision among the layers one server ever holds)."""
 PNG_PALETTE = (0, 0, 0, 255, 255, 255)
 """Palette of a layer PNG: index 0 (outside, fully transparent) and 1 (inside, white)."""
 REFINED_LAYER_MAX_PIXELS = 4_000_000

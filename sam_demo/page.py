@@ -1,8 +1,10 @@
-"""The page's static parts: title, help text, CSS and the scripts for keys, clicks and object rows (no logic).
+"""The page's static parts: title, help text, CSS, the image view's mount and the scripts for keys and rows.
 
 Sizes are CSS lengths. The layout is built in ``app.build_demo``; the element ids used here (``#display``,
 ``#objects``, ``#object_select``, ``#mode`` ...) are the ``elem_id`` values given there.
 """
+
+import json
 
 TITLE = """# Segment Anything 2.1 — click to segment
 SAM 2.1 on onnxruntime (CPU; the model in use is named under the image): the image is encoded once on upload;
@@ -29,6 +31,7 @@ EMPTY_DISPLAY_HEIGHT = "120px"
 OBJECT_LIST_MAX_HEIGHT = "min(40vh, 360px)"
 """The object list scrolls beyond this, however many objects there are (segment everything adds up to 256)."""
 PHONE_MAX_WIDTH = "640px"
+PHONE_DISPLAY_HEIGHT = "75vh"
 PHONE_EXAMPLE_SIDE = "56px"
 
 CSS = f"""
@@ -44,9 +47,30 @@ CSS = f"""
 #mode input[type=radio] {{ position: absolute; opacity: 0; width: 1px; height: 1px; }}
 #history {{ flex-wrap: nowrap; gap: var(--spacing-sm); min-width: min(100%, 300px); }}
 #history button {{ min-height: 40px; padding-inline: .6em; white-space: nowrap; }}
-#display img {{ cursor: crosshair; }}
-#work:not(:has(#display img)) #display {{ height: {EMPTY_DISPLAY_HEIGHT} !important; }}
-#work:has(#display img) #help {{ display: none; }}
+#display .html-container {{ padding: 0; }}
+#display .sam-view {{ position: relative; width: 100%; overflow: hidden;
+                      background: var(--background-fill-secondary); }}
+#display .sam-view[data-state=image] {{ aspect-ratio: var(--sam-aspect); height: auto;
+  max-height: min({DISPLAY_HEIGHT}, var(--sam-natural-h)); }}
+#display .sam-view:not([data-state=image]) {{ height: {EMPTY_DISPLAY_HEIGHT}; display: flex; align-items: center;
+                                            justify-content: center; }}
+#display .sam-view[data-state=image] .sam-placeholder {{ display: none; }}
+#display .sam-placeholder {{ opacity: .7; padding: 1em; text-align: center; }}
+#display .sam-canvas {{ position: absolute; inset: 0; width: 100%; height: 100%; cursor: crosshair;
+                       touch-action: none; user-select: none; -webkit-user-select: none; }}
+#display .sam-view:not([data-state=image]) .sam-canvas {{ display: none; }}
+#display .sam-view:focus-visible {{ outline: 3px solid var(--color-accent); outline-offset: 2px; }}
+#display .sam-view:focus {{ outline: 3px solid var(--color-accent); outline-offset: 2px; }}
+#display .sam-zoombar {{ position: absolute; right: 6px; bottom: 6px; display: flex; align-items: center; gap: 2px;
+                        padding: 2px; border-radius: 6px; background: #000a; color: #fff; font-size: 13px; }}
+#display .sam-zoombar button {{ min-width: 32px; min-height: 32px; border: 0; border-radius: 4px; background: none;
+                               color: inherit; font: inherit; font-size: 16px; cursor: pointer; }}
+#display .sam-zoombar button:hover, #display .sam-zoombar button:focus-visible {{ background: #fff3; }}
+#display .sam-zoom-level {{ min-width: 3.2em; text-align: center; font-variant-numeric: tabular-nums; }}
+#display .sam-view:not([data-state=image]) .sam-zoombar {{ display: none; }}
+#display .sam-sr {{ position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0);
+                   white-space: nowrap; }}
+#work:has(#display .sam-view[data-state=image]) #help {{ display: none; }}
 #status {{ min-height: 1.5em; }}
 #status p {{ margin: 0; }}
 #object-list {{ max-height: {OBJECT_LIST_MAX_HEIGHT}; overflow-y: auto; position: relative; padding: 2px; }}
@@ -61,10 +85,6 @@ CSS = f"""
 #object-list .score {{ margin-left: auto; font-size: .85em; opacity: .8; }}
 .hidden-controls {{ display: none !important; }}
 .tool-row button {{ min-height: 44px; }}
-/* On touch screens the fullscreen button would sit on the image's top-right corner and take its taps. */
-@media (pointer: coarse), (max-width: {PHONE_MAX_WIDTH}) {{
-  #display .icon-button-wrapper {{ display: none; }}
-}}
 @media (pointer: coarse) {{
   #help p:last-child, #help_again p:last-child {{ display: none; }}  /* the keyboard shortcuts */
 }}
@@ -76,8 +96,7 @@ CSS = f"""
   #history button {{ padding-inline: .3em; }}
   #status {{ font-size: .8em; }}
   /* On a phone the image fills the width; no tall empty frame around a landscape photo. */
-  #work:has(#display img) #display {{ height: auto !important; }}
-  #display .image-container, #display .image-frame {{ height: auto !important; max-height: 75vh; }}
+  #display .sam-view[data-state=image] {{ max-height: min({PHONE_DISPLAY_HEIGHT}, var(--sam-natural-h)); }}
 }}
 """
 
@@ -110,61 +129,6 @@ document.addEventListener('keydown', (e) => {
   else handled = false;
   if (handled) e.preventDefault();
 });
-</script>
-"""
-
-# Clicks made while a new overlay loads. Gradio maps a click on the display from the <img>'s naturalWidth,
-# which is 0 while the next overlay file loads (the same <img> gets a new src on every edit), and then drops
-# the click. This script holds such a click and, once the file has loaded, replays it at the same position
-# relative to the image, so Gradio maps it exactly as it would have mapped it on a loaded image. It is
-# replayed only when the loaded file has the natural size of the one before (an overlay of the same image)
-# and the image box kept its size; a click made while a different image was arriving is dropped, as the
-# upload replaces the work on the old image anyway.
-CLICK_HOLD_SCRIPT = """
-<script>
-(() => {
-  const held = [];                 // clicks waiting for the display file, oldest first
-  const replayed = new WeakSet();
-  let shown = null;                // natural size of the display file loaded last
-  const displayImg = (node) => {
-    const frame = node instanceof Element ? node.closest('#display .image-frame') : null;
-    return frame ? frame.querySelector('img') : null;
-  };
-  const ready = (img) => img.complete && img.naturalWidth > 0;
-  const replay = (img) => {        // the file has loaded: send the held clicks, in order
-    const size = img.naturalWidth + 'x' + img.naturalHeight;
-    shown = size;
-    const r = img.getBoundingClientRect();
-    for (const c of held.splice(0)) {
-      if (c.size !== size || c.w !== r.width || c.h !== r.height) continue;
-      const ev = new MouseEvent('click', {bubbles: true, cancelable: true, composed: true, view: window});
-      // MouseEvent() truncates clientX/Y to integers; keep the exact position relative to the image.
-      Object.defineProperty(ev, 'clientX', {value: c.x + (r.left - c.left)});
-      Object.defineProperty(ev, 'clientY', {value: c.y + (r.top - c.top)});
-      replayed.add(ev);
-      img.dispatchEvent(ev);
-    }
-  };
-  document.addEventListener('click', (e) => {
-    if (replayed.has(e)) return;
-    const img = displayImg(e.target);
-    if (!img) return;
-    if (ready(img)) {              // loaded (its load event may still be queued): earlier clicks go first
-      if (held.length) replay(img);
-      return;
-    }
-    e.stopImmediatePropagation();
-    e.preventDefault();
-    const r = img.getBoundingClientRect();
-    held.push({x: e.clientX, y: e.clientY, left: r.left, top: r.top, w: r.width, h: r.height, size: shown});
-  }, true);
-  document.addEventListener('load', (e) => {
-    if (e.target instanceof HTMLImageElement && e.target.closest('#display .image-frame')) replay(e.target);
-  }, true);
-  document.addEventListener('error', (e) => {
-    if (e.target instanceof HTMLImageElement && e.target.closest('#display .image-frame')) held.length = 0;
-  }, true);
-})();
 </script>
 """
 
@@ -220,4 +184,23 @@ OBJECT_ROWS_SCRIPT = """
 </script>
 """
 
-HEAD = KEYBOARD_SCRIPT + CLICK_HOLD_SCRIPT + IN_ORDER_SCRIPT + OBJECT_ROWS_SCRIPT
+HEAD = KEYBOARD_SCRIPT + IN_ORDER_SCRIPT + OBJECT_ROWS_SCRIPT
+
+# ---------------------------------------------------------------------------- the image view
+VIEW_EVENTS = ("prompt", "resync")
+"""Custom events the view's page code triggers (``trigger(name, data)``); Gradio registers a listener
+``display.<name>(...)`` only for names that appear quoted in ``js_on_load``, so every name is listed here.
+``prompt``: a click/tap/Enter ``{"kind": "click", "x", "y"}`` or a dragged box ``{"kind": "box", "x", "y",
+"x1", "y1"}`` in original pixels; ``resync``: the page could not load a file of the scene and asks for a
+fresh one."""
+VIEW_TEMPLATE = ('<div class="sam-view" data-state="empty">'
+                 '<div class="sam-placeholder">Upload an image (or pick an example), then click on it.</div></div>')
+"""The view's constant HTML (Gradio re-renders a ``gr.HTML`` only when its template changes, never here);
+``sam_demo/static/view/main.js`` adds the canvas and controls to it."""
+VIEW_BOOT = (
+    f"const events = {json.dumps(list(VIEW_EVENTS))};\n"
+    "const root = String((window.gradio_config && window.gradio_config.root) || location.origin + location.pathname)"
+    ".replace(/\\/?$/, '/');\n"
+    "import(root + 'view/static/main.js').then((m) => m.mount({element, trigger, props, watch, root, events}))"
+    ".catch((err) => console.error('the image view did not load', err));\n")
+"""The view component's ``js_on_load``: imports the view's modules from the app (``sam_demo.routes``)."""

@@ -9,9 +9,9 @@ in :mod:`sam_demo.view`, the files users download and load in
 Memory is bounded by construction: embeddings and display images live in one
 process-wide LRU keyed by the image's content hash, decoder results in
 another keyed by (image, prompts), the object list's scores in a small third,
-and drawn backgrounds (:mod:`sam_demo.view`) in a fourth; nothing large is kept
-per user. A cache miss (eviction) is handled by re-reading the image file and
-encoding again, or by decoding and drawing again.
+the page's files (display and full-resolution JPEGs, mask layers of :mod:`sam_demo.layers`)
+in byte-bounded LRUs; nothing large is kept per user. A cache miss (eviction) is
+handled by re-reading the image file and encoding again, or by decoding and drawing again.
 
 Fairness: every decoder call and every group of objects drawn runs in a turn of
 :attr:`SegmentationService.compute`, and every encoder run in a turn of
@@ -19,8 +19,8 @@ Fairness: every decoder call and every group of objects drawn runs in a turn of
 job is cut into pieces that alternate with other users' clicks. An edit decodes
 and draws only what changed: the selected object, plus whatever is not cached.
 
-Frames: ``ImageRecord.frame`` maps display pixels (what the UI shows and
-reports clicks in) to original pixels (what prompts and exports use).
+Frames: ``ImageRecord.frame`` maps display pixels (the display copy the page loads, and the
+frame of mask layers' bitmaps) to original pixels (what prompts, clicks and exports use).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from .editor import Editor, ObjectState
 from .encoder_check import EncoderCheck
 from .layers import Layer, LayerSpec
 from .page_decoder import PageDecoderAssets
-from .view import Background, Summary, View, ViewOptions
+from .view import Summary, View, ViewOptions
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +66,6 @@ DEFAULT_DISPLAY_SIDE = 1536
 """Long side of the image the UI shows; clicks come back in this frame."""
 DEFAULT_IMAGE_CACHE_MB = 1024
 DEFAULT_RESULT_CACHE_MB = 256
-DEFAULT_VIEW_CACHE_MB = 128
-"""Drawn backgrounds (:class:`sam_demo.view.Background`, about 12 MB each at 1536×1152 px)."""
 RECEIVED_CACHE_MB = 64
 """Uploads shown and waiting for their encoder run (:class:`Received`, about 18 MB each at 1536 px): three
 waiting at once; one pushed out is read again from its file when its turn comes."""
@@ -285,7 +283,7 @@ class SegmentationService:
 
     def __init__(self, predictor: Sam2Predictor, *, display_max_side: int = DEFAULT_DISPLAY_SIDE,
                  image_cache_mb: int = DEFAULT_IMAGE_CACHE_MB, result_cache_mb: int = DEFAULT_RESULT_CACHE_MB,
-                 view_cache_mb: int = DEFAULT_VIEW_CACHE_MB, limits: ImageLimits = DEFAULT_LIMITS,
+                 limits: ImageLimits = DEFAULT_LIMITS,
                  upload_concurrency: int = 1, grant_ttl_s: float = grants.DEFAULT_TTL_S,
                  page_decoder: PageDecoderAssets | None = None,
                  models: Mapping[str, Sam2Predictor] | None = None) -> None:
@@ -305,7 +303,6 @@ class SegmentationService:
         self._results: BoundedCache[MaskResult] = BoundedCache(result_cache_mb * _MB,
                                                                lambda r: r.low_res_logits.nbytes + 64)
         self._summaries: BoundedCache[Summary] = BoundedCache(SUMMARY_CACHE_MB * _MB, lambda v: SUMMARY_BYTES)
-        self._backgrounds: BoundedCache[Background] = BoundedCache(view_cache_mb * _MB, lambda b: b.nbytes + 64)
         self._files: BoundedCache[bytes] = BoundedCache(PAGE_FILES_CACHE_MB * _MB, lambda b: len(b) + 64)
         self._layers: BoundedCache[Layer] = BoundedCache(LAYER_CACHE_MB * _MB, lambda layer: len(layer.png) + 200)
         self._layer_specs: BoundedCache[LayerSpec] = BoundedCache(RECORDS_MB * _MB, lambda v: RECORD_BYTES)
@@ -627,46 +624,6 @@ class SegmentationService:
                 out[obj.id] = Summary.of(result)
         return out
 
-    def background(self, record: ImageRecord, cached: CachedImage, editor: Editor, options: ViewOptions,
-                   share=lambda: None) -> Background:
-        """Every visible object but the selected one, drawn (cached; see :mod:`sam_demo.view`)."""
-        objects = view.background_objects(editor)
-        if not objects:
-            return Background(cached.display_rgb, cached.display_rgb, None)
-        key = (record.key, view.background_key(objects, options))
-        found = self._backgrounds.get(key)
-        if found is not None:
-            return found
-        results = dict(zip((o.id for o in objects), self.object_results(record, objects)))
-        drawn = view.draw_background(cached.display_rgb, record.frame, objects, results, options, share=share)
-        return self._backgrounds.put(key, drawn)
-
-    def render(self, record: ImageRecord, editor: Editor, options: ViewOptions = ViewOptions()) -> View:
-        """What the user sees after an edit, decoding and drawing only what changed.
-
-        The selected object is decoded (a cache hit unless its prompts changed)
-        and drawn on the cached background; the background, the object list's
-        scores and any evicted result are rebuilt in fair pieces when missing.
-        """
-        cached = self.cached_image(record)  # before any turn: it may encode again after an eviction
-        work = self._work(reset=True)
-        started = time.perf_counter()
-        with self.compute.turn() as turn:
-            selected = editor.selected
-            selected_result = None
-            if selected is not None and not selected.prompts.is_empty:
-                selected_result = self.object_results(record, [selected])[0]
-            summaries = self.summaries(record, editor)
-            background = self.background(record, cached, editor, options, share=turn.share)
-            overlay = view.compose(background, record.frame, editor, selected_result, options)
-            thumbs, scores, chosen = view.candidates_view(record.frame, cached.thumbnail_rgb, editor, selected_result)
-            waited = turn.waited
-        rows = view.object_rows(editor, summaries)
-        total = time.perf_counter() - started
-        timings = {"decode_ms": work.decode_s * 1e3, "render_ms": max(0.0, total - work.decode_s - waited) * 1e3,
-                   "waited_ms": waited * 1e3, "decoded": work.decoded}
-        return View(overlay, thumbs, scores, chosen, rows, timings)
-
     def layer(self, record: ImageRecord, prompts: Prompts, candidate: int, result: MaskResult,
               crop: CropFrame | None = None, strokes: tuple[Stroke, ...] = ()) -> tuple[str, Layer]:
         """The mask layer of one object (cached by its content address; see :mod:`sam_demo.layers`).
@@ -680,6 +637,42 @@ class SegmentationService:
         if self._layer_specs.get(layer_id) is None:
             self._layer_specs.put(layer_id, spec)
         return layer_id, found
+
+    def object_layers(self, record: ImageRecord, editor: Editor, share=lambda: None) -> dict[int, tuple[str, Layer]]:
+        """Every object's layer by object id (objects without prompts have none); misses drawn in fair pieces."""
+        out: dict[int, tuple[str, Layer]] = {}
+        drawn = [o for o in editor.objects if not o.prompts.is_empty]
+        for start in range(0, len(drawn), view.DRAW_GROUP):
+            group = drawn[start:start + view.DRAW_GROUP]
+            for obj, result in zip(group, self.object_results(record, group)):
+                out[obj.id] = self.layer(record, obj.prompts, view.shown_candidate(obj, result), result, obj.crop,
+                                         obj.strokes)
+            share()
+        return out
+
+    def render(self, record: ImageRecord, editor: Editor, options: ViewOptions = ViewOptions()) -> View:
+        """What the user sees after an edit: each object's mask layer, the rows and the candidates.
+
+        Decoding and drawing only what changed: layers are content-addressed and cached, so an edit of
+        the selected object draws one layer; evicted results are decoded again in fair pieces.
+        """
+        cached = self.cached_image(record)  # before any turn: it may encode again after an eviction
+        work = self._work(reset=True)
+        started = time.perf_counter()
+        with self.compute.turn() as turn:
+            selected = editor.selected
+            selected_result = None
+            if selected is not None and not selected.prompts.is_empty:
+                selected_result = self.object_results(record, [selected])[0]
+            summaries = self.summaries(record, editor)
+            drawn = self.object_layers(record, editor, share=turn.share)
+            thumbs, scores, chosen = view.candidates_view(record.frame, cached.thumbnail_rgb, editor, selected_result)
+            waited = turn.waited
+        rows = view.object_rows(editor, summaries)
+        total = time.perf_counter() - started
+        timings = {"decode_ms": work.decode_s * 1e3, "render_ms": max(0.0, total - work.decode_s - waited) * 1e3,
+                   "waited_ms": waited * 1e3, "decoded": work.decoded}
+        return View(drawn, thumbs, scores, chosen, rows, timings)
 
     # ------------------------------------------------------------------ the page's files (sam_demo.routes)
     def embedding(self, key: str) -> ImageEmbedding | None:

@@ -1,7 +1,8 @@
 """The app's handlers called as plain functions, on the analytic models.
 
 Each handler takes the shared service and the user's state and returns the next
-view; these tests check what a user would see or download.
+view: the scene the page draws (``sam_demo.scene``) with its mask layers; these tests
+check what a user would see (the layers, as the routes serve them) or download.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sam_onnx import vector
 from sam_onnx.export import decode_rle, mask_bbox
 from tests import analytic_models as am
 from tests.conftest import make_rgb
-from tests.app_support import OUT
+from tests.app_support import OUT, scene_of, shown_masks, shown_union
 
 
 @pytest.fixture(scope="module")
@@ -43,19 +44,24 @@ def _open(service, path, opacity=0.5, contour=True):
     return app.show_image(service, app.open_image(service, str(path)), opacity, contour)
 
 
+def _event(data):
+    return gr.EventData(None, data)
+
+
 def _click(service, out, x, y, mode=app.MODE_POSITIVE):
-    return app.click(service, out[OUT["state"]], mode, 0.5, True, gr.SelectData(None, {"index": [x, y], "value": None}))
-
-
-def _object_mask_from_overlay(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    return np.any(before != after, axis=-1)
+    """A click on the view at original pixel (x, y), as the page sends it."""
+    return app.prompt(service, out[OUT["state"]], mode, 0.5, True, _event({"kind": "click", "x": x, "y": y}))
 
 
 def test_upload_shows_the_image_and_starts_an_editor(service, photo):
     out = _open(service, photo)
-    overlay, state = out[OUT["display"]], out[OUT["state"]]
-    assert overlay.shape == (300, 500, 3)
-    np.testing.assert_array_equal(overlay, make_rgb(300, 500))  # nothing drawn yet
+    scene, state = scene_of(out), out[OUT["state"]]
+    assert (scene["image"]["w"], scene["image"]["h"], scene["image"]["dw"], scene["image"]["dh"]) == (500, 300, 500,
+                                                                                                    300)
+    assert not shown_union(service, out).any()  # nothing drawn yet
+    token = scene["image"]["token"]
+    assert service.grants.resolve(token) == state.record.key
+    assert scene["image"]["display"] == f"view/{token}/display.jpg"
     assert state.record.original_hw == (300, 500) and len(state.editor.objects) == 1
     assert "500×300" in out[OUT["status"]]
     assert f"encoder {service.predictor.info.encoder_name}" in out[OUT["status"]]  # which engine encodes
@@ -66,29 +72,42 @@ def test_click_draws_the_mask_where_clicked(service, photo):
     state = out[OUT["state"]]
     point = state.editor.selected.prompts.points[0]
     assert (point.x, point.y, point.label) == (120, 200, 1)
-    changed = _object_mask_from_overlay(make_rgb(300, 500), out[OUT["display"]])
+    changed = shown_union(service, out)
     expected = am.expected_mask_original([(120, 200)], [1], None, (300, 500))
-    band = am.boundary_band([(120, 200)], [1], None, (300, 500), margin=8)
-    # Inside the mask every pixel is tinted; far outside (beyond markers and outline) nothing changes.
-    assert changed[expected & ~band].all()
-    rows, cols = np.mgrid[0:300, 0:500]
-    far_from_marker = np.hypot(cols - 120, rows - 200) > 20
-    assert not changed[~expected & ~band & far_from_marker].any()
+    band = am.boundary_band([(120, 200)], [1], None, (300, 500))
+    # The layer is the mask: inside it every pixel is tinted, outside none (but for one low-res cell of edge).
+    assert changed[expected & ~band].all() and not changed[~expected & ~band].any()
+    drawn = scene_of(out)["objects"][0]
+    assert drawn["points"] == [[120, 200, 1]] and drawn["selected"] and drawn["shown"] == 1
     assert len(out[OUT["candidates"]]) == 3 and "IoU 0.95" in out[OUT["candidates"]][1][1]
 
 
 def test_click_before_any_image_is_a_clear_message(service):
     with pytest.raises(gr.Error, match="Upload an image first"):
-        app.click(service, None, app.MODE_POSITIVE, 0.5, True, gr.SelectData(None, {"index": [1, 1], "value": None}))
+        app.prompt(service, None, app.MODE_POSITIVE, 0.5, True, _event({"kind": "click", "x": 1, "y": 1}))
 
 
-@pytest.mark.parametrize("index", ["abc", [1], [float("nan"), 3], [10**12, 5], None, [[1, 2], 3], [-1, 5]])
-def test_forged_click_positions_are_refused_and_nothing_changes(service, photo, index):
+@pytest.mark.parametrize("data", ["abc", [1, 2], None, {"x": 1, "y": 2}, {"kind": "click", "x": 1},
+                                  {"kind": "click", "x": float("nan"), "y": 3}, {"kind": "click", "x": 10**12, "y": 5},
+                                  {"kind": "click", "x": -1, "y": 5}, {"kind": "click", "x": "1", "y": 5},
+                                  {"kind": "click", "x": True, "y": 5}, {"kind": "box", "x": 1, "y": 2},
+                                  {"kind": "box", "x": 1, "y": 2, "x1": 500, "y1": 9}, {"kind": "erase", "x": 1, "y": 2}])
+def test_forged_view_events_are_refused_and_nothing_changes(service, photo, data):
     out = _click(service, _open(service, photo), 10, 10)
     state = out[OUT["state"]]
     with pytest.raises(gr.Error):
-        app.click(service, state, app.MODE_POSITIVE, 0.5, True, gr.SelectData(None, {"index": index, "value": None}))
+        app.prompt(service, state, app.MODE_POSITIVE, 0.5, True, _event(data))
     assert state.editor.selected.prompts.points[0].x == 10
+
+
+def test_a_dragged_box_is_a_box_in_any_mode_and_replaces_a_half_drawn_one(service, photo):
+    out = _click(service, _open(service, photo), 400, 250, app.MODE_BOX)  # a first corner, pending
+    out = app.prompt(service, out[OUT["state"]], app.MODE_POSITIVE, 0.5, True,
+                     _event({"kind": "box", "x": 300, "y": 60, "x1": 100, "y1": 200}))
+    editor = out[OUT["state"]].editor
+    assert editor.pending_corner is None and editor.selected.prompts.box.xyxy == (100, 60, 300, 200)
+    assert not editor.selected.prompts.points
+    assert app.undo(service, out[OUT["state"]], 0.5, True)[OUT["state"]].editor.selected.prompts.box is None
 
 
 def test_box_from_two_clicks_in_reversed_order(service, photo):
@@ -106,30 +125,31 @@ def test_undo_redo_and_clear(service, photo):
     state = out[OUT["state"]]
     undone = app.undo(service, state, 0.5, True)
     assert len(undone[OUT["state"]].editor.selected.prompts.points) == 1
+    assert scene_of(undone)["objects"][0]["layer"] != scene_of(out)["objects"][0]["layer"]
     redone = app.redo(service, undone[OUT["state"]], 0.5, True)
-    np.testing.assert_array_equal(redone[OUT["display"]], out[OUT["display"]])
+    assert scene_of(redone) == scene_of(out), "redo gives back the same scene (the same layers)"
     cleared = app.clear_object(service, redone[OUT["state"]], 0.5, True)
-    np.testing.assert_array_equal(cleared[OUT["display"]], make_rgb(300, 500))
+    assert scene_of(cleared)["objects"][0]["layer"] is None and not shown_union(service, cleared).any()
 
 
 def test_two_objects_in_distinct_colours(service, photo):
     out = _click(service, _open(service, photo), 100, 100)
     out = app.add_object(service, out[OUT["state"]], 0.5, True)
     out = _click(service, out, 400, 200)
-    overlay = out[OUT["display"]].astype(int)
-    base = make_rgb(300, 500).astype(int)
-    tint_a = overlay[100, 80] - base[100, 80] * 0.5   # inside object 1, away from its marker
-    tint_b = overlay[200, 380] - base[200, 380] * 0.5  # inside object 2
-    assert np.abs(tint_a - tint_b).max() > 40
+    first, second = scene_of(out)["objects"]
+    assert first["color"] != second["color"] and (first["color"], second["color"]) == ("#e69f00", "#56b4e9")
+    masks = shown_masks(service, out)
+    assert masks[1][100, 100] and not masks[1][200, 400] and masks[2][200, 400] and not masks[2][100, 100]
     assert len(out[OUT["state"]].editor.objects) == 2
 
 
 def test_choosing_a_candidate_changes_what_is_shown_and_exported(service, photo, tmp_path):
     out = _click(service, _open(service, photo), 250, 150)
-    best = out[OUT["display"]]
+    best = shown_masks(service, out)[1]
     out2 = app.choose_candidate(service, out[OUT["state"]], 0.5, True, gr.SelectData(None, {"index": 2, "value": None}))
     assert out2[OUT["state"]].editor.selected.candidate == 2
-    assert _object_mask_from_overlay(best, out2[OUT["display"]]).any()
+    assert scene_of(out2)["objects"][0]["shown"] == 2 and scene_of(out2)["objects"][0]["candidate"] == 2
+    assert (best != shown_masks(service, out2)[1]).any()
     files = app.export_files(service, out2[OUT["state"]])
     mask = np.asarray(Image.open(next(f for f in files if f.endswith("_object1_mask.png")))) > 0
     am.assert_pipeline_mask(mask, [(250, 150)], [1], None, (300, 500), candidate=2)
@@ -164,7 +184,7 @@ def test_export_files_are_exact_and_reloading_the_prompts_file_reproduces_the_ma
     fresh = _open(service, photo)
     prompts_file = next(f for f in files if f.name == "photo_prompts.json")
     reloaded = app.load_prompts(service, fresh[OUT["state"]], str(prompts_file), 0.5, True)
-    np.testing.assert_array_equal(reloaded[OUT["display"]], out[OUT["display"]])
+    assert scene_of(reloaded)["objects"] == scene_of(out)["objects"]
 
 
 def test_prompts_for_another_image_are_refused(service, photo, tmp_path):
@@ -182,12 +202,20 @@ def test_large_image_is_shown_downscaled_and_clicks_map_to_original_pixels(servi
     path = tmp_path / "big.jpg"
     Image.fromarray(make_rgb(3000, 4000)).save(path, quality=85)
     out = _open(service, path)
-    assert out[OUT["display"]].shape == (1152, 1536, 3)
-    out = _click(service, out, 768, 100)
+    image = scene_of(out)["image"]
+    assert (image["w"], image["h"], image["dw"], image["dh"]) == (4000, 3000, 1536, 1152)
+    out = _click(service, out, 2000, 261)  # the page sends original pixels
     point = out[OUT["state"]].editor.selected.prompts.points[0]
+    assert (point.x, point.y) == (2000, 261)
+    layer = scene_of(out)["objects"][0]["layer"]
+    x0, y0, x1, y1 = layer["rect"]
+    assert x0 < 2000 < x1 and y0 < 261 < y1 and layer["size"][0] < x1 - x0, "a display-size bitmap over original px"
+    assert "shown at 1536×1152" in out[OUT["status"]]
+    # the scripted API still takes display pixels
+    out = app.click_api(service, out[OUT["state"]], 768, 100, app.MODE_POSITIVE, 0.5, True)
+    point = out[OUT["state"]].editor.selected.prompts.points[1]
     assert point.x == pytest.approx((768 + 0.5) * 4000 / 1536 - 0.5)
     assert point.y == pytest.approx((100 + 0.5) * 3000 / 1152 - 0.5)
-    assert "shown at 1536×1152" in out[OUT["status"]]
 
 
 def test_bad_file_gives_a_message_and_keeps_the_current_work(service, photo, tmp_path):
@@ -289,17 +317,17 @@ def _refine(service, out):
 def test_refine_shows_the_sharper_mask_with_its_time_and_undo_takes_it_back(service, tmp_path):
     path = tmp_path / "big.png"
     Image.fromarray(make_rgb(1200, 1600, seed=3)).save(path)
-    clicked = _click(service, _open(service, path), 500, 350)  # display pixels (1536 x 1152 of 1600 x 1200)
+    clicked = _click(service, _open(service, path), 521, 365)  # original pixels (shown at 1536 x 1152)
     refined = _refine(service, clicked)
     state = refined[OUT["state"]]
     crop = state.editor.selected.crop
     assert crop is not None and "refined in" in refined[OUT["status"]] and f"crop {crop.crop_hw[1]}×" in \
         refined[OUT["status"]]
     assert "refined" in refined[OUT["objects_html"]]
-    assert not np.array_equal(refined[OUT["display"]], clicked[OUT["display"]])
+    assert scene_of(refined)["objects"][0]["layer"] != scene_of(clicked)["objects"][0]["layer"]
     undone = app.undo(service, state, 0.5, True)
     assert undone[OUT["state"]].editor.selected.crop is None
-    np.testing.assert_array_equal(undone[OUT["display"]], clicked[OUT["display"]])
+    assert scene_of(undone)["objects"] == scene_of(clicked)["objects"]
 
 
 def test_refine_without_prompts_is_a_message_and_changes_nothing(service, photo):
@@ -340,7 +368,7 @@ def test_brush_and_eraser_change_the_exported_mask_exactly_where_painted(service
     painted = (sam | brute_force(add, 6.5, hw)) & ~brute_force([[250, 150], [260, 160]], 9, hw)
     state = out[OUT["state"]]
     np.testing.assert_array_equal(_exported_mask(service, state), painted)
-    assert out[OUT["display"]][20, 20].tolist() != make_rgb(300, 500)[20, 20].tolist()  # drawn at once
+    assert shown_union(service, out)[20, 20]  # drawn at once
     # undo takes back one stroke at a time
     once = app.undo(service, state, 0.5, True)
     np.testing.assert_array_equal(_exported_mask(service, once[OUT["state"]]), sam | brute_force(add, 6.5, hw))

@@ -85,8 +85,9 @@ def test_clicks_and_export_pixel_by_pixel(client, photo, tmp_path):
     out = _load(client, photo)
     assert "500×300" in out[CLIENT_OUT["status"]]
     out = _click(client, 120, 100)
-    overlay = np.asarray(Image.open(out[CLIENT_OUT["display"]]))
-    assert overlay.shape == (300, 500, 3)
+    scene = json.loads(out[CLIENT_OUT["display"]])  # the hidden API answers with the view's scene
+    assert (scene["image"]["w"], scene["image"]["h"]) == (500, 300)
+    assert scene["objects"][0]["points"] == [[120, 100, 1]] and scene["objects"][0]["layer"]["size"]
     _click(client, 140, 100, app.MODE_NEGATIVE)
     files = client.predict(api_name="/export")
     mask_file = next(f for f in files if str(f).endswith("_object1_mask.png"))

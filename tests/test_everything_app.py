@@ -16,7 +16,7 @@ from sam_demo.service import SegmentationService
 from sam_onnx import amg
 from sam_onnx.types import MaskResult
 from tests.conftest import make_rgb
-from tests.app_support import OUT
+from tests.app_support import OUT, scene_of, shown_union
 
 
 @pytest.fixture
@@ -57,14 +57,16 @@ def test_results_become_objects_that_can_be_refined_and_undone(service, state):
     autos = [o for o in editor.objects if o.name.startswith("Auto")]
     assert len(autos) == 64 and all(len(o.prompts.points) == 1 for o in autos)
     assert len({o.color_index for o in autos[:7]}) == 7
-    # The overlay shows them: most of the image is tinted.
-    changed = np.any(out[OUT["display"]] != make_rgb(300, 500), axis=-1)
-    assert changed.mean() > 0.3
+    # The view shows them: most of the image is tinted, and no automatic object but the selected one has markers.
+    assert shown_union(service, out).mean() > 0.3
+    drawn = scene_of(out)["objects"]
+    assert all("points" not in o and "box" not in o for o in drawn if o.get("auto") and not o.get("selected"))
+    assert drawn[-1]["selected"] and drawn[-1]["points"], "the selected object's prompts stay visible"
     # Refine one with a negative click: it goes to the selected (last) auto object.
     last = autos[-1]
     px, py = last.prompts.points[0].x, last.prompts.points[0].y
-    refined = app.click(service, out[OUT["state"]], app.MODE_NEGATIVE, 0.5, True,
-                        gr.SelectData(None, {"index": [int(px), int(py)], "value": None}))
+    refined = app.prompt(service, out[OUT["state"]], app.MODE_NEGATIVE, 0.5, True,
+                         gr.EventData(None, {"kind": "click", "x": int(px), "y": int(py)}))
     assert len(refined[OUT["state"]].editor.selected.prompts.points) == 2
     # One undo step removes the refinement, the next removes all automatic objects.
     undone = app.undo(service, app.undo(service, refined[OUT["state"]], 0.5, True)[OUT["state"]], 0.5, True)

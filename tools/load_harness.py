@@ -46,6 +46,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from sam_demo import scene
 from tools.ports import free_port
 
 logger = logging.getLogger(__name__)
@@ -272,6 +273,7 @@ class User:
         self.display_hw = IMAGE_HW
         self.client = None
         self.http = httpx.Client()
+        self.fetched: set[str] = set()
 
     def _call(self, op: str, *args, api_name: str) -> Any:
         """One event, timed until its result AND the displayed image are here (what the user waits for)."""
@@ -279,8 +281,11 @@ class User:
         job = self.client.submit(*args, api_name=api_name)
         result = job.result(timeout=REQUEST_TIMEOUT_S)
         shown = result[0] if isinstance(result, (list, tuple)) and result else None
-        if isinstance(shown, dict) and shown.get("url"):  # the browser fetches the new overlay at once
-            self.http.get(shown["url"], timeout=REQUEST_TIMEOUT_S).raise_for_status()
+        if isinstance(shown, str) and shown.startswith("{"):  # the page fetches the scene's new files at once
+            for path in scene.files_of(json.loads(shown)):
+                if path not in self.fetched:  # a browser caches them (immutable, content-addressed)
+                    self.http.get(f"{self.url.rstrip('/')}/{path}", timeout=REQUEST_TIMEOUT_S).raise_for_status()
+                    self.fetched.add(path)
         ms = (time.perf_counter() - started) * 1e3
         self.recorder.add(op, ms)
         wanted = ("encode",) if op == "encode" else ("decode", "render") if op in ("click", "canary_click") else ()
@@ -292,7 +297,7 @@ class User:
     def connect(self) -> None:
         from gradio_client import Client
 
-        # Outputs come back as URLs; only the overlay is fetched (as a browser shows it first), not every
+        # Outputs come back as URLs; only the scene's files are fetched (as a browser shows them first), not every
         # thumbnail one after another as gradio_client's downloader would (that measured the client, not the app).
         self.client = Client(self.url, verbose=False, download_files=False)
 

@@ -72,6 +72,14 @@ class Snapshot:
         assert self.objects == other.objects, "the prompts changed"
 
 
+def prompt_data(index: Any) -> Any:
+    """The data of the view's ``prompt`` event for a click at ``index = [x, y]`` (other values: as they are)."""
+    if isinstance(index, list) and len(index) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in index):
+        return {"kind": "click", "x": index[0], "y": index[1]}
+    return index
+
+
 def file_data(path: str) -> dict:
     return {"path": path, "meta": FILE_META}
 
@@ -244,8 +252,10 @@ class RawSession:
         return self.join("ui_open_image", [payload])
 
     def ui_click(self, index: Any, mode: str = app.MODE_POSITIVE) -> Outcome:
-        """A click on the displayed image with ``SelectData.index = index`` (forgeable)."""
-        return self.join("ui_click", [None, mode, 0.5, True], event_data={"index": index, "value": None})
+        """A click on the image view as the page sends it (``trigger('prompt', data)``), forgeable: ``index``
+        ``[x, y]`` (original pixels) becomes ``{"kind": "click", "x": x, "y": y}``; anything else is sent as
+        the event's data as it is."""
+        return self.join("ui_click", [None, mode, 0.5, True], event_data=prompt_data(index))
 
     def output(self, name: str) -> Any:
         assert self.last is not None, "no successful event yet"
@@ -256,10 +266,35 @@ class RawSession:
         response.raise_for_status()
         return response.content
 
-    def overlay(self, outcome: Outcome | None = None) -> np.ndarray:
+    def scene(self, outcome: Outcome | None = None) -> dict:
+        """The scene the page would draw after ``outcome`` (or the last event): ``sam_demo.scene``'s JSON."""
         data = outcome.data if outcome is not None else self.last
-        payload = data[OUTPUT_INDEX["display"]]
-        return np.asarray(Image.open(BytesIO(self.fetch(payload))).convert("RGB"))
+        return json.loads(data[OUTPUT_INDEX["display"]])
+
+    def overlay(self, outcome: Outcome | None = None) -> np.ndarray:
+        """The picture a page shows for ``outcome``, at display size: the display copy with each visible object's
+        mask layer blended in its colour at the scene's opacity (list order, the selected one last), fetched
+        over HTTP as a page fetches them. Outlines and markers are left out (the page draws them)."""
+        scene = self.scene(outcome)
+        image = scene["image"]
+        picture = np.asarray(Image.open(BytesIO(self._get(image["display"]))).convert("RGB")).astype(np.float64)
+        dh, dw = picture.shape[:2]
+        alpha = scene["view"]["opacity"]
+        shown = [o for o in scene["objects"] if o.get("visible", True) and o["layer"]]
+        for obj in sorted(shown, key=lambda o: o.get("selected", False)):
+            layer = obj["layer"]
+            png = Image.open(BytesIO(self._get(f"{image['layers']}{layer['id']}.png"))).convert("RGBA")
+            inside = np.asarray(png)[..., 3] > 0
+            x0, y0 = (round(layer["rect"][0] * dw / image["w"]), round(layer["rect"][1] * dh / image["h"]))
+            colour = np.array([int(obj["color"][k:k + 2], 16) for k in (1, 3, 5)], np.float64)
+            region = picture[y0:y0 + inside.shape[0], x0:x0 + inside.shape[1]]
+            region[inside] = region[inside] * (1 - alpha) + colour * alpha
+        return np.round(picture).astype(np.uint8)
+
+    def _get(self, path: str) -> bytes:
+        response = self.http.get(f"/{path}")
+        response.raise_for_status()
+        return response.content
 
     def status(self) -> str:
         return self.output("status")

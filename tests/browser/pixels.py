@@ -2,7 +2,9 @@
 
 Frames (see ``sam_onnx/geometry.py``): *original* pixels of the upright image
 (prompts, exported masks) and *display* pixels of the copy the page shows
-(overlay). Arrays are ``(H, W)`` bool masks or ``(H, W, 3)`` uint8 RGB.
+(the view's picture at its natural size). Arrays are ``(H, W)`` bool masks or ``(H, W, 3)`` uint8 RGB.
+The numbers here are this suite's own (what the README promises and the view is meant to draw), not
+read from the app's code: a change there is noticed here.
 """
 
 from __future__ import annotations
@@ -19,20 +21,19 @@ from tests import analytic_models as am
 OPACITY = 0.5
 """The app's default mask opacity (the tests never move the slider)."""
 FIXED_POINT_ONE = 256
-"""The overlay blends in 1/256 steps (sam_demo.overlay)."""
-JPEG_MARGIN_PX = 2
-"""Extra display pixels left unchecked beside every drawn edge: JPEG ringing and 2x2 chroma subsampling."""
-MARKER_MARGIN = 2.5
-"""Unchecked disc around a point, as a multiple of the marker radius: the marker with its rim and JPEG ringing,
-also where a point at the image edge has its marker moved inward to be drawn whole (by up to 1.42 radii)."""
-MARKER_RADIUS_FRACTION = 0.013
-MIN_MARKER_RADIUS = 4.0
-RIM_FRACTION = 0.16
-MIN_RIM_PX = 1.5
-CONTOUR_PX_PER_SIDE = 1 / 640
-MAX_CONTOUR_PX = 4
-"""Marker radius, its dark rim and the contour width in display pixels (mirror sam_demo.overlay; the tests
-restate them so that a change there is noticed)."""
+"""Fills blend in 1/256 steps (the canvas's 8-bit alpha: 0.5 is 128/255, at most 1 level from 128/256)."""
+AA_MARGIN_PX = 2
+"""Extra pixels left unchecked beside every drawn edge: anti-aliasing of vectors."""
+MARKER_MARGIN = 1.5
+"""Unchecked disc around a point, as a multiple of the marker's outer radius: the marker with its rim and
+anti-aliasing (points within that of the image edge, whose markers move inward, are not checked here)."""
+MARKER_RADIUS_CSS = 8.0
+MARKER_RIM_CSS = 1.5
+"""Point marker radius and its dark rim, in CSS pixels (constant on screen at any zoom)."""
+OUTLINE_PX = 1
+"""Outlines are one screen pixel wide, just inside the mask's edge."""
+HALO_PX = 2
+"""The selected object's halo: a white ring and a dark rim beyond it, one screen pixel each, outside its edge."""
 OKABE_ITO = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
              (204, 121, 167))
 """The colours of the first 7 objects (orange, sky blue, bluish green, yellow, blue, vermillion, reddish
@@ -148,18 +149,18 @@ def check_mask_png(mask: NDArray, prompt: ObjectPrompt, original_hw: tuple[int, 
 
 
 def edge_margin(display_hw: tuple[int, int]) -> int:
-    """Display pixels left unchecked on each side of a mask boundary: the contour inside, the selection halo
-    and its 1 px rim outside (sam_demo.overlay sizes them from the long side), plus JPEG blur."""
-    contour = max(1, min(MAX_CONTOUR_PX, round(max(display_hw) * CONTOUR_PX_PER_SIDE)))
-    return contour + 1 + JPEG_MARGIN_PX
+    """Pixels left unchecked on each side of a mask boundary in a picture at one CSS px per pixel: the outline
+    inside, the selection halo outside, plus anti-aliasing."""
+    return max(OUTLINE_PX, HALO_PX) + AA_MARGIN_PX
 
 
-def marker_radius(display_hw: tuple[int, int]) -> float:
-    return max(MIN_MARKER_RADIUS, max(display_hw) * MARKER_RADIUS_FRACTION)
+def marker_radius(display_hw: tuple[int, int] | None = None) -> float:
+    """A point marker's outer radius (disc and rim) in CSS px; the same for every image."""
+    return MARKER_RADIUS_CSS + MARKER_RIM_CSS
 
 
-def marker_rim(display_hw: tuple[int, int]) -> float:
-    return max(MIN_RIM_PX, marker_radius(display_hw) * RIM_FRACTION)
+def marker_rim(display_hw: tuple[int, int] | None = None) -> float:
+    return MARKER_RIM_CSS
 
 
 def check_overlay(overlay: NDArray[np.uint8], base: NDArray[np.uint8], prompts: Sequence[ObjectPrompt],

@@ -50,12 +50,12 @@ def test_keyboard_shortcuts(desktop, pictures):
     assert "Object 2" in desktop.selected_object()
 
     # letters typed into a text field are text, not shortcuts
-    src = desktop.display_src()
+    drawn = desktop.drawn()
     name = desktop.page.locator("#object_name textarea, #object_name input").first
     name.click()
     name.press_sequentially("bnz1a")
     assert desktop.checked_mode() == "exclude" and len(desktop.object_rows()) == 2
-    assert desktop.display_src() == src
+    assert desktop.drawn() == drawn
     desktop.screenshot("after_typing")
 
     export = desktop.export()

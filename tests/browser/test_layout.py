@@ -18,13 +18,11 @@ from sam_onnx.geometry import DisplayFrame
 from tests.browser.conftest import BIG_HW, WIDE_HW
 from tests.browser.pixels import ObjectPrompt, check_overlay
 from tests.browser.test_prompts import FRAME, INCLUDE, click, objects, start
-from tests.browser.ui import SELECTED_ROW, DemoPage, ImageBox
+from tests.browser.ui import SELECTED_ROW, DemoPage
 
 pytestmark = pytest.mark.browser
 
 _RECT_JS = "e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }"
-_BOX_JS = """e => { const r = e.getBoundingClientRect();
-  return [r.left, r.top, r.width, r.height, e.naturalWidth, e.naturalHeight]; }"""
 WORK_AREA = ("#mode", "#undo_btn", "#redo_btn", "#clear_btn", "#reset_btn", "#status")
 """What must be on the first screen with the picture: the prompt modes, the history buttons, the status line."""
 MIN_PICTURE_SHARE = 0.55
@@ -32,7 +30,7 @@ MIN_PICTURE_SHARE = 0.55
 HALO_RINGING = 1e-4
 """Share of checked overlay pixels that JPEG ringing beside a two-point object's selection halo may tip over."""
 CORNER_INSET = 20
-"""Display px from the picture's top-right corner (10 CSS px on the phone), where Gradio's fullscreen button was."""
+"""Pixels from the picture's top-right corner (10 CSS px on the phone), where Gradio's fullscreen button was."""
 OBJECT_LIST_MAX_PX = 360
 """sam_demo/page.py's OBJECT_LIST_MAX_HEIGHT on these screens: min(40vh, 360px)."""
 
@@ -43,10 +41,11 @@ def rect(page: DemoPage, selector: str) -> tuple[float, float, float, float]:
 
 
 def picture(page: DemoPage) -> tuple[float, float, float, float]:
-    """Where the picture itself is drawn inside the display ``<img>`` (scale-down, centred), not scrolling."""
-    box = ImageBox(*page.page.locator("#display img").first.evaluate(_BOX_JS))
-    left, top = box.origin
-    return left, top, left + box.natural_w * box.scale, top + box.natural_h * box.scale
+    """Where the view draws the picture itself (CSS px of the viewport, not scrolling)."""
+    box = page.view_box()
+    box.check_fit()
+    left, top = box.left + box.tx, box.top + box.ty
+    return left, top, left + box.W * box.s, top + box.H * box.s
 
 
 def on_first_screen(page: DemoPage, selectors: tuple[str, ...], *, with_picture: bool = True) -> dict:
@@ -87,10 +86,10 @@ def test_phone_tap_on_the_picture_corner_is_a_click(phone: DemoPage, pictures):
     phone.upload(pictures["wide"], WIDE_HW)
     base = phone.display_pixels()
     corner = (WIDE_HW[1] - CORNER_INSET, CORNER_INSET)
-    client = phone.image_box().aim(*corner)
+    client = phone.view_box().aim(*corner)
     on_top = phone.page.evaluate("([x, y]) => document.elementFromPoint(x, y).outerHTML.slice(0, 80)", list(client))
-    assert on_top.startswith("<img"), f"something sits on the picture's corner: {on_top}"
-    result = phone.click_display(*corner)  # waits for the new overlay: a tap the button took never gets one
+    assert on_top.startswith("<canvas"), f"something sits on the picture's corner: {on_top}"
+    result = phone.click_image(*corner)  # waits for the new scene: a tap something else took never gets one
     recorded = phone.export().session["objects"][0]["points"]
     assert recorded == [[*map(float, result.reported), INCLUDE]]
     check_overlay(phone.display_pixels(), base, [ObjectPrompt(((recorded[0][0], recorded[0][1]),), (INCLUDE,))],

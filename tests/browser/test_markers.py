@@ -1,6 +1,6 @@
-"""End to end in Chromium: what the overlay shows for points at the image edge and for many objects.
+"""End to end in Chromium: what the view draws for points at the image edge and for many objects.
 
-Measured on the display image as the browser decoded it, with this suite's own
+Measured on the view's canvas as the browser drew it, with this suite's own
 numbers (``pixels.py``), not the app's drawing code: a point marker at the
 image edge is a whole disc (it was cut to a sliver in a corner), and twelve
 objects show twelve different colours, in the picture and in the list (the
@@ -42,23 +42,28 @@ def marker_disc(pixels: np.ndarray, near: tuple[float, float], reach: float) -> 
 
 def test_markers_at_the_image_edge_are_drawn_whole(desktop: DemoPage, pictures):
     frame = DisplayFrame.fit(BIG_HW, DEFAULT_DISPLAY_SIDE)
-    h, w = frame.display_hw
+    H, W = BIG_HW
     desktop.upload(pictures["big"], frame.display_hw, BIG_HW)
     desktop.tap_or_click(desktop.page.locator("#contour input"))  # no outline: only markers are the pure colour
     desktop.page.wait_for_function("() => !document.querySelector('#contour input').checked")
-    radius, rim = marker_radius(frame.display_hw), marker_rim(frame.display_hw)
-    whole = 2 * (radius - rim) - 4  # width of the coloured disc inside the rim, less anti-aliasing and JPEG
-    for aimed in ((2, 2), (w - 3, h // 2), (w // 3, h - 2)):
-        reported = desktop.click_display(*aimed).reported
-        pixels = desktop.display_pixels()
-        top, left, bottom, right = marker_disc(pixels, reported, 3 * radius)
+    radius, rim = marker_radius(), marker_rim()
+    whole = 2 * (radius - rim) - 4  # width of the coloured disc inside the rim, less anti-aliasing
+    for aimed in ((2, 2), (W - 3, H // 2), (W // 3, H - 2)):
+        result = desktop.click_image(*aimed)
+        box = result.box
+        assert box.dpr == 1
+        pixels = desktop.canvas_pixels()
+        near = (result.client[0] - box.left, result.client[1] - box.top)  # canvas px = CSS px here
+        top, left, bottom, right = marker_disc(pixels, near, 3 * radius)
         desktop.screenshot(f"edge_marker_{aimed[0]}_{aimed[1]}")
         assert bottom - top + 1 >= whole and right - left + 1 >= whole, (
-            f"the marker of the point at {reported} is cut: its disc spans {right - left + 1} x {bottom - top + 1} "
+            f"the marker of the point at {aimed} is cut: its disc spans {right - left + 1} x {bottom - top + 1} "
             f"px, a whole one {whole:.0f}+")
-        assert top >= 1 and left >= 1 and bottom <= h - 2 and right <= w - 2, "the disc's rim is cut by the edge"
+        x0, y0, x1, y1 = box.tx, box.ty, box.tx + W * box.s, box.ty + H * box.s  # the picture on the canvas
+        assert top >= y0 + 1 and left >= x0 + 1 and bottom <= y1 - 2 and right <= x1 - 2, (
+            "the disc's rim is cut by the picture's edge")
         centre = ((left + right) / 2, (top + bottom) / 2)
-        assert np.hypot(centre[0] - reported[0], centre[1] - reported[1]) <= 1.5 * radius + 2, (
+        assert np.hypot(centre[0] - near[0], centre[1] - near[1]) <= 1.5 * radius + 2, (
             "the marker stays next to its point")
         desktop.press_button("undo_btn")  # one point at a time
 

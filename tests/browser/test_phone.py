@@ -1,9 +1,9 @@
 """End to end in Chromium on a phone-sized page with touch input: all three prompt modes by tapping.
 
 On a 390 px wide page the 704x576 picture is drawn at about half size, so a tap
-lands within ``ImageBox.tolerance`` display pixels of the aimed one; the test
-checks that the app records exactly the pixel Gradio reports for the tap (read
-back from the saved prompts), and the overlay and masks for those prompts.
+lands within ``ViewBox.tolerance`` pixels of the aimed one; the test checks
+that the app records exactly the pixel under the tap (read back from the saved
+prompts), and the picture and masks for those prompts.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ pytestmark = pytest.mark.browser
 
 
 def tap(page, x: int, y: int) -> tuple[float, float]:
-    """Tap display pixel (x, y); return the display pixel Gradio reported (= original pixel here)."""
-    result = page.click_display(x, y)
-    assert result.box.scale < 1, "the phone page should draw the picture smaller than its natural size"
+    """Tap original pixel (x, y); return the pixel under the tap (what the page must send)."""
+    result = page.click_image(x, y)
+    assert result.box.s < 1, "the phone page should draw the picture smaller than its natural size"
     off = np.abs(np.subtract(result.reported, (x, y))).max()
-    assert off <= result.box.tolerance, f"tap aimed at {(x, y)} was reported at {result.reported}"
+    assert off <= result.box.tolerance, f"tap aimed at {(x, y)} was over {result.reported}"
     return float(result.reported[0]), float(result.reported[1])
 
 
@@ -50,6 +50,6 @@ def test_phone_touch_all_three_modes(phone, pictures):
     export = phone.export()
     phone.screenshot("exported")
     saved = [ObjectPrompt.from_session(o) for o in export.session["objects"]]
-    assert saved == [first, second], "the app must record exactly the pixels Gradio reported for the taps"
+    assert saved == [first, second], "the app must record exactly the pixels under the taps"
     check_mask_png(export.mask(1), first, WIDE_HW)
     check_mask_png(export.mask(2), second, WIDE_HW)

@@ -1,8 +1,8 @@
 """End to end in Chromium (desktop page, mouse): points, boxes, objects, undo/redo and mask candidates.
 
-Every scenario uploads the 704x576 test picture, which the page shows at its
-natural size (scale 1), so a click aimed at display pixel (x, y) must be
-reported as exactly (x, y), and display pixels are original pixels. The
+Every scenario uploads the 704x576 test picture, which the page's view draws at
+its natural size (one CSS pixel per image pixel), so a click aimed at pixel
+(x, y) must be recorded as exactly (x, y), and display pixels are original pixels. The
 analytic models make every mask computable: the overlay shown in the page is
 checked pixel class by pixel class (untouched / tinted in an object's colour),
 the downloaded mask PNGs pixel by pixel (outside a one-cell boundary band).
@@ -30,14 +30,15 @@ INCLUDE, EXCLUDE = 1, 0
 def start(page: DemoPage, pictures) -> np.ndarray:
     """Upload the wide picture; return the display as first shown (the base under every overlay)."""
     page.upload(pictures["wide"], WIDE_HW)
-    box = page.image_box()
-    assert box.scale == 1.0, f"the test picture should be shown at natural size, scale is {box.scale}"
+    box = page.view_box()
+    box.check_fit()
+    assert box.natural, f"the test picture should be shown at natural size, scale is {box.s}"
     return page.display_pixels()
 
 
 def click(page: DemoPage, x: int, y: int) -> None:
-    result = page.click_display(x, y)
-    assert result.reported == (x, y), f"a click aimed at ({x}, {y}) was reported at {result.reported}"
+    result = page.click_image(x, y)
+    assert result.reported == (x, y), f"a click aimed at ({x}, {y}) lands on {result.reported}"
 
 
 def objects(export) -> list[ObjectPrompt]:

@@ -1,12 +1,12 @@
-"""End to end in Chromium: quick clicks and taps while the overlay is still loading are all recorded, exactly.
+"""End to end in Chromium: quick clicks and taps while the previous answer is still on its way are all recorded, exactly.
 
-The page shows a new overlay file after every edit. Gradio maps a click from the
-``<img>``'s natural size, which is 0 while the next file loads, and dropped such
-clicks (1-3 of 15 at 150 ms spacing on localhost; over a real network the
-window is wider). The page's script (``sam_demo.page.CLICK_HOLD_SCRIPT``) holds
-them and replays them once the file has loaded. These tests add network latency,
-so that most clicks land while a file is loading, and check that every click
-reaches the server once, in order, at the display pixel aimed at.
+Every edit answers with a new scene, and the view loads its files (mask layers) before drawing it.
+The page maps each click to an original pixel itself, from the transform it is drawing with
+(``sam_demo/static/view/geometry.js``), so a click made while the next scene loads needs no holding
+back (the old ``gr.Image`` mapped clicks from the image file's natural size, which read 0 while a new
+overlay loaded, and dropped them). These tests add network latency, so that most clicks land while a
+scene is on its way, and check that every click reaches the server once, in order, at the pixel aimed at
+(``page.IN_ORDER_SCRIPT`` keeps the queue joins in order).
 """
 
 from __future__ import annotations
@@ -26,20 +26,20 @@ pytestmark = pytest.mark.browser
 CLICKS = 15
 SPACING_S = 0.150
 LATENCY_MS = 150
-"""Added to every request: each overlay file then loads for at least this long after its edit."""
+"""Added to every request: each scene's layer then loads for at least this long after its edit."""
 SETTLE_S = 20.0
 
 
 def targets(hw: tuple[int, int], n: int = CLICKS) -> list[tuple[int, int]]:
-    """``n`` display pixels spread over the picture (a 5 x 3 grid, shifted per row), away from the edges."""
+    """``n`` pixels spread over the picture (a 5 x 3 grid, shifted per row), away from the edges."""
     h, w = hw
     return [(int(w * (0.12 + 0.17 * (k % 5) + 0.04 * (k // 5))), int(h * (0.2 + 0.3 * (k // 5))))
             for k in range(n)]
 
 
 def rapid_clicks(page: DemoPage, pixels: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Click (tap) each display pixel ``SPACING_S`` apart without waiting for the page; return the reported ones."""
-    box = page.image_box()
+    """Click (tap) each pixel ``SPACING_S`` apart without waiting for the page; return the pixels under the pointer."""
+    box = page.view_box()
     reported = []
     for x, y in pixels:
         client = box.aim(x, y)
@@ -67,7 +67,7 @@ def recorded_points(page: DemoPage, sent: list[str], expected: int) -> list[list
 
 
 @pytest.mark.parametrize("device", ["desktop", "phone"])
-def test_quick_clicks_while_the_overlay_loads_are_all_recorded(device, request, pictures):
+def test_quick_clicks_while_the_scene_loads_are_all_recorded(device, request, pictures):
     page: DemoPage = request.getfixturevalue(device)
     base = start(page, pictures) if device == "desktop" else None
     if base is None:
@@ -82,11 +82,11 @@ def test_quick_clicks_while_the_overlay_loads_are_all_recorded(device, request, 
     assert sent.count("ui_click") == CLICKS, f"only {sent.count('ui_click')} of {CLICKS} clicks reached the server"
     assert len(points) == CLICKS, f"{len(points)} of {CLICKS} clicks recorded"
     assert [(x, y) for x, y, _ in points] == [tuple(map(float, r)) for r in reported], (
-        "the clicks must be recorded in order, each at the display pixel Gradio maps it to")
+        "the clicks must be recorded in order, each at the pixel under the pointer")
     if device == "desktop":  # drawn at natural size: exactly the aimed pixels
         assert reported == aimed
     else:
-        box = page.image_box()
+        box = page.view_box()
         assert np.abs(np.subtract(reported, aimed)).max() <= box.tolerance
     expected = ObjectPrompt(tuple((x, y) for x, y, _ in points), (INCLUDE,) * CLICKS)
     check_overlay(page.display_pixels(), base, [expected], FRAME)

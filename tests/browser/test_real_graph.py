@@ -25,8 +25,8 @@ def test_click_on_the_real_graph_downloads_pytorchs_mask(real_graph_desktop):
     with Image.open(FIXTURE / "image.png") as im:
         hw = (im.height, im.width)
     page.upload(FIXTURE / "image.png", hw)
-    result = page.click_display(int(x), int(y))
-    assert result.box.scale == 1.0 and result.reported == (x, y), result
+    result = page.click_image(int(x), int(y))
+    assert result.box.natural and result.reported == (x, y), result
     page.screenshot("clicked")
     export = page.export()
     assert objects(export) == [ObjectPrompt(((x, y),), (INCLUDE,), candidate=export.session["objects"][0]["candidate"])]

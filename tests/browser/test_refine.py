@@ -20,7 +20,8 @@ from tests.browser.ui import DemoPage
 pytestmark = pytest.mark.browser
 
 DISPLAY_HW = (1152, 1536)
-CLICK_DISPLAY = (700, 500)
+CLICK = (1822, 1302)
+"""Original pixels of the click (display pixel (700, 500))."""
 
 
 def _exact(mask: np.ndarray, points, crop: CropFrame | None) -> None:
@@ -40,17 +41,17 @@ def _exact(mask: np.ndarray, points, crop: CropFrame | None) -> None:
 
 
 def _refine_by_key(page: DemoPage) -> None:
-    old = page.display_src()
+    before = page.drawn()
     page.focus_page()
     page.page.keyboard.press("r")
     page.page.wait_for_function("() => document.querySelector('#status').innerText.includes('refined in')")
-    page.wait_for_new_display(old)
+    page.wait_for_scene(before)
 
 
 def test_refine_downloads_the_sharper_mask_undo_takes_it_back_and_the_prompts_file_keeps_it(desktop, pictures,
                                                                                              tmp_path):
     desktop.upload(pictures["big"], DISPLAY_HW, BIG_HW)
-    desktop.click_display(*CLICK_DISPLAY)
+    desktop.click_image(*CLICK)
     _refine_by_key(desktop)
     desktop.screenshot("refined")
     status = desktop.status()
@@ -71,9 +72,9 @@ def test_refine_downloads_the_sharper_mask_undo_takes_it_back_and_the_prompts_fi
     # The prompts file saved with the refinement loads back refined (no new crop chosen, same mask).
     saved = tmp_path / "refined_prompts.json"
     saved.write_bytes(refined.named("_prompts.json"))
-    old = desktop.display_src()
+    before = desktop.drawn()
     desktop.page.locator("#load_btn").locator("xpath=..").locator("input[type=file]").set_input_files(str(saved))
-    desktop.wait_for_new_display(old)
+    desktop.wait_for_scene(before)
     loaded = desktop.export()
     assert loaded.session["objects"][0]["crop"] == list(crop.box)
     np.testing.assert_array_equal(loaded.mask(1), refined.mask(1))
@@ -81,8 +82,8 @@ def test_refine_downloads_the_sharper_mask_undo_takes_it_back_and_the_prompts_fi
 
 def test_refine_without_prompts_says_so_and_changes_nothing(desktop, pictures):
     desktop.upload(pictures["wide"], (576, 704))
-    before = desktop.display_src()
+    before = desktop.drawn()
     desktop.page.locator("#refine_btn").click()
     desktop.page.wait_for_function("() => [...document.querySelectorAll('[data-testid=toast-text]')]"
                                    ".some(t => t.innerText.includes('no prompts'))")
-    assert desktop.display_src() == before and "refined" not in desktop.status()
+    assert desktop.drawn() == before and "refined" not in desktop.status()

@@ -1,17 +1,13 @@
 """Drive the demo page in Chromium as a person would: upload, click or tap exact pixels, read what is shown.
 
-Coordinates: *CSS* pixels of the viewport (where the pointer goes) and
-*display* pixels of the image file the page shows (what Gradio reports).
-Gradio maps a click with ``object-fit: scale-down`` maths
-(``get_coordinates_of_clicked_image`` in gradio's ImagePreview component)::
-
-    s = min(box_w / natural_w, box_h / natural_h, 1)
-    x_display = Math.round((clientX - box_left - (box_w - natural_w * s) / 2) / s)
-
-and Chromium delivers ``clientX``/``clientY`` as whole CSS pixels (a mouse click
-truncates fractional positions, a tap rounds them), so :class:`ImageBox` aims at
-a whole CSS pixel and predicts the display pixel Gradio will report from the
-page's own layout numbers.
+Coordinates: *CSS* pixels of the viewport (where the pointer goes), *original* pixels of the upright
+image (what the app records) and *display* pixels of the downscaled copy. The page's view
+(``sam_demo/static/view``) draws the image on a canvas: the image's pixel edge ``e`` (original pixels,
+the image spans ``[0, W]``) lies at CSS ``left + tx + e * s``, with the scale ``s`` and offset ``tx``
+read from the page. This module checks them against its own fit rule (:meth:`ViewBox.check_fit`: the
+whole image, never larger than the display copy, centred on a whole CSS pixel) and predicts, with its
+own arithmetic, which original pixel a click at a whole CSS pixel lands on (Chromium delivers pointer
+positions of a scripted click as whole CSS pixels): the pixel under the pointer.
 
 Playwright is imported lazily (only the fixtures need it), so this module
 imports fine where Playwright is not installed.
@@ -35,7 +31,8 @@ from PIL import Image
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-DISPLAY_IMG = "#display img"
+VIEW = "#display .sam-view"
+VIEW_CANVAS = "#display .sam-canvas"
 UPLOAD_INPUT = "#input_image input[type=file]"
 STATUS = "#status"
 EXPORT_BUTTON = "#export_btn"
@@ -49,88 +46,103 @@ EXAMPLE_BUTTON = "button.gallery-item:has(img[src$='/{name}'])"
 MODE_LABELS = {"include": "Include", "exclude": "Exclude", "box": "Box"}
 """Visible text of the mode radio choices (app.MODES)."""
 
-# JS: the display <img> has loaded a file other than `old` (the overlay is a new file per update).
-_NEW_DISPLAY_JS = """old => { const i = document.querySelector('#display img');
-  return !!i && i.src !== old && i.complete && i.naturalWidth > 0; }"""
-_LOADED_JS = """([w, h, text]) => { const i = document.querySelector('#display img');
+# JS: how many scenes the view has drawn (sam_demo/static/view/main.js counts them in data-drawn).
+_DRAWN_JS = """() => { const v = document.querySelector('#display .sam-view');
+  return v && v.dataset.drawn ? Number(v.dataset.drawn) : 0; }"""
+_NEW_SCENE_JS = """old => { const v = document.querySelector('#display .sam-view');
+  return !!v && Number(v.dataset.drawn || 0) > old && !v.dataset.loading; }"""
+_LOADED_JS = """([w, h, text]) => { const d = document.querySelector('#display'); const v = d && d.samView;
   const s = document.querySelector('#status');
-  return !!i && i.complete && i.naturalWidth === w && i.naturalHeight === h && !!s && s.innerText.includes(text); }"""
-# JS: the display <img> shows a loaded file (while a new one loads, its natural size reads 0).
-_SHOWN_DISPLAY_JS = """() => { const i = document.querySelector('#display img');
-  return !!i && i.complete && i.naturalWidth > 0; }"""
-_BOX_JS = """e => { const r = e.getBoundingClientRect();
-  return [r.left, r.top, r.width, r.height, e.naturalWidth, e.naturalHeight]; }"""
-# JS: the image's decoded pixels, as the browser shows them (same origin, so the canvas is readable).
-_PIXELS_JS = """async img => { if (!img.complete) await img.decode();
-  const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
-  c.getContext('2d').drawImage(img, 0, 0); return c.toDataURL('image/png'); }"""
+  return !!v && !!v.scene && v.scene.image.w === w && v.scene.image.h === h && !v.box.dataset.loading
+    && !!s && s.innerText.includes(text); }"""
+# JS: where the view draws the image: the canvas's client rectangle and the view transform.
+_VIEW_BOX_JS = """() => { const v = document.querySelector('#display').samView; const t = v.geometry;
+  const r = v.canvas.getBoundingClientRect(); const im = v.scene.image;
+  return [r.left, r.top, t.boxW, t.boxH, t.tx, t.ty, t.s, im.w, im.h, im.dw, im.dh, v.dpr,
+          v.canvas.width, v.canvas.height]; }"""
+# JS: the canvas's pixels (same origin, so readable), and a snapshot of the scene at the display size.
+_CANVAS_JS = """() => document.querySelector('#display').samView.canvas.toDataURL('image/png')"""
+_SNAPSHOT_JS = """() => document.querySelector('#display').samView.snapshot()"""
 _LINKS_JS = """sel => [...document.querySelectorAll(sel)].map(a => [a.getAttribute('download'), a.href])"""
 
 
-def js_round(value: float) -> int:
-    """JavaScript ``Math.round`` (halves go up, unlike Python's ``round``)."""
-    return math.floor(value + 0.5)
+def decode_data_url(data_url: str) -> NDArray[np.uint8]:
+    """The ``(h, w, 3)`` RGB pixels of a PNG data URL."""
+    raw = base64.b64decode(data_url.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
 
 
 @dataclass(frozen=True)
-class ImageBox:
-    """Where the display ``<img>`` lies on the page (CSS px) and its natural size (display px)."""
+class ViewBox:
+    """Where the view draws the image (CSS px), as the page reports it, and the image's sizes.
+
+    ``left``/``top``: the canvas's client position; ``box_w``/``box_h``: its CSS size; ``tx``/``ty``: the
+    image's top-left corner in it; ``s``: CSS px per original pixel; ``W``/``H`` original and ``dw``/``dh``
+    display sizes; ``dpr``: device pixels per CSS pixel; ``canvas_w``/``canvas_h``: the backing store.
+    """
 
     left: float
     top: float
-    width: float
-    height: float
-    natural_w: int
-    natural_h: int
+    box_w: float
+    box_h: float
+    tx: float
+    ty: float
+    s: float
+    W: int
+    H: int
+    dw: int
+    dh: int
+    dpr: float
+    canvas_w: int
+    canvas_h: int
+
+    def check_fit(self) -> None:
+        """At zoom 1 the whole image is shown, never larger than the display copy, centred on a whole CSS px."""
+        fit = min(self.box_w / self.W, self.box_h / self.H, self.dw / self.W)
+        assert math.isclose(self.s, fit, rel_tol=1e-9), f"scale {self.s}, the fit rule gives {fit}"
+        assert self.tx == round((self.box_w - self.W * fit) / 2) and self.ty == round((self.box_h - self.H * fit) / 2)
+        assert (self.canvas_w, self.canvas_h) == (round(self.box_w * self.dpr), round(self.box_h * self.dpr))
 
     @property
-    def scale(self) -> float:
-        """CSS px per display px (``object-fit: scale-down`` never enlarges)."""
-        return min(self.width / self.natural_w, self.height / self.natural_h, 1.0)
-
-    @property
-    def origin(self) -> tuple[float, float]:
-        """CSS position of the top-left corner of the drawn picture (it is centred in the box)."""
-        s = self.scale
-        return self.left + (self.width - self.natural_w * s) / 2, self.top + (self.height - self.natural_h * s) / 2
+    def natural(self) -> bool:
+        """One display pixel per canvas pixel: the canvas shows the display frame as it is."""
+        return self.dpr == 1 and self.s * self.W == self.dw and self.tx == int(self.tx) and self.ty == int(self.ty)
 
     @property
     def tolerance(self) -> int:
-        """How far (display px) a whole-CSS-pixel click may land from an aimed display pixel."""
-        return math.ceil(1 / (2 * self.scale))
+        """How far (original px) a whole-CSS-pixel click may land from an aimed original pixel."""
+        return math.ceil(1 / (2 * self.s)) if self.s < 1 else 0
 
     def aim(self, x: int, y: int) -> tuple[int, int]:
-        """The whole CSS pixel nearest to where Gradio maps display pixel ``(x, y)``.
+        """The whole CSS pixel (client coordinates) nearest to original pixel ``(x, y)``'s centre, preferring
+        one that lands on that pixel."""
+        return self._aim_axis(self.left + self.tx, x, self.W), self._aim_axis(self.top + self.ty, y, self.H)
 
-        Of the two whole pixels around the exact spot, the one Gradio maps back to ``(x, y)`` is
-        preferred (a picture with an odd width, centred in an even box, starts at a half CSS pixel).
-        """
-        ox, oy = self.origin
-        return self._aim_axis(ox, x), self._aim_axis(oy, y)
-
-    def _aim_axis(self, origin: float, target: int) -> int:
-        exact = origin + target * self.scale
+    def _aim_axis(self, origin: float, target: int, size: int) -> int:
+        exact = origin + (target + 0.5) * self.s
         below = math.floor(exact)
-        ranked = sorted((below, below + 1), key=lambda c: (self._report_axis(origin, c) != target, abs(c - exact)))
+        inside = lambda c: origin <= c < origin + size * self.s  # noqa: E731 - a pointer off the picture is no click
+        ranked = sorted((below - 1, below, below + 1, below + 2),
+                        key=lambda c: (not inside(c), self._pixel_axis(origin, c, size) != target, abs(c - exact)))
         return ranked[0]
 
-    def _report_axis(self, origin: float, client: int) -> int:
-        return js_round((client - origin) / self.scale)
+    def _pixel_axis(self, origin: float, client: float, size: int) -> int:
+        return min(max(math.floor((client - origin) / self.s), 0), size - 1)
 
-    def reported(self, client_x: int, client_y: int) -> tuple[int, int]:
-        """The display pixel Gradio reports for a click at ``(client_x, client_y)``."""
-        ox, oy = self.origin
-        return self._report_axis(ox, client_x), self._report_axis(oy, client_y)
+    def reported(self, client_x: float, client_y: float) -> tuple[int, int]:
+        """The original pixel under a click at ``(client_x, client_y)``: what the page must send."""
+        return (self._pixel_axis(self.left + self.tx, client_x, self.W),
+                self._pixel_axis(self.top + self.ty, client_y, self.H))
 
 
 @dataclass(frozen=True)
 class Click:
-    """A click or tap on the display: where the pointer went and what Gradio reported."""
+    """A click or tap on the image: where the pointer went and the original pixel under it."""
 
-    aimed: tuple[int, int]     # display px the test meant
+    aimed: tuple[int, int]     # original px the test meant
     client: tuple[int, int]    # CSS px the pointer went to
-    reported: tuple[int, int]  # display px Gradio computes for that position
-    box: ImageBox
+    reported: tuple[int, int]  # original px under that position (ViewBox.reported)
+    box: ViewBox
 
 
 @dataclass(frozen=True)
@@ -178,7 +190,7 @@ class DemoPage:
     # ------------------------------------------------------------------ basics
     def open(self) -> DemoPage:
         self.page.goto(self.url)
-        self.page.wait_for_selector("#display")
+        self.page.wait_for_selector(VIEW_CANVAS, state="attached")  # the view's modules have loaded
         self.page.wait_for_selector(UPLOAD_INPUT, state="attached")
         return self
 
@@ -215,19 +227,21 @@ class DemoPage:
     def status(self) -> str:
         return self.page.locator(STATUS).inner_text()
 
-    def display_src(self) -> str | None:
-        img = self.page.locator(DISPLAY_IMG)
-        return img.first.get_attribute("src") if img.count() else None
+    def drawn(self) -> int:
+        """How many scenes the view has drawn so far (each edit's answer is one)."""
+        return self.page.evaluate(_DRAWN_JS)
 
     def wait_for_display(self, hw: tuple[int, int], original_hw: tuple[int, int]) -> None:
-        """Wait until the display shows an image of ``hw`` (display px) and the status names ``original_hw``."""
+        """Wait until the view shows an image of ``original_hw`` whose display copy is ``hw`` and the status names it."""
         h, w = original_hw
-        self.page.wait_for_function(_LOADED_JS, arg=[hw[1], hw[0], f"{w}×{h}"])
+        self.page.wait_for_function(_LOADED_JS, arg=[w, h, f"{w}×{h}"])
+        box = self.view_box()
+        assert (box.dh, box.dw) == tuple(hw), f"display copy {box.dw}x{box.dh}, expected {hw[1]}x{hw[0]}"
 
-    def wait_for_new_display(self, old_src: str | None, timeout_ms: float | None = None) -> str:
-        """Wait until the display shows a file other than ``old_src`` (the overlay is a new file per update)."""
-        self.page.wait_for_function(_NEW_DISPLAY_JS, arg=old_src, timeout=timeout_ms)
-        return self.display_src()
+    def wait_for_scene(self, drawn_before: int, timeout_ms: float | None = None) -> int:
+        """Wait until the view has drawn a scene newer than the ``drawn_before``-th; returns the new count."""
+        self.page.wait_for_function(_NEW_SCENE_JS, arg=drawn_before, timeout=timeout_ms)
+        return self.drawn()
 
     def upload(self, path: Path, display_hw: tuple[int, int], original_hw: tuple[int, int] | None = None) -> None:
         """Upload a file with the image input and wait until it is shown."""
@@ -245,31 +259,36 @@ class DemoPage:
         else:
             locator.click()
 
-    # ------------------------------------------------------------------ the display image
-    def image_box(self) -> ImageBox:
-        """Where the display image is, measured once its file has loaded (an edit may have just swapped it)."""
-        self.page.wait_for_function(_SHOWN_DISPLAY_JS)
-        img = self.page.locator(DISPLAY_IMG).first
-        img.scroll_into_view_if_needed()
-        return ImageBox(*img.evaluate(_BOX_JS))
+    # ------------------------------------------------------------------ the image view
+    def view_box(self) -> ViewBox:
+        """Where the view draws the image now (scrolled into view first)."""
+        self.page.locator(VIEW).scroll_into_view_if_needed()
+        return ViewBox(*self.page.evaluate(_VIEW_BOX_JS))
 
-    def click_display(self, x: int, y: int) -> Click:
-        """Click (or tap) display pixel ``(x, y)`` and wait for the new overlay."""
-        box = self.image_box()
+    def click_image(self, x: int, y: int) -> Click:
+        """Click (or tap) original pixel ``(x, y)`` and wait for the new scene to be drawn."""
+        box = self.view_box()
         client = box.aim(x, y)
-        old = self.display_src()
+        before = self.drawn()
         if self.touch:
             self.page.touchscreen.tap(*client)
         else:
             self.page.mouse.click(*client)
-        self.wait_for_new_display(old)
+        self.wait_for_scene(before)
         return Click((x, y), client, box.reported(*client), box)
 
     def display_pixels(self) -> NDArray[np.uint8]:
-        """The ``(h, w, 3)`` pixels of the shown display image, decoded by the browser."""
-        data_url = self.page.locator(DISPLAY_IMG).first.evaluate(_PIXELS_JS)
-        raw = base64.b64decode(data_url.split(",", 1)[1])
-        return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
+        """The ``(dh, dw, 3)`` picture in display pixels: the canvas's own pixels when it shows the display copy
+        at its natural size, else the view's snapshot of the same scene at that size (the same renderer)."""
+        box = self.view_box()
+        if box.natural:
+            canvas = decode_data_url(self.page.evaluate(_CANVAS_JS))
+            return canvas[int(box.ty):int(box.ty) + box.dh, int(box.tx):int(box.tx) + box.dw]
+        return decode_data_url(self.page.evaluate(_SNAPSHOT_JS))
+
+    def canvas_pixels(self) -> NDArray[np.uint8]:
+        """The view canvas's ``(h, w, 3)`` device pixels as shown."""
+        return decode_data_url(self.page.evaluate(_CANVAS_JS))
 
     # ------------------------------------------------------------------ controls
     def set_mode(self, mode: str) -> None:
@@ -284,11 +303,11 @@ class DemoPage:
         text = self.page.locator("#mode label:has(input:checked)").inner_text()
         return next(mode for mode, label in MODE_LABELS.items() if label in text)
 
-    def press_button(self, elem_id: str) -> str:
-        """Click a button that changes the overlay (undo, redo, clear...) and wait for the new overlay."""
-        old = self.display_src()
+    def press_button(self, elem_id: str) -> int:
+        """Click a button that changes the picture (undo, redo, clear...) and wait for the new scene."""
+        before = self.drawn()
         self.tap_or_click(self.page.locator(f"#{elem_id}"))
-        return self.wait_for_new_display(old)
+        return self.wait_for_scene(before)
 
     def add_object(self) -> None:
         """'+ New object' (the overlay does not change; the object list grows)."""
@@ -328,17 +347,17 @@ class DemoPage:
             arg=[CANDIDATE_CAPTIONS, number])
 
     def choose_candidate(self, number: int) -> None:
-        """Click (tap) thumbnail ``number`` (1..3) of the candidate gallery and wait for the overlay."""
-        old = self.display_src()
+        """Click (tap) thumbnail ``number`` (1..3) of the candidate gallery and wait for the new scene."""
+        before = self.drawn()
         self.tap_or_click(self.page.locator(f"#candidates button[aria-label='Thumbnail {number} of 3']"))
         self.wait_for_chosen_candidate(number)
-        self.wait_for_new_display(old)
+        self.wait_for_scene(before)
 
-    def press_key(self, key: str, timeout_ms: float | None = None) -> str:
-        """Press a shortcut key that changes the overlay (undo, redo, clear, 1/2/3) and wait for the new one."""
-        old = self.display_src()
+    def press_key(self, key: str, timeout_ms: float | None = None) -> int:
+        """Press a shortcut key that changes the picture (undo, redo, clear, 1/2/3) and wait for the new scene."""
+        before = self.drawn()
         self.page.keyboard.press(key)
-        return self.wait_for_new_display(old, timeout_ms)
+        return self.wait_for_scene(before, timeout_ms)
 
     def focus_page(self) -> None:
         """Give keyboard focus to the page itself (a neutral spot: the title), as a user clicking there."""

@@ -1,7 +1,7 @@
 """Rows B1-B13 of docs/reliability.md: bad, forged and racing prompts, through the real server.
 
-Clicks reach the app two ways: the browser's ``.select`` on the displayed image (a
-``SelectData`` whose ``index`` a caller can forge) and the scripted ``/click`` API (plain
+Clicks reach the app two ways: the image view's ``prompt`` event (original pixels in event
+data a caller can forge) and the scripted ``/click`` API (plain
 numbers, NaN and ``Infinity`` included). Each test checks the message the user sees and that
 the picture, masks and prompts are what they were. ``pytest tests/reliability -k B5_``.
 """
@@ -17,7 +17,7 @@ import app
 from sam_demo.editor import MAX_OBJECTS
 from sam_onnx.types import MAX_POINTS_PER_OBJECT
 from tests.reliability.conftest import PHOTO_HW, assert_message
-from tools.rawapi import file_data
+from tools.rawapi import file_data, prompt_data
 
 H, W = PHOTO_HW
 UPLOAD_FIRST = r"^Upload an image first"
@@ -58,7 +58,8 @@ def test_B3_non_finite_coordinates_are_refused_before_the_model(work, literal):
         body = f'{{"data": [{args}, {mode}, 0.5, true], "session_hash": "{session.session_hash}"}}'.encode()
         assert_message(session.call("click", [], raw_body=body), r"finite numbers|not understood")
         join = (f'{{"data": [null, {mode}, 0.5, true], "fn_index": {session.fns["ui_click"]}, '
-                f'"session_hash": "{session.session_hash}", "event_data": {{"index": [{args}], "value": null}}}}')
+                f'"session_hash": "{session.session_hash}", "event_data": '
+                f'{{"kind": "click", "x": {args.split(", ")[0]}, "y": {args.split(", ")[1]}}}}}')
         event = session.http.post("/gradio_api/queue/join", content=join.encode(),
                                   headers={"content-type": "application/json"}).json()["event_id"]
         assert_message(session.wait(event), r"finite numbers")
@@ -157,7 +158,7 @@ def test_B12_a_burst_of_clicks_is_applied_in_full_without_interleaving(work):
     session = work.session
     clicks = [(5 + 7 * k, 100 + (k % 3)) for k in range(20)]
     events = [session.submit("ui_click", [None, app.MODE_POSITIVE, 0.5, True],
-                             event_data={"index": list(xy), "value": None}) for xy in clicks]
+                             event_data=prompt_data(list(xy))) for xy in clicks]
     outcomes = session.collect(events)
     assert all(o.ok for o in outcomes.values()), [o for o in outcomes.values() if not o.ok]
     points = session.snapshot().objects[0]["points"]

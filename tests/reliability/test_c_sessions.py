@@ -18,6 +18,10 @@ import pytest
 import app
 from sam_demo.service import SegmentationService
 from tests.reliability.conftest import assert_message, png_bytes, serve, smooth_rgb, stall_fault, start_work
+<<<<<<< HEAD
+=======
+from tools.rawapi import RawSession, file_data, prompt_data
+>>>>>>> 2f9f864 (view: the page draws the picture (gr.HTML #display with a constant template; sam_demo/static/view geometry/render/main.js) from the scene (sam_demo/scene.py, after every edit) and 1-bit mask layers fetched by content-addressed URL; clicks and drags go to the server as 'prompt' events in original pixels; gr.Image display, server overlay composition, background cache and the click-hold script removed)
 from tests.reliability.test_a_uploads import CACHE_HIT_DEADLINE_S
 from tools.rawapi import RawSession, file_data
 
@@ -163,7 +167,7 @@ def test_C5_two_tabs_on_one_session_clicking_at_once_lose_nothing(work):
     def tab(clicks):
         for xy in clicks:
             event = session.submit("ui_click", [None, app.MODE_POSITIVE, 0.5, True],
-                                   event_data={"index": list(xy), "value": None})
+                                   event_data=prompt_data(list(xy)))
             with lock:
                 ids.append(event)
 

@@ -69,6 +69,15 @@ export class ViewTransform {
     this.ty = Math.round((boxH - H * this.s) / 2);
   }
 
+  // The display copy at its natural size in a box of exactly its size (one display pixel per CSS pixel):
+  // the canonical frame of view snapshots (tests compare them with display-frame expectations).
+  static natural(W, H, w, h) {
+    const t = new ViewTransform(W, H, w, h, w, h);
+    t.fitScale = t.s = w / W;
+    t.tx = 0; t.ty = 0;
+    return t;
+  }
+
   // A copy (transforms are replaced, never mutated, so a drawn frame can remember the one it used).
   clone() {
     const t = Object.create(ViewTransform.prototype);
@@ -127,7 +136,6 @@ export class ViewTransform {
     const iw = t.W * t.s, ih = t.H * t.s;
     t.tx = iw <= t.boxW ? Math.round((t.boxW - iw) / 2) : Math.min(0, Math.max(t.boxW - iw, t.tx));
     t.ty = ih <= t.boxH ? Math.round((t.boxH - ih) / 2) : Math.min(0, Math.max(t.boxH - ih, t.ty));
-    if (t.zoom === 1) { t.s = t.fitScale; }
     return t;
   }
 

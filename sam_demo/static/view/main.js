@@ -21,7 +21,7 @@
 // The server stays the single source of truth: plugins may paint, but only the scene is the picture.
 
 import {ViewTransform} from './geometry.js';
-import {drawFrame} from './render.js';
+import {drawFrame, drawCursor} from './render.js';
 
 export const CLICK_SLOP_CSS = {mouse: 4, pen: 6, touch: 10};
 // A press that moves less than this (CSS px) before release is a click; farther, it draws a box.
@@ -30,6 +30,14 @@ export const DOUBLE_CLICK_CSS = 6;
 // The second click of a double-click (within this time and distance of the first) adds nothing: one point.
 export const LAYER_CACHE = 600;
 // Decoded mask layers kept in the page beyond the current scene's (least recently used first out).
+export const ZOOM_STEP = 1.5;          // one +/- press or key
+export const WHEEL_ZOOM_PER_PX = 0.002; // zoom factor exp(-deltaY * this) per wheel event
+export const PAN_KEY_CSS = 60;         // not used by arrows (they move the cursor); kept for plugins
+export const CURSOR_STEP_CSS = 8;      // an arrow key moves the keyboard cursor this far on screen...
+export const CURSOR_BIG_STEP = 8;      // ...times this with Shift
+export const CURSOR_MARGIN_CSS = 24;   // the view pans to keep the cursor this far inside the box
+export const FULL_RES_ABOVE = 1.0;     // load the full-resolution copy once a display pixel spans more device px
+export const MODE_NAMES = {'+': 'include', '−': 'exclude', '▭': 'box'};
 
 function parse(value) {
   if (!value || typeof value !== 'string') return null;
@@ -63,7 +71,16 @@ class View {
     this.lastClick = null;
     this.press = null;
     this.frameRequested = false;
+    this.pointers = new Map();  // active touch pointers (pinch and two-finger pan)
+    this.pinch = null;
+    this.pan = null;
+    this.space = false;
+    this.cursor = null;         // keyboard cursor, original pixel [x, y]
+    this.keyboard = false;      // the cursor is drawn: the view was reached or used with keys
+    this.full = null;           // the full-resolution copy, loaded on demand
+    this.installChrome();
     this.installInput();
+    this.installKeys();
     new ResizeObserver(() => this.resize()).observe(this.box);
     document.addEventListener('input', (e) => this.optionChanged(e));
     document.addEventListener('change', (e) => this.optionChanged(e));
@@ -118,6 +135,7 @@ class View {
       this.draw();
       this.drawnCount += 1;
       this.box.dataset.drawn = String(this.drawnCount);
+      this.describe(first);
       this.emit('drawn', {});
     }, (err) => {
       if (this.latest !== scene) return;
@@ -223,15 +241,30 @@ class View {
     requestAnimationFrame(() => { this.frameRequested = false; this.draw(); });
   }
 
+  // The photo to draw: the full-resolution copy once it is loaded and the display copy is coarser than the
+  // screen (a display pixel spans more than FULL_RES_ABOVE device pixels); asks for it when it is needed.
+  photoFor(t) {
+    const coarse = t.s * this.dpr * t.displayStep > FULL_RES_ABOVE && t.w < t.W;
+    if (!coarse) return this.photo && this.photo.img;
+    if (!this.full && this.scene) {
+      const img = new Image();
+      img.decoding = 'async';
+      const full = this.full = {img, ready: false, url: this.url(this.scene.image.full)};
+      img.onload = () => { full.ready = true; this.redraw(); };
+      img.src = full.url;
+    }
+    return this.full && this.full.ready ? this.full.img : this.photo && this.photo.img;
+  }
+
   frame() {
     const scene = this.scene;
     const objects = scene.objects.map((o) => {
       const entry = o.layer ? this.layers.get(o.layer.id) : null;
-      return {id: o.id, colour: o.color, visible: o.visible, selected: o.selected, auto: o.auto,
+      return {id: o.id, colour: o.color, visible: o.visible !== false, selected: !!o.selected, auto: !!o.auto,
               points: o.points, box: o.box, layerId: o.layer && o.layer.id, rect: o.layer && o.layer.rect,
               bitmap: entry && entry.bitmap};
     });
-    return {t: this.t, dpr: this.dpr, photo: this.photo && this.photo.img, objects, pending: scene.pending,
+    return {t: this.t, dpr: this.dpr, photo: this.photoFor(this.t), objects, pending: scene.pending,
             options: this.options(), band: this.band, hooks: {overlays: this.overlays, layers: this.hookLayers},
             scene};
   }
@@ -241,7 +274,176 @@ class View {
       drawFrame(this.canvas, {t: null, photo: null}, this.cache);
       return;
     }
-    drawFrame(this.canvas, this.frame(), this.cache);
+    const f = this.frame();
+    drawFrame(this.canvas, f, this.cache);
+    if (this.cursor && this.keyboard && document.activeElement === this.box) {
+      const g = this.canvas.getContext('2d');
+      g.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
+      drawCursor(g, this.t, this.cursor[0], this.cursor[1]);
+    }
+    this.zoomLabel.textContent = `${Math.round(this.t.zoom * 100) / 100}×`;
+  }
+
+  // ------------------------------------------------------------------ zoom and pan
+  setTransform(t) {
+    this.t = t;
+    this.emit('transform', {t});
+    this.redraw();
+  }
+  zoomBy(factor, cx, cy) {
+    if (!this.t) return;
+    const x = cx ?? this.t.boxW / 2, y = cy ?? this.t.boxH / 2;
+    this.setTransform(this.t.zoomedAt(this.t.zoom * factor, x, y));
+  }
+  zoomTo(zoom, cx, cy) { if (this.t) this.setTransform(this.t.zoomedAt(zoom, cx ?? this.t.boxW / 2, cy ?? this.t.boxH / 2)); }
+  resetZoom() { if (this.t) this.setTransform(this.t.zoomedAt(1, this.t.boxW / 2, this.t.boxH / 2)); }
+  panBy(dx, dy) { if (this.t) this.setTransform(this.t.panned(dx, dy)); }
+
+  installChrome() {
+    // on-screen zoom buttons and level, a description and a polite live region for screen readers
+    const bar = document.createElement('div');
+    bar.className = 'sam-zoombar';
+    const button = (label, title, action) => {
+      const b = document.createElement('button');
+      b.type = 'button'; b.textContent = label; b.title = title; b.setAttribute('aria-label', title);
+      b.addEventListener('click', (e) => { e.stopPropagation(); action(); this.box.focus({preventScroll: true}); });
+      bar.appendChild(b);
+      return b;
+    };
+    this.zoomOut = button('−', 'Zoom out (-)', () => this.zoomBy(1 / ZOOM_STEP));
+    this.zoomLabel = document.createElement('span');
+    this.zoomLabel.className = 'sam-zoom-level';
+    this.zoomLabel.setAttribute('aria-live', 'off');
+    this.zoomLabel.textContent = '1×';
+    bar.appendChild(this.zoomLabel);
+    this.zoomIn = button('+', 'Zoom in (+)', () => this.zoomBy(ZOOM_STEP));
+    this.zoomReset = button('⟲', 'Reset zoom (0)', () => this.resetZoom());
+    this.box.appendChild(bar);
+    this.description = document.createElement('div');
+    this.description.className = 'sam-sr';
+    this.description.id = `sam-view-description-${Math.random().toString(36).slice(2, 9)}`;
+    this.box.appendChild(this.description);
+    this.live = document.createElement('div');
+    this.live.className = 'sam-sr';
+    this.live.setAttribute('role', 'status');
+    this.live.setAttribute('aria-live', 'polite');
+    this.box.appendChild(this.live);
+    this.box.tabIndex = 0;
+    this.box.setAttribute('role', 'application');
+    this.box.setAttribute('aria-roledescription', 'image');
+    this.box.setAttribute('aria-label', 'Image: no image open');
+    this.box.setAttribute('aria-describedby', this.description.id);
+    this.box.addEventListener('focus', () => {
+      if (this.box.matches(':focus-visible')) this.keyboard = true;  // reached with Tab, not by a click
+      if (this.scene && !this.cursor) this.cursorTo(this.t.W >> 1, this.t.H >> 1);
+      this.redraw();
+    });
+    this.box.addEventListener('blur', () => this.redraw());
+    // errors (Gradio's toasts) are announced too
+    new MutationObserver((records) => {
+      for (const r of records) for (const n of r.addedNodes) {
+        if (n instanceof Element) {
+          const t = n.matches('[data-testid=toast-text]') ? n : n.querySelector('[data-testid=toast-text]');
+          if (t && t.textContent.trim()) this.announce(t.textContent.trim());
+        }
+      }
+    }).observe(document.body, {childList: true, subtree: true});
+  }
+
+  mode() {
+    const checked = document.querySelector('#mode input[type=radio]:checked');
+    const label = checked ? (checked.closest('label') || checked.parentElement).textContent.trim() : '';
+    return MODE_NAMES[label[0]] || 'include';
+  }
+
+  announce(text) {
+    // re-set the text so that a repeated message is announced again
+    this.live.textContent = '';
+    requestAnimationFrame(() => { this.live.textContent = text; });
+  }
+
+  // The view's accessible name and description: what the image is, what is selected, where the cursor is.
+  describe(first) {
+    const s = this.scene;
+    const im = s.image;
+    const sel = s.objects.find((o) => o.selected);
+    const masks = s.objects.filter((o) => o.layer && o.visible !== false).length;
+    this.box.setAttribute('aria-label', `Image ${im.w} by ${im.h} pixels, ${masks} mask${masks === 1 ? '' : 's'} shown`);
+    const parts = [];
+    if (sel) {
+      const n = (sel.points || []).length;
+      parts.push(`${sel.name} selected: ${n} point${n === 1 ? '' : 's'}${sel.box ? ' and a box' : ''}` +
+                 (sel.score != null ? `, mask score ${sel.score.toFixed(2)}` : ', no mask yet'));
+    }
+    parts.push(`Mode ${this.mode()}.`);
+    if (s.pending) parts.push('Box: first corner placed, place the opposite corner.');
+    if (this.cursor) parts.push(`Cursor at ${this.cursor[0]}, ${this.cursor[1]}.`);
+    parts.push('Arrow keys move the cursor (Shift: faster), Enter places a point in the current mode (two Enters ' +
+               'place a box), Escape cancels a half-drawn box, plus and minus zoom, 0 resets the zoom.');
+    this.description.textContent = parts.join(' ');
+    if (!first && sel) this.announce(sel.score != null ? `${sel.name}: mask updated, score ${sel.score.toFixed(2)}` +
+                                     (s.pending ? '. First corner placed.' : '') : `${sel.name}: no mask` +
+                                     (s.pending ? '. First corner placed.' : ''));
+    else if (first) this.announce(`Image ${im.w} by ${im.h} pixels open.`);
+  }
+
+  // ------------------------------------------------------------------ keyboard
+  cursorTo(x, y) {
+    if (!this.t) return;
+    this.cursor = [Math.min(Math.max(Math.round(x), 0), this.t.W - 1), Math.min(Math.max(Math.round(y), 0), this.t.H - 1)];
+    const t = this.t.showing(this.cursor[0], this.cursor[1], CURSOR_MARGIN_CSS);
+    if (t !== this.t) this.setTransform(t); else this.redraw();
+    this.emit('hover', {x: this.cursor[0], y: this.cursor[1]});
+    if (this.scene) this.describe(true);
+  }
+
+  installKeys() {
+    this.box.addEventListener('keydown', (e) => {
+      if (!this.scene || e.ctrlKey || e.metaKey || e.altKey) return;
+      const arrows = {ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1]};
+      let handled = true;
+      const wasKeyboard = this.keyboard;
+      this.keyboard = true;  // drawn from now on, for the keys this view handles
+      if (arrows[e.key]) {
+        const [dx, dy] = arrows[e.key];
+        const step = Math.max(1, Math.round(CURSOR_STEP_CSS / this.t.s)) * (e.shiftKey ? CURSOR_BIG_STEP : 1);
+        const [x, y] = this.cursor || [this.t.W >> 1, this.t.H >> 1];
+        this.cursorTo(x + dx * step, y + dy * step);
+      } else if (e.key === 'Enter' || e.key === ' ') {
+        if (e.key === ' ') { handled = false; }
+        else {
+          if (!this.cursor) this.cursorTo(this.t.W >> 1, this.t.H >> 1);
+          this.commit({kind: 'click', x: this.cursor[0], y: this.cursor[1]});
+        }
+      } else if (e.key === '+' || e.key === '=') this.zoomBy(ZOOM_STEP, ...this.cursorCss());
+      else if (e.key === '-' || e.key === '_') this.zoomBy(1 / ZOOM_STEP, ...this.cursorCss());
+      else if (e.key === '0') this.resetZoom();
+      else if (e.key === 'Escape' && this.scene.pending) {
+        const undo = document.getElementById('undo_btn');  // undo cancels a half-drawn box (and nothing else)
+        if (undo) undo.click();
+        this.announce('Box cancelled.');
+      } else handled = false;
+      if (handled) { e.preventDefault(); e.stopPropagation(); } else this.keyboard = wasKeyboard;
+    });
+    document.addEventListener('keydown', (e) => { if (e.key === ' ' && e.target === this.box) { this.space = true; e.preventDefault(); } });
+    document.addEventListener('keyup', (e) => { if (e.key === ' ') this.space = false; });
+  }
+
+  cursorCss() { return this.cursor ? this.t.originalToCss(this.cursor[0], this.cursor[1]) : []; }
+
+  // The scene as drawn now, at the display copy's natural size (one display pixel per canvas pixel, no
+  // devicePixelRatio): a PNG data URL. For tests and plugins that compare with display-frame pixels.
+  snapshot() {
+    if (!this.scene) return null;
+    const im = this.scene.image;
+    const c = document.createElement('canvas');
+    c.width = im.dw; c.height = im.dh;
+    const f = this.frame();
+    f.t = ViewTransform.natural(im.w, im.h, im.dw, im.dh);
+    f.dpr = 1;
+    f.band = null;
+    drawFrame(c, f, new Map());
+    return c.toDataURL('image/png');
   }
 
   // ------------------------------------------------------------------ input
@@ -259,11 +461,39 @@ class View {
 
   installInput() {
     const c = this.canvas;
-    c.addEventListener('pointerdown', (e) => {
-      if (!this.scene || (e.pointerType === 'mouse' && e.button !== 0)) return;
+    c.addEventListener('wheel', (e) => {
+      if (!this.scene) return;
+      e.preventDefault();
       const p = this.point(e);
+      this.zoomBy(Math.exp(-e.deltaY * WHEEL_ZOOM_PER_PX), p.cx, p.cy);
+    }, {passive: false});
+    c.addEventListener('pointerdown', (e) => {
+      if (!this.scene) return;
+      const p = this.point(e);
+      if (e.pointerType === 'touch') {
+        this.pointers.set(e.pointerId, p);
+        if (this.pointers.size === 2) {  // two fingers: pinch and pan; the first finger's press is no click
+          this.press = null;
+          this.band = null;
+          const [a, b] = [...this.pointers.values()];
+          this.pinch = {d: Math.hypot(a.cx - b.cx, a.cy - b.cy), cx: (a.cx + b.cx) / 2, cy: (a.cy + b.cy) / 2,
+                        t: this.t};
+          c.setPointerCapture(e.pointerId);
+          return;
+        }
+      }
+      if (e.button === 1 || (e.button === 0 && this.space)) {  // middle drag or space + drag pans
+        e.preventDefault();
+        c.setPointerCapture(e.pointerId);
+        this.pan = {id: e.pointerId, cx: p.cx, cy: p.cy};
+        return;
+      }
+      if (e.pointerType === 'mouse' && e.button !== 0) return;
       if (p.x === null) return;
       e.preventDefault();
+      this.cursor = [p.x, p.y];  // the keyboard cursor follows the pointer (set first: focusing places it)
+      this.keyboard = false;     // and is drawn only once keys are used
+      this.box.focus({preventScroll: true});
       c.setPointerCapture(e.pointerId);
       this.press = {id: e.pointerId, type: e.pointerType, start: p, moved: false};
       this.emit('press', {x: p.x, y: p.y, button: e.button});
@@ -271,6 +501,20 @@ class View {
     });
     c.addEventListener('pointermove', (e) => {
       const p = this.point(e);
+      if (this.pointers.has(e.pointerId)) this.pointers.set(e.pointerId, p);
+      if (this.pinch && this.pointers.size === 2) {
+        const [a, b] = [...this.pointers.values()];
+        const d = Math.hypot(a.cx - b.cx, a.cy - b.cy), cx = (a.cx + b.cx) / 2, cy = (a.cy + b.cy) / 2;
+        const start = this.pinch;
+        const zoomed = start.t.zoomedAt(start.t.zoom * d / Math.max(1, start.d), start.cx, start.cy);
+        this.setTransform(zoomed.panned(cx - start.cx, cy - start.cy));
+        return;
+      }
+      if (this.pan && this.pan.id === e.pointerId) {
+        this.panBy(p.cx - this.pan.cx, p.cy - this.pan.cy);
+        this.pan.cx = p.cx; this.pan.cy = p.cy;
+        return;
+      }
       if (!this.press || this.press.id !== e.pointerId) {
         if (p.x === null) this.emit('leave', {}); else this.emit('hover', {x: p.x, y: p.y});
         return;
@@ -285,6 +529,9 @@ class View {
       this.redraw();
     });
     const finish = (e, cancelled) => {
+      this.pointers.delete(e.pointerId);
+      if (this.pinch) { if (this.pointers.size < 2) this.pinch = null; return; }
+      if (this.pan && this.pan.id === e.pointerId) { this.pan = null; return; }
       if (!this.press || this.press.id !== e.pointerId) return;
       const press = this.press;
       this.press = null;

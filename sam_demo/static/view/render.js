@@ -178,6 +178,25 @@ export function drawRubberBand(g, t, a, b) {
   g.setLineDash([]);
 }
 
+// The keyboard cursor: a square around the original pixel it is on (at least CURSOR_MIN_CSS wide), white on dark.
+export const CURSOR_MIN_CSS = 14;
+export function drawCursor(g, t, x, y) {
+  const [l, tp] = t.edgeToCss(x, y);
+  const [r, b] = t.edgeToCss(x + 1, y + 1);
+  const cx = (l + r) / 2, cy = (tp + b) / 2, half = Math.max(CURSOR_MIN_CSS, r - l) / 2;
+  for (const [w, c] of [[3, DARK], [1.5, WHITE]]) {
+    g.lineWidth = w;
+    g.strokeStyle = c;
+    g.strokeRect(cx - half, cy - half, 2 * half, 2 * half);
+    g.beginPath();
+    g.moveTo(cx - half - 5, cy); g.lineTo(cx - half + 4, cy);
+    g.moveTo(cx + half - 4, cy); g.lineTo(cx + half + 5, cy);
+    g.moveTo(cx, cy - half - 5); g.lineTo(cx, cy - half + 4);
+    g.moveTo(cx, cy + half - 4); g.lineTo(cx, cy + half + 5);
+    g.stroke();
+  }
+}
+
 // ---------------------------------------------------------------------------- the whole picture
 // frame: {t, dpr, photo, objects: [{id, colour, visible, selected, auto, points, box, bitmap, rect, layerId}],
 //         pending, options: {opacity, outline}, band: [a, b] | null, hooks: {overlays, layers}}
