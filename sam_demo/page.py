@@ -21,9 +21,11 @@ the photo (small objects, thin parts, exact edges; a second or two). On a phone,
 
 UPLOAD_BOX_HEIGHT = 120
 """Pixels: the upload box is a thumbnail once the image is shown below."""
-WORK_AREA_OFFSET = "300px"
-"""Room above and below the image on a desktop: the top band, the tool bar, the status line (two lines) and
-margins (measured in tests/browser/test_layout.py)."""
+ZOOM_BAR_HEIGHT = "30px"
+"""The view's zoom buttons under the picture (never over it: every pixel of the image takes clicks)."""
+WORK_AREA_OFFSET = "330px"
+"""Room above and below the image on a desktop: the top band, the tool bar, the zoom bar, the status line (two
+lines) and margins (measured in tests/browser/test_layout.py)."""
 DISPLAY_HEIGHT = f"clamp(280px, calc(100vh - {WORK_AREA_OFFSET}), 1100px)"
 """The image box fills the window's height below the top band and tool bar, leaving the status line visible."""
 EMPTY_DISPLAY_HEIGHT = "120px"
@@ -61,13 +63,16 @@ CSS = f"""
 #display .sam-view:not([data-state=image]) .sam-canvas {{ display: none; }}
 #display .sam-view:focus-visible {{ outline: 3px solid var(--color-accent); outline-offset: 2px; }}
 #display .sam-view:focus {{ outline: 3px solid var(--color-accent); outline-offset: 2px; }}
-#display .sam-zoombar {{ position: absolute; right: 6px; bottom: 6px; display: flex; align-items: center; gap: 2px;
-                        padding: 2px; border-radius: 6px; background: #000a; color: #fff; font-size: 13px; }}
-#display .sam-zoombar button {{ min-width: 32px; min-height: 32px; border: 0; border-radius: 4px; background: none;
-                               color: inherit; font: inherit; font-size: 16px; cursor: pointer; }}
-#display .sam-zoombar button:hover, #display .sam-zoombar button:focus-visible {{ background: #fff3; }}
+#display .sam-zoombar {{ display: flex; justify-content: flex-end; align-items: center; gap: 2px;
+                        height: {ZOOM_BAR_HEIGHT}; font-size: 13px; }}
+#display .sam-zoombar button {{ min-width: 36px; height: 100%; border: 0; border-radius: 4px;
+                               background: var(--background-fill-secondary); color: inherit; font: inherit;
+                               font-size: 16px; cursor: pointer; }}
+#display .sam-zoombar button:hover, #display .sam-zoombar button:focus-visible {{ background: var(--border-color-primary); }}
 #display .sam-zoom-level {{ min-width: 3.2em; text-align: center; font-variant-numeric: tabular-nums; }}
-#display .sam-view:not([data-state=image]) .sam-zoombar {{ display: none; }}
+#display .sam-view:not([data-state=image]) + .sam-zoombar {{ display: none; }}
+#display .sam-busy {{ position: absolute; left: 50%; top: 8px; transform: translateX(-50%); padding: .3em .8em;
+                     border-radius: 6px; background: #000c; color: #fff; font-size: 14px; pointer-events: none; }}
 #display .sam-sr {{ position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0);
                    white-space: nowrap; }}
 #work:has(#display .sam-view[data-state=image]) #help {{ display: none; }}

@@ -379,6 +379,10 @@ class DemoPage:
             " return l.some(h => h.endsWith('_prompts.json'))"
             " && (l.length !== old.length || l.some((h, i) => h !== old[i])); }",
             arg=[DOWNLOAD_LINKS, [href for _, href in before]])
+        return self.listed_files()
+
+    def listed_files(self) -> Export:
+        """Download every file the download list shows now (over the page's session)."""
         files = {}
         for name, href in self._links():
             response = self.page.request.get(href)

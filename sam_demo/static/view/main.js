@@ -128,6 +128,7 @@ class View {
     this.load(scene).then(() => {
       if (this.latest !== scene) return;  // a newer scene arrived meanwhile: it will be drawn instead
       const first = !this.scene || this.scene.image.token !== scene.image.token;
+      if (first) this.setBusy(null);
       this.scene = scene;
       this.box.dataset.state = 'image';
       delete this.box.dataset.loading;
@@ -287,6 +288,7 @@ class View {
   // ------------------------------------------------------------------ zoom and pan
   setTransform(t) {
     this.t = t;
+    this.zoomLabel.textContent = `${Math.round(t.zoom * 100) / 100}×`;
     this.emit('transform', {t});
     this.redraw();
   }
@@ -318,39 +320,59 @@ class View {
     bar.appendChild(this.zoomLabel);
     this.zoomIn = button('+', 'Zoom in (+)', () => this.zoomBy(ZOOM_STEP));
     this.zoomReset = button('⟲', 'Reset zoom (0)', () => this.resetZoom());
-    this.box.appendChild(bar);
+    this.box.after(bar);  // under the picture, never over it (a tap on any pixel of the image is a click)
     this.description = document.createElement('div');
     this.description.className = 'sam-sr';
     this.description.id = `sam-view-description-${Math.random().toString(36).slice(2, 9)}`;
-    this.box.appendChild(this.description);
+    bar.after(this.description);  // outside the application role: read as plain text
     this.live = document.createElement('div');
     this.live.className = 'sam-sr';
     this.live.setAttribute('role', 'status');
     this.live.setAttribute('aria-live', 'polite');
-    this.box.appendChild(this.live);
+    this.description.after(this.live);
     this.box.tabIndex = 0;
     this.box.setAttribute('role', 'application');
     this.box.setAttribute('aria-roledescription', 'image');
     this.box.setAttribute('aria-label', 'Image: no image open');
     this.box.setAttribute('aria-describedby', this.description.id);
     this.box.addEventListener('focus', () => {
-      if (this.box.matches(':focus-visible')) this.keyboard = true;  // reached with Tab, not by a click
+      if (!this.pointerFocus) this.keyboard = true;  // reached with Tab, not by a click
+      this.pointerFocus = false;
       if (this.scene && !this.cursor) this.cursorTo(this.t.W >> 1, this.t.H >> 1);
       this.redraw();
     });
     this.box.addEventListener('blur', () => this.redraw());
-    // errors (Gradio's toasts) are announced too
+    this.busyNote = document.createElement('div');
+    this.busyNote.className = 'sam-busy';
+    this.busyNote.hidden = true;
+    this.box.appendChild(this.busyNote);
+    this.busy = null;
+    const opening = 'Opening the new image…';
+    document.addEventListener('change', (e) => {
+      if (e.target instanceof Element && e.target.closest('#input_image') && e.target.files && e.target.files.length) {
+        this.setBusy(opening);
+      }
+    }, true);
+    document.addEventListener('click', (e) => {
+      if (e.target instanceof Element && e.target.closest('#examples .gallery-item, #input_image button[aria-label^="Paste"]')) {
+        this.setBusy(opening);
+      }
+    }, true);
+    // errors (Gradio's toasts) are announced too; an error ends the wait for a new image
     new MutationObserver((records) => {
       for (const r of records) for (const n of r.addedNodes) {
         if (n instanceof Element) {
           const t = n.matches('[data-testid=toast-text]') ? n : n.querySelector('[data-testid=toast-text]');
-          if (t && t.textContent.trim()) this.announce(t.textContent.trim());
+          if (t && t.textContent.trim()) {
+            this.announce(t.textContent.trim());
+            if (this.busy && /error/i.test(n.textContent)) this.setBusy(null);
+          }
         }
       }
     }).observe(document.body, {childList: true, subtree: true});
   }
 
-  mode() {
+  promptMode() {
     const checked = document.querySelector('#mode input[type=radio]:checked');
     const label = checked ? (checked.closest('label') || checked.parentElement).textContent.trim() : '';
     return MODE_NAMES[label[0]] || 'include';
@@ -362,8 +384,9 @@ class View {
     requestAnimationFrame(() => { this.live.textContent = text; });
   }
 
-  // The view's accessible name and description: what the image is, what is selected, where the cursor is.
-  describe(first) {
+  // The view's accessible name and description: what the image is, what is selected, where the cursor is;
+  // with `announce`, the result of the edit is also said in the live region (first: a new image).
+  describe(first, announce = true) {
     const s = this.scene;
     const im = s.image;
     const sel = s.objects.find((o) => o.selected);
@@ -375,15 +398,19 @@ class View {
       parts.push(`${sel.name} selected: ${n} point${n === 1 ? '' : 's'}${sel.box ? ' and a box' : ''}` +
                  (sel.score != null ? `, mask score ${sel.score.toFixed(2)}` : ', no mask yet'));
     }
-    parts.push(`Mode ${this.mode()}.`);
+    parts.push(`Mode ${this.promptMode()}.`);
     if (s.pending) parts.push('Box: first corner placed, place the opposite corner.');
     if (this.cursor) parts.push(`Cursor at ${this.cursor[0]}, ${this.cursor[1]}.`);
     parts.push('Arrow keys move the cursor (Shift: faster), Enter places a point in the current mode (two Enters ' +
                'place a box), Escape cancels a half-drawn box, plus and minus zoom, 0 resets the zoom.');
     this.description.textContent = parts.join(' ');
-    if (!first && sel) this.announce(sel.score != null ? `${sel.name}: mask updated, score ${sel.score.toFixed(2)}` +
-                                     (s.pending ? '. First corner placed.' : '') : `${sel.name}: no mask` +
-                                     (s.pending ? '. First corner placed.' : ''));
+    if (!announce) return;
+    const note = this.note ? `${this.note} ` : '';
+    this.note = null;
+    if (!first && sel) {
+      const result = sel.score != null ? `${sel.name}: mask updated, score ${sel.score.toFixed(2)}` : `${sel.name}: no mask`;
+      this.announce(note + result + (s.pending ? '. First corner placed.' : '.'));
+    }
     else if (first) this.announce(`Image ${im.w} by ${im.h} pixels open.`);
   }
 
@@ -394,7 +421,7 @@ class View {
     const t = this.t.showing(this.cursor[0], this.cursor[1], CURSOR_MARGIN_CSS);
     if (t !== this.t) this.setTransform(t); else this.redraw();
     this.emit('hover', {x: this.cursor[0], y: this.cursor[1]});
-    if (this.scene) this.describe(true);
+    if (this.scene) this.describe(true, false);
   }
 
   installKeys() {
@@ -421,7 +448,7 @@ class View {
       else if (e.key === 'Escape' && this.scene.pending) {
         const undo = document.getElementById('undo_btn');  // undo cancels a half-drawn box (and nothing else)
         if (undo) undo.click();
-        this.announce('Box cancelled.');
+        this.note = 'Box cancelled.';  // said with the answer
       } else handled = false;
       if (handled) { e.preventDefault(); e.stopPropagation(); } else this.keyboard = wasKeyboard;
     });
@@ -454,7 +481,20 @@ class View {
     return {cx, cy, x: pixel ? pixel[0] : null, y: pixel ? pixel[1] : null, event: e};
   }
 
+  // While a new image is being opened (upload, paste or example), clicks on the old one are refused with a
+  // visible message: the old image's work is about to be replaced.
+  setBusy(text) {
+    this.busy = text;
+    this.busyNote.textContent = text || '';
+    this.busyNote.hidden = !text;
+  }
+
   commit(data) {
+    if (this.busy) {
+      this.busyNote.textContent = `${this.busy} Your click was not used: click again once it is shown.`;
+      this.announce('The new image is still opening; the click was not used.');
+      return;
+    }
     this.emit('commit', data);
     this.trigger('prompt', data);
   }
@@ -493,6 +533,7 @@ class View {
       e.preventDefault();
       this.cursor = [p.x, p.y];  // the keyboard cursor follows the pointer (set first: focusing places it)
       this.keyboard = false;     // and is drawn only once keys are used
+      this.pointerFocus = document.activeElement !== this.box;
       this.box.focus({preventScroll: true});
       c.setPointerCapture(e.pointerId);
       this.press = {id: e.pointerId, type: e.pointerType, start: p, moved: false};
