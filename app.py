@@ -685,7 +685,7 @@ def show_switched(service: SegmentationService, loaded, state, options: ViewOpti
     view = service.render(record, state.editor, options)
     name = service.model_summary(record.model)["model"] or "the model"
     how = "cached" if info["cache_hit"] else f"encode {info['encode_ms'] / 1e3:.2f} s"
-    return _outputs(service, state, view, f"now {name} ({how})")
+    return _outputs(service, state, view, options, f"now {name} ({how})")
 
 
 def api_segment(service: SegmentationService, image: str | None, prompts, format: str = SEGMENT_RLE,  # noqa: A002

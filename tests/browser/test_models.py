@@ -21,7 +21,7 @@ from tools import content_models
 pytestmark = pytest.mark.browser
 
 CLICKS = ((200, 150), (520, 400))
-"""Display pixels (= original pixels: the wide picture is shown at natural size) of the two objects' clicks."""
+"""Original pixels of the two objects' clicks."""
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +52,11 @@ def page(request, browser, two_model_url, screenshots):
 
 
 def _choose(page: DemoPage, name: str, full_name: str) -> None:
-    old = page.display_src()
+    before = page.drawn()
     page.page.locator("#model_choice label", has_text=name).click()
     page.page.wait_for_function("(n) => document.querySelector('#status').innerText.includes('now ' + n)",
                                 arg=full_name)
-    page.wait_for_new_display(old)
+    page.wait_for_scene(before)
 
 
 def _expected(predictor, picture, session) -> dict[int, np.ndarray]:
@@ -77,9 +77,9 @@ def test_switching_models_keeps_every_prompt_and_decodes_them_again(page, two_mo
     choice = page.page.locator("#model_choice")
     assert choice.is_visible() and "small" in choice.inner_text() and "tiny" in choice.inner_text()
     page.upload(pictures["wide"], WIDE_HW)
-    page.click_display(*CLICKS[0])
+    page.click_image(*CLICKS[0])
     page.add_object()
-    page.click_display(*CLICKS[1])
+    page.click_image(*CLICKS[1])
     page.wait_for_objects(2)
     assert "sam2.1-hiera-small · encoder" in page.status()
     before = page.export()
