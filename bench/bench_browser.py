@@ -15,6 +15,12 @@ the changed mask layer, the candidate thumbnails), upload-to-ready (file chosen
 -> first picture painted) and the server's own decode/render times that the
 status line shows. Prints a table and writes JSON. Not a test.
 
+Measured here (2-core VM, other sessions' load: foreign CPU share 0.88-0.90; stand-in small, 12 MP JPEG,
+8 clicks, ``--app-args --encoder fp32 --no-warmup``): bytes per click 296.5 kB with the old ``gr.Image``
+display (commit 82b63ad: overlay JPEG + thumbnails + the event's answer) and 26.8 kB with the page's view
+(scene JSON + one 1-bit layer + thumbnails), 11x fewer. Click-to-paint times on that loaded machine are not
+comparable between the two runs.
+
 Run from the repository root (needs Debian's ``chromium`` and the
 ``playwright`` Python package; no ``playwright install``)::
 

@@ -164,7 +164,7 @@ def marker_rim(display_hw: tuple[int, int] | None = None) -> float:
 
 
 def check_overlay(overlay: NDArray[np.uint8], base: NDArray[np.uint8], prompts: Sequence[ObjectPrompt],
-                  frame: DisplayFrame, *, max_wrong_fraction: float = 0.0) -> dict[str, int]:
+                  frame: DisplayFrame, *, max_wrong_fraction: float = 0.0, opacity: float = OPACITY) -> dict[str, int]:
     """Assert the displayed overlay tints exactly the expected regions, each in its object's colour.
 
     Every display pixel away from boundaries, markers and box outlines is
@@ -178,13 +178,14 @@ def check_overlay(overlay: NDArray[np.uint8], base: NDArray[np.uint8], prompts: 
         frame: the image's display frame.
         max_wrong_fraction: share of checked pixels allowed to look wrong; 0 for the smooth test pictures,
             a little more for real photos, whose textured JPEG can ring beyond a tint's distance.
+        opacity: the fill opacity the page draws with.
 
     Returns:
         Pixel counts per class that were checked (for messages).
     """
     hw = frame.display_hw
     assert overlay.shape[:2] == hw and base.shape[:2] == hw, (overlay.shape, base.shape, hw)
-    colours = [base.astype(np.int32)] + [blend(base, colour(p.color_index)) for p in prompts]
+    colours = [base.astype(np.int32)] + [blend(base, colour(p.color_index), opacity) for p in prompts]
     distance = np.stack([np.abs(overlay.astype(np.int32) - c).sum(axis=-1) for c in colours])
     got = distance.argmin(axis=0)
     expected = np.zeros(hw, dtype=np.int64)
