@@ -139,9 +139,14 @@ def bind(fn, *bound):
     annotations and defaults, which a plain ``partial`` hides.
     """
 
-    @functools.wraps(fn)
-    def handler(*args, **kwargs):
-        return fn(*bound, *args, **kwargs)
+    if inspect.isgeneratorfunction(fn):  # Gradio streams a handler's yields only if it is a generator itself
+        @functools.wraps(fn)
+        def handler(*args, **kwargs):
+            yield from fn(*bound, *args, **kwargs)
+    else:
+        @functools.wraps(fn)
+        def handler(*args, **kwargs):
+            return fn(*bound, *args, **kwargs)
 
     signature = inspect.signature(fn)
     handler.__signature__ = signature.replace(parameters=list(signature.parameters.values())[len(bound):])
@@ -362,6 +367,45 @@ def show_image(service: SegmentationService, loaded, options: ViewOptions, state
     view = service.render(record, state.editor, options)
     extra = "cached" if info["cache_hit"] else f"encode {info['encode_ms'] / 1e3:.2f} s"
     return _outputs(service, state, view, options, extra)
+
+
+def upload(service: SegmentationService, path: str | None, model: str | None, opacity, contour,
+           state: AppState | None = None, request: gr.Request = None, progress=gr.Progress()):
+    """An upload from the page, in two steps (a generator on the encoder queue, ordered with the tab's edits),
+    encoded with the tab's model choice (``model``, ``None`` = the default).
+
+    First the photo: the file is read and checked and its display copy made (``service.receive_image``), and
+    the page shows it with a fresh editor before the encoder runs. Then the encoder run
+    (``service.encode_image``) and the ready view. Clicks on the new photo meanwhile wait for the second step
+    and then apply to it; a page that left before the second step is never encoded (Gradio stops a
+    generator whose page is gone). The same photo uploaded again keeps the user's prompts. A
+    segment-everything run or a refine of this tab on the previous image is cancelled.
+    """
+    if path is None:  # the upload box was cleared: the current image and masks stay
+        yield unchanged()
+        return
+    try:
+        record, _ = service.receive_image(path, model=model or "", progress=lambda f, m: progress(f, desc=m))
+    except SamOnnxError as exc:
+        raise user_error(exc) from None
+    if state is not None and (state.record.key, state.record.path) == (record.key, record.path):
+        yield unchanged()
+        return
+    cancel_everything(service, state, request)
+    cancel_refine(service, state, request)
+    previous, state = state, AppState(record, Editor.start(record.original_hw))
+    options = ViewOptions(opacity, contour)
+    yield _outputs(service, state, service.photo_view(record, state.editor), "encoding the image…")
+    try:
+        info = service.encode_image(record, progress=lambda f, m: progress(f, desc=m))
+    except SamOnnxError as exc:  # the encoder failed: back to the image and work the tab had, then the message
+        yield unchanged() if previous is None else _outputs(service, previous, service.render(
+            previous.record, previous.editor, options))
+        raise user_error(exc) from None
+    view = service.render(record, state.editor, options)
+    ready = _outputs(service, state, view, "cached" if info["cache_hit"] else f"encode {info['encode_ms'] / 1e3:.2f} s")
+    ready[OUTPUT_NAMES.index("display")] = gr.skip()  # the photo is shown already, and nothing is drawn on it yet
+    yield ready
 
 
 @takes_view_options
@@ -712,7 +756,6 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
     """The Blocks app for a ready service (no model loading here)."""
     with SafeBlocks(title="SAM 2.1 segmentation (ONNX, CPU)", delete_cache=(600, 3600)) as demo:
         state = gr.State(None, time_to_live=STATE_TTL_S)
-        loaded = gr.State(None, time_to_live=STATE_TTL_S)
         # Layout (sam_demo/page.py styles it): a low top band (title, upload, examples), then the work area:
         # the tools, the image and the status on the left, sized to the window so that all three are on the
         # first screen; the objects and everything else on the right. On a phone the columns stack in this
@@ -822,12 +865,12 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
         opened = [(image_in.upload, "image")] + ([(example_list.load_input_event.then, "example")]
                                                  if example_list else [])
         for trigger, name in opened:
-            trigger(bind(open_image, service), [image_in, model_choice], [loaded], concurrency_id=ENCODE_QUEUE,
+            # One generator event: the photo shown first, then the encoder run. It writes the tab's state, so it
+            # runs in order with the tab's edits (SafeBlocks.order_per_session), one step at a time.
+            trigger(bind(upload, service), [image_in, model_choice, *view_inputs, state], outputs, concurrency_id=ENCODE_QUEUE,
                     concurrency_limit=service.upload_concurrency, trigger_mode="always_last",
                     api_name=f"ui_open_{name}", api_visibility="private", show_progress="full",
-                    show_progress_on=[image_in]).success(
-                bind(show_image, service), [loaded, *view_inputs, state], outputs, **edit, api_name=f"ui_show_{name}",
-                api_visibility="private").then(
+                    show_progress_on=[image_in]).then(
                 bind(everything_estimate, service), [state, preset], [estimate], api_name=f"ui_estimate_{name}",
                 api_visibility="private", queue=False)
         # A model switch: the encode on the upload queue (progress on the display), then the same prompts decoded

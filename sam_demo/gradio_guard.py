@@ -261,8 +261,10 @@ def _message_for(exc: Exception) -> str:
 
 
 def _has_default(block) -> bool:
-    """An input a caller may leave out: a component with a default value (``/segment``'s format, tolerance)."""
-    return not getattr(block, "stateful", False) and getattr(block, "value", None) is not None
+    """An input a caller may leave out: a component with a default value (``/segment``'s format, tolerance), or
+    a ``gr.State``, whose value Gradio takes from the session whatever the request says (the upload event's
+    trailing state)."""
+    return getattr(block, "stateful", False) or getattr(block, "value", None) is not None
 
 
 def _with_defaults(block_fn, inputs: list) -> list:

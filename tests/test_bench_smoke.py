@@ -161,3 +161,17 @@ def test_intake_benchmark_times_shown_and_ready_against_bare(analytic_dir, photo
     assert len(result["samples"]) == 2
     assert all(s["ready"] >= s["shown"] > 0 and s["bare"] > 0 for s in result["samples"])
     assert "upload -> ready" in capsys.readouterr().out
+
+
+def test_startup_benchmark_serves_before_the_check_and_times_uploads_during_it(analytic_dir, photos, tmp_path,
+                                                                               capsys):
+    from bench import bench_startup
+
+    out = tmp_path / "startup.json"
+    assert bench_startup.main(["--model-dir", str(analytic_dir), "--offsets", "0.05", "--mp", "0.3", "--photos",
+                               str(photos), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    page = result["first_page"]
+    assert page["first_page_s"] > 0 and page["checking_when_served"] and page["decision_stored"]
+    assert len(result["uploads"]) == 1 and result["uploads"][0]["check_state"] in ("switched", "kept")
+    assert "first page" in capsys.readouterr().out
