@@ -150,7 +150,7 @@ class EncoderCheck:
         current = service.predictor
         if decision.chosen == current.encoder.name:
             with service.encoder_gate.lowest_turn():
-                service.predictor = service.predictor.with_encoder(current.encoder, decision)
+                service.use_predictor(service.predictor.with_encoder(current.encoder, decision))
             self._state = KEPT
             logger.info("encoder check: %s stays (%s)", decision.chosen, decision.summary())
             return
@@ -159,7 +159,7 @@ class EncoderCheck:
         with fair.beside(*self._gates()):  # first-run costs paid here, not by the next upload
             encoder.encode(np.zeros(PIXEL_SHAPE, np.float32))
         with service.encoder_gate.lowest_turn():  # between two encoder runs: no upload is mid-encode
-            service.predictor = service.predictor.with_encoder(encoder, decision)
+            service.use_predictor(service.predictor.with_encoder(encoder, decision))
         self._state = SWITCHED
         logger.info("encoder check: switched to %s (%s)", decision.chosen, decision.summary())
 

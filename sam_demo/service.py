@@ -951,6 +951,12 @@ class SegmentationService:
                     "grid point)", time.perf_counter() - started, self.speed.encode_seconds,
                     self.speed.decode_seconds_per_object * 1e3, self.speed.measured("grid_per_point") * 1e3)
 
+    def use_predictor(self, predictor: Sam2Predictor) -> None:
+        """Run the default model on ``predictor`` from now on (``auto``'s background check switching engines)."""
+        if self.default_model:
+            self.models[self.default_model] = predictor
+        self.predictor = predictor
+
     def start_encoder_check(self, *, table=None) -> EncoderCheck | None:
         """Start ``auto``'s pending check in the background (:mod:`sam_demo.encoder_check`), if there is one.
 

@@ -247,9 +247,10 @@ class RawSession:
         return self.call("click", [x, y, mode, 0.5, True])
 
     def ui_open(self, path_or_payload: str | dict) -> Outcome:
-        """The upload box's ``.change`` (encode queue), as the browser sends it."""
+        """An upload from the upload box (encode queue), as the browser sends it: the file and the tab's model
+        choice (``None``, the default model)."""
         payload = file_data(path_or_payload) if isinstance(path_or_payload, str) else path_or_payload
-        return self.join("ui_open_image", [payload])
+        return self.join("ui_open_image", [payload, None])
 
     def ui_click(self, index: Any, mode: str = app.MODE_POSITIVE) -> Outcome:
         """A click on the image view as the page sends it (``trigger('prompt', data)``), forgeable: ``index``

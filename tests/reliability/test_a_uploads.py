@@ -320,9 +320,9 @@ def test_A20_the_last_of_two_racing_uploads_wins(raw, faults):
     watch = faults.encoder.fault = Watch(hang_fault(threading.Event(), limit_s=0.4))  # each encode takes >= 0.4 s
     # The browser: one event per upload (encode queue; the photo, then the ready image), in order with the tab's
     # edits.
-    a = raw.submit("ui_open_image", [file_data(paths[0])])
+    a = raw.submit("ui_open_image", [file_data(paths[0]), None])
     watch.wait_for(raw.session_hash, 1)  # the first upload is encoding when the second arrives
-    b = raw.submit("ui_open_image", [file_data(paths[1])])
+    b = raw.submit("ui_open_image", [file_data(paths[1]), None])
     assert not watch.done[raw.session_hash], "the first encode ended before the second upload: no race"
     assert raw.collect([a])[a].ok
     assert raw.collect([b])[b].ok

@@ -188,7 +188,7 @@ def test_C6_refresh_during_an_encode_starts_an_empty_session_and_reuses_the_enco
     faults.encoder.fault = stall_fault(0.5)
     old_tab = RawSession(served.url)
     path = old_tab.upload(png_bytes(smooth_rgb(120, 160, seed=60)), "refresh.png")
-    pending = old_tab.submit("ui_open_image", [file_data(path)])
+    pending = old_tab.submit("ui_open_image", [file_data(path), None])
     new_tab = RawSession(served.url)  # the reloaded page: a new session hash
     assert_message(new_tab.click(10, 10), r"^Upload an image first")
     assert old_tab.wait(pending).ok

@@ -69,7 +69,7 @@ def test_D2_queue_full_is_refused_at_once_with_gradios_message_and_nothing_break
         submitted, seconds = [], []
         for s, p in zip(sessions, paths):
             started = time.perf_counter()
-            submitted.append(s.submit("ui_open_image", [file_data(p)]))
+            submitted.append(s.submit("ui_open_image", [file_data(p), None]))
             seconds.append(time.perf_counter() - started)
         refused = [r for r in submitted if isinstance(r, Outcome)]
         accepted = [(s, r) for s, r in zip(sessions, submitted) if not isinstance(r, Outcome)]
