@@ -33,9 +33,9 @@ from sam_demo.editor import MAX_OBJECTS, Editor
 from sam_demo.gradio_guard import SafeBlocks, guarded, request_limits_middleware, uploaded_image, user_error
 from sam_demo.limits import api_request, parse_json
 from sam_demo.page import CSS, HEAD, HELP, TITLE, UPLOAD_BOX_HEIGHT, VIEW_BOOT, VIEW_TEMPLATE
-from sam_demo.service import DEFAULT_DISPLAY_SIDE, RefineCancelled, Refinement, SEGMENT_OUTPUTS, SEGMENT_RLE, ImageRecord, SegmentationService
+from sam_demo.service import DEFAULT_DISPLAY_SIDE, DEFAULT_ENCODE_ZOOMED_VIEWS, RefineCancelled, Refinement, SEGMENT_OUTPUTS, SEGMENT_RLE, ImageRecord, SegmentationService
 from sam_demo.view import View, ViewOptions
-from sam_onnx import InvalidPromptError, ModelLoadError, Sam2Predictor, SamOnnxError, amg, encoders, vector
+from sam_onnx import CropFrame, InvalidPromptError, ModelLoadError, Sam2Predictor, SamOnnxError, amg, encoders, vector
 from sam_onnx.encoders import ENCODER_ENV, encoder_choices
 from sam_onnx.encoders.remote import BACKENDS as ENCODER_BACKENDS
 from sam_onnx.encoders.remote import RemoteEncoder, encoder_for_backend
@@ -71,6 +71,7 @@ ENCODER_CHECKS = ("background", "start")
 EXPORT_QUEUE = "export"
 EVERYTHING_QUEUE = "everything"  # automatic masks: seconds long, so not on the edit queue
 REFINE_QUEUE = "refine"  # a refine's crop encode: a second or two, so not on the edit queue
+ZOOM_QUEUE = "zoom"  # a zoomed view's encode, ahead of its clicks, at the lowest priority
 SEGMENT_QUEUE = "segment"  # the stateless /segment API: its own queue, one request at a time
 EDIT_CONCURRENCY = None
 """Edits of different tabs run side by side: each tab's own edits wait for each other
@@ -95,6 +96,10 @@ class AppState:
     record: ImageRecord
     editor: Editor
     tab: str
+    view: tuple[float, float, float, float] | None = None
+    """What the zoomed view shows (``zoomed`` events: original pixel edges), or None when not zoomed in."""
+    view_crop: CropFrame | None = None
+    """That view's crop once its embedding is ready (``encode_zoomed``): clicks in it decode there."""
 
 
 T = TypeVar("T")
@@ -206,9 +211,9 @@ def _apply_original(state: AppState, mode: str, x: float, y: float) -> AppState:
     """A click at original pixel ``(x, y)`` (pixel-index coordinates) in the given mode."""
     editor = state.editor
     if mode == MODE_BOX:
-        editor = editor.box_corner(x, y)
+        editor = editor.box_corner(x, y, view_crop=state.view_crop)
     elif mode in (MODE_POSITIVE, MODE_NEGATIVE):
-        editor = editor.add_point(x, y, POSITIVE if mode == MODE_POSITIVE else NEGATIVE)
+        editor = editor.add_point(x, y, POSITIVE if mode == MODE_POSITIVE else NEGATIVE, view_crop=state.view_crop)
     else:
         raise InvalidPromptError("Choose a prompt mode: include, exclude or box.")
     return replace(state, editor=editor)
@@ -251,7 +256,7 @@ def _apply_prompt(state: AppState, mode: str, data) -> AppState:
     editor = state.editor
     if editor.pending_corner is not None:
         editor = editor.undo()  # a drag replaces a half-drawn box
-    return replace(state, editor=editor.box_corner(x, y).box_corner(x1, y1))
+    return replace(state, editor=editor.box_corner(x, y).box_corner(x1, y1, view_crop=state.view_crop))
 
 
 # ---------------------------------------------------------------------------- what an edit shows
@@ -362,6 +367,8 @@ def show_image(service: SegmentationService, loaded, options: ViewOptions, state
         return unchanged()
     cancel_everything(service, state, request)
     cancel_refine(service, state, request)
+    if state is not None:
+        service.cancels.cancel(_view_token(state))  # the old image's zoomed view is not encoded any more
     tab = state.tab if state is not None else (_tab_id(request) or secrets.token_urlsafe(16))
     state = AppState(record, Editor.start(record.original_hw), tab)
     view = service.render(record, state.editor, options)
@@ -703,6 +710,73 @@ def cancel_refine(service: SegmentationService, state, request: gr.Request = Non
         service.cancels.cancel(_refine_token(state, request))
 
 
+# ---------------------------------------------------------------------------- refine while zoomed (issue 19 item 3)
+def _view_token(state: AppState) -> str:
+    """The cancel token of a tab's zoomed-view encode."""
+    return f"{state.tab}:view"
+
+
+def _zoomed_rect(data, state: AppState) -> tuple[float, float, float, float] | None:
+    """A ``zoomed`` event's ``{"rect": [x0, y0, x1, y1]}`` (original pixel edges, checked to lie on the image and
+    have area) or ``None`` for ``{}`` (zoomed out)."""
+    if not isinstance(data, dict):
+        raise InvalidPromptError("The zoomed view was not understood.")
+    rect = data.get("rect")
+    if rect is None:
+        return None
+    if not isinstance(rect, list) or len(rect) != 4:
+        raise InvalidPromptError("The zoomed view was not understood.")
+    values = {name: v for name, v in zip(("x0", "y0", "x1", "y1"), rect)}
+    try:
+        x0, y0, x1, y1 = (_number(values, name) for name in ("x0", "y0", "x1", "y1"))
+    except InvalidPromptError:
+        raise InvalidPromptError("The zoomed view was not understood.") from None
+    h, w = state.record.original_hw
+    if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+        raise InvalidPromptError("The zoomed view lies outside the image.")
+    return x0, y0, x1, y1
+
+
+@guarded
+def zoomed(service: SegmentationService, state, evt: gr.EventData):
+    """The view was zoomed in (2x or more, still for 0.5 s) or out: remember what it shows, in order with the
+    tab's clicks; an encode of the view before is cancelled, and clicks decode on the whole image until this
+    one's is ready (``encode_zoomed``)."""
+    if state is None:
+        return gr.skip()
+    view = _zoomed_rect(getattr(evt, "_data", None), state)
+    service.cancels.cancel(_view_token(state))
+    return replace(state, view=view, view_crop=None)
+
+
+def encode_zoomed(service: SegmentationService, state):
+    """Encode the zoomed view in the background (own queue; lowest-priority turns, :meth:`SegmentationService.
+    encode_view`), when ``--zoom-encode`` is on. Returns ``(image key, view, crop)``, or None (off, not zoomed,
+    cancelled by a new zoom or image, or a view of the whole image)."""
+    if state is None or state.view is None or not service.encode_zoomed_views:
+        return None
+    token = _view_token(state)
+    cancelled = service.cancels.start(token)
+    try:
+        crop = service.encode_view(state.record, state.view, cancel=cancelled.is_set)
+    except SamOnnxError:
+        logger.info("zoomed view of %s not encoded", state.record.key[:12], exc_info=True)
+        return None
+    finally:
+        service.cancels.finish(token, cancelled)
+    return None if crop is None else (state.record.key, state.view, crop)
+
+
+def apply_zoomed(service: SegmentationService, encoded, state):
+    """Clicks in the view decode there from now on, if the tab still shows that image zoomed to that view."""
+    if encoded is None or state is None:
+        return gr.skip()
+    key, view, crop = encoded
+    if state.record.key != key or state.view != view:
+        return gr.skip()
+    return replace(state, view_crop=crop)
+
+
 def switch_model(service: SegmentationService, state, model: str | None, progress=gr.Progress()):
     """The model choice changed (encoder queue): the tab's image encoded with that model (or found in the cache);
     ``show_switched`` swaps it in. Without an image the choice only applies to the next upload."""
@@ -818,6 +892,7 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                         everything_cancel = gr.Button("Cancel", elem_id="everything_cancel_btn", size="sm")
                     everything_found = gr.State(None, time_to_live=STATE_TTL_S)
                 refined = gr.State(None, time_to_live=STATE_TTL_S)
+                zoom_encoded = gr.State(None, time_to_live=STATE_TTL_S)
                 with gr.Row():
                     opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Mask opacity", elem_id="opacity")
                     contour = gr.Checkbox(value=True, label="Outline", elem_id="contour")
@@ -903,6 +978,14 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                            api_name="load_image", api_visibility="undocumented", **{**edit, "show_progress": "full"})
         display.prompt(bind(prompt, service), [state, mode, *view_inputs], outputs, trigger_mode="multiple",
                        api_name="ui_click", api_visibility="private", **edit)
+        # A zoomed view: remembered in order with the clicks, encoded on its own queue at the lowest priority,
+        # then clicks in it decode there (sam_demo/static/view/zoomed.js sends it; --zoom-encode turns it on).
+        display.zoomed(bind(zoomed, service), [state], [state], trigger_mode="always_last", api_name="ui_zoomed",
+                       api_visibility="private", **edit).then(
+            bind(encode_zoomed, service), [state], [zoom_encoded], concurrency_id=ZOOM_QUEUE, concurrency_limit=None,
+            show_progress="hidden", api_name="ui_encode_zoomed", api_visibility="private").success(
+            bind(apply_zoomed, service), [zoom_encoded, state], [state], api_name="ui_apply_zoomed",
+            api_visibility="private", **edit)
         display.resync(bind(rerender, service), [state, *view_inputs], outputs, trigger_mode="always_last",
                        api_name="ui_resync", api_visibility="private", **edit)
         api_click_btn.click(bind(click_api, service), [state, api_x, api_y, mode, *view_inputs], outputs,
@@ -1002,6 +1085,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         default=env(page_decoder.PAGE_DECODER_ENV, "1") == "0",
                         help="no live previews: the page never decodes by itself and downloads neither "
                              f"onnxruntime-web nor the decoder (env {page_decoder.PAGE_DECODER_ENV}=0)")
+    parser.add_argument("--zoom-encode", action=argparse.BooleanOptionalAction,
+                        default=env("SAM_APP_ZOOM_ENCODE", "1" if DEFAULT_ENCODE_ZOOMED_VIEWS else "0") == "1",
+                        help="encode what a view zoomed 2x or more shows, in the background at the lowest priority, "
+                             "so that clicks there decode at its resolution (env SAM_APP_ZOOM_ENCODE=1; off by "
+                             "default: README, Refining an object)")
     parser.add_argument("--no-warmup", action="store_true",
                         help="skip the warm-up at start (one encoder run, a decoder call, a 2×2 segment everything)")
     scale = parser.add_argument_group("encoder on a Ray Serve deployment (README: Scaling out with Ray Serve)")
@@ -1054,7 +1142,8 @@ def make_service(args: argparse.Namespace) -> SegmentationService:
     page = None if args.no_page_decoder else page_decoder.prepare(predictor, encoders.default_cache_dir())
     service = SegmentationService(predictor, display_max_side=args.display_side, image_cache_mb=args.cache_mb,
                                   upload_concurrency=1 if remote is None else args.ray_uploads, page_decoder=page,
-                                  models={args.model: predictor, **others} if others else None)
+                                  models={args.model: predictor, **others} if others else None,
+                                  encode_zoomed_views=args.zoom_encode)
     if not args.no_warmup:
         service.warm_up()
     return service

@@ -192,12 +192,13 @@ OBJECT_ROWS_SCRIPT = """
 HEAD = KEYBOARD_SCRIPT + IN_ORDER_SCRIPT + OBJECT_ROWS_SCRIPT
 
 # ---------------------------------------------------------------------------- the image view
-VIEW_EVENTS = ("prompt", "resync")
+VIEW_EVENTS = ("prompt", "resync", "zoomed")
 """Custom events the view's page code triggers (``trigger(name, data)``); Gradio registers a listener
 ``display.<name>(...)`` only for names that appear quoted in ``js_on_load``, so every name is listed here.
 ``prompt``: a click/tap/Enter ``{"kind": "click", "x", "y"}`` or a dragged box ``{"kind": "box", "x", "y",
 "x1", "y1"}`` in original pixels; ``resync``: the page could not load a file of the scene and asks for a
-fresh one."""
+fresh one; ``zoomed``: the view has been zoomed at least 2x and still for 0.5 s, ``{"rect": [x0, y0, x1, y1]}``
+in the original pixel edge frame, or ``{}`` once it is zoomed out (``sam_demo/static/view/zoomed.js``)."""
 VIEW_TEMPLATE = ('<div class="sam-view" data-state="empty">'
                  '<div class="sam-placeholder">Upload an image (or pick an example), then click on it.</div></div>')
 """The view's constant HTML (Gradio re-renders a ``gr.HTML`` only when its template changes, never here);
@@ -207,5 +208,7 @@ VIEW_BOOT = (
     "const root = String((window.gradio_config && window.gradio_config.root) || location.origin + location.pathname)"
     ".replace(/\\/?$/, '/');\n"
     "import(root + 'view/static/main.js').then((m) => m.mount({element, trigger, props, watch, root, events}))"
+    ".then((view) => import(root + 'view/static/zoomed.js').then((z) => z.mount(view)))"
     ".catch((err) => console.error('the image view did not load', err));\n")
-"""The view component's ``js_on_load``: imports the view's modules from the app (``sam_demo.routes``)."""
+"""The view component's ``js_on_load``: imports the view's modules from the app (``sam_demo.routes``), then mounts
+its plugins (``zoomed.js``: the zoomed view's region, for refining while zoomed)."""

@@ -95,6 +95,9 @@ SEGMENT_RLE = "rle"
 SEGMENT_POLYGONS = "polygons"
 SEGMENT_OUTPUTS = (SEGMENT_RLE, SEGMENT_POLYGONS)
 """What ``/segment`` returns per object: the mask as COCO RLE (exact), or as polygons with holes."""
+DEFAULT_ENCODE_ZOOMED_VIEWS = False
+"""Encoding zoomed views ahead is off unless asked for: measured, it was not shown to keep other users' clicks and
+uploads within the bounds of ``bench/bench_view_encode.py`` (README, Refining an object)."""
 MAX_SEGMENT_REFINES = 8
 """Objects one ``/segment`` request may ask to refine: each costs one more encoder run (1.2-2.5 s on 2 cores,
 bench/README.md), so 8 keep a request within about the time of 256 plain objects (12 s)."""
@@ -286,8 +289,11 @@ class SegmentationService:
                  limits: ImageLimits = DEFAULT_LIMITS,
                  upload_concurrency: int = 1, grant_ttl_s: float = grants.DEFAULT_TTL_S,
                  page_decoder: PageDecoderAssets | None = None,
-                 models: Mapping[str, Sam2Predictor] | None = None) -> None:
+                 models: Mapping[str, Sam2Predictor] | None = None,
+                 encode_zoomed_views: bool = DEFAULT_ENCODE_ZOOMED_VIEWS) -> None:
         self.predictor = predictor
+        self.encode_zoomed_views = encode_zoomed_views
+        """Encode what a zoomed view shows ahead of its clicks (:meth:`encode_view`; the app's ``--zoom-encode``)."""
         self.models: dict[str, Sam2Predictor] = dict(models or {})
         """Every model users may choose, by name (the default predictor among them); see :meth:`model_names`."""
         self.default_model = next((name for name, p in self.models.items() if p is predictor), "")

@@ -8,6 +8,7 @@ check what a user would see (the layers, as the routes serve them) or download.
 from __future__ import annotations
 
 import json
+import time
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -438,3 +439,83 @@ def test_a_new_image_cancels_the_tabs_running_refine(service, photo, tmp_path, m
     release.set()
     thread.join(10)
     assert outcome == [None]
+
+
+# ---------------------------------------------------------------------------- refine while zoomed (issue 19 item 3)
+@pytest.fixture(scope="module")
+def zoom_service(predictor):
+    return SegmentationService(predictor, display_max_side=1536, image_cache_mb=256, encode_zoomed_views=True)
+
+
+def _zoom(service, state, rect):
+    """The page's `zoomed` event, then the chained background encode and its application, as the app runs them."""
+    state = app.zoomed(service, state, _event({} if rect is None else {"rect": rect}))
+    if rect is None:
+        return state
+    applied = app.apply_zoomed(service, app.encode_zoomed(service, state), state)
+    return state if isinstance(applied, dict) else applied  # a dict is gr.skip(): the state stays
+
+
+def test_a_click_in_a_zoomed_view_decodes_at_the_views_resolution(zoom_service, tmp_path):
+    path = tmp_path / "big.png"
+    Image.fromarray(make_rgb(1200, 1600, seed=4)).save(path)
+    opened = _open(zoom_service, path)
+    state = _zoom(zoom_service, opened[OUT["state"]], [800.0, 500.0, 1200.5, 800.25])
+    assert state.view_crop is not None and state.view_crop.box == (800, 500, 1201, 801)
+    out = _click(zoom_service, [state if i == OUT["state"] else v for i, v in enumerate(opened)], 1000, 650)
+    obj = out[OUT["state"]].editor.selected
+    assert obj.crop == state.view_crop, "decoded on the zoomed view's embedding"
+    result = zoom_service.object_results(out[OUT["state"]].record, [obj])[0]
+    exact, unsure = am.pipeline_mask([(200, 150)], [1], None, obj.crop.crop_hw)
+    assert not ((result.best_mask[obj.crop.slices] != exact) & ~unsure).any()
+    # A view's encode that finishes after the user zoomed elsewhere is not applied to the new view.
+    first = app.zoomed(zoom_service, state, _event({"rect": [0.0, 0.0, 400.0, 300.0]}))
+    encoded = app.encode_zoomed(zoom_service, first)
+    moved = app.zoomed(zoom_service, first, _event({"rect": [1000.0, 800.0, 1400.0, 1100.0]}))
+    assert isinstance(app.apply_zoomed(zoom_service, encoded, moved), dict)  # gr.skip(): unchanged
+    # Zoomed out: clicks decode on the whole image again.
+    out_state = _zoom(zoom_service, out[OUT["state"]], None)
+    assert out_state.view is None and out_state.view_crop is None
+
+
+def test_zoomed_views_are_ignored_when_off_and_bad_ones_refused(service, zoom_service, photo):
+    state = _open(service, photo)[OUT["state"]]
+    assert _zoom(service, state, [100.0, 100.0, 300.0, 250.0]).view_crop is None  # --zoom-encode off: no encode
+    for bad in ({"rect": [0, 0, 600, 100]}, {"rect": "all"}, {"rect": [0, 0, float("nan"), 1]}, "x"):
+        with pytest.raises(gr.Error, match="zoomed view"):
+            app.zoomed(zoom_service, state, _event(bad))
+
+
+def test_a_new_image_cancels_the_zoomed_views_encode_and_drops_the_view(zoom_service, photo, tmp_path, monkeypatch):
+    """The view's encode waits behind a busy encoder (lowest priority); a new image withdraws it: nothing is
+    encoded for the old view, and the new image starts unzoomed."""
+    import threading
+
+    big = tmp_path / "big.png"
+    Image.fromarray(make_rgb(1200, 1600, seed=5)).save(big)
+    state = app.zoomed(zoom_service, _open(zoom_service, big)[OUT["state"]], _event({"rect": [0, 0, 400, 300]}))
+    loaded = app.open_image(zoom_service, str(photo))  # the new image, read and encoded before the encoder is busy
+    busy, release = threading.Event(), threading.Event()
+
+    def hold_the_encoder():
+        with zoom_service.encoder_gate.turn("another-upload"):
+            busy.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_encoder)
+    holder.start()
+    assert busy.wait(10)
+    outcome = []
+    encoder = threading.Thread(target=lambda: outcome.append(app.encode_zoomed(zoom_service, state)))
+    encoder.start()
+    deadline = time.monotonic() + 10
+    while zoom_service.encoder_gate.waiting() < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert zoom_service.encoder_gate.waiting() == 1, "the view's encode waits behind the busy encoder"
+    new = app.show_image(zoom_service, loaded, 0.5, True, state)
+    encoder.join(10)
+    release.set()
+    holder.join(10)
+    assert outcome == [None]
+    assert zoom_service._images.get(("crop", state.record.key, (0, 0, 400, 300))) is None, "nothing encoded"
+    assert new[OUT["state"]].view is None and new[OUT["state"]].view_crop is None
