@@ -400,19 +400,20 @@ def upload(service: SegmentationService, path: str | None, model: str | None, op
         return
     cancel_everything(service, state, request)
     cancel_refine(service, state, request)
-    previous, state = state, AppState(record, Editor.start(record.original_hw))
+    tab = state.tab if state is not None else (_tab_id(request) or secrets.token_urlsafe(16))
+    previous, state = state, AppState(record, Editor.start(record.original_hw), tab)
     options = ViewOptions(opacity, contour)
-    yield _outputs(service, state, service.photo_view(record, state.editor), "encoding the image…")
+    # the scene names the display copy, which the page loads now (made in step 1, served before the encoder ran)
+    yield _outputs(service, state, service.photo_view(record, state.editor), options, "encoding the image…")
     try:
         info = service.encode_image(record, progress=lambda f, m: progress(f, desc=m))
     except SamOnnxError as exc:  # the encoder failed: back to the image and work the tab had, then the message
         yield unchanged() if previous is None else _outputs(service, previous, service.render(
-            previous.record, previous.editor, options))
+            previous.record, previous.editor, options), options)
         raise user_error(exc) from None
     view = service.render(record, state.editor, options)
-    ready = _outputs(service, state, view, "cached" if info["cache_hit"] else f"encode {info['encode_ms'] / 1e3:.2f} s")
-    ready[OUTPUT_NAMES.index("display")] = gr.skip()  # the photo is shown already, and nothing is drawn on it yet
-    yield ready
+    yield _outputs(service, state, view, options,
+                   "cached" if info["cache_hit"] else f"encode {info['encode_ms'] / 1e3:.2f} s")
 
 
 @takes_view_options

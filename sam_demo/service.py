@@ -443,7 +443,7 @@ class SegmentationService:
 
     def photo_view(self, record: ImageRecord, editor: Editor) -> View:
         """What a page shows between the two steps of an upload: the photo alone (nothing decoded yet)."""
-        return View(self.display_rgb(record), (), (), None, view.object_rows(editor, {}), {})
+        return View({}, (), (), None, view.object_rows(editor, {}), {})
 
     def display_rgb(self, record: ImageRecord) -> NDArray[np.uint8]:
         """The display copy ``(h, w, 3)`` uint8 of an image, from step 1 of its upload on (before it is encoded)."""

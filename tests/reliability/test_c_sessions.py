@@ -18,12 +18,8 @@ import pytest
 import app
 from sam_demo.service import SegmentationService
 from tests.reliability.conftest import assert_message, png_bytes, serve, smooth_rgb, stall_fault, start_work
-<<<<<<< HEAD
-=======
-from tools.rawapi import RawSession, file_data, prompt_data
->>>>>>> 2f9f864 (view: the page draws the picture (gr.HTML #display with a constant template; sam_demo/static/view geometry/render/main.js) from the scene (sam_demo/scene.py, after every edit) and 1-bit mask layers fetched by content-addressed URL; clicks and drags go to the server as 'prompt' events in original pixels; gr.Image display, server overlay composition, background cache and the click-hold script removed)
 from tests.reliability.test_a_uploads import CACHE_HIT_DEADLINE_S
-from tools.rawapi import RawSession, file_data
+from tools.rawapi import RawSession, file_data, prompt_data
 
 MB = 1024 * 1024
 SMALL_CACHE_MB = 64           # ~3 images: 30 sessions must not keep 30 embeddings
