@@ -98,7 +98,7 @@ def test_more_than_255_masks_give_a_16_bit_label_map(tmp_path, photo, analytic_d
 
 @pytest.mark.parametrize("args,message", [
     (["--point", "10,10", "--out", "x.png"], "leave out --point and --box"),
-    (["--cutout", "x.png"], "--cutout and --mask-index are for one object"),
+    (["--cutout", "x.png"], "--cutout, --mask-index and --refine are for one object"),
     ([], "nothing to write"),
     (["--pred-iou-thresh", "2", "--json", "x.json"], "pred_iou_thresh must be in [0, 1]"),
     (["--points-per-side", "0", "--json", "x.json"], "must be at least 1"),
