@@ -34,7 +34,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ from sam_onnx.errors import InvalidImageError, InvalidPromptError
 from sam_onnx.geometry import CropFrame, DisplayFrame, Geometry
 from sam_onnx.image import DEFAULT_LIMITS, ImageLimits, image_size, load_image
 from sam_onnx.predictor import Sam2Predictor
-from sam_onnx.preprocess import preprocess_crop, preprocess_image
+from sam_onnx.preprocess import as_pil, preprocess_crop, preprocess_image
 from sam_onnx.strokes import Stroke
 from sam_onnx.types import ImageEmbedding, MaskResult, Point, Prompts, short_repr
 
@@ -373,9 +373,18 @@ class SegmentationService:
             loaded = load_image(path, limits=self.limits)
             loaded_at = time.perf_counter()
             frame = DisplayFrame.fit(loaded.rgb.shape[:2], self.display_max_side)
+            # Two cores: this one converts the pixels to a PIL image once (a 12 MP copy) and preprocesses for the
+            # model; the other hashes meanwhile, then makes the display copies from that PIL image.
+            pil: Future = Future()
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake") as pool:
-                shown = pool.submit(self._display_copies, loaded.rgb, frame)
-                prepared = preprocess_image(loaded.rgb)  # on this core meanwhile; wasted on a cache hit (~0.1 s)
+                shown = pool.submit(self._display_copies, loaded.rgb, frame, pil)
+                try:
+                    pil.set_result(as_pil(loaded.rgb))
+                    prepared = preprocess_image(loaded.rgb, image=pil.result())  # wasted on a cache hit (~0.1 s)
+                except BaseException as exc:
+                    if not pil.done():  # the other core waits for it
+                        pil.set_exception(exc)
+                    raise
                 sha256, (display, thumbnail) = shown.result()
             key = f"{sha256}@{model}" if model else sha256
             if self._images.get(key) is None:
@@ -388,14 +397,15 @@ class SegmentationService:
                     loaded.rgb.shape[:2], (loaded_at - started) * 1e3, (received_at - loaded_at) * 1e3)
         return record, {"load_ms": (loaded_at - started) * 1e3, "receive_ms": (received_at - started) * 1e3}
 
-    def _display_copies(self, rgb: NDArray[np.uint8],
-                        frame: DisplayFrame) -> tuple[str, tuple[NDArray[np.uint8], NDArray[np.uint8]]]:
-        """Step 1's second core: the content hash, the display copies, and the display JPEG the page loads (made
-        here, not by the page's request, which would come while the encoder runs)."""
-        key = image_key(rgb)
-        display, thumbnail = view.display_images(rgb, frame)
-        self._files.get_or_create(("display", key), lambda: _jpeg(display, DISPLAY_JPEG_QUALITY))
-        return key, (display, thumbnail)
+    def _display_copies(self, rgb: NDArray[np.uint8], frame: DisplayFrame,
+                        pil: Future) -> tuple[str, tuple[NDArray[np.uint8], NDArray[np.uint8]]]:
+        """Step 1's second core: the content hash, then the display copies (from ``pil``, the first core's PIL
+        image of ``rgb``), and the display JPEG the page loads (made here, not by the page's request, which
+        would come while the encoder runs)."""
+        sha256 = image_key(rgb)
+        display, thumbnail = view.display_images(rgb, frame, image=pil.result())
+        self._files.get_or_create(("display", sha256), lambda: _jpeg(display, DISPLAY_JPEG_QUALITY))
+        return sha256, (display, thumbnail)
 
     def encode_image(self, record: ImageRecord, *, progress: Progress = _no_progress) -> dict:
         """Step 2 of an upload: the encoder run (once per image; a cache hit costs nothing).
@@ -425,9 +435,10 @@ class SegmentationService:
             if received is None:
                 logger.info("image %s is not in memory; reading it again", record.key[:12])
                 rgb = self._reload(record)
+                image = as_pil(rgb)
                 with ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake") as pool:
-                    display = pool.submit(view.display_images, rgb, record.frame)
-                    received = Received(*preprocess_image(rgb), *display.result())
+                    display = pool.submit(view.display_images, rgb, record.frame, image=image)
+                    received = Received(*preprocess_image(rgb, image=image), *display.result())
             with self.encoder_gate.turn():
                 started = time.perf_counter()
                 embedding = self.predictor_for(record.model).encode_pixels(received.pixel_values, received.geometry)
@@ -702,7 +713,7 @@ class SegmentationService:
         def make() -> bytes:
             return _jpeg(self.display_rgb(record), DISPLAY_JPEG_QUALITY)
 
-        return self._files.get_or_create(("display", key), make)[0]
+        return self._files.get_or_create(("display", record.content_key), make)[0]  # the same for every model
 
     def full_jpeg(self, key: str) -> bytes | None:
         """The upright original of image ``key`` at full resolution as a JPEG (made on first request), or None.

@@ -68,16 +68,18 @@ class View:
     timings_ms: dict[str, float]
 
 
-def display_images(rgb: NDArray[np.uint8], frame: DisplayFrame) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+def display_images(rgb: NDArray[np.uint8], frame: DisplayFrame, *,
+                   image: Image.Image | None = None) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
     """The display copy of an upright original ``(H, W, 3)`` uint8 image and its thumbnail base (both read-only).
 
     The thumbnail base is made once per image instead of on every click (about 2 ms per click at 1536 px).
+    ``image`` is ``rgb`` as a PIL image if the caller has one (:func:`sam_onnx.preprocess.as_pil`).
     """
     if frame.is_identity:
         display = np.array(rgb)
     else:
         h, w = frame.display_hw
-        display = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
+        display = np.asarray((image or Image.fromarray(rgb)).resize((w, h), Image.Resampling.BILINEAR))
     display.setflags(write=False)
     small = thumbnail_base(display)
     small.setflags(write=False)

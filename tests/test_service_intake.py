@@ -82,6 +82,10 @@ def test_a_received_photo_can_be_shown_before_its_encoder_run(setup):
     service, encoder, timeline, photos = setup
     record, info = service.receive_image(photos[0])
     assert encoder.runs == 0 and info["receive_ms"] >= info["load_ms"] > 0
+    rgb = np.asarray(Image.open(photos[0]).convert("RGB"))
+    waiting = service._received.get(record.key)
+    assert np.array_equal(waiting.pixel_values, preprocess_image(rgb)[0])  # not a single value changed
+    assert np.array_equal(waiting.display_rgb, view.display_images(rgb, record.frame)[0])
     shown = service.display_rgb(record)
     assert shown.shape == (*record.frame.display_hw, 3)
     made = len(timeline.of("jpeg"))
