@@ -51,7 +51,8 @@ CLICK_POINT = (0.4, 0.45)
 """The decoder calls' point, as fractions of the image's width and height."""
 COLUMNS = ("model", "download MB", "stand-in MB", "load s", "bare encoder ms", "upload-to-ready ms",
            "encoder in upload ms", "decoder ms", "peak RSS MiB", "bare × small", "upload × small",
-           "decoder × small", "RSS × small")
+           "decoder × small", "RSS × small", "bare CPU × small", "upload CPU × small", "decoder CPU × small",
+           "others' CPU share")
 
 
 # ---------------------------------------------------------------------------- children (one measurement each)
@@ -68,12 +69,14 @@ def child_bare(folder: Path, runs: int, threads: int | None) -> dict[str, Any]:
     load_s = time.perf_counter() - started
     pixels = np.random.default_rng(0).standard_normal((1, 3, 1024, 1024), dtype=np.float32)
     session.run(None, {"pixel_values": pixels})
-    times = []
+    times, cpu = [], []
     for _ in range(runs):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         session.run(None, {"pixel_values": pixels})
         times.append((time.perf_counter() - began) * 1e3)
-    return {"bare encoder ms": statistics.median(times), "bare samples": times, "bare load s": load_s,
+        cpu.append((time.process_time() - began_cpu) * 1e3)
+    return {"bare encoder ms": statistics.median(times), "bare samples": times,
+            "bare encoder CPU ms": statistics.median(cpu), "bare load s": load_s,
             "bare peak RSS MiB": common.peak_rss_mib()}
 
 
@@ -95,12 +98,13 @@ def child_app(size: str, root: Path, photo: Path, runs: int, clicks: int, thread
     try:
         outputs = bench_pipeline.Outputs(app.build_demo(SegmentationService(predictor, limits=limits)))
         bench_encoders.upload_once(SegmentationService(predictor, limits=limits), outputs, probe, photo)  # warm
-        uploads, encoders = [], []
+        uploads, encoders, upload_cpu = [], [], []
         for _ in range(runs):
-            total, encoder_ms, _ = bench_encoders.upload_once(SegmentationService(predictor, limits=limits),
-                                                              outputs, probe, photo)
+            total, encoder_ms, cpu_ms = bench_encoders.upload_once(SegmentationService(predictor, limits=limits),
+                                                                   outputs, probe, photo)
             uploads.append(total)
             encoders.append(encoder_ms)
+            upload_cpu.append(cpu_ms)
     finally:
         probe.close()
     from sam_onnx.image import load_image
@@ -110,14 +114,16 @@ def child_app(size: str, root: Path, photo: Path, runs: int, clicks: int, thread
     h, w = rgb.shape[:2]
     prompts = Prompts((Point(w * CLICK_POINT[0], h * CLICK_POINT[1]),))
     predictor.decode(embedding, prompts)
-    decodes = []
+    decodes, decode_cpu = [], []
     for _ in range(clicks):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         predictor.decode(embedding, prompts)
         decodes.append((time.perf_counter() - began) * 1e3)
+        decode_cpu.append((time.process_time() - began_cpu) * 1e3)
     return {"model": predictor.info.model, "load s": load_s, "RSS after load MiB": rss_loaded,
             "upload-to-ready ms": statistics.median(uploads), "upload samples": uploads,
             "encoder in upload ms": statistics.median(encoders), "decoder ms": statistics.median(decodes),
+            "upload CPU ms": statistics.median(upload_cpu), "decoder CPU ms": statistics.median(decode_cpu),
             "peak RSS MiB": common.peak_rss_mib(), "repaired concats": predictor.info.repaired_concats}
 
 
@@ -185,8 +191,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         order = list(args.sizes) if r % 2 == 0 else list(args.sizes)[::-1]
         this: dict[str, dict[str, Any]] = {}
         for size in order:
+            waited = common.wait_for_quiet(timeout_s=args.wait_quiet)
+            foreign = common.ForeignLoad(children=True)
             bare = _run_child(args, "bare", size, photo)
-            this[size] = {**bare, **_run_child(args, "app", size, photo)}
+            bare_share = foreign.share()
+            common.wait_for_quiet(timeout_s=args.wait_quiet)
+            foreign = common.ForeignLoad(children=True)
+            this[size] = {**bare, **_run_child(args, "app", size, photo), "quiet before": waited,
+                          "others' CPU share bare": bare_share, "others' CPU share app": foreign.share()}
             _progress(f"round {r + 1}/{args.rounds} {size}: bare {this[size]['bare encoder ms']:.0f} ms, upload "
                       f"{this[size]['upload-to-ready ms']:.0f} ms, decoder {this[size]['decoder ms']:.1f} ms, "
                       f"peak RSS {this[size]['peak RSS MiB']:.0f} MiB")
@@ -196,13 +208,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         per_round = [rnd[size] for rnd in rounds]
         med = {k: statistics.median(p[k] for p in per_round) for k in
                ("load s", "bare encoder ms", "upload-to-ready ms", "encoder in upload ms", "decoder ms",
-                "peak RSS MiB", "RSS after load MiB")}
+                "peak RSS MiB", "RSS after load MiB", "bare encoder CPU ms", "upload CPU ms", "decoder CPU ms")}
         ratios = {f"{label} × small": statistics.median(rnd[size][key] / rnd[REFERENCE][key] for rnd in rounds)
                   for label, key in (("bare", "bare encoder ms"), ("upload", "upload-to-ready ms"),
-                                     ("decoder", "decoder ms"), ("RSS", "peak RSS MiB"))}
+                                     ("decoder", "decoder ms"), ("RSS", "peak RSS MiB"),
+                                     ("bare CPU", "bare encoder CPU ms"), ("upload CPU", "upload CPU ms"),
+                                     ("decoder CPU", "decoder CPU ms"))}
         spec = MODELS[size]
         standin = sum((args.root / size / n).stat().st_size for n in ("encoder.onnx", "decoder.onnx"))
-        rows.append({"model": size, **med, **ratios,
+        shares = [p[k] for p in per_round for k in ("others' CPU share bare", "others' CPU share app")]
+        rows.append({"model": size, **med, **ratios, "others' CPU share": statistics.median(shares),
                      "download MB": spec.download_bytes / 1e6 if spec.download_bytes else float("nan"),
                      "stand-in MB": standin / 1e6, "rounds": per_round})
     return {"machine": common.machine_info(), "args": {k: str(v) if isinstance(v, Path) else v
@@ -218,8 +233,9 @@ def report(result: dict[str, Any]) -> str:
     lines = [f"CPU {m['cpu']} ({m['affinity']} cores usable), onnxruntime {m['onnxruntime']}; {result['photo']}; "
              f"{result['args']['rounds']} rounds × {result['args']['runs']} runs; load average {before} → {after}, "
              f"other processes used {result['foreign_cpu_share']:.0%} of the CPUs; {result['seconds']:.0f} s. "
-             "Medians over rounds; ratios: median of per-round ratios to small. Random-weight stand-ins; download "
-             "= the published fp32 files (— = unpublished).", "",
+             "Medians over rounds; ratios: median of per-round ratios to small (CPU: this process's CPU time over "
+             "all threads, steadier than wall time when other processes load the machine). Random-weight "
+             "stand-ins; download = the published fp32 files (— = unpublished).", "",
              common.table(result["rows"], COLUMNS, digits=2)]
     return "\n".join(lines)
 
@@ -238,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clicks", type=int, default=15, help="timed decoder calls per process")
     parser.add_argument("--mp", type=float, default=12.0, help="photo size in megapixels")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                        help="before each process, wait up to S seconds for other processes to use < 15 %% of the "
+                             "CPUs (their share during each measurement is recorded either way)")
     parser.add_argument("--photos", default=str(common.RESULTS / "photos"))
     parser.add_argument("--json", help="default: bench/results/models-<time>.json")
     parser.add_argument("--together", metavar="A,B",

@@ -21,9 +21,12 @@ def test_models_benchmark_measures_every_size_and_ratios_to_small(analytic_dir, 
     rows = {r["model"]: r for r in json.loads(out.read_text())["rows"]}
     assert set(rows) == {"tiny", "small"}
     assert rows["small"]["upload × small"] == 1.0 and rows["small"]["bare × small"] == 1.0
+    assert rows["small"]["bare CPU × small"] == 1.0 and rows["small"]["upload CPU × small"] == 1.0
+    assert 0.0 <= rows["tiny"]["others' CPU share"] <= 1.0
     for row in rows.values():
         assert row["upload-to-ready ms"] >= row["encoder in upload ms"] > 0
         assert row["bare encoder ms"] > 0 and row["decoder ms"] > 0 and row["peak RSS MiB"] > 0
+        assert row["bare encoder CPU ms"] > 0 and row["upload CPU ms"] > 0 and row["decoder CPU ms"] > 0
     assert rows["tiny"]["download MB"] == bench_models_download("tiny")
     assert "upload × small" in capsys.readouterr().out
 
