@@ -320,8 +320,10 @@ def _outputs(service, state: AppState, view: View, options: ViewOptions, extra: 
                for k, (thumb, s) in enumerate(zip(view.thumbnails, view.candidate_scores))]
     selected_obj = next((o for o in view.objects if o.selected), None)
     token = service.grants.issue(state.tab, state.record.key)  # the same token while it lives; renewed
+    # the page's own decoder is the default model's: no embeddings (so no previews) for another model's image
+    page = page_decoder.scene_fields(None if state.record.model else service.page_decoder, state.record.key, token)
     page_scene = scene.build_scene(state.editor, state.record.original_hw, state.record.frame.display_hw, view,
-                                   token, options)
+                                   token, options, image_extra=page)
     return Outputs(
         display=scene.to_json(page_scene),
         state=state,

@@ -208,7 +208,11 @@ VIEW_BOOT = (
     "const root = String((window.gradio_config && window.gradio_config.root) || location.origin + location.pathname)"
     ".replace(/\\/?$/, '/');\n"
     "import(root + 'view/static/main.js').then((m) => m.mount({element, trigger, props, watch, root, events}))"
-    ".then((view) => import(root + 'view/static/zoomed.js').then((z) => z.mount(view)))"
+    ".then((view) => { import(root + 'view/static/zoomed.js').then((z) => z.mount(view))"
+    "  .catch((err) => console.error('the zoomed-view plugin did not load', err));"
+    "  import(root + 'sam-page/js/preview.js').then((p) => p.install(view, {root}))"  # live preview
+    "  .catch((err) => console.warn('live preview not installed', err)); })"
     ".catch((err) => console.error('the image view did not load', err));\n")
 """The view component's ``js_on_load``: imports the view's modules from the app (``sam_demo.routes``), then mounts
-its plugins (``zoomed.js``: the zoomed view's region, for refining while zoomed)."""
+its plugins (``zoomed.js``: the zoomed view's region, for refining while zoomed; ``sam-page/js/preview.js``: live
+previews from the page's own decoder, :mod:`sam_demo.page_decoder`)."""

@@ -16,7 +16,10 @@ Schema (version :data:`SCENE_VERSION`; keys are short because the scene travels 
         "display": "view/<token>/display.jpg",  # URLs relative to the app's root
         "full": "view/<token>/full.jpg",        # upright original at full resolution (load lazily)
         "layers": "view/<token>/layer/",        # + "<layer id>.png"
-        "model": {"side": 1024, "sx": 1024/W, "sy": 1024/H}   # model frame: x_model = x * sx (squashed)
+        "model": {"side": 1024, "sx": 1024/W, "sy": 1024/H},  # model frame: x_model = x * sx (squashed)
+        "embeddings": {"key": "<sha256>",       # only with the page's decoder (sam_demo.page_decoder):
+                       "url": "sam-page/embeddings/<model>/<token>",   # this tab's fetch of them,
+                       "cacheUrl": "sam-page/cache/<model>/<sha256>"}  # the browser's cache entry
       },
       "objects": [                              # list order: later objects are drawn on top
         {"id": 3, "name": "Object 3", "color": "#e69f00",
@@ -27,6 +30,8 @@ Schema (version :data:`SCENE_VERSION`; keys are short because the scene travels 
          "shown": 0|1|2|null,                   # the candidate drawn (null without prompts)
          "score": iou | null,                   # predicted IoU of the shown candidate
          "scores": [iou0, iou1, iou2] | null,   # per candidate: the selected object only
+         "own_mask": true,                      # only when set: the mask is not the whole-image decoder's
+                                                # (refined in a crop, or brush strokes): no page preview
          "layer": {"id": "<24 hex>",            # content address of the 1-bit PNG
                    "rect": [x0, y0, x1, y1],    # what it covers, in ORIGINAL pixel EDGES (image = [0,W]x[0,H])
                    "size": [bw, bh]} | null}    # the bitmap's size, px (null: no prompts or empty mask)
@@ -104,11 +109,13 @@ def _object(obj: ObjectState, row: ObjectView, selected: bool, drawn: tuple[str,
     if selected and scores:
         out["scores"] = [round(float(s), SCORE_DIGITS) for s in scores]
     out["layer"] = _layer(drawn)
+    if obj.crop is not None or obj.strokes:
+        out["own_mask"] = True
     return out
 
 
 def build_scene(editor: Editor, original_hw: tuple[int, int], display_hw: tuple[int, int], view: View,
-                token: str, options: ViewOptions) -> dict[str, Any]:
+                token: str, options: ViewOptions, image_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The scene (see the module docstring) of one tab's image after an edit.
 
     Args:
@@ -117,6 +124,8 @@ def build_scene(editor: Editor, original_hw: tuple[int, int], display_hw: tuple[
         view: the service's :class:`~sam_demo.view.View` of this editor (rows, layers).
         token: the tab's grant for this image (:class:`sam_demo.grants.Grants`).
         options: opacity and outline, as the controls were.
+        image_extra: more fields of ``image`` (the page decoder's ``embeddings``,
+            :func:`sam_demo.page_decoder.scene_fields`).
     """
     (h, w), (dh, dw) = original_hw, display_hw
     rows = {row.id: row for row in view.objects}
@@ -126,7 +135,7 @@ def build_scene(editor: Editor, original_hw: tuple[int, int], display_hw: tuple[
     return {
         "v": SCENE_VERSION,
         "image": {"w": w, "h": h, "dw": dw, "dh": dh, "token": token, **image_urls(token),
-                  "model": {"side": MODEL_SIDE, "sx": MODEL_SIDE / w, "sy": MODEL_SIDE / h}},
+                  "model": {"side": MODEL_SIDE, "sx": MODEL_SIDE / w, "sy": MODEL_SIDE / h}, **(image_extra or {})},
         "objects": objects,
         "selected": editor.selected_id,
         "pending": None if pending is None else _xy(pending),

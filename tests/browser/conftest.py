@@ -10,6 +10,13 @@ Environment:
     SAM_TEST_CHROMIUM: path of the Chromium binary (default ``/usr/bin/chromium``,
         else ``chromium`` on PATH). Point it at a missing file to see the skip.
     SAM_TEST_REQUIRE_BROWSER: "1" to fail instead of skipping (implied by ``CI``).
+    SAM_TEST_NO_WASM: "1" runs every page without WebAssembly (an init script removes it): the page's own
+        decoder cannot start, so live previews are off with one notice, and every scenario must pass as
+        without them (``.ci/run`` runs the click, box and undo scenarios this way).
+
+The demo serves the page's own decoder, as the app does; its live previews are turned off in each page
+(the per-browser toggle, set by an init script) so the pixel checks see the server's picture only.
+tests/browser/test_live_preview.py turns them on.
 
 Screenshots of key states go to ``artifacts/screenshots/<test>_<state>.png`` at
 the repository root (git-ignored); a failing test also saves ``<test>_failure.png``.
@@ -35,6 +42,12 @@ SCREENSHOTS = REPO / "artifacts" / "screenshots"
 
 CHROMIUM_ENV = "SAM_TEST_CHROMIUM"
 REQUIRE_ENV = "SAM_TEST_REQUIRE_BROWSER"
+NO_WASM_ENV = "SAM_TEST_NO_WASM"
+PREVIEWS_OFF_JS = "localStorage.setItem('sam-live-preview', 'off');"
+"""Init script: the live-preview toggle (sam_demo/static/decoder/preview.js TOGGLE_KEY) off; a fresh context
+without it has previews on, as a first visit does."""
+NO_WASM_JS = "Object.defineProperty(globalThis, 'WebAssembly', {value: undefined, configurable: true});"
+"""Init script: a browser without WebAssembly."""
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 INSTALL_HINT = ("browser tests skipped: install Chromium (apt-get install chromium) and "
                 "`pip install -r requirements-test.txt`")
@@ -123,9 +136,12 @@ def _serve(predictor, image_cache_mb: int, models=None):
     """The demo on ``predictor`` (and ``models`` to choose from, by name), served in this process on a free port:
     yields its URL, closes it after."""
     import app
+    from sam_demo import page_decoder
     from sam_demo.service import SegmentationService
+    from sam_onnx.encoders import default_cache_dir
 
-    service = SegmentationService(predictor, image_cache_mb=image_cache_mb, models=models)
+    service = SegmentationService(predictor, image_cache_mb=image_cache_mb, models=models,
+                                  page_decoder=page_decoder.prepare(predictor, default_cache_dir()))
     demo = app.build_demo(service)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True,
                             **app.launch_kwargs("127.0.0.1", free_port(), routes=app.app_routes(service)))
@@ -166,12 +182,16 @@ def pytest_runtest_makereport(item, call):
         item.browser_failed = report.failed
 
 
-def _open(request, browser, demo_url, screenshots, options: dict, touch: bool):
+def _open(request, browser, demo_url, screenshots, options: dict, touch: bool, previews: bool = False):
     name = request.node.name.replace("[", "_").replace("]", "").replace("/", "_")
     for old in screenshots.glob(f"{name}_*.png"):
         old.unlink()
     context = browser.new_context(**options)
     context.set_default_timeout(TIMEOUT_MS)
+    if os.environ.get(NO_WASM_ENV) == "1":
+        context.add_init_script(NO_WASM_JS)
+    elif not previews:
+        context.add_init_script(PREVIEWS_OFF_JS)
     demo = DemoPage(context.new_page(), demo_url, screenshots, name, touch=touch)
     try:
         yield demo.open()

@@ -25,15 +25,6 @@ export const OVERLAY_INSTANT = 'sam-instant';
 const LABELS = { include: 1, exclude: 0 };
 const SAME_XY = 1e-3;                                // scenes carry coordinates to 1/1000 px
 
-/** The prompt mode chosen in the tool bar: 'include', 'exclude' or 'box' (the radio's checked choice). */
-export function currentMode(root = document) {
-  const checked = root.querySelector('#mode input[type=radio]:checked');
-  const text = checked ? `${checked.value} ${checked.closest('label')?.textContent || ''}` : '';
-  if (/box/i.test(text)) return 'box';
-  if (/exclude|negative/i.test(text)) return 'exclude';
-  return 'include';
-}
-
 /** The selected object of a scene, or null. */
 export function selectedObject(scene) {
   if (!scene || scene.selected == null) return null;
@@ -41,11 +32,11 @@ export function selectedObject(scene) {
 }
 
 /**
- * Whether the page's whole-image decoder gives what the server shows for this object: not for an object
- * refined in a crop, decoded in a zoomed view's crop, or carrying brush strokes (the server's mask differs).
+ * Whether the page's whole-image decoder gives what the server shows for this object: not for one whose
+ * mask is its own (refined in a crop, or edited with the brush: the scene says ``own_mask``).
  */
 export function decodable(obj) {
-  return !obj || !(obj.crop || obj.refined || obj.view_crop || (obj.strokes && obj.strokes.length));
+  return !obj || !obj.own_mask;
 }
 
 /** The prompts of an object as plain values: {points: [[x, y, label], ...], box: [x0, y0, x1, y1] | null}. */
@@ -111,7 +102,7 @@ export class LivePreview {
     this.config = config;
     this.notice = hooks.notice;
     this.startDecoder = hooks.startDecoder || ((c) => PageDecoder.start(c));
-    this.mode = hooks.mode || (() => currentMode());
+    this.mode = hooks.mode || (() => (view.promptMode ? view.promptMode() : 'include'));
     this.storage = hooks.storage || localStorage;
     this.enabled = this.storage.getItem(TOGGLE_KEY) !== 'off';
     this.decoder = null;       // PageDecoder once started
@@ -354,7 +345,8 @@ export class PreviewBar {
     this.element.id = BAR_ID;
     this.element.className = 'sam-live-preview';
     this.element.innerHTML = '<label title="Show the mask under the pointer before you click (computed in this '
-      + 'browser; nothing is sent to the server)"><input type="checkbox"> Live preview</label>'
+      + 'browser; nothing is sent to the server)"><input type="checkbox" style="appearance:auto;'
+      + 'accent-color:var(--color-accent);margin-right:.4em"> Live preview</label>'
       + '<span class="sam-live-preview-notice" role="status"></span>';
     this.checkbox = this.element.querySelector('input');
     this.noticeText = this.element.querySelector('.sam-live-preview-notice');
