@@ -12,6 +12,9 @@
 //   view.setOverlay(name, bitmap, rect, opacity = 1)   a bitmap (canvas/ImageBitmap) stretched over an
 //                                        edge-frame rectangle [x0, y0, x1, y1] of ORIGINAL pixels (see
 //                                        geometry.js); null bitmap removes it.
+//   view.setLayerOverride(id, {bitmap, rect} | null)  draw object `id`'s mask from this bitmap (white on
+//                                        transparent over an edge-frame rectangle of ORIGINAL pixels) instead of
+//                                        its layer, exactly as layers are drawn (fill, outline); null: its layer.
 //   view.redraw()                        schedule a redraw (next animation frame).
 //   view.geometry                        the current ViewTransform (css <-> original), view.scene the scene.
 //   view.registerMode(name, {cursor, onDown(p), onMove(p), onUp(p)}) and view.setMode(name | null): an
@@ -63,6 +66,8 @@ class View {
     this.listeners = new Map();
     this.hookLayers = new Map();
     this.overlays = new Map();
+    this.layerOverrides = new Map();  // object id -> {bitmap, rect, layerId}: drawn instead of its layer
+    this.overrideCount = 0;
     this.modes = new Map();
     this.mode = null;
     this.band = null;
@@ -103,6 +108,13 @@ class View {
   removeLayer(name) { this.hookLayers.delete(name); this.redraw(); }
   setOverlay(name, bitmap, rect, opacity = 1) {
     if (bitmap) this.overlays.set(name, {bitmap, rect, opacity}); else this.overlays.delete(name);
+    this.redraw();
+  }
+  setLayerOverride(id, layer) {
+    if (layer) {
+      this.layerOverrides.set(id, {bitmap: layer.bitmap, rect: layer.rect, layerId: `page-${++this.overrideCount}`});
+    }
+    else this.layerOverrides.delete(id);
     this.redraw();
   }
   registerMode(name, handlers) { this.modes.set(name, handlers); }
@@ -261,9 +273,10 @@ class View {
     const scene = this.scene;
     const objects = scene.objects.map((o) => {
       const entry = o.layer ? this.layers.get(o.layer.id) : null;
+      const over = this.layerOverrides.get(o.id);
       return {id: o.id, colour: o.color, visible: o.visible !== false, selected: !!o.selected, auto: !!o.auto,
-              points: o.points, box: o.box, layerId: o.layer && o.layer.id, rect: o.layer && o.layer.rect,
-              bitmap: entry && entry.bitmap};
+              points: o.points, box: o.box, layerId: over ? over.layerId : o.layer && o.layer.id,
+              rect: over ? over.rect : o.layer && o.layer.rect, bitmap: over ? over.bitmap : entry && entry.bitmap};
     });
     return {t: this.t, dpr: this.dpr, photo: this.photoFor(this.t), objects, pending: scene.pending,
             options: this.options(), band: this.band, hooks: {overlays: this.overlays, layers: this.hookLayers},
