@@ -338,7 +338,9 @@ FAKE_VIEW_JS = """async ({ scene, mode, fail, storageKey }) => {
   return true;
 }"""
 IDLE_JS = """async () => { const p = window.__preview;
-  for (let i = 0; i < 400 && (p.decoder?.busy || p.asked && !p.asked.result); i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 400 && (p.decoder?.busy || p.asked && !p.asked.result); i++) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
   return { stats: p.stats, overlays: [...window.__view.overlays.keys()],
            shown: p.shown && { x: p.shown.x, y: p.shown.y, prompts: p.shown.prompts } }; }"""
 OVERLAY_JS = """async (name) => { const o = window.__view.overlays.get(name); if (!o) return null;

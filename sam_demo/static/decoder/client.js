@@ -8,7 +8,8 @@
 export const EMBEDDINGS_CACHE = 'sam2-embeddings-v1';
 export const MAX_CACHED_IMAGES = 8; // Cache Storage entries (8.4 MB each) kept per browser; oldest dropped first
 export const START_TIMEOUT_MS = 120000; // onnxruntime-web + a 21 MB decoder on a slow line
-export const MAX_WORKER_IMAGES = 3; // images whose embeddings the worker holds (8.4 MB each, float16); must not exceed worker.js MAX_IMAGES
+// Images whose embeddings the worker holds (8.4 MB each, float16); must not exceed worker.js MAX_IMAGES.
+export const MAX_WORKER_IMAGES = 3;
 
 const URL_FIELDS = ['ortUrl', 'wasmPrefix', 'decoderUrl', 'workerUrl', 'clientUrl', 'url', 'cacheUrl'];
 
@@ -134,7 +135,8 @@ export class PageDecoder {
     this.bytesFetched += buffer.byteLength;
     if (cache) {
       try {
-        await cache.put(cacheUrl, new Response(buffer.slice(0), { headers: { 'Content-Type': 'application/octet-stream' } }));
+        const headers = { 'Content-Type': 'application/octet-stream' };
+        await cache.put(cacheUrl, new Response(buffer.slice(0), { headers }));
         const keys = await cache.keys();
         for (const old of keys.slice(0, Math.max(0, keys.length - MAX_CACHED_IMAGES))) await cache.delete(old);
       } catch (error) {
@@ -223,7 +225,8 @@ export class PageDecoder {
   _fail(error) {
     if (this.failed) return;
     this.failed = error;
-    for (const job of [...this._waiting.values(), ...this._exact, ...(this._preview ? [this._preview] : [])]) job.reject(error);
+    const jobs = [...this._waiting.values(), ...this._exact, ...(this._preview ? [this._preview] : [])];
+    for (const job of jobs) job.reject(error);
     this._waiting.clear();
     this._exact = [];
     this._preview = null;

@@ -38,7 +38,8 @@ export function promptProblem(prompts, originalHW) {
   if (points.length > MAX_POINTS) return `more than ${MAX_POINTS} points`;
   // The same rules as sam_onnx.types: a point on a pixel (0 <= x < W), a box's edges in [0, W] x [0, H].
   for (const [x, y, label] of points) {
-    if (!(Number.isFinite(x) && Number.isFinite(y) && x >= 0 && y >= 0 && x < w && y < h)) return 'a point outside the image';
+    const inside = Number.isFinite(x) && Number.isFinite(y) && x >= 0 && y >= 0 && x < w && y < h;
+    if (!inside) return 'a point outside the image';
     if (label !== 0 && label !== 1) return 'a point label other than 0 or 1';
   }
   if (prompts.box) {

@@ -26,7 +26,9 @@ export function parsePayload(buffer) {
   const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, PREFIX_BYTES, headerBytes)));
   const levels = LEVELS.map(([name, dims], i) => {
     const level = header.levels[i];
-    if (!level || level.name !== name || level.shape.join() !== dims.join()) throw new Error(`unexpected level ${name}`);
+    if (!level || level.name !== name || level.shape.join() !== dims.join()) {
+      throw new Error(`unexpected level ${name}`);
+    }
     const count = dims.reduce((a, b) => a * b, 1);
     if (start + level.offset + 2 * count > buffer.byteLength) throw new Error('the embedding payload is truncated');
     return { name, dims, data: new Uint16Array(buffer, start + level.offset, count) };

@@ -84,6 +84,17 @@ export function isEarlierState(earlier, later) {
                                         p[2] === later.points[i][2]);
 }
 
+/** A mask bitmap (any colour, clear outside) as the server's layers are: white inside, clear outside. */
+export function whiteMask(bitmap) {
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const g = canvas.getContext('2d');
+  g.drawImage(bitmap, 0, 0);
+  g.globalCompositeOperation = 'source-in';
+  g.fillStyle = '#ffffff';
+  g.fillRect(0, 0, canvas.width, canvas.height);
+  return canvas;
+}
+
 /** The edge-frame rectangle of ORIGINAL pixels a display-pixel crop covers: [x0, y0, x1, y1] (geometry.js). */
 export function cropRect(crop, image) {
   const sx = image.w / image.dw, sy = image.h / image.dh;
@@ -282,11 +293,23 @@ export class LivePreview {
     }
   }
 
+  /**
+   * Show the page's mask for the clicked object until the server's scene arrives. With the view's layer
+   * override it replaces the object's drawn layer (so an exclude click shrinks it at once) and is drawn as the
+   * server's layers are, fill and outline; else it is an overlay at the scene's opacity.
+   */
   paintInstant(instant, result, state) {
     this.stats.instant += 1;
     const crop = result.crop;
-    const opacity = this.view.options ? this.view.options().opacity : 0.5;
-    this.view.setOverlay(OVERLAY_INSTANT, crop.width ? crop.bitmap : null, cropRect(crop, state.scene.image), opacity);
+    const rect = cropRect(crop, state.scene.image);
+    const id = state.obj ? state.obj.id : null;
+    if (this.view.setLayerOverride && id != null) {
+      instant.objectId = id;
+      this.view.setLayerOverride(id, { bitmap: crop.width ? whiteMask(crop.bitmap) : new OffscreenCanvas(1, 1), rect });
+    } else {
+      const opacity = this.view.options ? this.view.options().opacity : 0.5;
+      this.view.setOverlay(OVERLAY_INSTANT, crop.width ? crop.bitmap : null, rect, opacity);
+    }
     instant.painted = performance.now();
     this.view.element?.dispatchEvent(new CustomEvent('sam-instant', { detail: instant }));
   }
@@ -303,6 +326,7 @@ export class LivePreview {
     clearTimeout(instant.timer);
     if (this.instant === instant) {
       this.instant = null;
+      if (instant.objectId != null) this.view.setLayerOverride(instant.objectId, null);
       this.view.setOverlay(OVERLAY_INSTANT, null);
     }
   }

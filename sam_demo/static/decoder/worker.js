@@ -70,7 +70,9 @@ async function cachedFiles(urls) {
 
 async function init({ ortUrl, wasmPrefix, decoderUrl, threads }) {
   const started = performance.now();
-  if (typeof WebAssembly !== 'object') throw Object.assign(new Error('this browser has no WebAssembly'), { kind: 'nowasm' });
+  if (typeof WebAssembly !== 'object') {
+    throw Object.assign(new Error('this browser has no WebAssembly'), { kind: 'nowasm' });
+  }
   ort = await import(ortUrl);
   const [wasm, model] = await cachedFiles([wasmPrefix + WASM_FILE, decoderUrl]);
   ort.env.wasm.wasmPaths = wasmPrefix;
@@ -82,7 +84,8 @@ async function init({ ortUrl, wasmPrefix, decoderUrl, threads }) {
     executionProviders: ['wasm'],
     graphOptimizationLevel: 'all',
   });
-  return { threads: ort.env.wasm.numThreads, isolated: !!self.crossOriginIsolated, loadMs: performance.now() - started };
+  return { threads: ort.env.wasm.numThreads, isolated: !!self.crossOriginIsolated,
+           loadMs: performance.now() - started };
 }
 
 function addImage(key, buffer) {
