@@ -320,8 +320,10 @@ def _outputs(service, state: AppState, view: View, options: ViewOptions, extra: 
                for k, (thumb, s) in enumerate(zip(view.thumbnails, view.candidate_scores))]
     selected_obj = next((o for o in view.objects if o.selected), None)
     token = service.grants.issue(state.tab, state.record.key)  # the same token while it lives; renewed
-    # the page's own decoder is the default model's: no embeddings (so no previews) for another model's image
-    page = page_decoder.scene_fields(None if state.record.model else service.page_decoder, state.record.key, token)
+    # The page's own decoder (live previews) gets the embeddings of an encoded image of the default model (the
+    # model it runs); a scene sent before the encoder finished (an upload's photo) names none.
+    offered = not state.record.model and service.is_encoded(state.record.key)
+    page = page_decoder.scene_fields(service.page_decoder if offered else None, state.record.key, token)
     page_scene = scene.build_scene(state.editor, state.record.original_hw, state.record.frame.display_hw, view,
                                    token, options, image_extra=page)
     return Outputs(
@@ -414,6 +416,7 @@ def upload(service: SegmentationService, path: str | None, model: str | None, op
             previous.record, previous.editor, options), options)
         raise user_error(exc) from None
     view = service.render(record, state.editor, options)
+    # the scene goes again (JSON): it now names the embeddings for the page's live previews
     yield _outputs(service, state, view, options,
                    "cached" if info["cache_hit"] else f"encode {info['encode_ms'] / 1e3:.2f} s")
 

@@ -51,6 +51,11 @@ class BoundedCache(Generic[V]):
             self._hits += 1
             return item[0]
 
+    def __contains__(self, key: Hashable) -> bool:
+        """Whether ``key`` is cached now (neither a use for the LRU order nor a hit or miss in the stats)."""
+        with self._lock:
+            return key in self._data
+
     def pop(self, key: Hashable) -> V | None:
         """Remove and return the entry of ``key`` (``None`` when there is none)."""
         with self._lock:

@@ -696,6 +696,10 @@ class SegmentationService:
         return View(drawn, thumbs, scores, chosen, rows, timings)
 
     # ------------------------------------------------------------------ the page's files (sam_demo.routes)
+    def is_encoded(self, key: str) -> bool:
+        """Whether image ``key``'s embedding is in the cache now (an upload's second step has run)."""
+        return key in self._images
+
     def embedding(self, key: str) -> ImageEmbedding | None:
         """The embedding of image ``key`` (encoded again after an eviction), or None when this server does not
         know the image (the page's decoder fetches it: :mod:`sam_demo.page_decoder`)."""

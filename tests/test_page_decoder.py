@@ -158,3 +158,25 @@ def test_scene_fields_name_the_image_and_the_tabs_grant(setup):
     fields = page_decoder.scene_fields(assets, KEY, TOKEN)["embeddings"]
     assert fields["key"] == KEY and TOKEN in fields["url"] and TOKEN not in fields["cacheUrl"]
     assert page_decoder.scene_fields(None, KEY, TOKEN) == {}
+
+
+def test_an_upload_names_its_embeddings_only_once_encoded(setup, tmp_path):
+    """The upload's first step shows the photo before the encoder runs: its scene names no embeddings (a fetch
+    then would start a second encode); the ready step's scene does, with the tab's grant."""
+    import app
+    from PIL import Image
+
+    from sam_demo.service import SegmentationService
+    from tests.app_support import OUT, scene_of
+
+    assets, _, _ = setup
+    predictor = Sam2Predictor.from_files(FIXTURE / "encoder.onnx", FIXTURE / "decoder.onnx", threads=1)
+    service = SegmentationService(predictor, image_cache_mb=64, page_decoder=assets)
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.full((60, 80, 3), 120, np.uint8)).save(path)
+    photo, ready = list(app.upload(service, str(path), None, 0.5, True))
+    assert "embeddings" not in scene_of(photo)["image"]
+    image = scene_of(ready)["image"]
+    key = ready[OUT["state"]].record.key
+    assert image["embeddings"] == {"key": key, **assets.embeddings_urls(key, image["token"])}
+    assert service.grants.resolve(image["token"]) == key
