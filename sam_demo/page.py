@@ -14,7 +14,9 @@ HELP = """**Upload or paste an image** (or pick an example), then click on it. *
 mask, **− Exclude** points cut regions away, **▭ Box** takes two clicks at opposite corners. Each object has its
 own prompts and colour: **+ New object** starts one, a click on a row of the list selects it. Pick one of the 3
 candidate masks under the list. **Refine** re-encodes a crop around the selected object for a mask as sharp as
-the photo (small objects, thin parts, exact edges; a second or two). On a phone, tap.
+the photo (small objects, thin parts, exact edges; a second or two). On a phone, tap. **Live preview** (the tick box
+under the status line): the mask under the pointer shows lightly before you click, computed in your
+browser; on a phone, press and hold to see it, release to add the point.
 
 **Keys:** `P` include · `N` exclude · `B` box · `Z` undo · `Y` / `Shift+Z` redo · `Esc` clear object ·
 `A` new object · `R` refine the selected object · `1` `2` `3` choose a mask."""

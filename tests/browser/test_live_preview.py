@@ -326,3 +326,56 @@ def test_without_webassembly_clicks_boxes_and_undo_work_and_one_notice_says_why(
                                    "(the server draws every mask).")
     assert demo.page.locator("#live-preview").count() == 1
     assert not demo.page.locator("#live-preview input").is_checked()
+
+
+# ---------------------------------------------------------------------------- bytes and access
+BYTES_JS = f"() => {LIVE}.decoder.bytesFetched"
+EMBEDDINGS_JS = f"() => {VIEW}.scene.image.embeddings"
+FETCH_JS = """async (url) => { const r = await fetch(url, {cache: 'no-store'});
+  return [r.status, (await r.arrayBuffer()).byteLength]; }"""
+
+
+def test_what_the_page_downloads_and_that_a_second_visit_downloads_nothing(live, pictures):
+    requests = []
+    live.page.context.on("request", lambda r: requests.append(r.url))
+    _upload_ready(live, pictures["wide"], WIDE_HW)
+    fetched = live.page.evaluate(BYTES_JS)
+    assert 8_388_608 < fetched <= 8.5e6  # the three float16 levels and a small header, once
+    first = [u for u in requests if "/sam-page/" in u]
+    assert any("/sam-page/decoder/" in u for u in first) and any(u.endswith(".wasm") for u in first)
+    requests.clear()
+    live.page.reload()  # a second visit in the same browser: the same image again
+    live.page.wait_for_selector("#live-preview", state="attached")
+    _upload_ready(live, pictures["wide"], WIDE_HW)
+    assert live.page.evaluate(BYTES_JS) == 0  # the embeddings came from this browser's Cache Storage
+    again = [u for u in requests if "/sam-page/" in u]
+    assert not [u for u in again if "/decoder/" in u or "/embeddings/" in u or u.endswith(".wasm")], again
+
+
+def test_a_second_session_cannot_fetch_the_first_sessions_embeddings(live, browser, demo_url, pictures, tmp_path):
+    _upload_ready(live, pictures["wide"], WIDE_HW)
+    mine = live.page.evaluate(EMBEDDINGS_JS)
+    assert live.page.evaluate(FETCH_JS, mine["url"])[0] == 200
+    other = browser.new_context()
+    try:
+        page = other.new_page()
+        page.goto(demo_url)
+        tag = mine["url"].split("/")[-2]
+        for url in (mine["cacheUrl"], f"sam-page/embeddings/{tag}/{mine['key']}",
+                    f"sam-page/embeddings/{tag}/{mine['key'][:22]}", f"sam-page/embeddings/{tag}/"):
+            status, size = page.evaluate(FETCH_JS, url)
+            assert status == 404 and size < 100, url  # "Not found", nothing of the image
+        # a session that opens another image gets a grant for that image only
+        other_picture = tmp_path / "other.png"
+        Image.fromarray(gradient_rgb(200, 300, seed=9)).save(other_picture)
+        from tests.browser.ui import DemoPage
+
+        demo = DemoPage(page, demo_url, live.shots, live.name + "_other").open()
+        demo.upload(other_picture, (200, 300))
+        page.wait_for_function(f"() => {VIEW}.scene && {VIEW}.scene.image.embeddings")
+        theirs = page.evaluate(EMBEDDINGS_JS)
+        assert theirs["key"] != mine["key"]
+        status, size = page.evaluate(FETCH_JS, theirs["url"])
+        assert status == 200 and size > 8_388_608
+    finally:
+        other.close()
