@@ -8,10 +8,14 @@ its verification run for it. The full-size stand-ins of every size were run by h
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -119,6 +123,67 @@ def test_missing_model_files_offline_exit_at_once_naming_the_file(tmp_path):
     assert "onnx/vision_encoder.onnx of onnx-community/sam2.1-hiera-large-ONNX" in run.stderr
     assert "HF_HUB_OFFLINE" in run.stderr and "Traceback" not in run.stderr
     assert seconds < 30  # a process start and an import; nothing waits for the network (measured ~3 s)
+
+
+APP_START_FAILURE_CPU_S = 30.0
+"""CPU seconds the app may spend before it stops for a missing model: a process start and Gradio's import
+(measured 5 s of CPU, 45 s of wall time at load average 15 on the 2 shared cores; so CPU time, not wall time)."""
+
+
+@contextlib.contextmanager
+def _hub_contacts():
+    """A local stand-in for the hub: a listening socket that counts the connections made to it.
+
+    Yields ``(endpoint URL, list of contacts)``; nothing is ever answered (a process that waited for the
+    hub would wait here, as it would for a slow network).
+    """
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    contacts: list[tuple[str, int]] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, address = server.accept()
+            except OSError:
+                continue
+            contacts.append(address)
+            conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}", contacts
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+@pytest.mark.timeout(240)  # a process importing Gradio: 45 s of wall time at load average 15 (see above)
+def test_app_missing_model_files_offline_exit_at_once_naming_the_file(tmp_path):
+    """``app.py --model tiny`` offline with an empty cache: status 1, its last line names tiny's first missing file
+    (the size asked for, not the default's), before anything is served. "At once": it never contacts the hub
+    (a counting socket stands in for it) and stops after a bounded amount of its own CPU time."""
+    with _hub_contacts() as (endpoint, contacts):
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": endpoint,
+               "GRADIO_ANALYTICS_ENABLED": "False"}
+        env.pop("SAM_ONNX_MODEL_DIR", None)
+        env.pop(MODEL_ENV, None)
+        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        run = subprocess.run([sys.executable, str(REPO / "app.py"), "--model", "tiny", "--port", "0", "--no-warmup"],
+                             capture_output=True, text=True, cwd=REPO, env=env, timeout=200)
+        cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
+    last = run.stderr.strip().splitlines()[-1]
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert last.startswith("error: ") and "onnx/vision_encoder.onnx of onnx-community/sam2.1-hiera-tiny-ONNX" in last
+    assert "HF_HUB_OFFLINE" in last and "Traceback" not in run.stderr and "serving on" not in run.stderr
+    assert contacts == [], "the app tried to reach the hub although downloads are off"
+    assert cpu_s < APP_START_FAILURE_CPU_S
 
 
 @pytest.mark.parametrize("argv, env", [(["--model", "huge"], {}), ([], {MODEL_ENV: "xl"})])
