@@ -372,7 +372,7 @@ class SafeBlocks(gr.Blocks):
         try:
             if isinstance(inputs, list) and not fn.batch and len(inputs) < len(fn.inputs):
                 inputs = _with_defaults(fn, inputs)
-            call = functools.partial(super().process_api, block_fn, inputs, state, request, *args,
+            call = functools.partial(self._all_or_nothing, block_fn, fn, inputs, state, request, *args,
                                      session_hash=session_hash, event_id=event_id, **kwargs)
             if session_hash and self._is_ordered(fn):
                 async with self.session_order.turn(session_hash):
@@ -392,6 +392,27 @@ class SafeBlocks(gr.Blocks):
             raise gr.Error(message, print_exception=False) from None
         finally:
             fair.current_owner.reset(token)
+
+    async def _all_or_nothing(self, block_fn, fn, inputs, state, *args, **kwargs):
+        """Gradio's ``process_api``, with the event's ``gr.State`` outputs put back as they were if it fails.
+
+        Gradio stores each output in order while postprocessing; a later output that fails (a full disk
+        while the gallery saves its images) would otherwise leave the earlier state written: the user sees
+        an error, yet the edit happened.
+        """
+        ids = [block._id for block in fn.outputs if block.stateful]
+        data = getattr(state, "state_data", None)
+        saved = {key: data[key] for key in ids if key in data} if data is not None else {}
+        try:
+            return await super().process_api(block_fn, inputs, state, *args, **kwargs)
+        except BaseException:
+            if data is not None:
+                for key in ids:
+                    if key in saved:
+                        data[key] = saved[key]
+                    else:
+                        data.pop(key, None)
+            raise
 
 
 def user_error(exc: Exception) -> gr.Error:

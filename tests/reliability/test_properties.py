@@ -16,7 +16,7 @@ import os
 import gradio as gr
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
@@ -45,11 +45,18 @@ def state(predictor, tmp_path_factory):
     path = tmp_path_factory.mktemp("prop") / "p.png"
     path.write_bytes(png_bytes(smooth_rgb(90, 120, seed=9)))
     record, _ = service.open_image(str(path))
-    return service, str(path), app.AppState(record, Editor.start(record.original_hw))
+    return service, str(path), app.AppState(record, Editor.start(record.original_hw), "property-tab")
+
+
+edges = st.sampled_from([-1e-9, 0, 89, 89.5, 90, 119, 119.5, 120])
+"""Coordinates at and just beyond the 120x90 image's edges (``state``'s image), where an off-by-one would show."""
 
 
 @PROPERTIES
-@given(index=json_values | st.tuples(json_scalars, json_scalars).map(list))
+@given(index=json_values | st.tuples(json_scalars | edges, json_scalars | edges).map(list))
+@example(index=[120, 5]).via("the first column past the image")
+@example(index=[5, 90]).via("the first row past the image")
+@example(index=[119.999, 89.999]).via("the last pixel's far corner")
 def test_any_forged_click_position_is_in_bounds_or_a_prompt_error(state, index):
     _, _, app_state = state
     h, w = app_state.record.frame.display_hw
@@ -59,6 +66,35 @@ def test_any_forged_click_position_is_in_bounds_or_a_prompt_error(state, index):
         assert str(exc)
         return
     assert math.isfinite(x) and math.isfinite(y) and 0 <= x < w and 0 <= y < h
+
+
+coordinate = json_scalars | st.floats(-10, 130) | edges
+view_prompts = json_values | st.fixed_dictionaries(
+    {"kind": st.sampled_from(app.PROMPT_KINDS + ("drag",))},
+    optional={"x": coordinate, "y": coordinate, "x1": coordinate, "y1": coordinate})
+
+
+@PROPERTIES
+@given(data=view_prompts, mode=st.sampled_from([app.MODE_POSITIVE, app.MODE_NEGATIVE, app.MODE_BOX]))
+@example(data={"kind": "click", "x": 119.5, "y": 5}, mode=app.MODE_POSITIVE).via("past the last pixel centre")
+@example(data={"kind": "box", "x": 0, "y": 0, "x1": 119, "y1": 89.5}, mode=app.MODE_BOX).via("a box one past")
+def test_any_forged_view_prompt_lands_on_the_image_or_is_a_prompt_error(state, data, mode):
+    """The page's ``prompt`` event (original pixels, what a click on the view sends) from a forged request."""
+    _, _, app_state = state
+    h, w = app_state.record.original_hw
+    try:
+        edited = app._apply_prompt(app_state, mode, data)
+    except InvalidPromptError as exc:
+        assert str(exc)
+        return
+    prompts = edited.editor.selected.prompts
+    xy = [(p.x, p.y) for p in prompts.points]
+    if prompts.box is not None:
+        xy += [(prompts.box.x0, prompts.box.y0), (prompts.box.x1, prompts.box.y1)]
+    if edited.editor.pending_corner is not None:
+        xy.append(edited.editor.pending_corner)
+    assert xy, "an accepted prompt left no trace"
+    assert all(math.isfinite(x) and math.isfinite(y) and 0 <= x <= w - 1 and 0 <= y <= h - 1 for x, y in xy), xy
 
 
 points = st.lists(st.one_of(st.tuples(st.floats(-10, 130), st.floats(-10, 100), st.sampled_from([0, 1, 2, -1]))
