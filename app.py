@@ -32,7 +32,7 @@ from sam_demo import page_decoder, routes, scene
 from sam_demo.editor import MAX_OBJECTS, Editor
 from sam_demo.gradio_guard import SafeBlocks, guarded, request_limits_middleware, uploaded_image, user_error
 from sam_demo.limits import api_request, parse_json
-from sam_demo.page import CSS, HEAD, HELP, TITLE, UPLOAD_BOX_HEIGHT, VIEW_BOOT, VIEW_TEMPLATE
+from sam_demo.page import CSS, HEAD, HELP, STATUS_ENGINE_CLASS, TITLE, UPLOAD_BOX_HEIGHT, VIEW_BOOT, VIEW_TEMPLATE
 from sam_demo.service import DEFAULT_DISPLAY_SIDE, DEFAULT_ENCODE_ZOOMED_VIEWS, RefineCancelled, Refinement, SEGMENT_OUTPUTS, SEGMENT_RLE, ImageRecord, SegmentationService
 from sam_demo.view import View, ViewOptions
 from sam_onnx import CropFrame, InvalidPromptError, ModelLoadError, Sam2Predictor, SamOnnxError, amg, encoders, vector
@@ -300,17 +300,19 @@ def _status(service: SegmentationService, state: AppState, view: View, extra: st
     parts = [f"**{w}×{h}**{shown}"]
     if extra:
         parts.append(extra)
+    engine = []  # times and engine details: CSS hides them on a phone (sam_demo/page.py, STATUS_ENGINE_CLASS)
     if any(o.has_prompts for o in view.objects):  # nothing is decoded or drawn before the first prompt
         decoded = f"decode {t.get('decode_ms', 0):.0f} ms" if t.get("decoded") else "masks cached"
-        parts += [decoded, f"render {t.get('render_ms', 0):.0f} ms"]
-    parts.append(f"{info['model'] or 'model'} · encoder {info['encoder']} · {', '.join(info['providers'])} · "
-                 f"{info['threads']} threads")
+        engine += [decoded, f"render {t.get('render_ms', 0):.0f} ms"]
+    engine.append(f"{info['model'] or 'model'} · encoder {info['encoder']} · {', '.join(info['providers'])} · "
+                  f"{info['threads']} threads")
     if info.get("encoder_check") == "running":
-        parts.append("checking faster encoders in the background")
+        engine.append("checking faster encoders in the background")
     pending = state.editor.pending_corner is not None
     hint = " · **Box:** now click the opposite corner" if pending else ""
     notes = "".join(f"<br>{n}" for n in state.record.notes)
-    return " · ".join(parts) + hint + notes
+    return (" · ".join(parts) + f'<span class="{STATUS_ENGINE_CLASS}"> · {" · ".join(engine)}</span>'
+            + hint + notes)
 
 
 def _outputs(service, state: AppState, view: View, options: ViewOptions, extra: str = "") -> list:
@@ -843,8 +845,10 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
         with gr.Row(equal_height=False, elem_id="top"):
             with gr.Column(scale=3, min_width=260):
                 gr.Markdown(TITLE, elem_id="title")
+            # no fullscreen/download buttons: they covered the box's label (only "remove" stays)
             image_in = uploaded_image(label="Image (upload or paste)", sources=["upload", "clipboard"],
-                                      elem_id="input_image", height=UPLOAD_BOX_HEIGHT, scale=1, min_width=150)
+                                      elem_id="input_image", height=UPLOAD_BOX_HEIGHT, scale=1, min_width=150,
+                                      buttons=[])
             examples = sorted(str(p) for p in ASSETS.glob("*.jpg")) + sorted(str(p) for p in ASSETS.glob("*.png"))
             example_list = None
             if examples:
@@ -885,9 +889,9 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                         delete_btn = gr.Button("Delete", elem_id="delete_btn", size="sm", variant="stop", min_width=0)
                         refine_btn = gr.Button("🔍 Refine", elem_id="refine_btn", size="sm", min_width=0)
                     object_name = gr.Textbox(label="Name (Enter to rename)", elem_id="object_name", max_lines=1)
-                candidates = gr.Gallery(label="Mask candidates (click to choose)", columns=3, rows=1, height=170,
+                candidates = gr.Gallery(label="Mask candidates (click to choose)", columns=3, rows=1, height="auto",
                                         allow_preview=False, elem_id="candidates", object_fit="contain",
-                                        format="jpeg")
+                                        format="jpeg", buttons=[])  # no "Download All" and co. over the masks
                 with gr.Accordion("Segment everything (automatic masks)", open=False, elem_id="everything"):
                     preset = gr.Radio(list(amg.PRESETS), value=amg.DEFAULT_PRESET, label="Preset",
                                       elem_id="everything_preset")
@@ -909,7 +913,8 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                     export_btn = gr.Button("⬇ Export masks", elem_id="export_btn", variant="primary")
                     load_btn = gr.UploadButton("Load prompts JSON", file_types=[".json"], elem_id="load_btn",
                                                size="sm")
-                downloads = gr.File(label="Downloads", file_count="multiple", elem_id="downloads", height=160)
+                downloads = gr.File(label="Downloads", file_count="multiple", elem_id="downloads", height=160,
+                                    interactive=False)  # a list to download from, not to drop files on
                 with gr.Accordion("How to use · keyboard shortcuts", open=False, elem_id="help_panel"):
                     gr.Markdown(HELP, elem_id="help_again")
         # Hidden controls behind the keyboard shortcuts and the scripted API (in the DOM, not shown).

@@ -34,6 +34,10 @@ EMPTY_DISPLAY_HEIGHT = "120px"
 """Before an upload the image box is low and the help is shown under it."""
 OBJECT_LIST_MAX_HEIGHT = "min(40vh, 360px)"
 """The object list scrolls beyond this, however many objects there are (segment everything adds up to 256)."""
+DOWNLOADS_EMPTY_HEIGHT = "64px"
+"""The download list before an export: a low box (Gradio's empty file box is 270 px tall, whatever its height)."""
+STATUS_ENGINE_CLASS = "sam-engine"
+"""The status line's times and engine details (``app._status``): shown on a desktop, not on a phone."""
 PHONE_MAX_WIDTH = "640px"
 PHONE_DISPLAY_HEIGHT = "75vh"
 PHONE_EXAMPLE_SIDE = "56px"
@@ -90,6 +94,22 @@ CSS = f"""
 #object-list .swatch {{ width: 1.1em; height: 1.1em; border-radius: 50%; display: inline-block;
                        border: 1px solid #0006; flex: none; }}
 #object-list .score {{ margin-left: auto; font-size: .85em; opacity: .8; }}
+/* The candidates: the label above the thumbnails (not over them), each score readable under its thumbnail. */
+#candidates label[data-testid=block-label] {{ position: static; margin: 0 0 2px; }}
+#candidates .grid-container {{ padding-top: 0; }}
+#candidates .grid-wrap {{ min-height: 0; overflow: visible; }}  /* as tall as one row of square thumbnails */
+#candidates .caption-label {{ max-width: none; left: 2px; right: 2px; bottom: 2px; text-align: center;
+                              font-size: .8rem; padding: 1px 2px; white-space: nowrap; }}
+/* The download list: low while empty; whole file names (wrapped), never "photo_4… .png". */
+#downloads .empty {{ min-height: 0; height: {DOWNLOADS_EMPTY_HEIGHT}; }}
+#downloads .empty .icon {{ height: 50%; }}
+#downloads .filename {{ display: block; overflow-wrap: anywhere; font-size: 0; }}  /* 0: no gap before .png */
+#downloads .filename .stem, #downloads .filename .ext {{ display: inline; white-space: normal;
+                                                         font-size: var(--text-md); }}
+#downloads .label-clear-button {{ display: none; }}
+/* The upload box's label above the picture (the "remove" button sat over it). */
+#input_image label[data-testid=block-label] {{ position: static; font-size: .8rem; margin: 0; }}
+#input_image .top-panel {{ top: auto; bottom: 2px; }}  /* "remove image": in the bottom corner, not on the label */
 .hidden-controls {{ display: none !important; }}
 .tool-row button {{ min-height: 44px; }}
 @media (pointer: coarse) {{
@@ -102,6 +122,9 @@ CSS = f"""
   #examples .gallery-item .container {{ width: {PHONE_EXAMPLE_SIDE}; height: {PHONE_EXAMPLE_SIDE}; }}
   #history button {{ padding-inline: .3em; }}
   #status {{ font-size: .8em; }}
+  #input_image label[data-testid=block-label] {{ font-size: .7rem; }}
+  #input_image label[data-testid=block-label] > span {{ display: none; }}  /* the icon: room for the words */
+  #status .{STATUS_ENGINE_CLASS} {{ display: none; }}  /* engine details: desktop only (one or two lines) */
   /* On a phone the image fills the width; no tall empty frame around a landscape photo. */
   #display .sam-view[data-state=image] {{ max-height: min({PHONE_DISPLAY_HEIGHT}, var(--sam-natural-h)); }}
 }}
