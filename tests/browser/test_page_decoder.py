@@ -307,10 +307,21 @@ def test_a_painted_mask_is_the_mask_in_the_objects_colour(analytic_server, analy
 # preview.js on a stand-in view (the plugin API of sam_demo/static/view/main.js: on/emit, setOverlay, scene,
 # latest, options, element), with the page decoder the test page already started. The real view's tests are in
 # tests/browser/test_live_preview.py.
-FAKE_VIEW_JS = """async ({ scene, mode, fail, storageKey }) => {
+OUT_OF_MEMORY_REASON = "RangeError: Array buffer allocation failed"
+OUT_OF_MEMORY_JS = f"""
+// A PageDecoder (client.js) on a stand-in worker that holds every image but answers every decode as the
+// worker does when the page runs out of memory (worker.js: kind 'memory').
+function outOfMemoryDecoder(PageDecoder) {{
+  const worker = {{ terminated: false, onmessage: null, onerror: null, terminate() {{ this.terminated = true; }},
+    postMessage(m) {{ setTimeout(() => worker.onmessage({{ data: m.type === 'image' ? {{ type: 'image', key: m.key }}
+      : {{ type: 'error', id: m.id, kind: 'memory', reason: '{OUT_OF_MEMORY_REASON}' }} }}), 5); }} }};
+  window.__oomWorker = worker;
+  return new PageDecoder(worker, {{ threads: 1, isolated: false }});
+}}"""
+FAKE_VIEW_JS = """async ({ scene, mode, fail, storageKey }) => {""" + OUT_OF_MEMORY_JS + """
   const root = window.__samRoot;
   const { LivePreview } = await import(new URL('sam-page/js/preview.js', root).href);
-  const { DecoderUnavailable } = await import(new URL('sam-page/js/client.js', root).href);
+  const { DecoderUnavailable, PageDecoder } = await import(new URL('sam-page/js/client.js', root).href);
   const listeners = new Map();
   const view = {
     scene, latest: scene, element: document.createElement('div'), overlays: new Map(), log: [],
@@ -327,8 +338,9 @@ FAKE_VIEW_JS = """async ({ scene, mode, fail, storageKey }) => {
   const storage = { getItem: (k) => store.get(k) ?? null, setItem: (k, v) => store.set(k, v) };
   window.__notices = [];
   window.__mode = mode;
-  const start = fail ? () => Promise.reject(new DecoderUnavailable(fail))
-                     : () => Promise.resolve(window.__samDecoder);
+  const start = fail === 'oom' ? () => Promise.resolve(outOfMemoryDecoder(PageDecoder))
+              : fail ? () => Promise.reject(new DecoderUnavailable(fail))
+              : () => Promise.resolve(window.__samDecoder);
   const preview = new LivePreview(view, { enabled: true },
     { notice: (t) => window.__notices.push(t), startDecoder: start, mode: () => window.__mode, storage });
   window.__view = view;
@@ -505,3 +517,21 @@ def test_when_the_decoder_cannot_start_previews_are_off_with_one_notice(fake_vie
     assert notices == ["Live previews are off: onnxruntime-web failed to load (test). Clicks work as usual "
                        "(the server draws every mask)."]
     assert page.evaluate("window.__view.log.filter(([n, on]) => on).length") == 0
+
+
+def test_when_the_page_runs_out_of_memory_previews_stop_with_one_notice(fake_view):
+    """A decode that fails for lack of memory (the worker says so) stops the decoder and the previews for good;
+    the notice says why, once, however many decodes were waiting or come after."""
+    page, record, start = fake_view
+    start(fail="oom")
+    moves = """async (y) => { for (let i = 0; i < 5; i++) window.__view.emit('hover', {x: 50 + 40 * i, y});
+        window.__view.emit('commit', {kind: 'click', x: 80, y}); await new Promise((r) => setTimeout(r, 100)); }"""
+    page.evaluate(moves, 60)
+    page.wait_for_function("window.__notices.length > 0")  # once the embeddings reached the stand-in worker
+    page.evaluate(moves, 90)
+    assert page.evaluate("window.__notices") == [
+        f"Live previews are off: out of memory ({OUT_OF_MEMORY_REASON}). Clicks work as usual "
+        "(the server draws every mask)."]
+    state = page.evaluate("""() => ({ off: window.__preview.active === false, terminated: window.__oomWorker.terminated,
+        overlays: [...window.__view.overlays.keys()], drawn: window.__view.log.filter(([n, on]) => on).length })""")
+    assert state == {"off": True, "terminated": True, "overlays": [], "drawn": 0}
