@@ -35,7 +35,7 @@ from sam_demo.limits import api_request, parse_json
 from sam_demo.page import CSS, HEAD, HELP, STATUS_ENGINE_CLASS, TITLE, UPLOAD_BOX_HEIGHT, VIEW_BOOT, VIEW_TEMPLATE
 from sam_demo.service import DEFAULT_DISPLAY_SIDE, DEFAULT_ENCODE_ZOOMED_VIEWS, RefineCancelled, Refinement, SEGMENT_OUTPUTS, SEGMENT_RLE, ImageRecord, SegmentationService
 from sam_demo.view import View, ViewOptions
-from sam_onnx import CropFrame, InvalidPromptError, ModelLoadError, Sam2Predictor, SamOnnxError, amg, encoders, vector
+from sam_onnx import Abort, Aborted, CropFrame, InvalidPromptError, ModelLoadError, Sam2Predictor, SamOnnxError, amg, encoders, vector
 from sam_onnx.encoders import ENCODER_ENV, encoder_choices
 from sam_onnx.encoders.remote import BACKENDS as ENCODER_BACKENDS
 from sam_onnx.encoders.remote import RemoteEncoder, encoder_for_backend
@@ -77,6 +77,9 @@ EDIT_CONCURRENCY = None
 """Edits of different tabs run side by side: each tab's own edits wait for each other
 (``SafeBlocks.order_per_session``) and the engine shares the CPU between tabs in short turns
 (``sam_demo.fair``), so no tab's work holds another's click."""
+PROGRESS_INTERVAL_S = 0.5
+"""Least time between two progress messages of a long run (segment everything sends one per decoder call
+otherwise: hundreds, which kept a loaded browser from reacting to a new upload for seconds)."""
 STATE_TTL_S = 3600
 """Seconds a browser tab's state lives after its last event (Gradio's ``time_to_live``)."""
 MAX_FILE_SIZE = "20mb"
@@ -342,19 +345,68 @@ def _outputs(service, state: AppState, view: View, options: ViewOptions, extra: 
 
 
 # ---------------------------------------------------------------------------- handlers
-def open_image(service: SegmentationService, path: str | None, model: str | None = None, progress=gr.Progress()):
+def open_image(service: SegmentationService, path: str | None, model: str | None = None,
+               request: gr.Request = None, progress=gr.Progress()):
     """Upload handler (encoder queue): load, check and encode with the tab's model choice (``model``, ``None`` =
     the default); the result is swapped in by ``show_image``.
 
-    Clearing the upload box (``path`` None) changes nothing: the current image and masks stay.
+    Clearing the upload box (``path`` None) changes nothing: the current image and masks stay. An upload
+    nobody waits for any more (its tab left, or opened another image: :func:`stop_tab_work`) stops at its
+    next safe point, even in the middle of its encoder run, and shows nothing (``None``).
     """
     if path is None:
         return None
+    token = _upload_token(request)
+    abort = service.cancels.start(token) if token else Abort()
     try:
-        record, info = service.open_image(path, model=model or "", progress=lambda f, m: progress(f, desc=m))
+        record, info = service.open_image(path, model=model or "", progress=lambda f, m: progress(f, desc=m),
+                                          abort=abort)
+    except Aborted:
+        return None
     except SamOnnxError as exc:
         raise user_error(exc) from None
+    finally:
+        if token:
+            service.cancels.finish(token, abort)
     return record, info
+
+
+NEW_IMAGE = "a new image"
+TAB_LEFT = "the tab left"
+"""Why a tab's work was stopped without its Cancel button (:attr:`sam_onnx.abort.Abort.reason`): said to nobody."""
+
+
+def _upload_token(request: gr.Request | None) -> str | None:
+    """The cancel token of a tab's upload or model switch (beside its segment-everything and refine tokens)."""
+    tab = _tab_id(request)
+    return f"{tab}:upload" if tab else None
+
+
+def stop_tab_work(service: SegmentationService, state, request: gr.Request = None) -> None:
+    """Stop what a tab started and nobody will wait for (outside the queues, at once): its upload or model
+    switch, its segment-everything run and its refine.
+
+    Runs when the tab opens another image (before that image's own upload event, so its encoder run never
+    waits for the old work).
+    """
+    token = _upload_token(request)
+    stopped = bool(token) and service.cancels.cancel(token, NEW_IMAGE)
+    stopped = _stop_everything(service, state, request, NEW_IMAGE) or stopped
+    stopped = cancel_refine(service, state, request) or stopped
+    if stopped:
+        logger.info("tab %s opened another image: its running work was stopped", (_tab_id(request) or "?")[:8])
+
+
+def leave_tab(service: SegmentationService, request: gr.Request = None) -> None:
+    """A tab was closed or reloaded (Gradio's ``unload`` event, which gives no state): stop its work, as
+    :func:`stop_tab_work` does (its segment-everything and refine tokens are the tab's when it has one)."""
+    tab = _tab_id(request)
+    if tab is None:
+        return
+    stopped = [token for token in (f"{tab}:upload", tab, f"{tab}:refine") if service.cancels.cancel(token, TAB_LEFT)]
+    if stopped:
+        logger.info("tab %s left: its running work was stopped (%s)", tab[:8],
+                    ", ".join(t.split(":")[1] if ":" in t else "everything" for t in stopped))
 
 
 @takes_view_options
@@ -390,15 +442,33 @@ def upload(service: SegmentationService, path: str | None, model: str | None, op
     First the photo: the file is read and checked and its display copy made (``service.receive_image``), and
     the page shows it with a fresh editor before the encoder runs. Then the encoder run
     (``service.encode_image``) and the ready view. Clicks on the new photo meanwhile wait for the second step
-    and then apply to it; a page that left before the second step is never encoded (Gradio stops a
-    generator whose page is gone). The same photo uploaded again keeps the user's prompts. A
+    and then apply to it. An upload nobody waits for any more (its tab closed or reloaded: :func:`leave_tab`;
+    the tab opened another image: :func:`stop_tab_work`) stops at its next safe point, even in the middle of
+    its encoder run, and shows nothing more. The same photo uploaded again keeps the user's prompts. A
     segment-everything run or a refine of this tab on the previous image is cancelled.
     """
     if path is None:  # the upload box was cleared: the current image and masks stay
         yield unchanged()
         return
+    token = _upload_token(request)
+    abort = service.cancels.start(token) if token else Abort()
     try:
-        record, _ = service.receive_image(path, model=model or "", progress=lambda f, m: progress(f, desc=m))
+        yield from _upload_steps(service, path, model, ViewOptions(opacity, contour), state, request, progress, abort)
+    except Aborted:  # nobody waits for this image any more (stop_tab_work, leave_tab): nothing more to show
+        logger.info("upload of tab %s stopped: %s", (token or "?")[:8], abort.reason or "stopped")
+    finally:
+        if token:
+            service.cancels.finish(token, abort)
+
+
+def _upload_steps(service: SegmentationService, path: str, model: str | None, options: ViewOptions,
+                  state: AppState | None, request: gr.Request | None, progress, abort: Abort):
+    """The two steps of :func:`upload`; ``abort`` stops them at the next safe point (raises ``Aborted``)."""
+    report = lambda f, m: progress(f, desc=m)  # noqa: E731
+    try:
+        record, _ = service.receive_image(path, model=model or "", progress=report, abort=abort)
+    except Aborted:
+        raise
     except SamOnnxError as exc:
         raise user_error(exc) from None
     if state is not None and (state.record.key, state.record.path) == (record.key, record.path):
@@ -408,11 +478,12 @@ def upload(service: SegmentationService, path: str | None, model: str | None, op
     cancel_refine(service, state, request)
     tab = state.tab if state is not None else (_tab_id(request) or secrets.token_urlsafe(16))
     previous, state = state, AppState(record, Editor.start(record.original_hw), tab)
-    options = ViewOptions(opacity, contour)
     # the scene names the display copy, which the page loads now (made in step 1, served before the encoder ran)
     yield _outputs(service, state, service.photo_view(record, state.editor), options, "encoding the image…")
     try:
-        info = service.encode_image(record, progress=lambda f, m: progress(f, desc=m))
+        info = service.encode_image(record, progress=report, abort=abort)
+    except Aborted:
+        raise
     except SamOnnxError as exc:  # the encoder failed: back to the image and work the tab had, then the message
         yield unchanged() if previous is None else _outputs(service, previous, service.render(
             previous.record, previous.editor, options), options)
@@ -428,7 +499,7 @@ def load_image_api(service: SegmentationService, path: str | None, options: View
     """Upload and show in one call (for API clients, which do not follow the UI's chained events)."""
     if path is None:
         raise gr.Error("Send an image.", print_exception=False)
-    return show_image(service, open_image(service, path, progress), options.opacity, options.contour)
+    return show_image(service, open_image(service, path, progress=progress), options.opacity, options.contour)
 
 
 def _edit(service, state: AppState, options: ViewOptions, change):
@@ -623,21 +694,30 @@ def run_everything(service: SegmentationService, state, preset, request: gr.Requ
     Returns ``(image key, found objects or None if cancelled)``: the messages
     are left to ``apply_everything``, which knows whether the user still looks
     at the same image (a new upload cancels the run and must not get its toast).
+    ``None`` when it was stopped by a new image or because the tab left (:func:`stop_tab_work`).
     """
     state = _require(state)
     token = _tab_id(request) or state.record.key
     estimate = service.everything_estimate(state.record, preset)
     started = time.perf_counter()
 
+    last = [0.0]
+
     def report(done: int, total: int) -> None:
-        left = max(0.0, estimate.seconds - (time.perf_counter() - started))
+        now = time.perf_counter()
+        if now - last[0] < PROGRESS_INTERVAL_S and done < total:
+            return  # each message costs the page a redraw: on a busy phone, one per decoder call delays its taps
+        last[0] = now
+        left = max(0.0, estimate.seconds - (now - started))
         progress((done, total), desc=f"Segment everything: {done}/{total} decoder calls, about {left:.0f} s left")
 
     cancelled = service.cancels.start(token)
     try:
-        found = service.segment_everything(state.record, preset, progress=report, cancel=cancelled.is_set)
-    except amg.Cancelled:
-        return state.record.key, None
+        found = service.segment_everything(state.record, preset, progress=report, cancel=cancelled.is_set,
+                                           abort=cancelled)
+    except (amg.Cancelled, Aborted):
+        # stopped by the Cancel button: said so; by a new image or a tab that left: nothing to say
+        return None if cancelled.reason else (state.record.key, None)
     finally:
         service.cancels.finish(token, cancelled)
     return state.record.key, found
@@ -662,12 +742,17 @@ def apply_everything(service, found, state, options: ViewOptions):
 
 
 def cancel_everything(service: SegmentationService, state, request: gr.Request = None) -> None:
-    """Stop this user's segment-everything run (runs outside the queues, at once)."""
+    """Stop this user's segment-everything run (runs outside the queues, at once); the Cancel button."""
+    _stop_everything(service, state, request)
+
+
+def _stop_everything(service: SegmentationService, state, request: gr.Request | None, reason: str = "") -> bool:
+    """Stop the tab's segment-everything run; with a ``reason`` (a new image, the tab left) it ends silently.
+    Returns whether one was running."""
     tab = _tab_id(request)
-    if tab is not None and service.cancels.cancel(tab):
-        return
-    if state is not None:
-        service.cancels.cancel(state.record.key)
+    if tab is not None and service.cancels.cancel(tab, reason):
+        return True
+    return state is not None and service.cancels.cancel(state.record.key, reason)
 
 
 def _refine_token(state: AppState, request: gr.Request | None) -> str:
@@ -686,7 +771,7 @@ def run_refine(service: SegmentationService, state, request: gr.Request = None, 
     token = _refine_token(state, request)
     cancelled = service.cancels.start(token)
     try:
-        return service.refine(state.record, state.editor, cancel=cancelled.is_set,
+        return service.refine(state.record, state.editor, abort=cancelled,
                               progress=lambda f, m: progress(f, desc=m))
     except RefineCancelled:
         return None
@@ -712,10 +797,9 @@ def refine_api(service, state, options: ViewOptions, request: gr.Request = None)
     return apply_refine(service, run_refine(service, state, request), state, options.opacity, options.contour)
 
 
-def cancel_refine(service: SegmentationService, state, request: gr.Request = None) -> None:
-    """Stop this tab's refine, if one runs: its object is left as it was."""
-    if state is not None:
-        service.cancels.cancel(_refine_token(state, request))
+def cancel_refine(service: SegmentationService, state, request: gr.Request = None) -> bool:
+    """Stop this tab's refine, if one runs: its object is left as it was. Returns whether one was running."""
+    return state is not None and service.cancels.cancel(_refine_token(state, request))
 
 
 # ---------------------------------------------------------------------------- refine while zoomed (issue 19 item 3)
@@ -785,15 +869,24 @@ def apply_zoomed(service: SegmentationService, encoded, state):
     return replace(state, view_crop=crop)
 
 
-def switch_model(service: SegmentationService, state, model: str | None, progress=gr.Progress()):
+def switch_model(service: SegmentationService, state, model: str | None, request: gr.Request = None,
+                 progress=gr.Progress()):
     """The model choice changed (encoder queue): the tab's image encoded with that model (or found in the cache);
-    ``show_switched`` swaps it in. Without an image the choice only applies to the next upload."""
+    ``show_switched`` swaps it in. Without an image the choice only applies to the next upload. A tab that
+    leaves or opens another image meanwhile stops it, like an upload."""
+    token = _upload_token(request)
+    abort = service.cancels.start(token) if token else Abort()
     try:
         if state is None or not model or service.predictor_for(model) is service.predictor_for(state.record.model):
             return None
-        return service.switch_model(state.record, model, progress=lambda f, m: progress(f, desc=m))
+        return service.switch_model(state.record, model, progress=lambda f, m: progress(f, desc=m), abort=abort)
+    except Aborted:
+        return None
     except SamOnnxError as exc:
         raise user_error(exc) from None
+    finally:
+        if token:
+            service.cancels.finish(token, abort)
 
 
 @takes_view_options
@@ -953,7 +1046,11 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
         for trigger, name in opened:
             # One generator event: the photo shown first, then the encoder run. It writes the tab's state, so it
             # runs in order with the tab's edits (SafeBlocks.order_per_session), one step at a time.
-            trigger(bind(upload, service), [image_in, model_choice, *view_inputs, state], outputs, concurrency_id=ENCODE_QUEUE,
+            # Before it, at once and outside the queues, stop what this tab still runs for its previous image (its
+            # upload, segment everything, refine): the new image's encoder run must not wait for any of it.
+            trigger(bind(stop_tab_work, service), [state], None, queue=False, trigger_mode="always_last",
+                    show_progress="hidden", api_name=f"ui_stop_{name}", api_visibility="private").then(
+                bind(upload, service), [image_in, model_choice, *view_inputs, state], outputs, concurrency_id=ENCODE_QUEUE,
                     concurrency_limit=service.upload_concurrency, trigger_mode="always_last",
                     api_name=f"ui_open_{name}", api_visibility="private", show_progress="full",
                     show_progress_on=[image_in]).then(
@@ -1031,6 +1128,8 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
         api_btn.click(bind(api_segment, service), [api_image, api_prompts, api_format, api_tolerance], [api_result],
                       api_name="segment",
                       concurrency_id=SEGMENT_QUEUE, concurrency_limit=1)
+    # A tab closed or reloaded: its upload, segment everything and refine stop (their slots go to the others).
+    demo.unload(bind(leave_tab, service))
     demo.queue(max_size=QUEUE_MAX_SIZE)
     return demo
 

@@ -42,7 +42,7 @@ current_owner: contextvars.ContextVar[Hashable | None] = contextvars.ContextVar(
 """Who the running event belongs to (a browser tab's session hash); ``None`` outside events."""
 
 CANCEL_POLL_S = 0.05
-"""How often a waiting :meth:`FairGate.lowest_turn` with a ``cancel`` checks it."""
+"""How often a waiting turn with a ``cancel`` checks it."""
 SHARE_AFTER_S = 0.03
 """A turn held longer than this is handed over at the next :meth:`Turn.share` if another owner waits."""
 BACKGROUND = ("background",)
@@ -124,9 +124,15 @@ class FairGate:
         self._beside: set[Beside] = set()
         self._local = threading.local()
 
-    def turn(self, who: Hashable | None = None) -> contextlib.AbstractContextManager[Turn]:
-        """Wait for a turn for ``who`` (default: :func:`owner`), hold it for the ``with`` block."""
-        return self._turn(owner() if who is None else who, lowest=False)
+    def turn(self, who: Hashable | None = None,
+             cancel: Callable[[], bool] | None = None) -> contextlib.AbstractContextManager[Turn]:
+        """Wait for a turn for ``who`` (default: :func:`owner`), hold it for the ``with`` block.
+
+        With ``cancel`` (polled every :data:`CANCEL_POLL_S` while it waits), the request is withdrawn when
+        ``cancel()`` returns True and the ``with`` block gets ``None``: an upload whose page left gives its
+        place to the next one before it ever runs.
+        """
+        return self._turn(owner() if who is None else who, lowest=False, cancel=cancel)
 
     def lowest_turn(self, cancel: Callable[[], bool] | None = None) -> contextlib.AbstractContextManager[Turn | None]:
         """A turn after everyone's: given only while no owner waits (a short piece of background work).
@@ -176,8 +182,8 @@ class FairGate:
             return sum(len(q) for q in self._waiting.values()) + len(self._lowest)
 
     def _acquire(self, who: Hashable, lowest: bool = False, cancel: Callable[[], bool] | None = None) -> float | None:
-        """Wait for the turn (``lowest``: behind every owner); returns the seconds waited, or ``None`` when a
-        lowest request was withdrawn because ``cancel()`` returned True."""
+        """Wait for the turn (``lowest``: behind every owner); returns the seconds waited, or ``None`` when the
+        request was withdrawn because ``cancel()`` returned True."""
         with self._lock:
             for work in self._beside:  # whatever runs beside the gate now shares the CPU with this turn
                 work.disturbed = True
@@ -190,15 +196,25 @@ class FairGate:
             else:
                 self._waiting.setdefault(who, deque()).append(ticket)
         started = time.perf_counter()
-        if lowest and cancel is not None:
+        if cancel is not None:
             while not ticket.wait(CANCEL_POLL_S):
                 if cancel():
                     with self._lock:
                         if not ticket.is_set():  # not handed the slot meanwhile: withdraw
-                            self._lowest.remove(ticket)
+                            self._withdraw(who, ticket, lowest)
                             return None
         ticket.wait()  # set by _release, which hands its slot over (the count of running turns stays)
         return time.perf_counter() - started
+
+    def _withdraw(self, who: Hashable, ticket: threading.Event, lowest: bool) -> None:
+        """Take a waiting request out of line (the lock is held)."""
+        if lowest:
+            self._lowest.remove(ticket)
+            return
+        queue = self._waiting[who]
+        queue.remove(ticket)
+        if not queue:
+            del self._waiting[who]
 
     def _release(self) -> None:
         with self._lock:

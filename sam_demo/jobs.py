@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from sam_onnx import amg
+from sam_onnx.abort import Abort
 from sam_onnx.errors import InvalidPromptError
 from sam_onnx.types import Box, Point, Prompts
 
@@ -81,32 +82,36 @@ class SpeedMeter:
 
 
 class CancelRegistry:
-    """Cancel flags of long runs (segment everything), keyed by a caller's token (e.g. a browser tab's id).
+    """Cancel flags of runs a user may stop or leave (uploads, segment everything, refines), keyed by a caller's
+    token (e.g. a browser tab's id and the kind of run).
 
-    Entries exist only while a run is in progress, so the registry stays as
-    small as the number of concurrent runs.
+    A flag is an :class:`~sam_onnx.abort.Abort`: setting it also stops an encoder run made under it at once
+    (:meth:`sam_onnx.Sam2Predictor.encode_pixels`). Entries exist only while a run is in progress, so the
+    registry stays as small as the number of concurrent runs.
     """
 
     def __init__(self) -> None:
-        self._events: dict[str, threading.Event] = {}
+        self._events: dict[str, Abort] = {}
         self._lock = threading.Lock()
 
-    def start(self, token: str) -> threading.Event:
-        event = threading.Event()
+    def start(self, token: str) -> Abort:
+        """A new run of ``token``: its flag (a run of the same token still registered is left to finish)."""
+        event = Abort()
         with self._lock:
             self._events[token] = event
         return event
 
-    def cancel(self, token: str) -> bool:
-        """Ask the run of ``token`` to stop; False if none is running."""
+    def cancel(self, token: str, reason: str = "") -> bool:
+        """Ask the run of ``token`` to stop (``reason``: see :attr:`sam_onnx.abort.Abort.reason`); False if none
+        is running."""
         with self._lock:
             event = self._events.get(token)
         if event is None:
             return False
-        event.set()
+        event.set(reason)
         return True
 
-    def finish(self, token: str, event: threading.Event) -> None:
+    def finish(self, token: str, event: Abort) -> None:
         with self._lock:
             if self._events.get(token) is event:
                 del self._events[token]

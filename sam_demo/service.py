@@ -44,7 +44,8 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from sam_onnx import amg, export, refine, vector
-from sam_onnx.errors import InvalidImageError, InvalidPromptError
+from sam_onnx.abort import Abort
+from sam_onnx.errors import Aborted, InvalidImageError, InvalidPromptError
 from sam_onnx.geometry import CropFrame, DisplayFrame, Geometry
 from sam_onnx.image import DEFAULT_LIMITS, ImageLimits, image_size, load_image
 from sam_onnx.predictor import Sam2Predictor
@@ -231,21 +232,30 @@ class _FairTurns:
     """The predictor as :func:`sam_onnx.amg.generate` uses it, run inside a turn of the compute gate: decoder
     calls share that turn, and an encoder run (a crop) gives it up while it waits for and uses the encoder."""
 
-    def __init__(self, service: SegmentationService, turn: fair.Turn, predictor: Sam2Predictor) -> None:
+    def __init__(self, service: SegmentationService, turn: fair.Turn, predictor: Sam2Predictor,
+                 abort: Abort | None = None) -> None:
         self._service = service
         self._turn = turn
         self._predictor = predictor
+        self._abort = abort
         self.encode_seconds = 0.0
 
     def encode(self, image) -> ImageEmbedding:
-        with self._turn.paused(), self._service.encoder_gate.turn():
+        with self._turn.paused(), self._service.encoder_gate.turn(cancel=_cancel_of(self._abort)) as encoding:
+            if encoding is None:
+                raise Aborted()
             started = time.perf_counter()
-            embedding = self._predictor.encode(image)
+            embedding = self._predictor.encode(image, abort=self._abort)
             self.encode_seconds += time.perf_counter() - started
             return embedding
 
     def decode_many(self, embedding: ImageEmbedding, objects: Sequence[Prompts], **_: Any) -> list[MaskResult]:
         return self._service.decode(embedding, objects, self._predictor)
+
+
+def _cancel_of(abort: Abort | None) -> Callable[[], bool] | None:
+    """What a :class:`~sam_demo.fair.FairGate` turn polls while it waits: the abort's flag, if any."""
+    return None if abort is None else abort.is_set
 
 
 def _jpeg(rgb: NDArray[np.uint8], quality: int) -> bytes:
@@ -331,10 +341,13 @@ class SegmentationService:
         self._local = threading.local()
 
     # ------------------------------------------------------------------ images
-    def open_image(self, path: str | os.PathLike, *, model: str = "",
-                   progress: Progress = _no_progress) -> tuple[ImageRecord, dict]:
+    def open_image(self, path: str | os.PathLike, *, model: str = "", progress: Progress = _no_progress,
+                   abort: Abort | None = None) -> tuple[ImageRecord, dict]:
         """Load, check and encode an uploaded image (or find it in the cache): :meth:`receive_image`, then
         :meth:`encode_image`; ``model`` is which of :attr:`models` encodes it (``""`` = the default).
+
+        ``abort`` (set by another thread when nobody waits for the image any more: its page left, or
+        a newer upload came from it) stops the work at its next safe point, see :meth:`encode_image`.
 
         Returns:
             The record for the user's state, and timings/cache info (``load_ms``, ``encode_ms``, ``cache_hit``).
@@ -342,12 +355,13 @@ class SegmentationService:
         Raises:
             InvalidImageError: the file is not a usable image.
             InvalidPromptError: ``model`` is not one of this server's models.
+            Aborted: ``abort`` was set; the image is not encoded (or its encoder run was stopped).
         """
-        record, info = self.receive_image(path, model=model, progress=progress)
-        return record, {**info, **self.encode_image(record, progress=progress)}
+        record, info = self.receive_image(path, model=model, progress=progress, abort=abort)
+        return record, {**info, **self.encode_image(record, progress=progress, abort=abort)}
 
-    def receive_image(self, path: str | os.PathLike, *, model: str = "",
-                      progress: Progress = _no_progress) -> tuple[ImageRecord, dict]:
+    def receive_image(self, path: str | os.PathLike, *, model: str = "", progress: Progress = _no_progress,
+                      abort: Abort | None = None) -> tuple[ImageRecord, dict]:
         """Step 1 of an upload: read and check the file, make the display copy, hash and preprocess it.
 
         After it the image can be shown (:meth:`display_rgb`, :meth:`display_jpeg`), before its encoder run
@@ -361,16 +375,24 @@ class SegmentationService:
         Returns:
             The record, and ``load_ms`` (read and decode) and ``receive_ms`` (the whole step).
 
+        ``abort``: while it waits for its turn to read, a set abort withdraws the upload (the turn goes to the
+        next one at once); after the read, the work stops before the preprocessing.
+
         Raises:
             InvalidImageError: the file is not a usable image.
             InvalidPromptError: ``model`` is not one of this server's models.
+            Aborted: ``abort`` was set.
         """
         model = self._model_name(model)
         self.predictor_for(model)  # an unknown model fails before any work
         started = time.perf_counter()
         progress(0.05, "Reading the image")
-        with self.intake.turn():  # upload_concurrency images in memory at a time, however many arrive
+        with self.intake.turn(cancel=_cancel_of(abort)) as reading:  # upload_concurrency images in memory at once
+            if reading is None:
+                raise Aborted()
             loaded = load_image(path, limits=self.limits)
+            if abort is not None:
+                abort.check()
             loaded_at = time.perf_counter()
             frame = DisplayFrame.fit(loaded.rgb.shape[:2], self.display_max_side)
             # Two cores: this one converts the pixels to a PIL image once (a 12 MP copy) and preprocesses for the
@@ -407,30 +429,44 @@ class SegmentationService:
         self._files.get_or_create(("display", sha256), lambda: _jpeg(display, DISPLAY_JPEG_QUALITY))
         return sha256, (display, thumbnail)
 
-    def encode_image(self, record: ImageRecord, *, progress: Progress = _no_progress) -> dict:
+    def encode_image(self, record: ImageRecord, *, progress: Progress = _no_progress,
+                     abort: Abort | None = None) -> dict:
         """Step 2 of an upload: the encoder run (once per image; a cache hit costs nothing).
+
+        ``abort`` stops it at the next safe point: while it waits for its turns (withdrawn; the turn goes
+        to the next waiting upload at once) or during the encoder run (onnxruntime stops between two
+        nodes, :mod:`sam_onnx.abort`). Nothing is cached then; the preprocessed input stays for a later try.
 
         Returns:
             ``encode_ms`` (this step) and ``cache_hit``.
+
+        Raises:
+            Aborted: ``abort`` was set.
         """
         started = time.perf_counter()
         progress(0.2, f"Encoding the image{f' with {record.model}' if record.model else ''} (runs once per image)")
-        _, cached = self._images.get_or_create(record.key, lambda: self._encode(record))
+        _, cached = self._images.get_or_create(record.key, lambda: self._encode(record, abort))
         done = time.perf_counter()
         progress(1.0, "Ready")
         info = {"encode_ms": (done - started) * 1e3, "cache_hit": cached}
         logger.info("image %s %s: %s", record.key[:12], record.original_hw, info)
         return info
 
-    def _encode(self, record: ImageRecord) -> CachedImage:
+    def _encode(self, record: ImageRecord, abort: Abort | None = None) -> CachedImage:
         """The cache entry of an image: its received input encoded, paired with its display copies.
 
         An input pushed out of the received cache (or an image evicted from the image cache) is read again from
         its file first. The intake turn is held through the encoder run, so that no upload's reading runs
         beside it (the gates are always taken intake first, then encoder). Called by the image cache's
         ``get_or_create`` only: no turn may be held while waiting there (another thread's factory may need it).
+
+        ``abort`` (see :meth:`encode_image`) withdraws the waits for both turns and stops the encoder run; the
+        received input goes back to its cache, so another tab opening the same photo meanwhile loses nothing.
         """
-        with self.intake.turn():
+        cancel = _cancel_of(abort)
+        with self.intake.turn(cancel=cancel) as reading:
+            if reading is None:
+                raise Aborted()
             received = self._received.pop(record.key)
             if received is None:
                 logger.info("image %s is not in memory; reading it again", record.key[:12])
@@ -439,10 +475,18 @@ class SegmentationService:
                 with ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake") as pool:
                     display = pool.submit(view.display_images, rgb, record.frame, image=image)
                     received = Received(*preprocess_image(rgb, image=image), *display.result())
-            with self.encoder_gate.turn():
-                started = time.perf_counter()
-                embedding = self.predictor_for(record.model).encode_pixels(received.pixel_values, received.geometry)
-                self.speed.record_encode(time.perf_counter() - started)
+            try:
+                with self.encoder_gate.turn(cancel=cancel) as encoding:
+                    if encoding is None:
+                        raise Aborted()
+                    started = time.perf_counter()
+                    embedding = self.predictor_for(record.model).encode_pixels(
+                        received.pixel_values, received.geometry, abort=abort)
+                    self.speed.record_encode(time.perf_counter() - started)
+            except Aborted:
+                self._received.put(record.key, received)
+                logger.info("image %s: encoder run abandoned (nobody waits for it)", record.key[:12])
+                raise
         return CachedImage(embedding, received.display_rgb, received.thumbnail_rgb)
 
     def cached_image(self, record: ImageRecord) -> CachedImage:
@@ -525,25 +569,31 @@ class SegmentationService:
         return self.results(record, [o.prompts for o in objects], [o.crop for o in objects])
 
     # ------------------------------------------------------------------ refinement (sam_onnx.refine)
-    def crop_embedding(self, record: ImageRecord, crop: CropFrame) -> ImageEmbedding:
+    def crop_embedding(self, record: ImageRecord, crop: CropFrame, abort: Abort | None = None) -> ImageEmbedding:
         """The embedding of a crop of the image, from the image cache or encoded now (one encoder run).
 
         Crop embeddings share the image cache and its budget with whole images (key: image hash and crop).
         A miss reads the photo again (an intake turn, like an upload: one full-size image in memory per
         slot) and encodes the crop in an encoder turn; a compute turn this thread holds is handed over
-        meanwhile, so nobody's click waits for the encoder.
+        meanwhile, so nobody's click waits for the encoder. ``abort`` withdraws the waits and stops the run
+        (raises :class:`~sam_onnx.errors.Aborted`).
         """
         key = ("crop", record.key, crop.box)
         found = self._images.get(key)
         if found is not None:
             return found  # type: ignore[return-value]
+        cancel = _cancel_of(abort)
 
         def encode() -> ImageEmbedding:
-            with self.compute.released(), self.intake.turn():
+            with self.compute.released(), self.intake.turn(cancel=cancel) as reading:
+                if reading is None:
+                    raise Aborted()
                 prepared = preprocess_crop(self._reload(record), crop)
-                with self.encoder_gate.turn():
+                with self.encoder_gate.turn(cancel=cancel) as encoding:
+                    if encoding is None:
+                        raise Aborted()
                     started = time.perf_counter()
-                    embedding = self.predictor_for(record.model).encode_pixels(*prepared)
+                    embedding = self.predictor_for(record.model).encode_pixels(*prepared, abort=abort)
                     self.speed.record_encode(time.perf_counter() - started)
             logger.info("image %s: crop %s encoded", record.key[:12], crop.box)
             return embedding
@@ -585,7 +635,8 @@ class SegmentationService:
         return crop
 
     def refine(self, record: ImageRecord, editor: Editor, object_id: int | None = None, *,
-               cancel: Callable[[], bool] = lambda: False, progress: Progress = _no_progress) -> Refinement:
+               cancel: Callable[[], bool] | None = None, progress: Progress = _no_progress,
+               abort: Abort | None = None) -> Refinement:
         """Refine one object (default: the selected one) in a crop at full resolution (:mod:`sam_onnx.refine`).
 
         The crop is its shown mask's box with 20 % margin (:func:`sam_onnx.refine.crop_for`); its embedding is
@@ -595,8 +646,10 @@ class SegmentationService:
         Raises:
             InvalidPromptError: no object is selected, it has no prompts, its mask is empty, it spans the
                 whole image, or it is refined as far as its mask allows already.
-            RefineCancelled: ``cancel()`` returned True before the crop was encoded or before it was decoded.
+            RefineCancelled: ``cancel()`` returned True before the crop was encoded or before it was decoded, or
+                ``abort`` (whose flag is the default ``cancel``) was set: it also stops the crop's encoder run.
         """
+        cancel = cancel or (abort.is_set if abort is not None else (lambda: False))
         started = time.perf_counter()
         obj = editor.selected if object_id is None else editor.current.find(object_id)
         if obj is None:
@@ -613,7 +666,10 @@ class SegmentationService:
         ch, cw = crop.crop_hw
         progress(0.1, f"Refining {obj.name}: encoding a {cw}×{ch} px crop")
         encode_started = time.perf_counter()
-        self.crop_embedding(record, crop)
+        try:
+            self.crop_embedding(record, crop, abort)
+        except Aborted:
+            raise RefineCancelled() from None
         encode_seconds = 0.0 if cached else time.perf_counter() - encode_started
         if cancel():
             raise RefineCancelled()
@@ -914,12 +970,19 @@ class SegmentationService:
 
     def segment_everything(self, record: ImageRecord, preset: str, *,
                            progress: Callable[[int, int], None] | None = None,
-                           cancel: Callable[[], bool] | None = None) -> list[jobs.FoundObject]:
+                           cancel: Callable[[], bool] | None = None,
+                           abort: Abort | None = None) -> list[jobs.FoundObject]:
         """Automatic masks for the whole image, as prompts for new objects (see :func:`sam_demo.jobs.found_objects`).
 
+        ``cancel`` is checked between decoder calls; ``abort`` (its flag is the default ``cancel``) also stops
+        a crop's encoder run at once (the thorough preset encodes crops).
+
         Raises:
-            amg.Cancelled: ``cancel()`` returned True.
+            amg.Cancelled: ``cancel()`` returned True between decoder calls.
+            Aborted: ``abort`` was set during a crop's encoder run or while it waited for one.
         """
+        if cancel is None and abort is not None:
+            cancel = abort.is_set
         settings = jobs.preset(preset)
         embedding = self.cached_image(record).embedding
         # Crop layers need the pixels: read the file again rather than keep every image's pixels in memory.
@@ -932,7 +995,7 @@ class SegmentationService:
         # The whole run holds a turn (decoder calls and the screening of their masks, both CPU-heavy) and hands
         # it over between decoder calls whenever another user waits.
         with self.compute.turn() as turn:
-            turns = _FairTurns(self, turn, self.predictor_for(record.model))
+            turns = _FairTurns(self, turn, self.predictor_for(record.model), abort)
 
             def shared_progress(done: int, total: int) -> None:
                 turn.share()
@@ -1023,8 +1086,8 @@ class SegmentationService:
             raise InvalidPromptError(f"This server has no model {short_repr(model)}; it has {have}.")
         return found
 
-    def switch_model(self, record: ImageRecord, model: str, *,
-                     progress: Progress = _no_progress) -> tuple[ImageRecord, dict]:
+    def switch_model(self, record: ImageRecord, model: str, *, progress: Progress = _no_progress,
+                     abort: Abort | None = None) -> tuple[ImageRecord, dict]:
         """The same image encoded with another model (from the cache, or the file read and encoded again).
 
         The editor's prompts stay valid as they are: they are in original pixels, which no model changes.
@@ -1036,7 +1099,7 @@ class SegmentationService:
         self.predictor_for(model)  # fail before any work
         if not Path(record.path).is_file():
             raise InvalidImageError("This image is no longer on the server; please upload it again.")
-        new, info = self.open_image(record.path, model=model, progress=progress)
+        new, info = self.open_image(record.path, model=model, progress=progress, abort=abort)
         if new.content_key != record.content_key:
             raise InvalidImageError("This image changed on the server; please upload it again.")
         return new, info

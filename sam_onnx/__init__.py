@@ -13,7 +13,8 @@ Importing the package does no I/O: nothing is loaded or downloaded until a
 predictor is built.
 """
 
-from .errors import InferenceError, InvalidImageError, InvalidPromptError, ModelLoadError, SamOnnxError
+from .abort import Abort
+from .errors import Aborted, InferenceError, InvalidImageError, InvalidPromptError, ModelLoadError, SamOnnxError
 from .geometry import LOW_RES_SIDE, MODEL_SIDE, CropFrame, DisplayFrame, Geometry
 from .models import DEFAULT_MODEL, SAM21_HIERA_SMALL, ModelSpec
 from .predictor import Sam2Predictor
@@ -37,6 +38,8 @@ __all__ = [
     "NEGATIVE",
     "POSITIVE",
     "SAM21_HIERA_SMALL",
+    "Abort",
+    "Aborted",
     "Box",
     "CropFrame",
     "DisplayFrame",

@@ -27,3 +27,13 @@ class ModelLoadError(SamOnnxError, RuntimeError):
 
 class InferenceError(SamOnnxError, RuntimeError):
     """onnxruntime failed while running a model that loaded correctly."""
+
+
+class Aborted(SamOnnxError):
+    """Work was stopped on request (:class:`sam_onnx.abort.Abort`): nobody waits for its result any more.
+
+    Nothing partial is returned. Not a failure to show: the caller who asked for the stop knows why.
+    """
+
+    def __init__(self, message: str = "Stopped on request; nothing was produced.") -> None:
+        super().__init__(message)

@@ -22,6 +22,7 @@ from PIL import Image
 from . import decoder as mask_decoder
 from . import encoders
 from . import session as ort_session
+from .abort import Abort, scope as abort_scope
 from .encoders import auto, pretrained
 from .errors import InvalidImageError, ModelLoadError
 from .geometry import MODEL_SIDE, CropFrame, Geometry
@@ -57,9 +58,8 @@ class Sam2Predictor:
         build the encoder variant; the keyword arguments here only describe the model in :attr:`info`.
 
         Args:
-            encoder: an :class:`~sam_onnx.encoders.ImageEncoder`, or an
-                onnxruntime encoder session (wrapped as ``fp32``, or ``fp16``
-                for a float16 graph).
+            encoder: an :class:`~sam_onnx.encoders.ImageEncoder`, or an onnxruntime encoder session (wrapped
+                as ``fp32``, or ``fp16`` for a float16 graph).
             decoder_session: the onnxruntime decoder session.
             decision: the ``auto`` check that chose ``encoder``, if any.
 
@@ -181,26 +181,26 @@ class Sam2Predictor:
     def info(self) -> ModelInfo:
         return self._info
 
-    def encode(self, image: np.ndarray | Image.Image) -> ImageEmbedding:
+    def encode(self, image: np.ndarray | Image.Image, *, abort: Abort | None = None) -> ImageEmbedding:
         """Run the image encoder once for an image: an immutable :class:`ImageEmbedding` (about 17 MB).
 
         Args:
             image: upright RGB ``(H, W, 3)`` uint8 in original pixels. Other arrays (grey, RGBA, 16-bit,
                 float) and PIL images are converted by :func:`sam_onnx.image.to_rgb_uint8` (alpha on white).
+            abort: stops the run from another thread (see :meth:`encode_pixels`; raises ``Aborted``).
 
         Raises:
             InvalidImageError: the input is not an image.
             InferenceError: the encoder engine failed.
         """
-        return self.encode_pixels(*preprocess_image(as_rgb_uint8(image)))
+        return self.encode_pixels(*preprocess_image(as_rgb_uint8(image)), abort=abort)
 
     def encode_crop(self, image: np.ndarray | Image.Image, crop: CropFrame) -> ImageEmbedding:
         """Run the image encoder on a crop of an image (one more encoder run), to refine an object there.
 
-        Prompts decoded on the result stay in the whole image's original pixels
-        (they are reduced to the crop, :func:`sam_onnx.prompts.prompts_for_crop`), and
-        its masks are of the whole image's size, empty outside the crop. Choose
-        the crop with :func:`sam_onnx.refine.crop_for`.
+        Prompts decoded on the result stay in the whole image's original pixels (they are reduced to the crop,
+        :func:`sam_onnx.prompts.prompts_for_crop`), and its masks are of the whole image's size, empty outside
+        the crop. Choose the crop with :func:`sam_onnx.refine.crop_for`.
 
         Args:
             image: the whole upright image, as for :meth:`encode`.
@@ -213,21 +213,26 @@ class Sam2Predictor:
         """
         return self.encode_pixels(*preprocess_crop(as_rgb_uint8(image), crop))
 
-    def encode_pixels(self, pixel_values: np.ndarray, geometry: Geometry) -> ImageEmbedding:
-        """Run the encoder on input already made by :func:`sam_onnx.preprocess.preprocess_image`.
-
-        For callers that preprocess themselves, e.g. beside other work on another
-        core. ``encode(image)`` is ``encode_pixels(*preprocess_image(image))``.
+    def encode_pixels(self, pixel_values: np.ndarray, geometry: Geometry, *,
+                      abort: Abort | None = None) -> ImageEmbedding:
+        """Run the encoder on input made by :func:`sam_onnx.preprocess.preprocess_image` (for callers that
+        preprocess themselves): ``encode(image)`` is ``encode_pixels(*preprocess_image(image))``.
 
         Args:
             pixel_values: ``(1, 3, 1024, 1024)`` float32, model frame, normalised.
             geometry: the original image's geometry from the same call (with the crop, for a crop).
+            abort: when another thread sets it, the run stops at its next safe point (onnxruntime: between
+                two nodes, :mod:`sam_onnx.abort`) and raises :class:`~sam_onnx.errors.Aborted`.
+
+        Raises:
+            InferenceError: the encoder engine failed.
         """
         if pixel_values.shape != (1, 3, MODEL_SIDE, MODEL_SIDE):
             raise InvalidImageError(f"expected pixel values of shape (1, 3, {MODEL_SIDE}, {MODEL_SIDE}), "
                                     f"got {pixel_values.shape}")
         started = time.perf_counter()
-        outputs = self._encoder.encode(pixel_values)
+        with abort_scope(abort):
+            outputs = self._encoder.encode(pixel_values)
         logger.debug("encode %s: %s encoder %.0f ms", geometry.original_hw, self._encoder.name,
                      (time.perf_counter() - started) * 1e3)
         return ImageEmbedding(outputs, geometry)

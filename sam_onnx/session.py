@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .errors import InferenceError, ModelLoadError
+from . import abort
+from .errors import Aborted, InferenceError, ModelLoadError
 
 logger = logging.getLogger(__name__)
 
@@ -208,10 +209,26 @@ def input_type(session: ort.InferenceSession, name: str) -> type[np.floating]:
 
 def run(session: ort.InferenceSession, output_names: Sequence[str] | None,
         feeds: Mapping[str, np.ndarray], *, label: str) -> list[np.ndarray]:
-    """``session.run`` with onnxruntime failures turned into :class:`InferenceError`."""
+    """``session.run`` with onnxruntime failures turned into :class:`InferenceError`.
+
+    Under an :func:`sam_onnx.abort.scope`, the run gets its own ``RunOptions`` whose ``terminate`` flag the
+    abort raises when it is set: onnxruntime then stops between two nodes and this raises
+    :class:`~sam_onnx.errors.Aborted`.
+    """
+    names = list(output_names) if output_names else None
+    stop = abort.current()
     try:
-        return session.run(list(output_names) if output_names else None, dict(feeds))
+        if stop is None:
+            return session.run(names, dict(feeds))
+        options = ort.RunOptions()
+        with stop.watching(lambda: setattr(options, "terminate", True)):
+            return session.run(names, dict(feeds), options)
+    except Aborted:
+        raise
     except Exception as exc:
+        if stop is not None and stop.is_set():
+            logger.info("%s stopped on request", label)
+            raise Aborted() from None
         logger.exception("%s failed", label)
         raise InferenceError(f"The {label} failed to run ({type(exc).__name__}); try again. "
                              "If it keeps failing, the model files may not match each other.") from exc

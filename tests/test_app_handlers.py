@@ -423,10 +423,10 @@ def test_a_new_image_cancels_the_tabs_running_refine(service, photo, tmp_path, m
     encoding, release = threading.Event(), threading.Event()
     real = service.crop_embedding
 
-    def slow_crop_embedding(record, crop):
+    def slow_crop_embedding(record, crop, abort=None):
         encoding.set()
         release.wait(10)
-        return real(record, crop)
+        return real(record, crop, abort)
 
     monkeypatch.setattr(service, "crop_embedding", slow_crop_embedding)
     outcome = []
@@ -439,6 +439,35 @@ def test_a_new_image_cancels_the_tabs_running_refine(service, photo, tmp_path, m
     release.set()
     thread.join(10)
     assert outcome == [None]
+
+
+def test_a_newer_upload_or_a_tab_that_left_stops_the_tabs_upload_in_its_encoder_run(predictor, tmp_path):
+    """Issue 22: the tab's upload being encoded is stopped mid-run when the tab opens another image
+    (``stop_tab_work``, sent before the new upload) or is closed or reloaded (``leave_tab``): the photo step was
+    shown, the ready step never comes, and the encoder is free."""
+    import threading
+    from types import SimpleNamespace
+
+    from tests.test_abort import StoppableEncoder
+
+    encoder = StoppableEncoder(predictor.encoder)
+    slow = SegmentationService(predictor.with_encoder(encoder, None), image_cache_mb=64)
+    request = SimpleNamespace(session_hash="tab-upload-stop")
+    stops = {"another image": lambda: app.stop_tab_work(slow, None, request),
+             "the tab left": lambda: app.leave_tab(slow, request)}
+    for k, (why, stop) in enumerate(stops.items()):
+        path = tmp_path / f"photo{k}.png"
+        Image.fromarray(make_rgb(90, 120, seed=30 + k)).save(path)
+        steps: list = []
+        thread = threading.Thread(target=lambda: steps.extend(app.upload(slow, str(path), None, 0.5, True, None,
+                                                                         request)))
+        thread.start()
+        assert encoder.running.wait(10), why
+        stop()
+        thread.join(10)
+        assert not thread.is_alive() and encoder.runs[-1] == "stopped", f"{why}: the encoder run went on"
+        assert len(steps) == 1 and OUT["state"] < len(steps[0]), f"{why}: {len(steps)} steps shown"
+    assert not slow.cancels._events, "a stopped upload left its cancel flag behind"
 
 
 # ---------------------------------------------------------------------------- refine while zoomed (issue 19 item 3)

@@ -302,3 +302,29 @@ def test_a_cancelled_lowest_request_withdraws_and_never_takes_the_slot():
         assert turn.waited == 0.0
     with gate.lowest_turn(cancel=lambda: True) as turn:  # a free gate gives it at once, whatever cancel says
         assert turn is not None
+
+
+def test_a_cancelled_owner_request_leaves_the_line_and_the_next_owner_is_served():
+    """An upload whose page left, waiting for its turn, is withdrawn: it never runs, the other requests keep
+    their order, and its owner's next request keeps the owner's place in the round (A was first: A, then B)."""
+    gate = FairGate("test")
+    left = threading.Event()
+    served: list[str] = []
+
+    def ask(who, cancel=None):
+        with gate.turn(who, cancel=cancel) as turn:
+            served.append(who if turn is not None else f"{who} withdrawn")
+
+    with gate.turn("busy"):
+        threads = [_run(ask, "A", left.is_set)]
+        _wait_until(lambda: gate.waiting() == 1)
+        threads.append(_run(ask, "B"))
+        _wait_until(lambda: gate.waiting() == 2)
+        threads.append(_run(ask, "A"))
+        _wait_until(lambda: gate.waiting() == 3)
+        left.set()
+        _wait_until(lambda: served == ["A withdrawn"])
+        assert gate.waiting() == 2
+    for t in threads:
+        t.join(10)
+    assert served == ["A withdrawn", "A", "B"]

@@ -58,7 +58,7 @@ class ScriptedService:
     def everything_estimate(self, record, preset):
         return jobs.EverythingEstimate(preset, 2, 4, 2, 0, 0.1)
 
-    def segment_everything(self, record, preset, *, progress, cancel):
+    def segment_everything(self, record, preset, *, progress, cancel, abort=None):
         self.started.release()
         while not self.finish.wait(0.001):  # a piece of work, then the cancel check between pieces
             if cancel():

@@ -35,11 +35,11 @@ class CountingPredictor:
         self.release = threading.Event()
         self.release.set()
 
-    def encode_pixels(self, pixels, geometry):
+    def encode_pixels(self, pixels, geometry, abort=None):
         self.encodes += 1
         self.started.set()
         self.release.wait(10)
-        return self._inner.encode_pixels(pixels, geometry)
+        return self._inner.encode_pixels(pixels, geometry, abort=abort)
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
