@@ -743,7 +743,8 @@ class SegmentationService:
                 selected_result = self.object_results(record, [selected])[0]
             summaries = self.summaries(record, editor)
             drawn = self.object_layers(record, editor, share=turn.share)
-            thumbs, scores, chosen = view.candidates_view(record.frame, cached.thumbnail_rgb, editor, selected_result)
+            thumbs, scores, chosen = view.candidates_view(record.frame, cached.thumbnail_rgb, editor, selected_result,
+                                                           cached.display_rgb)
             waited = turn.waited
         rows = view.object_rows(editor, summaries)
         total = time.perf_counter() - started

@@ -125,15 +125,96 @@ DRAW_GROUP = 8
 """Objects whose layers are drawn per fair turn; the caller may hand the CPU over between groups."""
 
 
+REGION_PROBE_SIDE = 256
+"""Long side (pixels) of the coarse masks the candidates' region is found on: the logits' own resolution, a box
+within 6 display pixels at 1536 (inside :data:`REGION_MARGIN` and the :data:`REGION_MIN_SHARE` square)."""
+REGION_MARGIN = 0.25
+"""Context around the candidates' union box in their thumbnails: this share of the box's long side on each side."""
+REGION_MIN_SHARE = 0.12
+"""A thumbnail's region spans at least this share of the image's long side (a tiny object keeps some context)."""
+REGION_WHOLE_SHARE = 0.8
+"""A region that would span this share of both of the image's sides is the whole image instead."""
+
+
+def candidates_region(display_hw: tuple[int, int], result: MaskResult) -> tuple[int, int, int, int] | None:
+    """Where the candidate thumbnails look: a square around the union of the 3 candidates' masks, in display pixels.
+
+    Args:
+        display_hw: ``(h, w)`` of the display copy.
+        result: the selected object's decoder result (any geometry, a refine crop's too).
+
+    Returns:
+        ``(x0, y0, x1, y1)`` whole display pixels (columns ``x0 .. x1 - 1``), the union box widened by
+        :data:`REGION_MARGIN`, at least :data:`REGION_MIN_SHARE` of the long side, squared and moved inside
+        the image (cut to a side shorter than the square); ``None`` for the whole image (no mask, or a region
+        of nearly all of it).
+    """
+    dh, dw = display_hw
+    probe_hw = thumbnail_hw(display_hw, REGION_PROBE_SIDE)
+    boxes = []
+    for k in range(NUM_CANDIDATES):
+        crop, (row0, col0) = result.mask_crop(k, probe_hw)
+        rows, cols = np.flatnonzero(crop.any(axis=1)), np.flatnonzero(crop.any(axis=0))
+        if rows.size:
+            boxes.append((col0 + cols[0], row0 + rows[0], col0 + cols[-1] + 1, row0 + rows[-1] + 1))
+    if not boxes:
+        return None
+    sy, sx = dh / probe_hw[0], dw / probe_hw[1]  # probe -> display pixels
+    x0, y0 = min(b[0] for b in boxes) * sx, min(b[1] for b in boxes) * sy
+    x1, y1 = max(b[2] for b in boxes) * sx, max(b[3] for b in boxes) * sy
+    side = max(x1 - x0, y1 - y0) * (1 + 2 * REGION_MARGIN)
+    side = max(side, REGION_MIN_SHARE * max(dh, dw))
+    rw, rh = min(dw, round(side)), min(dh, round(side))
+    if rw >= REGION_WHOLE_SHARE * dw and rh >= REGION_WHOLE_SHARE * dh:
+        return None
+    left = int(min(max(round((x0 + x1 - rw) / 2), 0), dw - rw))
+    top = int(min(max(round((y0 + y1 - rh) / 2), 0), dh - rh))
+    return left, top, left + rw, top + rh
+
+
+def _region_masks(result: MaskResult, display_hw: tuple[int, int], region: tuple[int, int, int, int],
+                  thumb_hw: tuple[int, int]) -> list[NDArray[np.bool_]]:
+    """The 3 candidates' masks over ``region`` (display pixels) at ``thumb_hw``: each computed on the whole image
+    scaled so that the region is ``thumb_hw`` (only where the mask can be True), then cut to the region."""
+    x0, y0, x1, y1 = region
+    th, tw = thumb_hw
+    sy, sx = th / (y1 - y0), tw / (x1 - x0)
+    full_hw = (max(th, round(display_hw[0] * sy)), max(tw, round(display_hw[1] * sx)))
+    top, left = min(round(y0 * sy), full_hw[0] - th), min(round(x0 * sx), full_hw[1] - tw)
+    masks = []
+    for k in range(NUM_CANDIDATES):
+        crop, (row0, col0) = result.mask_crop(k, full_hw)
+        out = np.zeros(thumb_hw, dtype=bool)
+        r0, c0 = max(row0, top), max(col0, left)
+        r1, c1 = min(row0 + crop.shape[0], top + th), min(col0 + crop.shape[1], left + tw)
+        if r1 > r0 and c1 > c0:
+            out[r0 - top:r1 - top, c0 - left:c1 - left] = crop[r0 - row0:r1 - row0, c0 - col0:c1 - col0]
+        masks.append(out)
+    return masks
+
+
 def candidates_view(frame: DisplayFrame, thumbnail_rgb: NDArray[np.uint8], editor: Editor,
-                    selected_result: MaskResult | None) -> tuple[tuple[NDArray[np.uint8], ...], tuple[float, ...],
-                                                                 int | None]:
-    """The selected object's 3 candidate thumbnails, their scores and the one shown (empty without a result)."""
+                    selected_result: MaskResult | None, display_rgb: NDArray[np.uint8] | None = None,
+                    ) -> tuple[tuple[NDArray[np.uint8], ...], tuple[float, ...], int | None]:
+    """The selected object's 3 candidate thumbnails, their scores and the one shown (empty without a result).
+
+    With ``display_rgb`` (the ``(h, w, 3)`` uint8 display copy) the thumbnails show the candidates' region
+    (:func:`candidates_region`; the same region in all three, so they compare), else the whole image
+    (``thumbnail_rgb``: the display copy at thumbnail size). Long side :data:`THUMBNAIL_SIDE` either way.
+    """
     selected = editor.selected
     if selected is None or selected_result is None:
         return (), (), None
-    thumb_hw = thumbnail_hw(frame.display_hw, THUMBNAIL_SIDE)
-    thumbs = tuple(candidate_thumbnails(thumbnail_rgb, [selected_result.mask(k, thumb_hw)
-                                                        for k in range(NUM_CANDIDATES)],
-                                        color_for(selected.color_index), size=THUMBNAIL_SIDE))
+    color = color_for(selected.color_index)
+    region = None if display_rgb is None else candidates_region(frame.display_hw, selected_result)
+    if region is None:
+        thumb_hw = thumbnail_hw(frame.display_hw, THUMBNAIL_SIDE)
+        masks = [selected_result.mask(k, thumb_hw) for k in range(NUM_CANDIDATES)]
+        base = thumbnail_rgb
+    else:
+        x0, y0, x1, y1 = region
+        thumb_hw = thumbnail_hw((y1 - y0, x1 - x0), THUMBNAIL_SIDE)
+        base = thumbnail_base(display_rgb[y0:y1, x0:x1], THUMBNAIL_SIDE)
+        masks = _region_masks(selected_result, frame.display_hw, region, thumb_hw)
+    thumbs = tuple(candidate_thumbnails(base, masks, color, size=THUMBNAIL_SIDE))
     return thumbs, tuple(float(s) for s in selected_result.scores), shown_candidate(selected, selected_result)
