@@ -9,6 +9,11 @@ speed differences that separate runs suffer from. Prints medians. Not a test.
 
     # upload: display copies in a worker thread (the service) vs after the encoder (serial)
     python -m bench.bench_ab display-copy [--model-dir DIR]
+
+    # upload step 1 (receive_image: read, hash, display copies, encoder input) of this tree vs an older
+    # sam_demo/service.py; wall time and the process's CPU time, no encoder run
+    git show HEAD~1:sam_demo/service.py > /tmp/service_old.py; git show HEAD~1:sam_demo/view.py > /tmp/view_old.py
+    python -m bench.bench_ab intake --old /tmp/service_old.py --old-view /tmp/view_old.py --sizes 12
 """
 
 from __future__ import annotations
@@ -109,6 +114,41 @@ def display_copy_ab(args) -> None:
     print(f"CPU share used by other processes: {foreign.share():.3f}")
 
 
+def intake_ab(args) -> None:
+    """Step 1 of an upload (:meth:`~sam_demo.service.SegmentationService.receive_image`) of an older service
+    module against this tree's, alternating, each on a fresh service (no cache hit); no encoder runs."""
+    from sam_demo import service as new
+    from sam_onnx import Sam2Predictor
+    from sam_onnx.image import ImageLimits
+
+    old = _load_module(args.old, "sam_demo.service_old")  # a module of the package: its relative imports work
+    if args.old_view:
+        old.view = _load_module(args.old_view, "sam_demo.view_old")
+    folder = common.model_dir(args.model_dir)
+    predictor = Sam2Predictor.from_files(folder / "encoder.onnx", folder / "decoder.onnx")
+    limits = ImageLimits(max_bytes=None)
+    foreign = common.ForeignLoad()
+    for mp in args.sizes:
+        path = common.photo_file(mp, "jpeg", Path(args.photos))
+        keys = {name: module.SegmentationService(predictor, limits=limits).receive_image(path)[0].key
+                for name, module in (("old", old), ("new", new))}
+        assert keys["old"] == keys["new"], "the variants hash the upload differently"
+        wall: dict[str, list[float]] = {"old": [], "new": []}
+        cpu: dict[str, list[float]] = {"old": [], "new": []}
+        for k in range(args.repeat):
+            for name in (("old", "new") if k % 2 == 0 else ("new", "old")):
+                service = (old if name == "old" else new).SegmentationService(predictor, limits=limits)
+                started, cpu_started = time.perf_counter(), time.process_time()
+                service.receive_image(path)
+                wall[name].append((time.perf_counter() - started) * 1e3)
+                cpu[name].append((time.process_time() - cpu_started) * 1e3)
+        print(f"{mp:g} MP jpeg: receive_image (upload -> shown) old {common.median(wall['old']):.0f} ms "
+              f"({common.median(cpu['old']):.0f} ms CPU), new {common.median(wall['new']):.0f} ms "
+              f"({common.median(cpu['new']):.0f} ms CPU); new/old per round "
+              f"{common.median([b / a for a, b in zip(wall['old'], wall['new'])]):.3f} (median of {args.repeat})")
+    print(f"CPU share used by other processes: {foreign.share():.3f}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -116,12 +156,16 @@ def main(argv=None) -> int:
     a.add_argument("--old", required=True, help="path of the older sam_onnx/image.py")
     b = sub.add_parser("display-copy", help="upload with the display copy threaded vs serial")
     b.add_argument("--model-dir", help=f"default {common.STANDIN_DIR}")
-    for p in (a, b):
+    c = sub.add_parser("intake", help="upload step 1 (receive_image) of this tree vs an older service.py")
+    c.add_argument("--old", required=True, help="path of the older sam_demo/service.py")
+    c.add_argument("--old-view", help="path of the older sam_demo/view.py, if the older service needs it")
+    c.add_argument("--model-dir", help=f"default {common.STANDIN_DIR}")
+    for p in (a, b, c):
         p.add_argument("--sizes", type=float, nargs="+", default=[12.0, 24.0])
         p.add_argument("--repeat", type=int, default=6)
         p.add_argument("--photos", default=str(common.RESULTS / "photos"))
     args = parser.parse_args(argv)
-    (load_image_ab if args.what == "load-image" else display_copy_ab)(args)
+    {"load-image": load_image_ab, "display-copy": display_copy_ab, "intake": intake_ab}[args.what](args)
     return 0
 
 

@@ -63,11 +63,12 @@ def install_probes() -> common.Probe:
     from sam_onnx.encoders import openvino_cpu
 
     probe = common.Probe()
-    probe.wrap(service, "load_image", "read+decode")
+    probe.wrap(service, "load_upright", "read+decode")  # an upload (step 1)
+    probe.wrap(service, "load_image", "read+decode")  # the image read again (exports, crops)
     probe.wrap(image, "_apply_exif_orientation", "EXIF")
     probe.wrap(service, "image_key", "hash")
     probe.wrap(predictor, "preprocess_image", "preprocess")  # Sam2Predictor.encode (re-encode, crops)
-    probe.wrap(service, "preprocess_image", "preprocess")  # open_image preprocesses itself, beside the hash
+    probe.wrap(service, "preprocess_pil", "preprocess")  # receive_image preprocesses itself, beside the hash
     # The encoder stage is the engine's own call, whichever engine it is (onnxruntime or OpenVINO).
     probe.wrap(encoders.OrtEncoder, "encode", "encoder")
     probe.wrap(openvino_cpu.OpenVinoEncoder, "encode", "encoder")

@@ -34,7 +34,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -47,9 +47,9 @@ from sam_onnx import amg, export, refine, vector
 from sam_onnx.abort import Abort
 from sam_onnx.errors import Aborted, InvalidImageError, InvalidPromptError
 from sam_onnx.geometry import CropFrame, DisplayFrame, Geometry
-from sam_onnx.image import DEFAULT_LIMITS, ImageLimits, image_size, load_image
+from sam_onnx.image import DEFAULT_LIMITS, ImageLimits, image_size, load_image, load_upright, rgb_chunks
 from sam_onnx.predictor import Sam2Predictor
-from sam_onnx.preprocess import as_pil, preprocess_crop, preprocess_image
+from sam_onnx.preprocess import preprocess_crop, preprocess_pil
 from sam_onnx.strokes import Stroke
 from sam_onnx.types import ImageEmbedding, MaskResult, Point, Prompts, short_repr
 
@@ -221,10 +221,19 @@ class Received:
         return self.pixel_values.nbytes + self.display_rgb.nbytes + self.thumbnail_rgb.nbytes
 
 
-def image_key(rgb: NDArray[np.uint8]) -> str:
-    """Content hash of an image: same pixels, same key, whatever the file format was."""
-    digest = hashlib.sha256(f"{rgb.shape}".encode())
-    digest.update(np.ascontiguousarray(rgb).data)
+def image_key(original: NDArray[np.uint8] | Image.Image) -> str:
+    """Content hash of an image: same pixels, same key, whatever the file format was.
+
+    ``original``: ``(H, W, 3)`` uint8, or the same pixels as an RGB PIL image (hashed piece by piece, no
+    array of the whole image); both give the same key.
+    """
+    if isinstance(original, Image.Image):
+        digest = hashlib.sha256(f"{(original.height, original.width, 3)}".encode())
+        for chunk in rgb_chunks(original):
+            digest.update(chunk)
+        return digest.hexdigest()
+    digest = hashlib.sha256(f"{original.shape}".encode())
+    digest.update(np.ascontiguousarray(original).data)
     return digest.hexdigest()
 
 
@@ -390,42 +399,41 @@ class SegmentationService:
         with self.intake.turn(cancel=_cancel_of(abort)) as reading:  # upload_concurrency images in memory at once
             if reading is None:
                 raise Aborted()
-            loaded = load_image(path, limits=self.limits)
+            loaded = load_upright(path, limits=self.limits)
             if abort is not None:
                 abort.check()
             loaded_at = time.perf_counter()
-            frame = DisplayFrame.fit(loaded.rgb.shape[:2], self.display_max_side)
-            # Two cores: this one converts the pixels to a PIL image once (a 12 MP copy) and preprocesses for the
-            # model; the other hashes meanwhile, then makes the display copies from that PIL image.
-            pil: Future = Future()
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake") as pool:
-                shown = pool.submit(self._display_copies, loaded.rgb, frame, pil)
-                try:
-                    pil.set_result(as_pil(loaded.rgb))
-                    prepared = preprocess_image(loaded.rgb, image=pil.result())  # wasted on a cache hit (~0.1 s)
-                except BaseException as exc:
-                    if not pil.done():  # the other core waits for it
-                        pil.set_exception(exc)
-                    raise
-                sha256, (display, thumbnail) = shown.result()
+            frame = DisplayFrame.fit(loaded.hw, self.display_max_side)
+            sha256, received = self._take_in(loaded.image, frame)
             key = f"{sha256}@{model}" if model else sha256
             if self._images.get(key) is None:
-                self._received.put(key, Received(*prepared, display, thumbnail))
+                self._received.put(key, received)
         record = ImageRecord(key, str(path), _safe_stem(str(path)), frame, loaded.notes, model,
                              sha256 if model else "")
         self._records.put(key, record)
         received_at = time.perf_counter()
         logger.info("image %s %s received: read %.0f ms, display copy and input %.0f ms", key[:12],
-                    loaded.rgb.shape[:2], (loaded_at - started) * 1e3, (received_at - loaded_at) * 1e3)
+                    loaded.hw, (loaded_at - started) * 1e3, (received_at - loaded_at) * 1e3)
         return record, {"load_ms": (loaded_at - started) * 1e3, "receive_ms": (received_at - started) * 1e3}
 
-    def _display_copies(self, rgb: NDArray[np.uint8], frame: DisplayFrame,
-                        pil: Future) -> tuple[str, tuple[NDArray[np.uint8], NDArray[np.uint8]]]:
-        """Step 1's second core: the content hash, then the display copies (from ``pil``, the first core's PIL
-        image of ``rgb``), and the display JPEG the page loads (made here, not by the page's request, which
-        would come while the encoder runs)."""
-        sha256 = image_key(rgb)
-        display, thumbnail = view.display_images(rgb, frame, image=pil.result())
+    def _take_in(self, image: Image.Image, frame: DisplayFrame) -> tuple[str, Received]:
+        """An upright RGB original's content hash and everything its encoder run and its page need, on two cores.
+
+        This core makes the encoder input from the decoded image itself (no array or copy of the whole image);
+        the other hashes it, makes the display copies and the display JPEG the page loads (made here, not by
+        the page's request, which would come while the encoder runs). A wasted input on a cache hit (~0.07 s).
+        """
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake") as pool:
+            shown = pool.submit(self._display_copies, image, frame)
+            prepared = preprocess_pil(image)
+            sha256, (display, thumbnail) = shown.result()
+        return sha256, Received(*prepared, display, thumbnail)
+
+    def _display_copies(self, image: Image.Image,
+                        frame: DisplayFrame) -> tuple[str, tuple[NDArray[np.uint8], NDArray[np.uint8]]]:
+        """:meth:`_take_in`'s second core: the content hash, the display copies and the display JPEG."""
+        sha256 = image_key(image)
+        display, thumbnail = view.display_images(image, frame)
         self._files.get_or_create(("display", sha256), lambda: _jpeg(display, DISPLAY_JPEG_QUALITY))
         return sha256, (display, thumbnail)
 
@@ -470,11 +478,8 @@ class SegmentationService:
             received = self._received.pop(record.key)
             if received is None:
                 logger.info("image %s is not in memory; reading it again", record.key[:12])
-                rgb = self._reload(record)
-                image = as_pil(rgb)
-                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake") as pool:
-                    display = pool.submit(view.display_images, rgb, record.frame, image=image)
-                    received = Received(*preprocess_image(rgb, image=image), *display.result())
+                sha256, received = self._take_in(self._reopen(record), record.frame)
+                self._checked(record, sha256)
             try:
                 with self.encoder_gate.turn(cancel=cancel) as encoding:
                     if encoding is None:
@@ -510,12 +515,26 @@ class SegmentationService:
 
     def _reload(self, record: ImageRecord) -> NDArray[np.uint8]:
         """The original ``(H, W, 3)`` uint8 pixels, read again from the uploaded file and checked against the key."""
+        rgb = load_image(self._reopened_path(record), limits=self.limits).rgb
+        self._checked(record, image_key(rgb))
+        return rgb
+
+    def _reopen(self, record: ImageRecord) -> Image.Image:
+        """The original as an RGB PIL image, read again from the uploaded file (no array of the whole image;
+        the caller checks its hash with :meth:`_checked`)."""
+        return load_upright(self._reopened_path(record), limits=self.limits).image
+
+    @staticmethod
+    def _reopened_path(record: ImageRecord) -> str:
         if not Path(record.path).is_file():
             raise InvalidImageError("This image is no longer on the server; please upload it again.")
-        rgb = load_image(record.path, limits=self.limits).rgb
-        if image_key(rgb) != record.content_key:
+        return record.path
+
+    @staticmethod
+    def _checked(record: ImageRecord, sha256: str) -> None:
+        """Raise unless ``sha256``, the hash of the file read again, is still the record's."""
+        if sha256 != record.content_key:
             raise InvalidImageError("This image changed on the server; please upload it again.")
-        return rgb
 
     # ------------------------------------------------------------------ masks
     def decode(self, embedding: ImageEmbedding, objects: Sequence[Prompts],

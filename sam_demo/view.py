@@ -68,18 +68,20 @@ class View:
     timings_ms: dict[str, float]
 
 
-def display_images(rgb: NDArray[np.uint8], frame: DisplayFrame, *,
-                   image: Image.Image | None = None) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
-    """The display copy of an upright original ``(H, W, 3)`` uint8 image and its thumbnail base (both read-only).
+def display_images(original: NDArray[np.uint8] | Image.Image,
+                   frame: DisplayFrame) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+    """The display copy of an upright original image and its thumbnail base (both ``(h, w, 3)`` uint8, read-only).
 
-    The thumbnail base is made once per image instead of on every click (about 2 ms per click at 1536 px).
-    ``image`` is ``rgb`` as a PIL image if the caller has one (:func:`sam_onnx.preprocess.as_pil`).
+    ``original``: ``(H, W, 3)`` uint8 in original pixels, or the same pixels as an RGB PIL image
+    (:func:`sam_onnx.image.load_upright`; no array of the whole image is made). The thumbnail base is made once
+    per image instead of on every click (about 2 ms per click at 1536 px).
     """
+    image = original if isinstance(original, Image.Image) else None
     if frame.is_identity:
-        display = np.array(rgb)
+        display = np.array(original)
     else:
         h, w = frame.display_hw
-        display = np.asarray((image or Image.fromarray(rgb)).resize((w, h), Image.Resampling.BILINEAR))
+        display = np.asarray((image or Image.fromarray(original)).resize((w, h), Image.Resampling.BILINEAR))
     display.setflags(write=False)
     small = thumbnail_base(display)
     small.setflags(write=False)

@@ -53,6 +53,11 @@ def resize_to_model(rgb: NDArray[np.uint8], *, image: Image.Image | None = None)
         image = as_pil(rgb)
     elif image.mode != "RGB" or image.size != (rgb.shape[1], rgb.shape[0]):
         raise ValueError(f"the PIL image ({image.mode}, {image.size}) is not the RGB array's ({rgb.shape})")
+    return _squash(image)
+
+
+def _squash(image: Image.Image) -> NDArray[np.uint8]:
+    """The one resize of every encoder input: an RGB PIL image to ``(1024, 1024, 3)`` uint8, bilinear."""
     return np.asarray(image.resize((MODEL_SIDE, MODEL_SIDE), Image.Resampling.BILINEAR))
 
 
@@ -83,6 +88,22 @@ def preprocess_image(rgb: NDArray[np.uint8], *,
         the :class:`~sam_onnx.geometry.Geometry` recording the original size.
     """
     return normalize(resize_to_model(rgb, image=image)), Geometry(rgb.shape[:2])
+
+
+def preprocess_pil(image: Image.Image) -> tuple[NDArray[np.float32], Geometry]:
+    """:func:`preprocess_image` of an upright RGB PIL image, with no array of the whole image
+    (:func:`sam_onnx.image.load_upright`): the same values, bit for bit.
+
+    Returns:
+        ``pixel_values`` ``(1, 3, 1024, 1024)`` float32 in the model frame, and the
+        :class:`~sam_onnx.geometry.Geometry` recording the original size ``(H, W)``.
+
+    Raises:
+        ValueError: the image is not in mode ``"RGB"``.
+    """
+    if image.mode != "RGB":
+        raise ValueError(f"expected an RGB image, got mode {image.mode}")
+    return normalize(_squash(image)), Geometry((image.height, image.width))
 
 
 def preprocess_crop(rgb: NDArray[np.uint8], crop: CropFrame) -> tuple[NDArray[np.float32], Geometry]:

@@ -24,7 +24,7 @@ from tests.conftest import make_rgb
 
 ENCODE_S = 0.3
 """The slowed encoder run: far longer than the analytic model's own (a few ms)."""
-INTAKE_STAGES = ("load_image", "image_key", "preprocess_image")
+INTAKE_STAGES = ("load_upright", "image_key", "preprocess_pil")
 """Module-level functions of sam_demo.service that an upload's intake calls (plus view.display_images)."""
 
 
@@ -120,7 +120,7 @@ def test_an_upload_pushed_out_before_its_encoder_run_is_read_again(setup, monkey
     service, encoder, timeline, photos = setup
     record, _ = service.receive_image(photos[1])
     assert service._received.pop(record.key) is not None  # as if three newer uploads had pushed it out
-    loads = len(timeline.of("load_image"))
+    loads = len(timeline.of("load_upright"))
     service.encode_image(record)
-    assert len(timeline.of("load_image")) == loads + 1 and encoder.runs == 1
+    assert len(timeline.of("load_upright")) == loads + 1 and encoder.runs == 1
     assert service.cached_image(record).display_rgb.shape == (*record.frame.display_hw, 3)
