@@ -23,7 +23,7 @@ from sam_demo.service import SegmentationService, image_key
 from sam_onnx import Abort, Aborted
 from sam_onnx import abort as abort_module
 from sam_onnx import session as ort_session
-from sam_onnx.image import load_image
+from sam_onnx.image import load_image, load_upright
 from tests.conftest import make_rgb
 
 CHAIN_SIDE = 256
@@ -179,7 +179,8 @@ def test_an_upload_stopped_in_its_encoder_run_caches_nothing_and_frees_the_encod
 def test_an_upload_stopped_while_it_waits_to_be_read_leaves_the_line_unread(stoppable, monkeypatch):
     service, encoder, (first, second) = stoppable
     read: list[str] = []
-    monkeypatch.setattr("sam_demo.service.load_image", lambda path, **kw: (read.append(path), load_image(path, **kw))[1])
+    monkeypatch.setattr("sam_demo.service.load_upright",  # how an upload is read (step 1)
+                        lambda path, **kw: (read.append(path), load_upright(path, **kw))[1])
     busy = threading.Thread(target=service.open_image, args=(first,))
     busy.start()
     assert encoder.running.wait(10)  # the first upload holds the intake turn through its encoder run
