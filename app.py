@@ -126,6 +126,7 @@ class Outputs(Generic[T]):
     status: T
     undo_btn: T
     redo_btn: T
+    downloads: T
 
     def as_list(self) -> list[T]:
         return [getattr(self, name) for name in OUTPUT_NAMES]
@@ -318,8 +319,17 @@ def _status(service: SegmentationService, state: AppState, view: View, extra: st
             + hint + notes)
 
 
-def _outputs(service, state: AppState, view: View, options: ViewOptions, extra: str = "") -> list:
-    """The values of :class:`Outputs` after an edit."""
+def _downloads_after(previous: AppState | None, state: AppState):
+    """The download list after an edit: emptied when what an export holds changed since (another image or model,
+    other prompts, names, candidates or shown objects: its files are out of date), else left as it is."""
+    same = (previous is not None and previous.record is state.record
+            and previous.editor.current is state.editor.current and previous.editor.hidden == state.editor.hidden)
+    return gr.skip() if same else None
+
+
+def _outputs(service, state: AppState, view: View, options: ViewOptions, extra: str = "",
+             previous: AppState | None = None) -> list:
+    """The values of :class:`Outputs` after an edit from ``previous`` (``None``: a new image, refine or model)."""
     choices, selected = _object_choices(view)
     gallery = [(thumb, f"{'✓ ' if k == view.chosen_candidate else ''}{k + 1}: IoU {s:.2f}")
                for k, (thumb, s) in enumerate(zip(view.thumbnails, view.candidate_scores))]
@@ -341,6 +351,7 @@ def _outputs(service, state: AppState, view: View, options: ViewOptions, extra: 
         status=_status(service, state, view, extra),
         undo_btn=gr.update(interactive=state.editor.can_undo),
         redo_btn=gr.update(interactive=state.editor.can_redo),
+        downloads=_downloads_after(previous, state),
     ).as_list()
 
 
@@ -486,12 +497,12 @@ def _upload_steps(service: SegmentationService, path: str, model: str | None, op
         raise
     except SamOnnxError as exc:  # the encoder failed: back to the image and work the tab had, then the message
         yield unchanged() if previous is None else _outputs(service, previous, service.render(
-            previous.record, previous.editor, options), options)
+            previous.record, previous.editor, options), options, previous=previous)
         raise user_error(exc) from None
     view = service.render(record, state.editor, options)
     # the scene goes again (JSON): it now names the embeddings for the page's live previews
     yield _outputs(service, state, view, options,
-                   "cached" if info["cache_hit"] else f"encode {info['encode_ms'] / 1e3:.2f} s")
+                   "cached" if info["cache_hit"] else f"encode {info['encode_ms'] / 1e3:.2f} s", previous=state)
 
 
 @takes_view_options
@@ -505,7 +516,7 @@ def load_image_api(service: SegmentationService, path: str | None, options: View
 def _edit(service, state: AppState, options: ViewOptions, change):
     new_state = change(_require(state))
     view = service.render(new_state.record, new_state.editor, options)
-    return _outputs(service, new_state, view, options)
+    return _outputs(service, new_state, view, options, previous=state)
 
 
 @takes_view_options
@@ -1034,7 +1045,7 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
 
         outputs = Outputs(display=display, state=state, objects_html=objects_html, object_select=object_select,
                           object_name=object_name, candidates=candidates, status=status, undo_btn=undo_btn,
-                          redo_btn=redo_btn).as_list()
+                          redo_btn=redo_btn, downloads=downloads).as_list()
         view_inputs = [opacity, contour]
         edit = {"concurrency_id": EDIT_QUEUE, "concurrency_limit": EDIT_CONCURRENCY, "show_progress": "hidden"}
         demo.order_per_session(state)
