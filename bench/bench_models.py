@@ -173,8 +173,6 @@ def _run_child(args: argparse.Namespace, kind: str, size: str, photo: Path) -> d
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from sam_onnx.models import MODELS
-
     for size in args.sizes:
         for name in ("encoder.onnx", "decoder.onnx"):
             if not (args.root / size / name).is_file():
@@ -183,7 +181,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if REFERENCE not in args.sizes:
         raise SystemExit(f"--sizes must include {REFERENCE}: ratios are to it")
     photo = common.photo_file(args.mp, "jpeg", Path(args.photos))
-    foreign = common.ForeignLoad()
+    overall = common.ForeignLoad()
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
     rounds: list[dict[str, dict[str, Any]]] = []
@@ -203,6 +201,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                       f"{this[size]['upload-to-ready ms']:.0f} ms, decoder {this[size]['decoder ms']:.1f} ms, "
                       f"peak RSS {this[size]['peak RSS MiB']:.0f} MiB")
         rounds.append(this)
+        result = _summary(args, rounds, photo, started, load_before, overall)
+        if args.json and r + 1 < args.rounds:  # the rounds so far, in case a long run on a busy machine is cut short
+            common.write_json(Path(args.json + ".partial"), result)
+    if args.json:
+        Path(args.json + ".partial").unlink(missing_ok=True)
+    return result
+
+
+def _summary(args: argparse.Namespace, rounds: list[dict[str, dict[str, Any]]], photo: Path, started: float,
+             load_before: float, overall: common.ForeignLoad) -> dict[str, Any]:
+    """The rows of the rounds so far: per size the medians over rounds and the medians of per-round ratios."""
+    from sam_onnx.models import MODELS
+
     rows = []
     for size in args.sizes:
         per_round = [rnd[size] for rnd in rounds]
@@ -220,11 +231,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows.append({"model": size, **med, **ratios, "others' CPU share": statistics.median(shares),
                      "download MB": spec.download_bytes / 1e6 if spec.download_bytes else float("nan"),
                      "stand-in MB": standin / 1e6, "rounds": per_round})
-    return {"machine": common.machine_info(), "args": {k: str(v) if isinstance(v, Path) else v
-                                                      for k, v in vars(args).items()},
+    args_json = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    return {"machine": common.machine_info(), "args": {**args_json, "rounds": len(rounds)},
             "photo": photo.name, "rows": rows, "seconds": time.perf_counter() - started,
             "loadavg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-            "foreign_cpu_share": round(foreign.share(), 3)}
+            "foreign_cpu_share": round(overall.share(), 3)}
 
 
 def report(result: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@ and content-following test models), crop refinement, the data-set loader, the de
 from __future__ import annotations
 
 import json
-import time
+import resource
 
 import numpy as np
 import pytest
@@ -51,15 +51,22 @@ def test_a_negative_click_removes_a_region_through_the_pipeline(predictor):
     assert whole[200, 220] and not bitten[200, 220] and bitten[200, 185]
 
 
+DEFAULT_RUN_BOUND_S = 120.0
+"""The issue's bound: the default selection runs in under 2 minutes. Checked on the benchmark's CPU time (all its
+threads, and any child process): with no waiting in the run, its wall time on a machine it has to itself is at
+most that, while its wall time on the shared 2 cores depends on everyone else's jobs (see the test)."""
+
+
+@pytest.mark.timeout(600)  # wall time under other engineers' load; the bound itself is on CPU time
 def test_the_default_benchmark_runs_offline_within_two_minutes_and_gives_the_known_answers(tmp_path, capsys):
     """The issue's bound on the default selection (the content-following test models, every encoder variant this
     machine runs, with and without crop refinement, the synthetic shapes): measured at 20 s on the shared
     2-core machine at load average 6. Every scene takes the clicks the content model must take, and refining
     in a crop gives finer edges (a higher first-click IoU on the disc)."""
     out = tmp_path / "clicks.json"
-    started = time.perf_counter()
+    cpu_before = _cpu_s()
     assert bench_clicks.main(["--json", str(out)]) == 0
-    assert time.perf_counter() - started < 120
+    assert _cpu_s() - cpu_before < DEFAULT_RUN_BOUND_S
     result = json.loads(out.read_text())
     assert {r["encoder"] for r in result["rows"]} >= {"fp32", "int8"}
     assert {r["refine"] for r in result["rows"]} == {"none", "crop"}
@@ -74,6 +81,12 @@ def test_the_default_benchmark_runs_offline_within_two_minutes_and_gives_the_kno
     assert all(r["clicks"] == "+-" + "+" * 18 for r in decoy)  # the negative click removes the object too
     printed = capsys.readouterr().out
     assert "PLUMBING CHECK" in printed and "mIoU@1" in printed and "NoC@90" in printed
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process (every thread) and its finished child processes."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def test_dataset_masks_are_read_as_ritm_reads_them(tmp_path):

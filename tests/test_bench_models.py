@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench import bench_models
 
+SLOW_CHILDREN = pytest.mark.timeout(400)
+"""Each run starts one process per size and kind (each importing onnxruntime, the app's ones Gradio too): ~50 s
+on an idle machine, 141 s and over at load average 17-25 on the 2 shared cores (pytest-timeout's 120 s hit)."""
 
+
+@SLOW_CHILDREN
 def test_models_benchmark_measures_every_size_and_ratios_to_small(analytic_dir, tmp_path, capsys):
     root = tmp_path / "models"
     for size in ("tiny", "small"):
@@ -37,6 +44,7 @@ def bench_models_download(size: str) -> float:
     return MODELS[size].download_bytes / 1e6
 
 
+@SLOW_CHILDREN
 def test_models_together_reports_what_each_model_adds(analytic_dir, tmp_path, capsys):
     root = tmp_path / "models"
     for size in ("tiny", "small"):
