@@ -105,3 +105,9 @@ def test_an_exif_rotated_upload_keeps_its_key_input_and_display_copy(analytic_di
     assert np.array_equal(waiting.pixel_values, preprocess_image(rgb)[0])
     expected_display = np.asarray(Image.fromarray(rgb).resize(record.frame.display_hw[::-1], Image.BILINEAR))
     assert np.array_equal(service.display_rgb(record), expected_display)
+
+
+def test_the_encoder_input_is_c_contiguous():
+    """onnxruntime copies a strided input before every encoder run; the input is made contiguous once."""
+    pixels, _ = preprocess_pil(Image.fromarray(make_rgb(90, 70, seed=9)))
+    assert pixels.flags["C_CONTIGUOUS"] and pixels.shape == (1, 3, 1024, 1024)
