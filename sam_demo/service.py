@@ -53,7 +53,7 @@ from sam_onnx.preprocess import preprocess_crop, preprocess_pil
 from sam_onnx.strokes import Stroke
 from sam_onnx.types import ImageEmbedding, MaskResult, Point, Prompts, short_repr
 
-from . import bundle, fair, grants, jobs, layers, limits, view
+from . import big_photos, bundle, fair, grants, jobs, layers, limits, view
 from .cache import BoundedCache
 from .editor import Editor, ObjectState
 from .encoder_check import EncoderCheck
@@ -305,7 +305,7 @@ class SegmentationService:
 
     def __init__(self, predictor: Sam2Predictor, *, display_max_side: int = DEFAULT_DISPLAY_SIDE,
                  image_cache_mb: int = DEFAULT_IMAGE_CACHE_MB, result_cache_mb: int = DEFAULT_RESULT_CACHE_MB,
-                 limits: ImageLimits = DEFAULT_LIMITS,
+                 limits: ImageLimits = DEFAULT_LIMITS, open_limits: ImageLimits = big_photos.OPEN_LIMITS,
                  upload_concurrency: int = 1, grant_ttl_s: float = grants.DEFAULT_TTL_S,
                  page_decoder: PageDecoderAssets | None = None,
                  models: Mapping[str, Sam2Predictor] | None = None,
@@ -323,6 +323,9 @@ class SegmentationService:
         self.upload_concurrency = max(1, upload_concurrency)
         self.display_max_side = display_max_side
         self.limits = limits
+        """The working limits: a bigger photo is worked on downscaled to them (:mod:`sam_demo.big_photos`)."""
+        self.open_limits = open_limits
+        """What an upload may be (checked from the file's header before any decode)."""
         self._images: BoundedCache[CachedImage] = BoundedCache(image_cache_mb * _MB, lambda v: v.nbytes)
         self._received: BoundedCache[Received] = BoundedCache(RECEIVED_CACHE_MB * _MB, lambda v: v.nbytes)
         self._results: BoundedCache[MaskResult] = BoundedCache(result_cache_mb * _MB,
@@ -399,7 +402,7 @@ class SegmentationService:
         with self.intake.turn(cancel=_cancel_of(abort)) as reading:  # upload_concurrency images in memory at once
             if reading is None:
                 raise Aborted()
-            loaded = load_upright(path, limits=self.limits)
+            loaded = big_photos.working_upright(load_upright(path, limits=self.open_limits), self.limits)
             if abort is not None:
                 abort.check()
             loaded_at = time.perf_counter()
@@ -515,14 +518,16 @@ class SegmentationService:
 
     def _reload(self, record: ImageRecord) -> NDArray[np.uint8]:
         """The original ``(H, W, 3)`` uint8 pixels, read again from the uploaded file and checked against the key."""
-        rgb = load_image(self._reopened_path(record), limits=self.limits).rgb
+        loaded = load_image(self._reopened_path(record), limits=self.open_limits)
+        rgb = big_photos.working_copy(loaded, self.limits).rgb
         self._checked(record, image_key(rgb))
         return rgb
 
     def _reopen(self, record: ImageRecord) -> Image.Image:
         """The original as an RGB PIL image, read again from the uploaded file (no array of the whole image;
         the caller checks its hash with :meth:`_checked`)."""
-        return load_upright(self._reopened_path(record), limits=self.limits).image
+        return big_photos.working_upright(load_upright(self._reopened_path(record), limits=self.open_limits),
+                                          self.limits).image
 
     @staticmethod
     def _reopened_path(record: ImageRecord) -> str:
@@ -920,7 +925,10 @@ class SegmentationService:
         if sum(refine_objects) > MAX_SEGMENT_REFINES:
             raise InvalidPromptError(f"{sum(refine_objects)} objects ask to be refined; one request may refine at "
                                      f"most {MAX_SEGMENT_REFINES} (each is one more encoder run).")
-        width, height = image_size(path, limits=self.limits)
+        width, height = image_size(path, limits=self.open_limits)
+        too_big = big_photos.segment_size_message(width, height, self.limits)
+        if too_big is not None:
+            raise InvalidImageError(too_big)
         megapixels = len(objects) * width * height / 1e6
         if megapixels > MAX_SEGMENT_MEGAPIXELS:
             most = max(1, int(MAX_SEGMENT_MEGAPIXELS * 1e6 // (width * height)))

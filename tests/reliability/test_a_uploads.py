@@ -89,13 +89,13 @@ def test_A1_file_over_max_file_size_is_refused_at_upload(work, served):
 
 @pytest.mark.parametrize("side, megapixels", [(10_000, 100)], ids=["10000sq"])
 def test_A2_pixel_bomb_under_pillows_limit_refused_from_the_header(work, side, megapixels):
-    refused_everywhere(work, bomb_png(side), "bomb.png", rf"^The image is {megapixels} MP; the limit is 40 MP\.$")
+    refused_everywhere(work, bomb_png(side), "bomb.png", rf"^The image is {megapixels} MP; the limit is 64 MP\.$")
     outcome = work.session.call("segment", [file_data(work.session.upload(bomb_png(side), "b.png")), SEGMENT_PROMPTS])
     assert outcome.seconds < BOMB_DEADLINE_S, f"{outcome.seconds:.2f} s: was it decoded?"
 
 
 def test_A3_pixel_bomb_over_pillows_limit_refused_with_a_message(work):
-    refused_everywhere(work, bomb_png(14_000), "bomb.png", r"^The image is 196 MP; the limit is 40 MP\.$")
+    refused_everywhere(work, bomb_png(14_000), "bomb.png", r"^The image is 196 MP; the limit is 64 MP\.$")
 
 
 @pytest.mark.parametrize("fmt, fraction", [("JPEG", 0.5), ("PNG", 0.6)])
@@ -207,11 +207,23 @@ def test_A14_smallest_accepted_image_works_end_to_end(raw):
     assert raw.overlay().shape == (16, 16, 3)
 
 
-def test_A15_over_40_megapixels_refused_from_the_header(work):
+def test_A15_over_64_megapixels_refused_from_the_header(work):
     from tests.test_image import hand_png
 
-    refused_everywhere(work, hand_png(8000, 6000, 8, 0, bytes(8000)), "huge.png",
-                       r"^The image is 48 MP; the limit is 40 MP\.$")
+    refused_everywhere(work, hand_png(8000, 8001, 8, 0, bytes(8000)), "huge.png",
+                       r"^The image is 64.1 MP; the limit is 64 MP\.$")
+
+
+def test_A15_a_48_megapixel_photo_opens_downscaled_and_segment_names_a_size_that_works(raw):
+    """Issue 22 item 6: the app works on it at 40 MP and says so; /segment (answers in the file's pixels) refuses
+    it with a size to downscale to (tests/test_big_photos.py checks the masks and exports)."""
+    from tests.test_image import hand_png
+
+    path = raw.upload(hand_png(8000, 6000, 8, 0, bytes(8000)), "phone.png")
+    assert raw.ui_open(path).ok
+    assert "is used at 7302×5477" in raw.status(), raw.status()
+    assert_message(raw.call("segment", [file_data(path), SEGMENT_PROMPTS]),
+                   r"^The image is 8000×6000 \(48\.0 MP\); /segment takes at most 40 MP .* for example to 7302×5477\.$")
 
 
 def test_A15_large_legal_photo_is_shown_downscaled_and_clicks_map_back(raw):
