@@ -291,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.INFO, format="%(message)s")
+    # A refused image is this command's own one-line error (below); the loader's log line would be a second one.
+    logging.getLogger("sam_onnx.image").setLevel(logging.WARNING)
     route_hub_logs_to_root()
     try:
         requested_model(args.model)  # $SAM_ONNX_MODEL too: a bad name is a usage error, before any work

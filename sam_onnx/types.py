@@ -8,6 +8,7 @@ helpers that "modify" a value return a new one.
 from __future__ import annotations
 
 import math
+import re
 import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -385,6 +386,18 @@ class MaskResult:
         return self.mask()
 
 
+LOCAL_SOURCE = "local files"
+"""What :meth:`ModelInfo.summary` says of model files that are not a hub download (a folder, files, sessions)."""
+_HUB_SOURCE = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+@[\w.-]+")
+"""A hub source as :mod:`sam_onnx.hub` names it: ``owner/repo@revision`` (public, no server path)."""
+
+
+def public_source(source: str) -> str:
+    """``source`` if it names a public hub download (``owner/repo@revision``), else :data:`LOCAL_SOURCE`: a
+    folder's or a file's path on the server is nobody's business but the server's (its logs have it)."""
+    return source if _HUB_SOURCE.fullmatch(source) else LOCAL_SOURCE
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What a predictor runs, for logs and the UI.
@@ -421,8 +434,8 @@ class ModelInfo:
     model: str = ""
 
     def summary(self) -> dict[str, object]:
-        """The JSON-ready facts a user or an API client may see (no file paths)."""
-        return {"model": self.model, "source": self.source, "providers": list(self.providers),
+        """The JSON-ready facts a user or an API client may see (no file paths: :func:`public_source`)."""
+        return {"model": self.model, "source": public_source(self.source), "providers": list(self.providers),
                 "encoder_dtype": self.encoder_dtype,
                 "threads": self.threads, "encoder": self.encoder_name,
                 "encoder_description": self.encoder_description, "encoder_selection": self.encoder_selection}

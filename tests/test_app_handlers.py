@@ -243,6 +243,21 @@ def test_stateless_api_segment(service, photo):
             app.api_segment(service, str(photo), bad)
 
 
+def test_segment_names_no_server_path(service, photo, analytic_dir):
+    """Issue 22 item 7: /segment's answer tells callers which model runs, never where its files are on the server
+    (the analytic models are loaded from a folder; a hub download is named by its repository and revision)."""
+    from sam_onnx.types import LOCAL_SOURCE, public_source
+
+    result = app.api_segment(service, str(photo), [{"points": [[250, 150, 1]], "box": None}])
+    assert str(analytic_dir) in service.predictor.info.source  # the server knows (its logs say it)
+    answer = json.dumps(result)
+    assert result["model"]["source"] == LOCAL_SOURCE and str(analytic_dir) not in answer and "/tmp" not in answer
+    assert public_source("onnx-community/sam2.1-hiera-small-ONNX@0123456789ab") == \
+        "onnx-community/sam2.1-hiera-small-ONNX@0123456789ab"
+    for local in ("local folder /srv/models/small", "/srv/models", "C:\\models\\sam", "sessions", "../m/a@b/c"):
+        assert public_source(local) == LOCAL_SOURCE, local
+
+
 def test_stateless_api_segment_returns_polygons(service, photo):
     prompts = [{"points": [[250, 150, 1]], "box": None}, {"points": [[120, 100, 1], [140, 100, 0]]}]
     rle = app.api_segment(service, str(photo), prompts)

@@ -124,6 +124,18 @@ def test_module_entry_point_runs(tmp_path, photo, analytic_dir):
     assert "mask 1 of 3" in proc.stdout and out.is_file()
 
 
+def test_a_bad_file_is_one_stderr_line_from_the_command(tmp_path, analytic_dir):
+    """Issue 22: run as a command (its own logging, not pytest's), a file that is not an image gives exactly one
+    line on stderr, the README's, and status 2 (the image loader's "Rejected image" log line was a second)."""
+    bad = tmp_path / "notes.png"
+    bad.write_text("hello")
+    proc = subprocess.run([sys.executable, "-m", "sam_onnx", str(bad), "--point", "1,1", "--out",
+                           str(tmp_path / "m.png"), "--model-dir", str(analytic_dir)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"error: {bad}: Could not read this image; use PNG, JPEG or WebP."]
+
+
 def test_a_missing_file_is_named_and_said_missing(tmp_path, analytic_dir, capsys):
     missing = tmp_path / "holiday.jpg"
     assert _run(analytic_dir, missing, "--point", "1,1", "--out", tmp_path / "m.png") == 2
