@@ -75,6 +75,7 @@ CSS = f"""
                                background: var(--background-fill-secondary); color: inherit; font: inherit;
                                font-size: 16px; cursor: pointer; }}
 #display .sam-zoombar button:hover, #display .sam-zoombar button:focus-visible {{ background: var(--border-color-primary); }}
+#display .sam-zoombar > .sam-plugin-control:first-child {{ margin-right: auto; }}  /* plugins' controls: left */
 #display .sam-zoom-level {{ min-width: 3.2em; text-align: center; font-variant-numeric: tabular-nums; }}
 #display .sam-view:not([data-state=image]) + .sam-zoombar {{ display: none; }}
 #display .sam-busy {{ position: absolute; left: 50%; top: 8px; transform: translateX(-50%); padding: .3em .8em;

@@ -96,6 +96,9 @@ export class ViewTransform {
   originalToCss(x, y) { return this.edgeToCss(x + 0.5, y + 0.5); }
   // css -> original pixel index (continuous, not clamped)
   cssToOriginal(cx, cy) { const [ex, ey] = this.cssToEdge(cx, cy); return [ex - 0.5, ey - 0.5]; }
+  // a length (a brush radius): css px -> original px, and back
+  lengthToOriginal(css) { return css / this.s; }
+  lengthToCss(original) { return original * this.s; }
   // css -> the original pixel under it (integer index), or null outside the image
   cssToPixel(cx, cy) {
     const [ex, ey] = this.cssToEdge(cx, cy);

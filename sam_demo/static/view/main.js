@@ -3,10 +3,12 @@
 // (sam_demo/page.py: VIEW_BOOT), which hands over Gradio's `element`, `trigger`, `props` and `watch`.
 //
 // Plugin API (for the work packages that add previews, brushes, refine...): `element.samView` is the view;
-//   view.on(name, cb) -> unsubscribe     names: 'hover' {x, y} | 'leave' {} (pointer over the image or gone),
+//   view.on(name, cb) -> unsubscribe     names: 'hover' {x, y, cx?, cy?} | 'leave' {} (pointer over the image
+//                                        or gone; cx, cy: its css position, absent for the keyboard cursor),
 //                                        'press' {x, y, button}, 'commit' {kind, x, y, x1?, y1?} (a prompt
-//                                        is about to be sent), 'stroke' {mode, points} (a drag in a
-//                                        registered input mode), 'scene' {scene}, 'transform' {t}, 'drawn' {}
+//                                        is about to be sent), 'stroke' {mode, points, ...} (a plugin's drag,
+//                                        emitted by the plugin), 'scene' {scene}, 'transform' {t}, 'drawn' {},
+//                                        'message' {text, error} (a message the page shows, e.g. a refusal)
 //   view.addLayer(name, draw)            draw(ctx, frame) in CSS px after the masks, before the markers;
 //                                        frame.t is the ViewTransform (geometry.js). removeLayer(name).
 //   view.setOverlay(name, bitmap, rect, opacity = 1)   a bitmap (canvas/ImageBitmap) stretched over an
@@ -17,9 +19,14 @@
 //                                        its layer, exactly as layers are drawn (fill, outline); null: its layer.
 //   view.redraw()                        schedule a redraw (next animation frame).
 //   view.geometry                        the current ViewTransform (css <-> original), view.scene the scene.
-//   view.registerMode(name, {cursor, onDown(p), onMove(p), onUp(p)}) and view.setMode(name | null): an
-//                                        input mode takes the pointer (p = {x, y, cx, cy, event}: original
-//                                        pixel index and css); null gives it back to clicks and boxes.
+//   view.registerMode(name, {cursor, onDown(p), onMove(p), onUp(p), onCancel(), onEnter(p)}) and
+//                                        view.setMode(name | null): an input mode takes the pointer (p = {x, y,
+//                                        cx, cy, event}: original pixel index and css); null gives it back to
+//                                        clicks and boxes. onCancel: the press ended without a release (a
+//                                        second finger started a pinch, the browser cancelled the pointer, or
+//                                        the mode changed mid-press). onEnter({x, y}): Enter at the keyboard
+//                                        cursor (instead of a click there).
+//   view.addControl(element)             a plugin's control in the bar under the picture (left of the zoom).
 //   view.send(name, data)                trigger a custom event of the component (names in page.VIEW_EVENTS).
 // The server stays the single source of truth: plugins may paint, but only the scene is the picture.
 
@@ -119,11 +126,20 @@ class View {
   }
   registerMode(name, handlers) { this.modes.set(name, handlers); }
   setMode(name) {
-    this.mode = name && this.modes.has(name) ? name : null;
+    const mode = name && this.modes.has(name) ? name : null;
+    if (mode !== this.mode && this.press && this.mode) {  // a press in the old mode ends here, unused
+      this.press = null;
+      this.modes.get(this.mode).onCancel?.();
+    }
+    this.mode = mode;
     this.canvas.style.cursor = (this.mode && this.modes.get(this.mode).cursor) || '';
   }
   get geometry() { return this.t; }
   send(name, data) { this.trigger(name, data); }
+  addControl(element) {
+    element.classList.add('sam-plugin-control');
+    this.bar.insertBefore(element, this.bar.firstChild);
+  }
 
   // ------------------------------------------------------------------ scene
   receive(scene) {
@@ -316,7 +332,7 @@ class View {
 
   installChrome() {
     // on-screen zoom buttons and level, a description and a polite live region for screen readers
-    const bar = document.createElement('div');
+    const bar = this.bar = document.createElement('div');
     bar.className = 'sam-zoombar';
     const button = (label, title, action) => {
       const b = document.createElement('button');
@@ -378,6 +394,7 @@ class View {
           const t = n.matches('[data-testid=toast-text]') ? n : n.querySelector('[data-testid=toast-text]');
           if (t && t.textContent.trim()) {
             this.announce(t.textContent.trim());
+            this.emit('message', {text: t.textContent.trim(), error: /error/i.test(n.textContent)});
             if (this.busy && /error/i.test(n.textContent)) this.setBusy(null);
           }
         }
@@ -453,7 +470,9 @@ class View {
         if (e.key === ' ') { handled = false; }
         else {
           if (!this.cursor) this.cursorTo(this.t.W >> 1, this.t.H >> 1);
-          this.commit({kind: 'click', x: this.cursor[0], y: this.cursor[1]});
+          const enter = this.mode && this.modes.get(this.mode).onEnter;
+          if (enter) enter({x: this.cursor[0], y: this.cursor[1]});
+          else this.commit({kind: 'click', x: this.cursor[0], y: this.cursor[1]});
         }
       } else if (e.key === '+' || e.key === '=') this.zoomBy(ZOOM_STEP, ...this.cursorCss());
       else if (e.key === '-' || e.key === '_') this.zoomBy(1 / ZOOM_STEP, ...this.cursorCss());
@@ -526,6 +545,7 @@ class View {
       if (e.pointerType === 'touch') {
         this.pointers.set(e.pointerId, p);
         if (this.pointers.size === 2) {  // two fingers: pinch and pan; the first finger's press is no click
+          if (this.press && this.mode) this.modes.get(this.mode).onCancel?.();  // nor a stroke
           this.press = null;
           this.band = null;
           const [a, b] = [...this.pointers.values()];
@@ -570,7 +590,7 @@ class View {
         return;
       }
       if (!this.press || this.press.id !== e.pointerId) {
-        if (p.x === null) this.emit('leave', {}); else this.emit('hover', {x: p.x, y: p.y});
+        if (p.x === null) this.emit('leave', {}); else this.emit('hover', {x: p.x, y: p.y, cx: p.cx, cy: p.cy});
         return;
       }
       if (this.mode) { this.modes.get(this.mode).onMove?.(p); return; }
@@ -590,7 +610,11 @@ class View {
       const press = this.press;
       this.press = null;
       const p = this.point(e);
-      if (this.mode) { this.modes.get(this.mode).onUp?.(p); return; }
+      if (this.mode) {
+        const handlers = this.modes.get(this.mode);
+        if (cancelled && handlers.onCancel) handlers.onCancel(); else handlers.onUp?.(p);
+        return;
+      }
       if (this.band) { this.band = null; this.redraw(); }
       if (cancelled) return;
       const s = press.start;
