@@ -57,9 +57,14 @@ EXPORT_MAX_AGE_S = 3600
 MODE_POSITIVE = "+ Include (positive point)"
 MODE_NEGATIVE = "− Exclude (negative point)"
 MODE_BOX = "Box (two corners)"
-MODES = (MODE_POSITIVE, MODE_NEGATIVE, MODE_BOX)
-MODE_LABELS = ("+ Include", "− Exclude", "▭ Box")
-"""What the mode buttons show (the values stay MODES: the API and scripts pass those)."""
+MODE_BRUSH = "Brush (paint onto the selected object)"
+MODE_ERASER = "Eraser (erase from the selected object)"
+MODES = (MODE_POSITIVE, MODE_NEGATIVE, MODE_BOX, MODE_BRUSH, MODE_ERASER)
+MODE_LABELS = ("+ Include", "− Exclude", "▭ Box", "✎ Brush", "⌫ Eraser")
+"""What the mode buttons show (the values stay MODES: the API and scripts pass those). The page's view tells the
+modes apart by each label's first character (sam_demo/static/view/main.js, MODE_NAMES); in brush and eraser
+modes the page paints strokes (sam_demo/static/view/brush.js) and sends them as ``stroke`` events."""
+PAINT_MODES = (MODE_BRUSH, MODE_ERASER)
 
 QUEUE_MAX_SIZE = 64
 EDIT_QUEUE = "edit"        # clicks and every other state edit: ordered per browser tab (SafeBlocks), tabs in parallel
@@ -218,6 +223,9 @@ def _apply_original(state: AppState, mode: str, x: float, y: float) -> AppState:
         editor = editor.box_corner(x, y, view_crop=state.view_crop)
     elif mode in (MODE_POSITIVE, MODE_NEGATIVE):
         editor = editor.add_point(x, y, POSITIVE if mode == MODE_POSITIVE else NEGATIVE, view_crop=state.view_crop)
+    elif mode in PAINT_MODES:
+        raise InvalidPromptError("The brush and the eraser paint: drag on the image (or choose include, exclude or "
+                                 "box to click).")
     else:
         raise InvalidPromptError("Choose a prompt mode: include, exclude or box.")
     return replace(state, editor=editor)
@@ -548,8 +556,22 @@ def paint_stroke(service, state, stroke, options: ViewOptions):
     state = _require(state)
     if isinstance(stroke, (str, bytes)):
         stroke = parse_json(stroke, "The stroke")
-    checked = Stroke.from_dict(stroke, state.record.original_hw)
-    return _edit(service, state, options, lambda s: replace(s, editor=s.editor.add_stroke(checked)))
+    return _edit(service, state, options, lambda s: _apply_stroke(s, stroke))
+
+
+def _apply_stroke(state: AppState, data) -> AppState:
+    """A stroke ``{"points", "radius", "erase"}`` (original pixels) added to the selected object, checked first."""
+    checked = Stroke.from_dict(data, state.record.original_hw)
+    return replace(state, editor=state.editor.add_stroke(checked))
+
+
+@takes_view_options
+@guarded
+def stroke_event(service, state, options: ViewOptions, evt: gr.EventData):
+    """A brush or eraser stroke the view sends once when it ends (``sam_demo/static/view/brush.js``):
+    ``evt._data`` is ``{"points": [[x, y], ...], "radius": r, "erase": bool}`` in original pixels."""
+    state = _require(state)
+    return _edit(service, state, options, lambda s: _apply_stroke(s, getattr(evt, "_data", None)))
 
 
 def _editor_op(op):
@@ -1105,6 +1127,8 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
             show_progress="hidden", api_name="ui_encode_zoomed", api_visibility="private").success(
             bind(apply_zoomed, service), [zoom_encoded, state], [state], api_name="ui_apply_zoomed",
             api_visibility="private", **edit)
+        display.stroke(bind(stroke_event, service), [state, *view_inputs], outputs, trigger_mode="multiple",
+                       api_name="ui_stroke", api_visibility="private", **edit)
         display.resync(bind(rerender, service), [state, *view_inputs], outputs, trigger_mode="always_last",
                        api_name="ui_resync", api_visibility="private", **edit)
         api_click_btn.click(bind(click_api, service), [state, api_x, api_y, mode, *view_inputs], outputs,

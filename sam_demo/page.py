@@ -16,9 +16,13 @@ own prompts and colour: **+ New object** starts one, a click on a row of the lis
 candidate masks under the list. **Refine** re-encodes a crop around the selected object for a mask as sharp as
 the photo (small objects, thin parts, exact edges; a second or two). On a phone, tap. **Live preview** (the tick box
 under the status line): the mask under the pointer shows lightly before you click, computed in your
-browser; on a phone, press and hold to see it, release to add the point.
+browser; on a phone, press and hold to see it, release to add the point. **✎ Brush** and **⌫ Eraser** fix what
+SAM got wrong: drag over the picture (one finger on a phone) to add to or erase from the selected object's
+mask (it needs a point or a box first); the size, in screen pixels, is the slider under the picture, and each
+stroke is one undo. New clicks keep the strokes. Two fingers zoom and pan.
 
-**Keys:** `P` include · `N` exclude · `B` box · `Z` undo · `Y` / `Shift+Z` redo · `Esc` clear object ·
+**Keys:** `P` include · `N` exclude · `B` box · `D` brush · `E` eraser · `[` `]` brush size · hold `Ctrl`
+while painting to swap brush and eraser · `Z` undo · `Y` / `Shift+Z` redo · `Esc` clear object ·
 `A` new object · `R` refine the selected object · `1` `2` `3` choose a mask."""
 
 UPLOAD_BOX_HEIGHT = 120
@@ -38,6 +42,15 @@ DOWNLOADS_EMPTY_HEIGHT = "64px"
 """The download list before an export: a low box (Gradio's empty file box is 270 px tall, whatever its height)."""
 STATUS_ENGINE_CLASS = "sam-engine"
 """The status line's times and engine details (``app._status``): shown on a desktop, not on a phone."""
+BRUSH_SLIDER_WIDTH = "110px"
+"""The brush size slider in the bar under the picture (brush and eraser modes)."""
+PHONE_BRUSH_SLIDER_WIDTH = "90px"
+"""The brush size slider in the bar under the picture (brush and eraser modes); on a phone it shares a 326 px
+bar with the zoom buttons."""
+MODE_PADDING = ".6em"
+"""Side padding of a mode choice: the five modes and the history buttons share one row on a 1366 px laptop."""
+PHONE_MODE_BASIS = "28%"
+"""On a phone the mode choices wrap: three on the first row, two on the second."""
 PHONE_MAX_WIDTH = "640px"
 PHONE_DISPLAY_HEIGHT = "75vh"
 PHONE_EXAMPLE_SIDE = "56px"
@@ -50,7 +63,9 @@ CSS = f"""
 #toolbar > *, #toolbar .form {{ margin: 0; border: none; background: none; box-shadow: none; }}
 #mode {{ padding: 0; border: none; background: none; }}
 #mode .wrap {{ gap: var(--spacing-sm); flex-wrap: nowrap; }}
-#mode label {{ min-height: 40px; flex: 1 1 0; justify-content: center; white-space: nowrap; }}
+#mode label {{ min-height: 40px; flex: 1 1 0; justify-content: center; white-space: nowrap;
+               padding-inline: {MODE_PADDING}; }}
+#mode label > span {{ margin-left: 0; }}  /* the round input is not drawn (below): no room kept for it */
 /* The mode choices are a segmented control: the chosen one is filled, the round input is not drawn. */
 #mode input[type=radio] {{ position: absolute; opacity: 0; width: 1px; height: 1px; }}
 #history {{ flex-wrap: nowrap; gap: var(--spacing-sm); min-width: min(100%, 300px); }}
@@ -76,6 +91,10 @@ CSS = f"""
                                font-size: 16px; cursor: pointer; }}
 #display .sam-zoombar button:hover, #display .sam-zoombar button:focus-visible {{ background: var(--border-color-primary); }}
 #display .sam-zoombar > .sam-plugin-control:first-child {{ margin-right: auto; }}  /* plugins' controls: left */
+#display .sam-brush {{ display: flex; align-items: center; gap: .4em; height: 100%; white-space: nowrap; }}
+#display .sam-brush[hidden] {{ display: none; }}
+#display .sam-brush input[type=range] {{ width: {BRUSH_SLIDER_WIDTH}; accent-color: var(--color-accent); }}
+#display .sam-brush output {{ min-width: 3.6em; font-variant-numeric: tabular-nums; }}
 #display .sam-zoom-level {{ min-width: 3.2em; text-align: center; font-variant-numeric: tabular-nums; }}
 #display .sam-view:not([data-state=image]) + .sam-zoombar {{ display: none; }}
 #display .sam-busy {{ position: absolute; left: 50%; top: 8px; transform: translateX(-50%); padding: .3em .8em;
@@ -122,6 +141,10 @@ CSS = f"""
   #examples .gallery {{ gap: 4px; }}
   #examples .gallery-item .container {{ width: {PHONE_EXAMPLE_SIDE}; height: {PHONE_EXAMPLE_SIDE}; }}
   #history button {{ padding-inline: .3em; }}
+  #mode .wrap {{ flex-wrap: wrap; }}  /* five modes: two rows of large touch targets */
+  #mode label {{ flex-basis: {PHONE_MODE_BASIS}; }}
+  #display .sam-brush span {{ display: none; }}  /* the chosen mode shows in the tool bar; room for the zoom */
+  #display .sam-brush input[type=range] {{ width: {PHONE_BRUSH_SLIDER_WIDTH}; }}
   #status {{ font-size: .8em; }}
   #input_image label[data-testid=block-label] {{ font-size: .7rem; }}
   #input_image label[data-testid=block-label] > span {{ display: none; }}  /* the icon: room for the words */
@@ -151,6 +174,8 @@ document.addEventListener('keydown', (e) => {
   } else if (k === 'p' || k === '+') mode(0);
   else if (k === 'n' || k === '-') mode(1);
   else if (k === 'b') mode(2);
+  else if (k === 'd') mode(3);
+  else if (k === 'e') mode(4);
   else if (k === 'z' && !e.shiftKey) click('undo_btn');
   else if (k === 'y' || (k === 'z' && e.shiftKey)) click('redo_btn');
   else if (k === 'escape') click('clear_btn');
@@ -218,13 +243,15 @@ OBJECT_ROWS_SCRIPT = """
 HEAD = KEYBOARD_SCRIPT + IN_ORDER_SCRIPT + OBJECT_ROWS_SCRIPT
 
 # ---------------------------------------------------------------------------- the image view
-VIEW_EVENTS = ("prompt", "resync", "zoomed")
+VIEW_EVENTS = ("prompt", "stroke", "resync", "zoomed")
 """Custom events the view's page code triggers (``trigger(name, data)``); Gradio registers a listener
 ``display.<name>(...)`` only for names that appear quoted in ``js_on_load``, so every name is listed here.
 ``prompt``: a click/tap/Enter ``{"kind": "click", "x", "y"}`` or a dragged box ``{"kind": "box", "x", "y",
-"x1", "y1"}`` in original pixels; ``resync``: the page could not load a file of the scene and asks for a
-fresh one; ``zoomed``: the view has been zoomed at least 2x and still for 0.5 s, ``{"rect": [x0, y0, x1, y1]}``
-in the original pixel edge frame, or ``{}`` once it is zoomed out (``sam_demo/static/view/zoomed.js``)."""
+"x1", "y1"}`` in original pixels; ``stroke``: a brush or eraser stroke when it ends ``{"points": [[x, y], ...],
+"radius": r, "erase": bool}`` in original pixels (``static/view/brush.js``); ``resync``: the page could not load
+a file of the scene and asks for a fresh one; ``zoomed``: the view has been zoomed at least 2x and still for
+0.5 s, ``{"rect": [x0, y0, x1, y1]}`` in the original pixel edge frame, or ``{}`` once it is zoomed out
+(``sam_demo/static/view/zoomed.js``)."""
 VIEW_TEMPLATE = ('<div class="sam-view" data-state="empty">'
                  '<div class="sam-placeholder">Upload an image (or pick an example), then click on it.</div></div>')
 """The view's constant HTML (Gradio re-renders a ``gr.HTML`` only when its template changes, never here);
@@ -236,9 +263,11 @@ VIEW_BOOT = (
     "import(root + 'view/static/main.js').then((m) => m.mount({element, trigger, props, watch, root, events}))"
     ".then((view) => { import(root + 'view/static/zoomed.js').then((z) => z.mount(view))"
     "  .catch((err) => console.error('the zoomed-view plugin did not load', err));"
+    "  import(root + 'view/static/brush.js').then((b) => b.install(view))"  # brush and eraser
+    "  .catch((err) => console.error('the brush plugin did not load', err));"
     "  import(root + 'sam-page/js/preview.js').then((p) => p.install(view, {root}))"  # live preview
     "  .catch((err) => console.warn('live preview not installed', err)); })"
     ".catch((err) => console.error('the image view did not load', err));\n")
 """The view component's ``js_on_load``: imports the view's modules from the app (``sam_demo.routes``), then mounts
-its plugins (``zoomed.js``: the zoomed view's region, for refining while zoomed; ``sam-page/js/preview.js``: live
-previews from the page's own decoder, :mod:`sam_demo.page_decoder`)."""
+its plugins (``zoomed.js``: the zoomed view's region, for refining while zoomed; ``brush.js``: the brush and the
+eraser; ``sam-page/js/preview.js``: live previews from the page's own decoder, :mod:`sam_demo.page_decoder`)."""

@@ -30,6 +30,7 @@ Schema (version :data:`SCENE_VERSION`; keys are short because the scene travels 
          "shown": 0|1|2|null,                   # the candidate drawn (null without prompts)
          "score": iou | null,                   # predicted IoU of the shown candidate
          "scores": [iou0, iou1, iou2] | null,   # per candidate: the selected object only
+         "strokes": n,                          # brush/eraser strokes it has (left out when 0)
          "own_mask": true,                      # only when set: the mask is not the whole-image decoder's
                                                 # (refined in a crop, or brush strokes): no page preview
          "layer": {"id": "<24 hex>",            # content address of the 1-bit PNG
@@ -64,7 +65,8 @@ COORD_DIGITS = 3
 RECT_DIGITS = 2
 """Decimals of layer rectangles (original pixels; 0.005 px at most off, 0.04 CSS px at 8x zoom)."""
 SCORE_DIGITS = 4
-OBJECT_DEFAULTS = {"visible": True, "selected": False, "auto": False, "candidate": None, "scores": None}
+OBJECT_DEFAULTS = {"visible": True, "selected": False, "auto": False, "candidate": None, "scores": None,
+                   "strokes": 0}
 """Object keys left out of the scene when they have these values (most objects: 256 of them travel)."""
 VIEW_URL_PREFIX = "view/"
 """Where the image routes live, relative to the app's root (``sam_demo.routes``)."""
@@ -108,6 +110,8 @@ def _object(obj: ObjectState, row: ObjectView, selected: bool, drawn: tuple[str,
     out["score"] = None if row.score is None else round(row.score, SCORE_DIGITS)
     if selected and scores:
         out["scores"] = [round(float(s), SCORE_DIGITS) for s in scores]
+    if obj.strokes:
+        out["strokes"] = len(obj.strokes)  # the page's brush draws a stroke until the scene counts it
     out["layer"] = _layer(drawn)
     if obj.crop is not None or obj.strokes:
         out["own_mask"] = True

@@ -43,7 +43,7 @@ OBJECT_ROWS = "#objects .obj-row"
 SELECTED_ROW = "#objects .obj-row.selected"
 EXAMPLE_BUTTON = "button.gallery-item:has(img[src$='/{name}'])"
 
-MODE_LABELS = {"include": "Include", "exclude": "Exclude", "box": "Box"}
+MODE_LABELS = {"include": "Include", "exclude": "Exclude", "box": "Box", "brush": "Brush", "eraser": "Eraser"}
 """Visible text of the mode radio choices (app.MODES)."""
 
 # JS: how many scenes the view has drawn (sam_demo/static/view/main.js counts them in data-drawn).
@@ -292,14 +292,14 @@ class DemoPage:
 
     # ------------------------------------------------------------------ controls
     def set_mode(self, mode: str) -> None:
-        """Choose include / exclude / box on the mode radio."""
+        """Choose include / exclude / box / brush / eraser on the mode radio."""
         self.tap_or_click(self.page.locator("#mode label", has_text=MODE_LABELS[mode]))
         self.page.wait_for_function(
             "text => [...document.querySelectorAll('#mode label')].some(l => l.innerText.includes(text) "
             "&& l.querySelector('input').checked)", arg=MODE_LABELS[mode])
 
     def checked_mode(self) -> str:
-        """The mode whose radio is checked ('include', 'exclude' or 'box')."""
+        """The mode whose radio is checked ('include', 'exclude', 'box', 'brush' or 'eraser')."""
         text = self.page.locator("#mode label:has(input:checked)").inner_text()
         return next(mode for mode, label in MODE_LABELS.items() if label in text)
 

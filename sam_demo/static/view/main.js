@@ -47,7 +47,9 @@ export const CURSOR_STEP_CSS = 8;      // an arrow key moves the keyboard cursor
 export const CURSOR_BIG_STEP = 8;      // ...times this with Shift
 export const CURSOR_MARGIN_CSS = 24;   // the view pans to keep the cursor this far inside the box
 export const FULL_RES_ABOVE = 1.0;     // load the full-resolution copy once a display pixel spans more device px
-export const MODE_NAMES = {'+': 'include', '−': 'exclude', '▭': 'box'};
+export const MODE_NAMES = {'+': 'include', '−': 'exclude', '▭': 'box', '✎': 'brush', '⌫': 'eraser'};
+// The tool bar's mode choices by the first character of their label (app.MODE_LABELS); brush and eraser
+// are input modes of the brush plugin (brush.js).
 
 function parse(value) {
   if (!value || typeof value !== 'string') return null;
@@ -405,7 +407,8 @@ class View {
   promptMode() {
     const checked = document.querySelector('#mode input[type=radio]:checked');
     const label = checked ? (checked.closest('label') || checked.parentElement).textContent.trim() : '';
-    return MODE_NAMES[label[0]] || 'include';
+    const found = Object.keys(MODE_NAMES).find((k) => label.startsWith(k));
+    return found ? MODE_NAMES[found] : 'include';
   }
 
   announce(text) {
@@ -424,11 +427,15 @@ class View {
     this.box.setAttribute('aria-label', `Image ${im.w} by ${im.h} pixels, ${masks} mask${masks === 1 ? '' : 's'} shown`);
     const parts = [];
     if (sel) {
-      const n = (sel.points || []).length;
+      const n = (sel.points || []).length, k = sel.strokes || 0;
       parts.push(`${sel.name} selected: ${n} point${n === 1 ? '' : 's'}${sel.box ? ' and a box' : ''}` +
+                 (k ? `, ${k} brush stroke${k === 1 ? '' : 's'}` : '') +
                  (sel.score != null ? `, mask score ${sel.score.toFixed(2)}` : ', no mask yet'));
     }
-    parts.push(`Mode ${this.promptMode()}.`);
+    const mode = this.promptMode();
+    parts.push(`Mode ${mode}.`);
+    if (this.mode === mode) parts.push('Enter paints a dot of the brush size at the cursor (the eraser erases ' +
+                                       'one); [ and ] change the brush size.');
     if (s.pending) parts.push('Box: first corner placed, place the opposite corner.');
     if (this.cursor) parts.push(`Cursor at ${this.cursor[0]}, ${this.cursor[1]}.`);
     parts.push('Arrow keys move the cursor (Shift: faster), Enter places a point in the current mode (two Enters ' +
