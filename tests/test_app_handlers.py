@@ -15,7 +15,10 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+import pyogrio
+import pyogrio.raw
 import pytest
+import shapely
 from PIL import Image
 from shapely.geometry import Polygon, shape
 
@@ -304,6 +307,13 @@ def test_export_writes_polygon_files_of_the_visible_objects(service, photo):
     coco = COCO(str(files["photo_coco_polygons.json"]))
     for ann, mask in zip(coco.loadAnns(coco.getAnnIds()), masks):
         np.testing.assert_array_equal(coco.annToMask(ann).astype(bool), mask)
+    # QGIS opens a .geojson through GDAL's GeoJSON driver; pyogrio reads it with that driver
+    info = pyogrio.read_info(files["photo_polygons.geojson"])
+    assert (info["driver"], info["features"], info["geometry_type"]) == ("GeoJSON", 2, "MultiPolygon")
+    _, _, wkb, fields = pyogrio.raw.read(files["photo_polygons.geojson"])
+    assert list(fields[list(info["fields"]).index("name")]) == ["left one", "Object 2"]
+    for geometry, mask in zip(shapely.from_wkb(wkb), masks):
+        np.testing.assert_array_equal(vector.rasterize(geometry, (300, 500)), mask)
     svg = files["photo_outlines.svg"].read_text()
     assert svg.count("<path ") == 2 and 'fill-rule="evenodd"' in svg
     coarse = {Path(f).name: Path(f) for f in app.export_files(service, state, 5)}
