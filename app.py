@@ -82,6 +82,8 @@ EDIT_CONCURRENCY = None
 """Edits of different tabs run side by side: each tab's own edits wait for each other
 (``SafeBlocks.order_per_session``) and the engine shares the CPU between tabs in short turns
 (``sam_demo.fair``), so no tab's work holds another's click."""
+BUSY_NOTE_FACTOR = 1.2
+"""The estimate says other users' work slows it when it does by this much or more."""
 PROGRESS_INTERVAL_S = 0.5
 """Least time between two progress messages of a long run (segment everything sends one per decoder call
 otherwise: hundreds, which kept a loaded browser from reacting to a new upload for seconds)."""
@@ -711,8 +713,9 @@ def everything_estimate(service: SegmentationService, state: AppState | None, pr
         return str(exc)
     side = est.points_per_side
     crops = f", {est.encoder_runs - 1} extra crops" if est.encoder_runs > 1 else ""
+    busy = f" (others are working: ×{est.load_factor:.1f})" if est.load_factor >= BUSY_NOTE_FACTOR else ""
     return (f"**{preset}:** {side}×{side} points ({est.points} in all{crops}), {est.decoder_calls} decoder calls, "
-            f"about **{est.seconds:.0f} s** on this server.")
+            f"about **{est.seconds:.0f} s** on this server{busy}.")
 
 
 def _tab_id(request: gr.Request | None) -> str | None:

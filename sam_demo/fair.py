@@ -46,6 +46,8 @@ CANCEL_POLL_S = 0.05
 SHARE_AFTER_S = 0.03
 """A turn held longer than this is handed over at the next :meth:`Turn.share` if another owner waits."""
 BACKGROUND = ("background",)
+HELD_LOG_LENGTH = 4096
+"""Turns remembered for :meth:`FairGate.others_share` (at ~50 ms a piece, a busy minute of one owner)."""
 """The owner of :meth:`FairGate.lowest_turn` turns."""
 
 
@@ -64,18 +66,22 @@ class Turn:
         self.started = time.perf_counter()
         self.waited = waited
         """Seconds spent waiting for this turn so far (first acquisition and every hand-over)."""
+        gate._holding_starts(self)
 
     def share(self) -> None:
         """Between two pieces of work: hand the turn over if another owner waits and this turn ran long enough."""
         if time.perf_counter() - self.started < SHARE_AFTER_S or not self._gate.others_waiting(self._owner):
             return
+        self._gate._holding_ends(self)
         self._gate._release()
         self.waited += self._gate._acquire(self._owner)
         self.started = time.perf_counter()
+        self._gate._holding_starts(self)
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
         """Give the turn up for the ``with`` block (e.g. while waiting for another gate), then take it back."""
+        self._gate._holding_ends(self)
         self._gate._release()
         self._gate._local.turn = None
         try:
@@ -84,6 +90,7 @@ class Turn:
             self.waited += self._gate._acquire(self._owner)
             self._gate._local.turn = self
             self.started = time.perf_counter()
+            self._gate._holding_starts(self)
 
 
 class _NoTurn(Turn):
@@ -123,6 +130,10 @@ class FairGate:
         self._lowest: deque[threading.Event] = deque()
         self._beside: set[Beside] = set()
         self._local = threading.local()
+        self._holding: dict[int, tuple[Hashable, float]] = {}
+        """Turns held now: ``id(turn)`` → (owner, since when, ``time.perf_counter``)."""
+        self._held: deque[tuple[Hashable, float, float]] = deque(maxlen=HELD_LOG_LENGTH)
+        """The last turns held: (owner, start, end), for :meth:`others_share`."""
 
     def turn(self, who: Hashable | None = None,
              cancel: Callable[[], bool] | None = None) -> contextlib.AbstractContextManager[Turn]:
@@ -159,6 +170,7 @@ class FairGate:
             yield held
         finally:
             self._local.turn = None
+            self._holding_ends(held)
             self._release()
 
     @contextlib.contextmanager
@@ -175,6 +187,32 @@ class FairGate:
     def others_waiting(self, who: Hashable) -> bool:
         with self._lock:
             return any(key != who for key in self._waiting)
+
+    def others_share(self, who: Hashable, window_s: float) -> tuple[float, int]:
+        """How busy other owners kept this gate in the last ``window_s`` seconds (turns held now included):
+        the share of its slots' time they held turns (0-1), and how many owners that was. Background work
+        (:meth:`lowest_turn`) is left out: it gives way to any owner."""
+        now = time.perf_counter()
+        since = now - window_s
+        with self._lock:
+            spans = [*self._held, *((owner, start, now) for owner, start in self._holding.values())]
+        busy, owners = 0.0, set()
+        for owner, start, end in spans:
+            if owner in (who, BACKGROUND) or end <= since:
+                continue
+            busy += end - max(start, since)
+            owners.add(owner)
+        return min(1.0, busy / (window_s * self.slots)), len(owners)
+
+    def _holding_starts(self, turn: Turn) -> None:
+        with self._lock:
+            self._holding[id(turn)] = (turn._owner, turn.started)
+
+    def _holding_ends(self, turn: Turn) -> None:
+        with self._lock:
+            entry = self._holding.pop(id(turn), None)
+            if entry is not None:
+                self._held.append((*entry, time.perf_counter()))
 
     def waiting(self) -> int:
         """Requests waiting for a turn (for tests and logs)."""

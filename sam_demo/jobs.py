@@ -127,6 +127,9 @@ class EverythingEstimate:
     decoder_calls: int
     encoder_runs: int
     seconds: float
+    """Expected wall time, other users' current work included (``load_factor``)."""
+    load_factor: float = 1.0
+    """How much slower than alone the run is expected to be because of other users' current work (:func:`load_factor`)."""
 
 
 EVERYTHING_BATCH = 2
@@ -148,8 +151,43 @@ def preset(name: str) -> amg.EverythingSettings:
         raise InvalidPromptError(f"Unknown preset {name!r}; choose one of {', '.join(amg.PRESETS)}.") from None
 
 
-def estimate(preset_name: str, image_hw: tuple[int, int], speed: SpeedMeter) -> EverythingEstimate:
-    """Up-front cost of segment everything with a preset on an already encoded image of size ``image_hw``."""
+LOAD_WINDOW_S = 10.0
+"""Other users' work over this many recent seconds is taken as what the run will share the server with."""
+
+
+@dataclass(frozen=True)
+class Load:
+    """Other users' recent work (see :meth:`sam_demo.fair.FairGate.others_share`).
+
+    Attributes:
+        compute_share: share of the compute gate's time other owners held turns (decoder calls, drawing), 0-1.
+        compute_owners: how many other owners that was.
+        encoder_share: share of the encoder slots' time others' encoder runs held, 0-1.
+    """
+
+    compute_share: float = 0.0
+    compute_owners: int = 0
+    encoder_share: float = 0.0
+
+
+def load_factor(load: Load) -> float:
+    """How much longer than alone a CPU-bound run takes beside ``load`` (1 = alone).
+
+    The compute gate is round robin: others who used a share ``b`` of it keep about that share (a user who clicks
+    now and then), but ``k`` owners who work without pause leave this run only ``1/(k+1)`` of it; so the run gets
+    ``1 - min(b, k/(k+1))`` of the gate. An encoder run beside it takes the two cores' attention about half the
+    time (onnxruntime and the decoder each use both): ``e`` of encoder time slows the run by ``1/(1 - e/2)``.
+    Issue 22: one other user working (b near 1, k = 1) doubled the run (25 s estimated, 45-53 s taken).
+    """
+    k = load.compute_owners
+    taken = min(max(load.compute_share, 0.0), k / (k + 1)) if k else 0.0
+    encoder = min(max(load.encoder_share, 0.0), 1.0)
+    return 1.0 / (1.0 - taken) / (1.0 - encoder / 2)
+
+
+def estimate(preset_name: str, image_hw: tuple[int, int], speed: SpeedMeter, load: Load = Load()) -> EverythingEstimate:
+    """Up-front cost of segment everything with a preset on an already encoded image of size ``image_hw``, beside
+    other users' current ``load`` (default none)."""
     settings = preset(preset_name)
     plan = amg.make_plan(settings, image_hw)
     grid = speed.measured("grid_per_point")
@@ -162,8 +200,9 @@ def estimate(preset_name: str, image_hw: tuple[int, int], speed: SpeedMeter) -> 
         megapixels = image_hw[0] * image_hw[1] / 1e6
         seconds = amg.estimate_seconds(plan, 0.0, speed.encode_seconds, image_encoded=True,
                                        overhead_seconds_per_point=grid + kept * megapixels * finish)
+    factor = load_factor(load)
     return EverythingEstimate(preset_name, settings.points_per_side, plan.points, plan.decoder_calls,
-                              plan.encoder_runs, seconds)
+                              plan.encoder_runs, seconds * factor, factor)
 
 
 def found_objects(masks: Sequence[amg.EverythingMask], image_hw: tuple[int, int]) -> list[FoundObject]:

@@ -33,7 +33,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -992,9 +992,15 @@ class SegmentationService:
         return answer
 
     # ------------------------------------------------------------------ segment everything
-    def everything_estimate(self, record: ImageRecord, preset: str) -> jobs.EverythingEstimate:
-        """Up-front cost of segment-everything with a preset, from this server's measured speeds."""
-        return jobs.estimate(preset, record.original_hw, self.speed)
+    def everything_estimate(self, record: ImageRecord, preset: str,
+                            who: Hashable | None = None) -> jobs.EverythingEstimate:
+        """Up-front cost of segment-everything with a preset, from this server's measured speeds and the work other
+        users than ``who`` (default: :func:`sam_demo.fair.owner`, the tab asking) did in the last
+        :data:`~sam_demo.jobs.LOAD_WINDOW_S` seconds (:func:`sam_demo.jobs.load_factor`)."""
+        who = fair.owner() if who is None else who
+        compute_share, owners = self.compute.others_share(who, jobs.LOAD_WINDOW_S)
+        encoder_share, _ = self.encoder_gate.others_share(who, jobs.LOAD_WINDOW_S)
+        return jobs.estimate(preset, record.original_hw, self.speed, jobs.Load(compute_share, owners, encoder_share))
 
     def segment_everything(self, record: ImageRecord, preset: str, *,
                            progress: Callable[[int, int], None] | None = None,

@@ -246,6 +246,40 @@ def test_stateless_api_segment(service, photo):
             app.api_segment(service, str(photo), bad)
 
 
+def test_the_everything_estimate_grows_with_another_tabs_work(service, photo, monkeypatch):
+    """Issue 22 item 7: another tab holding the compute gate through the (shortened) window doubles the tab's
+    estimate, and says so; the tab's own work does not count."""
+    import threading
+
+    from sam_demo import jobs
+
+    monkeypatch.setattr(jobs, "LOAD_WINDOW_S", 0.5)
+    state = _open(service, photo)[OUT["state"]]
+    time.sleep(0.6)  # the upload's own turns leave the window
+    alone = service.everything_estimate(state.record, "fast", who="me")
+    holding, done = threading.Event(), threading.Event()
+
+    def other_tab():
+        with service.compute.turn("other"):
+            holding.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=other_tab)
+    thread.start()
+    assert holding.wait(10)
+    time.sleep(0.6)
+    try:
+        busy = service.everything_estimate(state.record, "fast", who="me")
+        mine = service.everything_estimate(state.record, "fast", who="other")
+    finally:
+        done.set()
+        thread.join(10)
+    assert alone.load_factor == pytest.approx(1.0, abs=0.05) and busy.load_factor == pytest.approx(2.0)
+    assert busy.seconds == pytest.approx(2 * alone.seconds, rel=0.05) and mine.load_factor == pytest.approx(1.0)
+    monkeypatch.setattr(service, "everything_estimate", lambda record, preset: busy)
+    assert "others are working: ×2.0" in app.everything_estimate(service, state, "fast")
+
+
 def test_segment_names_no_server_path(service, photo, analytic_dir):
     """Issue 22 item 7: /segment's answer tells callers which model runs, never where its files are on the server
     (the analytic models are loaded from a folder; a hub download is named by its repository and revision)."""

@@ -328,3 +328,28 @@ def test_a_cancelled_owner_request_leaves_the_line_and_the_next_owner_is_served(
     for t in threads:
         t.join(10)
     assert served == ["A withdrawn", "A", "B"]
+
+
+def test_others_share_counts_other_owners_turns_held_and_holding_not_ones_own():
+    """Issue 22: the estimate accounts for other users' current work; this is what it reads."""
+    gate = FairGate("test")
+    held: list[float] = []
+
+    def hold(who, seconds):
+        with gate.turn(who):
+            started = time.perf_counter()
+            time.sleep(seconds)
+            held.append(time.perf_counter() - started)
+
+    window = 5.0
+    _run(hold, "B", 0.3).join(10)
+    share, owners = gate.others_share("A", window)
+    assert owners == 1 and held[0] - 0.01 <= share * window <= held[0] + 0.05, (share, held)
+    assert gate.others_share("B", window) == (0.0, 0), "an owner's own turns are not others' load"
+    with gate.turn("A"):  # held now: counted before it ends
+        time.sleep(0.1)
+        share_b, owners_b = gate.others_share("B", window)
+    assert owners_b == 1 and share_b * window >= 0.09
+    with gate.lowest_turn():
+        time.sleep(0.05)
+    assert gate.others_share("B", window)[1] == 1, "background work is not a user's load"

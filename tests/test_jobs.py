@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 import app
 from sam_demo import jobs
 from sam_onnx import amg
@@ -96,3 +98,17 @@ def test_through_the_app_a_cancel_stops_the_running_run_and_never_the_next_one()
     app.cancel_everything(service, state, request)
     third.join(STEP_S)
     assert results[2] == (record.key, None) and not service.cancels.cancel(TAB)  # stopped; nothing left behind
+
+
+def test_the_estimate_accounts_for_other_users_current_work():
+    """Issue 22 (said 25 s, took 45-53 s while another user worked): one owner busy without pause doubles it,
+    an owner who used a fifth of the gate costs a quarter more, an encoder busy all the time doubles it."""
+    speed = jobs.SpeedMeter()
+    alone = jobs.estimate("balanced", (600, 800), speed)
+    busy = jobs.estimate("balanced", (600, 800), speed, jobs.Load(compute_share=1.0, compute_owners=1))
+    assert alone.load_factor == 1.0 and busy.load_factor == pytest.approx(2.0)
+    assert busy.seconds == pytest.approx(2 * alone.seconds)
+    assert jobs.load_factor(jobs.Load(0.2, 1, 0.0)) == pytest.approx(1.25)
+    assert jobs.load_factor(jobs.Load(1.0, 3, 0.0)) == pytest.approx(4.0)
+    assert jobs.load_factor(jobs.Load(0.0, 0, 1.0)) == pytest.approx(2.0)
+
