@@ -25,6 +25,8 @@ stroke is one undo. New clicks keep the strokes. Two fingers zoom and pan.
 while painting to swap brush and eraser · `Z` undo · `Y` / `Shift+Z` redo · `Esc` clear object ·
 `A` new object · `R` refine the selected object · `1` `2` `3` choose a mask."""
 
+MODE_GROUP_LABEL = "Prompt mode"
+"""The accessible name of the mode radio group (``A11Y_SCRIPT``)."""
 UPLOAD_BOX_HEIGHT = 120
 """Pixels: the upload box is a thumbnail once the image is shown below."""
 ZOOM_BAR_HEIGHT = "30px"
@@ -68,6 +70,7 @@ CSS = f"""
 #mode label > span {{ margin-left: 0; }}  /* the round input is not drawn (below): no room kept for it */
 /* The mode choices are a segmented control: the chosen one is filled, the round input is not drawn. */
 #mode input[type=radio] {{ position: absolute; opacity: 0; width: 1px; height: 1px; }}
+#mode label:has(input:focus-visible) {{ outline: 3px solid var(--color-accent); outline-offset: 2px; }}
 #history {{ flex-wrap: nowrap; gap: var(--spacing-sm); min-width: min(100%, 300px); }}
 #history button {{ min-height: 40px; padding-inline: .6em; white-space: nowrap; }}
 #display .html-container {{ padding: 0; }}
@@ -240,7 +243,52 @@ OBJECT_ROWS_SCRIPT = """
 </script>
 """
 
-HEAD = KEYBOARD_SCRIPT + IN_ORDER_SCRIPT + OBJECT_ROWS_SCRIPT
+# Names and roles Gradio leaves out (issue 22, item 2), kept up to date as Gradio redraws:
+# * the three mode radios are one radio group (one Tab stop, arrow keys choose; Gradio names each radio apart),
+#   named "Prompt mode";
+# * each example button is named after its file ("Example: coffee.jpg"; Gradio's <img> has an empty alt);
+# * each download link is named by its file name (Gradio's text is its size, "2.8 KB");
+# * a new download list is announced in the view's polite live region ("Export ready: 12 files ...").
+A11Y_SCRIPT = f"""
+<script>
+(() => {{
+  const fileName = (url) => decodeURIComponent(String(url || '').split('?')[0].split(/[\\/=]/).pop());
+  let listed = '';
+  const fix = () => {{
+    const group = document.querySelector('#mode .wrap');
+    if (group && group.getAttribute('role') !== 'radiogroup') {{
+      group.setAttribute('role', 'radiogroup');
+      group.setAttribute('aria-label', {json.dumps(MODE_GROUP_LABEL)});
+    }}
+    for (const r of document.querySelectorAll('#mode input[type=radio]')) if (r.name !== 'sam-mode') r.name = 'sam-mode';
+    for (const b of document.querySelectorAll('#examples button.gallery-item')) {{
+      const img = b.querySelector('img');
+      const label = img ? 'Example: ' + fileName(img.getAttribute('src')) : null;
+      if (label && b.getAttribute('aria-label') !== label) b.setAttribute('aria-label', label);
+    }}
+    const links = [...document.querySelectorAll('#downloads a[download]')];
+    for (const a of links) {{
+      const name = a.getAttribute('download');
+      if (name && a.getAttribute('aria-label') !== name) a.setAttribute('aria-label', name);
+    }}
+    const now = links.map((a) => a.href).join(' ');
+    if (now !== listed) {{
+      listed = now;
+      const view = document.querySelector('#display');
+      if (links.length && view && view.samView) {{
+        view.samView.announce(`Export ready: ${{links.length}} files in the download list.`);
+      }}
+    }}
+  }};
+  let queued = false;
+  new MutationObserver(() => {{
+    if (!queued) {{ queued = true; requestAnimationFrame(() => {{ queued = false; fix(); }}); }}
+  }}).observe(document, {{childList: true, subtree: true, attributes: true, attributeFilter: ['src', 'href', 'name']}});
+}})();
+</script>
+"""
+
+HEAD = KEYBOARD_SCRIPT + IN_ORDER_SCRIPT + OBJECT_ROWS_SCRIPT + A11Y_SCRIPT
 
 # ---------------------------------------------------------------------------- the image view
 VIEW_EVENTS = ("prompt", "stroke", "resync", "zoomed")

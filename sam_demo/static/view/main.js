@@ -442,6 +442,12 @@ class View {
                'place a box), Escape cancels a half-drawn box, plus and minus zoom, 0 resets the zoom.');
     this.description.textContent = parts.join(' ');
     if (!announce) return;
+    // the same result again (the upload's second scene once the encoder ran, a resync): nothing new to say, and
+    // saying "no mask" then would talk over "Image ... open"
+    const said = JSON.stringify([im.token, sel ? [sel.id, sel.points, sel.box, sel.score] : null, s.pending,
+                                 s.objects.length]);
+    if (!first && !this.note && said === this.said) return;
+    this.said = said;
     const note = this.note ? `${this.note} ` : '';
     this.note = null;
     if (!first && sel) {
