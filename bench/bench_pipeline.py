@@ -65,7 +65,7 @@ def install_probes() -> common.Probe:
     probe = common.Probe()
     probe.wrap(service, "load_upright", "read+decode")  # an upload (step 1)
     probe.wrap(service, "load_image", "read+decode")  # the image read again (exports, crops)
-    probe.wrap(image, "_apply_exif_orientation", "EXIF")
+    probe.wrap(image.UprightImage, "upright", "EXIF")
     probe.wrap(service, "image_key", "hash")
     probe.wrap(predictor, "preprocess_image", "preprocess")  # Sam2Predictor.encode (re-encode, crops)
     probe.wrap(service, "preprocess_pil", "preprocess")  # receive_image preprocesses itself, beside the hash

@@ -67,8 +67,8 @@ def working_upright(loaded: UprightImage, limits: ImageLimits) -> UprightImage:
     """:func:`working_copy` for a Pillow image (:func:`sam_onnx.image.load_upright`): the same pixels."""
     if working_size(loaded.hw, limits) == loaded.hw:
         return loaded
-    small, note = _shrink(loaded.image, limits)
-    return replace(loaded, image=small, notes=(*loaded.notes, note))
+    small, note = _shrink(loaded.upright(), limits)
+    return replace(loaded, stored=small, orientation=None, notes=(*loaded.notes, note))
 
 
 def _shrink(image: Image.Image, limits: ImageLimits) -> tuple[Image.Image, str]:

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from sam_onnx.geometry import DisplayFrame
+from sam_onnx.image import UprightImage
 from sam_onnx.types import NUM_CANDIDATES, MaskResult
 
 from .editor import Editor, ObjectState
@@ -68,20 +69,27 @@ class View:
     timings_ms: dict[str, float]
 
 
-def display_images(original: NDArray[np.uint8] | Image.Image,
+def display_images(original: NDArray[np.uint8] | Image.Image | UprightImage,
                    frame: DisplayFrame) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
     """The display copy of an upright original image and its thumbnail base (both ``(h, w, 3)`` uint8, read-only).
 
-    ``original``: ``(H, W, 3)`` uint8 in original pixels, or the same pixels as an RGB PIL image
-    (:func:`sam_onnx.image.load_upright`; no array of the whole image is made). The thumbnail base is made once
-    per image instead of on every click (about 2 ms per click at 1536 px).
+    ``original``: ``(H, W, 3)`` uint8 in original pixels, the same pixels as an RGB PIL image, or a decoded
+    file (:func:`sam_onnx.image.load_upright`) whose stored pixels are resized and then turned upright (the
+    small copy is transposed instead of the whole photo; within one grey level of resizing the upright
+    pixels). The thumbnail base is made once per image instead of on every click (about 2 ms per click at
+    1536 px).
     """
-    image = original if isinstance(original, Image.Image) else None
-    if frame.is_identity:
+    if isinstance(original, UprightImage):
+        h, w = original.stored_hw(frame.display_hw)
+        stored = original.stored
+        resized = stored if (h, w) == (stored.height, stored.width) else stored.resize((w, h), Image.Resampling.BILINEAR)
+        display = np.array(original.turn(resized))
+    elif frame.is_identity:
         display = np.array(original)
     else:
         h, w = frame.display_hw
-        display = np.asarray((image or Image.fromarray(original)).resize((w, h), Image.Resampling.BILINEAR))
+        image = original if isinstance(original, Image.Image) else Image.fromarray(original)
+        display = np.asarray(image.resize((w, h), Image.Resampling.BILINEAR))
     display.setflags(write=False)
     small = thumbnail_base(display)
     small.setflags(write=False)

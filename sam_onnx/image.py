@@ -53,7 +53,7 @@ from typing import BinaryIO, Final, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from sam_onnx.errors import InvalidImageError
 
@@ -149,6 +149,12 @@ _UINT16_MAX: Final = 65_535
 _UINT16_TO_UINT8_DIVISOR: Final = 257  # 65535 / 255: maps 0..65535 exactly onto 0..255
 _EXIF_ORIENTATION_TAG: Final = 0x0112  # 274
 _ROTATING_ORIENTATIONS: Final = frozenset(range(2, 9))
+_TRANSPOSE_OF_ORIENTATION: Final = {  # what ImageOps.exif_transpose does for each EXIF orientation
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90}
+_SWAPPING_TRANSPOSES: Final = frozenset({Image.Transpose.TRANSPOSE, Image.Transpose.ROTATE_270,
+                                         Image.Transpose.TRANSVERSE, Image.Transpose.ROTATE_90})
 _SNIFF_BYTES: Final = 4096  # enough for an XML prolog + DOCTYPE before <svg
 
 _SIXTEEN_BIT_MODES: Final = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
@@ -234,23 +240,43 @@ class LoadedImage:
 
 @dataclass(frozen=True)
 class UprightImage:
-    """A decoded, upright image as a Pillow image (:func:`load_upright`).
+    """A decoded image as Pillow images, turned upright on demand (:func:`load_upright`).
 
     Attributes:
-        image: mode ``"RGB"`` Pillow image in original-image pixels after the EXIF orientation: the pixels
-            :func:`load_image` returns as an array; the caller's own (shared with nothing).
+        stored: mode ``"RGB"`` Pillow image of the pixels as stored in the file (before the EXIF orientation);
+            the caller's own (shared with nothing).
+        orientation: the transposition that turns ``stored`` upright (the file's EXIF orientation), or None.
         format: as :attr:`LoadedImage.format`.
         notes: as :attr:`LoadedImage.notes`.
     """
 
-    image: Image.Image
+    stored: Image.Image
+    orientation: Image.Transpose | None
     format: str
     notes: tuple[str, ...] = ()
 
     @property
     def hw(self) -> tuple[int, int]:
         """``(H, W)`` of the upright image, original pixels."""
-        return self.image.height, self.image.width
+        return self.stored_hw((self.stored.height, self.stored.width))
+
+    def stored_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
+        """An ``(h, w)`` size in the upright frame as a size in the stored frame, or back (the same swap)."""
+        return (hw[1], hw[0]) if self.orientation in _SWAPPING_TRANSPOSES else hw
+
+    def turn(self, image: Image.Image) -> Image.Image:
+        """``image``, an image in the stored frame (e.g. a smaller copy of :attr:`stored`), turned upright."""
+        if self.orientation is None:
+            return image
+        try:
+            return image.transpose(self.orientation)
+        except MemoryError as exc:
+            raise _rejected(MSG_OUT_OF_MEMORY, exc) from exc
+
+    def upright(self) -> Image.Image:
+        """The upright original: the pixels :func:`load_image` returns as an array (a new 12 MP image when the
+        file has an EXIF orientation, about 50 ms at 12 MP: call once; :attr:`stored` itself otherwise)."""
+        return self.turn(self.stored)
 
 
 # ------------------------------------------------------------------ public API
@@ -313,7 +339,7 @@ def load_image(
     """
     stream = _open_source(source, limits)
     try:
-        rgb, format_name, notes = _load_from_stream(stream, limits, _pil_to_rgb)
+        rgb, format_name, notes = _load_from_stream(stream, limits, _upright_rgb)
     finally:
         stream.close()
     return LoadedImage(rgb=rgb, format=format_name, notes=notes)
@@ -324,22 +350,24 @@ def load_upright(
     *,
     limits: ImageLimits = DEFAULT_LIMITS,
 ) -> UprightImage:
-    """:func:`load_image` without the array: the same upright RGB pixels as a Pillow image.
+    """:func:`load_image` without the array: the same pixels as Pillow images, turned upright on demand.
 
     For callers that resize and hash the pixels with Pillow anyway (the demo's upload intake): an RGB photo
-    (every JPEG) is the decoded image itself, turned upright, without the two 12 MP copies an array and a
-    Pillow image of that array would cost (about 0.1 s at 12 MP on one core). Same checks, messages, notes
-    and pixels as :func:`load_image` (``np.asarray(load_upright(f).image) == load_image(f).rgb``).
+    (every JPEG) is the decoded image itself, without the two 12 MP copies an array and a Pillow image of
+    that array would cost (about 0.1 s at 12 MP on one core), and its EXIF orientation is left for the
+    caller to apply (:meth:`UprightImage.upright`) where it costs least, e.g. beside other work on a
+    second core. Same checks, messages, notes and pixels as :func:`load_image`
+    (``np.asarray(load_upright(f).upright()) == load_image(f).rgb``).
 
     Raises:
         InvalidImageError: as :func:`load_image`.
     """
     stream = _open_source(source, limits)
     try:
-        image, format_name, notes = _load_from_stream(stream, limits, _pil_to_rgb_image)
+        loaded, format_name, notes = _load_from_stream(stream, limits, _upright_image)
     finally:
         stream.close()
-    return UprightImage(image=image, format=format_name, notes=notes)
+    return UprightImage(loaded.stored, loaded.orientation, format_name, notes)
 
 
 def rgb_chunks(image: Image.Image, chunk_bytes: int = RGB_CHUNK_BYTES) -> Iterator[bytes]:
@@ -526,8 +554,10 @@ def _file_size_message(size: int | None, max_bytes: int) -> str:
 
 
 def _load_from_stream(stream: BinaryIO, limits: ImageLimits,
-                      convert: Callable[[Image.Image], tuple[_T, tuple[str, ...]]]) -> tuple[_T, str, tuple[str, ...]]:
-    """Decode the first frame, turn it upright and ``convert`` it (mode normalisation): result, format, notes."""
+                      finish: Callable[[Image.Image, Image.Transpose | None], tuple[_T, tuple[str, ...]]]
+                      ) -> tuple[_T, str, tuple[str, ...]]:
+    """Decode the first frame and ``finish`` it with its EXIF orientation (turn it upright, normalise the
+    mode): the result, the format and the notes."""
     image = _open_lazily(stream, limits)
     with image:
         try:
@@ -544,22 +574,27 @@ def _load_from_stream(stream: BinaryIO, limits: ImageLimits,
             image.load()  # decodes the first frame only
         if animated and image.format not in _NOT_ANIMATED_FORMATS:
             notes.append(NOTE_ANIMATED)
-        upright, rotated = _apply_exif_orientation(image)
-        if rotated:
+        orientation = _exif_orientation(image)
+        if orientation is not None:
             notes.insert(0, NOTE_ROTATED)
-        converted, mode_notes = convert(upright)
-    return converted, format_name, (*notes, *mode_notes)
+        finished, mode_notes = finish(image, orientation)
+    return finished, format_name, (*notes, *mode_notes)
 
 
-def _pil_to_rgb_image(image: Image.Image) -> tuple[Image.Image, tuple[str, ...]]:
-    """A loaded PIL image (any mode) as an RGB-mode PIL image of :func:`_pil_to_rgb`'s pixels + notes.
+def _upright_rgb(image: Image.Image,
+                 orientation: Image.Transpose | None) -> tuple[NDArray[np.uint8], tuple[str, ...]]:
+    """:func:`load_image`'s finish: the decoded image turned upright, as a new ``(H, W, 3)`` uint8 array + notes."""
+    return _pil_to_rgb(UprightImage(image, orientation, "").upright())
 
-    The common case (an RGB photo without transparency) is the image itself: no copy.
-    """
+
+def _upright_image(image: Image.Image,
+                   orientation: Image.Transpose | None) -> tuple[UprightImage, tuple[str, ...]]:
+    """:func:`load_upright`'s finish: an RGB photo without transparency as decoded, turned upright later
+    (no copy now); any other mode turned upright and normalised now (:func:`_pil_to_rgb`), as an RGB image."""
     if image.mode == "RGB" and not image.has_transparency_data:
-        return image, ()
-    rgb, notes = _pil_to_rgb(image)
-    return Image.fromarray(rgb, mode="RGB"), notes
+        return UprightImage(image, orientation, ""), ()
+    rgb, notes = _upright_rgb(image, orientation)
+    return UprightImage(Image.fromarray(rgb, mode="RGB"), None, ""), notes
 
 
 @contextlib.contextmanager
@@ -586,22 +621,20 @@ def _open_lazily(stream: BinaryIO, limits: ImageLimits) -> Image.Image:
             raise _rejected(_unidentified_message(stream), exc) from exc
 
 
-def _apply_exif_orientation(image: Image.Image) -> tuple[Image.Image, bool]:
-    """Return the image turned upright by its EXIF orientation, and whether it turned.
+def _exif_orientation(image: Image.Image) -> Image.Transpose | None:
+    """The transposition that turns the image upright by its EXIF orientation, or None (already upright).
 
     Broken EXIF metadata is not a reason to refuse a photo whose pixels decoded: the
     image is then used as stored.
     """
     try:
         orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
-        if orientation not in _ROTATING_ORIENTATIONS:
-            return image, False
-        return ImageOps.exif_transpose(image), True
     except MemoryError as exc:
         raise _rejected(MSG_OUT_OF_MEMORY, exc) from exc
     except _DECODE_ERRORS as exc:
         logger.info("Ignoring unreadable EXIF orientation (%s)", type(exc).__name__)
-        return image, False
+        return None
+    return _TRANSPOSE_OF_ORIENTATION.get(orientation) if orientation in _ROTATING_ORIENTATIONS else None
 
 
 def _unidentified_message(stream: BinaryIO) -> str:

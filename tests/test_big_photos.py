@@ -54,7 +54,7 @@ def test_a_re_read_big_photo_has_the_same_pixels_as_at_intake(tmp_path):
     as_array = big_photos.working_copy(load_image(path, limits=DEFAULT_LIMITS), small)
     as_pil = big_photos.working_upright(load_upright(path, limits=DEFAULT_LIMITS), small)
     assert as_array.rgb.shape == (154, 258, 3) and as_pil.hw == (154, 258)
-    assert np.array_equal(as_array.rgb, np.asarray(as_pil.image))
+    assert np.array_equal(as_array.rgb, np.asarray(as_pil.upright()))
     assert as_array.notes == as_pil.notes and "used at 258×154" in as_pil.notes[-1]
 
 
