@@ -703,6 +703,11 @@ def _prune_exports(max_age_s: float = EXPORT_MAX_AGE_S) -> None:
             continue
 
 
+def about(seconds: float) -> str:
+    """A duration as people read it: ``"about 12 s"``, or ``"under 1 s"`` below a second (never "about 0 s")."""
+    return "under 1 s" if seconds < 1 else f"about {seconds:.0f} s"
+
+
 def everything_estimate(service: SegmentationService, state: AppState | None, preset: str) -> str:
     """The up-front estimate shown next to the segment-everything button."""
     if state is None:
@@ -715,7 +720,7 @@ def everything_estimate(service: SegmentationService, state: AppState | None, pr
     crops = f", {est.encoder_runs - 1} extra crops" if est.encoder_runs > 1 else ""
     busy = f" (others are working: ×{est.load_factor:.1f})" if est.load_factor >= BUSY_NOTE_FACTOR else ""
     return (f"**{preset}:** {side}×{side} points ({est.points} in all{crops}), {est.decoder_calls} decoder calls, "
-            f"about **{est.seconds:.0f} s** on this server{busy}.")
+            f"**{about(est.seconds)}** on this server{busy}.")
 
 
 def _tab_id(request: gr.Request | None) -> str | None:
@@ -745,7 +750,7 @@ def run_everything(service: SegmentationService, state, preset, request: gr.Requ
             return  # each message costs the page a redraw: on a busy phone, one per decoder call delays its taps
         last[0] = now
         left = max(0.0, estimate.seconds - (now - started))
-        progress((done, total), desc=f"Segment everything: {done}/{total} decoder calls, about {left:.0f} s left")
+        progress((done, total), desc=f"Segment everything: {done}/{total} decoder calls, {about(left)} left")
 
     cancelled = service.cancels.start(token)
     try:
