@@ -351,8 +351,8 @@ class SegmentationService:
         """Turns for encoder runs: ``upload_concurrency`` at a time, i.e. one with a local encoder (a second run on
         2 cores only halves both), several when a Ray Serve deployment encodes."""
         self.intake = fair.FairGate("intake", slots=self.upload_concurrency)
-        """Turns for reading and encoding an upload: ``upload_concurrency`` images (up to 40 MP decoded each)
-        in memory at a time."""
+        """Turns for reading and encoding an upload: ``upload_concurrency`` images in memory at a time (up to 40 MP
+        each; a bigger photo, up to 64 MP, is decoded whole only while its working copy is made)."""
         self.speed = jobs.SpeedMeter()
         self.cancels = jobs.CancelRegistry()
         self.encoder_check: EncoderCheck | None = None
