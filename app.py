@@ -22,6 +22,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -377,11 +378,17 @@ def open_image(service: SegmentationService, path: str | None, model: str | None
     """
     if path is None:
         return None
+    return _tab_encoder_work(service, request, lambda abort: service.open_image(
+        path, model=model or "", progress=lambda f, m: progress(f, desc=m), abort=abort))
+
+
+def _tab_encoder_work(service: SegmentationService, request: gr.Request | None, work: Callable[[Abort], T]) -> T | None:
+    """``work(abort)`` for a tab's upload or model switch: stopped at its next safe point (``None``) when the tab
+    leaves or opens another image (:func:`stop_tab_work`); a library error becomes the user's message."""
     token = _upload_token(request)
     abort = service.cancels.start(token) if token else Abort()
     try:
-        record, info = service.open_image(path, model=model or "", progress=lambda f, m: progress(f, desc=m),
-                                          abort=abort)
+        return work(abort)
     except Aborted:
         return None
     except SamOnnxError as exc:
@@ -389,7 +396,6 @@ def open_image(service: SegmentationService, path: str | None, model: str | None
     finally:
         if token:
             service.cancels.finish(token, abort)
-    return record, info
 
 
 NEW_IMAGE = "a new image"
@@ -915,19 +921,11 @@ def switch_model(service: SegmentationService, state, model: str | None, request
     """The model choice changed (encoder queue): the tab's image encoded with that model (or found in the cache);
     ``show_switched`` swaps it in. Without an image the choice only applies to the next upload. A tab that
     leaves or opens another image meanwhile stops it, like an upload."""
-    token = _upload_token(request)
-    abort = service.cancels.start(token) if token else Abort()
-    try:
+    def work(abort: Abort):
         if state is None or not model or service.predictor_for(model) is service.predictor_for(state.record.model):
             return None
         return service.switch_model(state.record, model, progress=lambda f, m: progress(f, desc=m), abort=abort)
-    except Aborted:
-        return None
-    except SamOnnxError as exc:
-        raise user_error(exc) from None
-    finally:
-        if token:
-            service.cancels.finish(token, abort)
+    return _tab_encoder_work(service, request, work)
 
 
 @takes_view_options
