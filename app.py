@@ -33,7 +33,18 @@ from sam_demo import page_decoder, routes, scene
 from sam_demo.editor import MAX_OBJECTS, Editor
 from sam_demo.gradio_guard import SafeBlocks, guarded, request_limits_middleware, uploaded_image, user_error
 from sam_demo.limits import api_request, parse_json
-from sam_demo.page import CSS, HEAD, HELP, STATUS_ENGINE_CLASS, TITLE, UPLOAD_BOX_HEIGHT, VIEW_BOOT, VIEW_TEMPLATE
+from sam_demo.page import (
+    COLOUR_BOOT,
+    COLOUR_TEMPLATE,
+    CSS,
+    HEAD,
+    HELP,
+    STATUS_ENGINE_CLASS,
+    TITLE,
+    UPLOAD_BOX_HEIGHT,
+    VIEW_BOOT,
+    VIEW_TEMPLATE,
+)
 from sam_demo.service import DEFAULT_DISPLAY_SIDE, DEFAULT_ENCODE_ZOOMED_VIEWS, RefineCancelled, Refinement, SEGMENT_OUTPUTS, SEGMENT_RLE, ImageRecord, SegmentationService
 from sam_demo.view import View, ViewOptions
 from sam_onnx import Abort, Aborted, CropFrame, InvalidPromptError, ModelLoadError, Sam2Predictor, SamOnnxError, amg, encoders, vector
@@ -130,6 +141,7 @@ class Outputs(Generic[T]):
     objects_html: T
     object_select: T
     object_name: T
+    object_color: T
     candidates: T
     status: T
     undo_btn: T
@@ -358,6 +370,7 @@ def _outputs(service, state: AppState, view: View, options: ViewOptions, extra: 
         objects_html=_objects_html(view),
         object_select=gr.update(choices=choices, value=selected),
         object_name=gr.update(value=selected_obj.name if selected_obj else ""),
+        object_color=_swatch(selected_obj.color) if selected_obj else "",
         candidates=gallery,
         status=_status(service, state, view, extra),
         undo_btn=gr.update(interactive=state.editor.can_undo),
@@ -630,6 +643,18 @@ def select_object(service, state, object_id, options: ViewOptions):
 @guarded
 def rename_object(service, state, name, options: ViewOptions):
     return _edit(service, state, options, lambda s: replace(s, editor=s.editor.rename(_selected_id(s.editor), name)))
+
+
+@takes_view_options
+@guarded
+def pick_color(service, state, options: ViewOptions, evt: gr.EventData):
+    """The colour control's ``pick`` event: ``evt._data`` is ``{"color": "#rrggbb"}`` for the selected object
+    (checked by :meth:`sam_demo.editor.Editor.set_color`; one undoable step)."""
+    state = _require(state)
+    data = getattr(evt, "_data", None)
+    color = data.get("color") if isinstance(data, dict) else None
+    return _edit(service, state, options,
+                 lambda s: replace(s, editor=s.editor.set_color(_selected_id(s.editor), color)))
 
 
 def _choose(service, state, candidate: int | None, options: ViewOptions):
@@ -1021,6 +1046,9 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                         delete_btn = gr.Button("Delete", elem_id="delete_btn", size="sm", variant="stop", min_width=0)
                         refine_btn = gr.Button("🔍 Refine", elem_id="refine_btn", size="sm", min_width=0)
                     object_name = gr.Textbox(label="Name (Enter to rename)", elem_id="object_name", max_lines=1)
+                    # the selected object's colour: a native colour input (sam_demo/static/view/colour.js)
+                    object_color = gr.HTML("", html_template=COLOUR_TEMPLATE, js_on_load=COLOUR_BOOT,
+                                           elem_id="object_color", apply_default_css=False)
                 candidates = gr.Gallery(label="Mask candidates (click to choose)", columns=3, rows=1, height="auto",
                                         allow_preview=False, elem_id="candidates", object_fit="contain",
                                         format="jpeg", buttons=[])  # no "Download All" and co. over the masks
@@ -1072,8 +1100,8 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
             api_stroke_btn = gr.Button("stroke")
 
         outputs = Outputs(display=display, state=state, objects_html=objects_html, object_select=object_select,
-                          object_name=object_name, candidates=candidates, status=status, undo_btn=undo_btn,
-                          redo_btn=redo_btn, downloads=downloads).as_list()
+                          object_name=object_name, object_color=object_color, candidates=candidates, status=status,
+                          undo_btn=undo_btn, redo_btn=redo_btn, downloads=downloads).as_list()
         view_inputs = [opacity, contour]
         edit = {"concurrency_id": EDIT_QUEUE, "concurrency_limit": EDIT_CONCURRENCY, "show_progress": "hidden"}
         demo.order_per_session(state)
@@ -1151,6 +1179,8 @@ def build_demo(service: SegmentationService) -> gr.Blocks:
                             api_name="select_object", api_visibility="undocumented", **edit)
         object_name.submit(bind(rename_object, service), [state, object_name, *view_inputs], outputs,
                            api_name="rename_object", api_visibility="undocumented", **edit)
+        object_color.pick(bind(pick_color, service), [state, *view_inputs], outputs, api_name="ui_pick_color",
+                          api_visibility="private", **edit)
         candidates.select(bind(choose_candidate, service), [state, *view_inputs], outputs,
                           api_name="ui_choose_mask", api_visibility="private", **edit)
         candidate_btn.click(bind(choose_candidate_api, service), [state, candidate_number, *view_inputs], outputs,

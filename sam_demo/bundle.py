@@ -34,6 +34,7 @@ from .editor import (
     ObjectState,
     clean_name,
     crop_holds,
+    parse_color,
 )
 from .limits import parse_json
 from .overlay import color_for
@@ -45,8 +46,9 @@ Version 2 adds optional per-object fields to version 1, each absent or ``null`` 
 ``"crop"``, ``[x0, y0, x1, y1]`` whole pixels, where the object was refined
 (:attr:`sam_demo.editor.ObjectState.crop`); ``"strokes"``, the object's brush and eraser strokes in order,
 each ``{"points": [[x, y], ...], "radius": r, "erase": bool}`` in original pixels
-(:attr:`sam_demo.editor.ObjectState.strokes`). Later additions to version 2 stay optional, so every
-version-2 reader ignores what it does not know."""
+(:attr:`sam_demo.editor.ObjectState.strokes`); ``"color"``, ``"#rrggbb"``, the colour the object is drawn and
+exported in (written for every object; absent or ``null``: the palette colour of ``"color_index"``). Later
+additions to version 2 stay optional, so every version-2 reader ignores what it does not know."""
 PROMPTS_FILE_FORMATS = ("sam_onnx.session/1", PROMPTS_FILE_FORMAT)
 """Formats this app reads: version 1 files (before refinement) load as objects without a crop."""
 PROMPTS_FILE_MAX_BYTES = 2 * 1024 * 1024
@@ -63,7 +65,8 @@ def prompts_file_dict(editor: Editor, image_sha256: str | None = None, model: st
         "format": PROMPTS_FILE_FORMAT,
         "image": {"width": w, "height": h, "sha256": image_sha256},
         "model": model or None,
-        "objects": [{"id": o.id, "name": o.name, "color_index": o.color_index, "visible": editor.is_visible(o.id),
+        "objects": [{"id": o.id, "name": o.name, "color_index": o.color_index, "color": vector.hex_color(o.rgb),
+                     "visible": editor.is_visible(o.id),
                      "candidate": o.candidate, **({"auto": True} if o.auto else {}), **o.prompts.to_dict(),
                      "crop": None if o.crop is None else list(o.crop.box),
                      "strokes": [st.to_dict() for st in o.strokes] or None} for o in editor.objects],
@@ -121,8 +124,9 @@ def editor_from_prompts_file(data: Mapping[str, Any], image_hw: tuple[int, int])
     the number of objects before any object, an object's points before any
     point (:meth:`~sam_onnx.types.Prompts.from_dict`); ids are whole numbers
     from 1 to :data:`MAX_OBJECT_ID`, a mask choice is 0, 1, 2 or null, a crop
-    null or a rectangle of the image that holds the object's prompts. Files of
-    every version in :data:`PROMPTS_FILE_FORMATS` load.
+    null or a rectangle of the image that holds the object's prompts, a colour
+    ``"#rrggbb"`` or null. Files of every version in
+    :data:`PROMPTS_FILE_FORMATS` load.
 
     Raises:
         InvalidPromptError: not a prompts file, made for an image of another
@@ -164,6 +168,14 @@ def editor_from_prompts_file(data: Mapping[str, Any], image_hw: tuple[int, int])
         if not _whole_number(color) or not 0 <= color <= MAX_OBJECTS:
             color = index
         name = item.get("name", "")
+        rgb = None
+        if item.get("color") is not None:
+            try:
+                rgb = parse_color(item["color"])
+            except InvalidPromptError as exc:
+                raise InvalidPromptError(f"{where}: {exc}") from None
+            if rgb == color_for(color):
+                rgb = None  # the palette's colour (ObjectState.color)
         crop = _saved_crop(item.get("crop"), image_hw, prompts, where)
         try:
             strokes = strokes_from_list(item.get("strokes"), image_hw, MAX_STROKES_PER_OBJECT)
@@ -175,7 +187,8 @@ def editor_from_prompts_file(data: Mapping[str, Any], image_hw: tuple[int, int])
         if stroke_points > MAX_STROKE_POINTS_PER_IMAGE:
             raise InvalidPromptError(f"The strokes hold more than {MAX_STROKE_POINTS_PER_IMAGE} points in all.")
         objects.append(ObjectState(object_id, clean_name(name if isinstance(name, str) else "", f"Object {object_id}"),
-                                   prompts, color, candidate, crop, strokes, auto=item.get("auto") is True))
+                                   prompts, color, candidate, crop, strokes, auto=item.get("auto") is True,
+                                   color=rgb))
         if item.get("visible", True) is False:
             hidden.add(object_id)
     return Editor.from_objects(image_hw, objects, hidden)
@@ -255,7 +268,7 @@ def vector_files(out: Path, name: str, image_file_name: str, hw: tuple[int, int]
         scores = {"score": round(float(result.scores[candidate]), 6), "candidate": candidate,
                   "predicted_ious": [round(float(s), 6) for s in result.scores],
                   "object_score": round(result.object_score, 6)}
-        items.append(vector.VectorObject(obj.name, shapes, color_for(obj.color_index),
+        items.append(vector.VectorObject(obj.name, shapes, obj.rgb,
                                          {"object_id": obj.id, "class": index, **scores, "strokes": len(obj.strokes),
                                           "area": export.mask_area(mask), "bbox": box}))
         annotations.append({"id": index + 1, "image_id": 1, "category_id": index + 1, "iscrowd": 0,

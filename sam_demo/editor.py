@@ -8,13 +8,16 @@ coordinates are **original image pixels**.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from sam_onnx.errors import InvalidPromptError
 from sam_onnx.geometry import CropFrame
 from sam_onnx.strokes import Stroke
-from sam_onnx.types import NEGATIVE, NUM_CANDIDATES, POSITIVE, Box, Point, Prompts
+from sam_onnx.types import NEGATIVE, NUM_CANDIDATES, POSITIVE, Box, Point, Prompts, short_repr
+
+from .overlay import RGB, color_for, palette
 
 MAX_OBJECTS = 256
 """Objects per image (segment-everything can add many at once)."""
@@ -28,6 +31,8 @@ points, a prompts file then still fits :data:`sam_demo.limits.MAX_JSON_VALUES` (
 MAX_NAME_LENGTH = 60
 AUTO_NAME_PREFIX = "Auto"
 """Objects added by segment everything are named "Auto 7", "Auto 8", ..."""
+HEX_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
+"""The only colour form accepted from a user or a file: ``#rrggbb`` (what ``<input type="color">`` sends)."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,8 @@ class ObjectState:
         name: shown in the object list.
         prompts: its clicks and box.
         color_index: index into the overlay palette.
+        color: the colour the user chose, ``(r, g, b)`` uint8 values; ``None`` = the palette colour of
+            ``color_index`` (never equal to it: :meth:`Editor.set_color` stores that as ``None``).
         candidate: the chosen of the 3 candidate masks; ``None`` = the best-scoring one.
         crop: where the object was refined (:mod:`sam_onnx.refine`): its prompts are decoded on this
             crop's embedding, at the crop's resolution, and its mask is empty outside it; ``None`` =
@@ -56,6 +63,12 @@ class ObjectState:
     crop: CropFrame | None = None
     strokes: tuple[Stroke, ...] = ()
     auto: bool = False
+    color: RGB | None = None
+
+    @property
+    def rgb(self) -> RGB:
+        """The colour the object is drawn and exported in: the user's, else its palette colour."""
+        return color_for(self.color_index) if self.color is None else self.color
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,24 @@ def keeps_crop(obj: ObjectState, prompts: Prompts) -> bool:
 def clean_name(name: str, fallback: str) -> str:
     text = " ".join(str(name).split())[:MAX_NAME_LENGTH]
     return text or fallback
+
+
+def parse_color(value: object) -> RGB:
+    """``"#rrggbb"`` (hex digits in either case) -> ``(r, g, b)`` uint8 values.
+
+    Raises:
+        InvalidPromptError: anything else (``#rgb``, colour names, ``rgb(...)``, a number, a missing value).
+    """
+    if not isinstance(value, str) or not HEX_COLOR.fullmatch(value):
+        raise InvalidPromptError(f"A colour must be written #rrggbb (six hex digits), got {short_repr(value)}.")
+    return int(value[1:3], 16), int(value[3:5], 16), int(value[5:7], 16)
+
+
+def _used_palette(objects: Sequence[ObjectState]) -> set[int]:
+    """Palette indices a new object should not get: those of ``objects``, and those whose colour one of them
+    was given by the user (so a new object never takes a colour another one shows)."""
+    chosen = {o.color for o in objects if o.color is not None}
+    return {o.color_index for o in objects} | {i for i, rgb in enumerate(palette()) if rgb in chosen}
 
 
 @dataclass(frozen=True)
@@ -270,8 +301,8 @@ class Editor:
 
     # ------------------------------------------------------------------ objects
     def _next_color(self) -> int:
-        used = {o.color_index for o in self.objects}
-        return next((i for i in range(len(used) + 1) if i not in used), len(used))
+        used = _used_palette(self.objects)
+        return next(i for i in range(len(used) + 1) if i not in used)
 
     def add_object(self, prompts: Prompts = Prompts(), name: str | None = None) -> Editor:
         """A new object (empty unless ``prompts`` are given), selected."""
@@ -290,7 +321,7 @@ class Editor:
             p.check_inside(self.current.image_hw)
         objects = list(self.objects)
         next_id = self.current.next_id
-        used = {o.color_index for o in objects}
+        used = _used_palette(objects)
         color = 0
         for index, p in enumerate(prompts):
             while color in used:
@@ -317,6 +348,21 @@ class Editor:
         if new_name == obj.name:
             return self
         return self._update(object_id, name=new_name)
+
+    def set_color(self, object_id: int, color: str) -> Editor:
+        """Give an object the colour ``color`` (``"#rrggbb"``): one undoable step, a no-op when it has that colour.
+
+        The object keeps it through renames, hiding, new prompts and refinement; its palette colour is stored
+        as ``None`` (:attr:`ObjectState.color`).
+
+        Raises:
+            InvalidPromptError: no such object, or ``color`` is not ``#rrggbb`` (:func:`parse_color`).
+        """
+        obj = self.current.find(object_id)
+        rgb = parse_color(color)
+        if rgb == obj.rgb:
+            return self
+        return self._update(object_id, color=None if rgb == color_for(obj.color_index) else rgb)
 
     def set_visible(self, object_id: int, visible: bool) -> Editor:
         """Show or hide an object (view state: not undoable)."""

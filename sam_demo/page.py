@@ -133,6 +133,10 @@ CSS = f"""
 /* The upload box's label above the picture (the "remove" button sat over it). */
 #input_image label[data-testid=block-label] {{ position: static; font-size: .8rem; margin: 0; }}
 #input_image .top-panel {{ top: auto; bottom: 2px; }}  /* "remove image": in the bottom corner, not on the label */
+#object_color .sam-colour {{ display: flex; align-items: center; gap: .6em; padding: .35em .5em; }}
+#object_color input[type=color] {{ width: 44px; height: 32px; padding: 0; border: 1px solid #0006;
+                                  border-radius: 4px; background: none; cursor: pointer; }}
+#object_color input[type=color]:disabled {{ opacity: .4; cursor: default; }}
 .hidden-controls {{ display: none !important; }}
 .tool-row button {{ min-height: 44px; }}
 @media (pointer: coarse) {{
@@ -319,3 +323,19 @@ VIEW_BOOT = (
 """The view component's ``js_on_load``: imports the view's modules from the app (``sam_demo.routes``), then mounts
 its plugins (``zoomed.js``: the zoomed view's region, for refining while zoomed; ``brush.js``: the brush and the
 eraser; ``sam-page/js/preview.js``: live previews from the page's own decoder, :mod:`sam_demo.page_decoder`)."""
+
+
+# ---------------------------------------------------------------------------- the object's colour
+COLOUR_EVENT = "pick"
+"""The colour control's custom event: ``{"color": "#rrggbb"}``, sent once when the browser's picker closes."""
+COLOUR_TEMPLATE = ('<label class="sam-colour"><span>Colour</span>'
+                   '<input type="color" aria-label="Colour of the selected object" disabled></label>')
+"""The colour control's constant HTML (never re-rendered; ``sam_demo/static/view/colour.js`` shows the value)."""
+COLOUR_BOOT = (
+    "const root = String((window.gradio_config && window.gradio_config.root) || location.origin + location.pathname)"
+    ".replace(/\\/?$/, '/');\n"
+    f"import(root + 'view/static/colour.js').then((m) => m.mount({{element, trigger, props, watch}}))"
+    ".catch((err) => console.error('the colour control did not load', err));  "
+    f"// trigger({json.dumps(COLOUR_EVENT)}, ...)\n")
+"""The colour control's ``js_on_load``; it names the custom event in quotes, as Gradio needs to register
+``object_color.pick(...)``."""

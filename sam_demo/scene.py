@@ -22,7 +22,7 @@ Schema (version :data:`SCENE_VERSION`; keys are short because the scene travels 
                        "cacheUrl": "sam-page/cache/<model>/<sha256>"}  # the browser's cache entry
       },
       "objects": [                              # list order: later objects are drawn on top
-        {"id": 3, "name": "Object 3", "color": "#e69f00",
+        {"id": 3, "name": "Object 3", "color": "#e69f00",     # the object's colour (ObjectState.rgb)
          "visible": true, "selected": false, "auto": false,   # left out when default (OBJECT_DEFAULTS)
          "points": [[x, y, label], ...],        # ORIGINAL pixel-index coordinates, label 1 = include
          "box": [x0, y0, x1, y1] | null,        # ORIGINAL pixel-index coordinates
@@ -57,7 +57,6 @@ from sam_onnx.geometry import MODEL_SIDE
 
 from .editor import Editor, ObjectState
 from .layers import Layer
-from .overlay import color_for
 from .view import ObjectView, View, ViewOptions
 
 SCENE_VERSION = 1
@@ -97,7 +96,7 @@ def _layer(entry: tuple[str, Layer] | None) -> dict[str, Any] | None:
 
 def _object(obj: ObjectState, row: ObjectView, selected: bool, drawn: tuple[str, Layer] | None,
             scores: tuple[float, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": obj.id, "name": obj.name, "color": _hex(color_for(obj.color_index))}
+    out: dict[str, Any] = {"id": obj.id, "name": obj.name, "color": _hex(obj.rgb)}
     for key, value in (("visible", row.visible), ("selected", selected), ("auto", obj.auto),
                        ("candidate", obj.candidate)):
         if value != OBJECT_DEFAULTS[key]:

@@ -27,7 +27,6 @@ from .overlay import (
     DEFAULT_OPACITY,
     THUMBNAIL_SIDE,
     candidate_thumbnails,
-    color_for,
     thumbnail_base,
     thumbnail_hw,
 )
@@ -124,7 +123,7 @@ def object_rows(editor: Editor, summaries: Mapping[int, MaskResult | Summary]) -
     for obj in editor.objects:
         summary = summaries.get(obj.id)
         shown = None if summary is None else shown_candidate(obj, summary)
-        rows.append(ObjectView(obj.id, obj.name, color_for(obj.color_index), editor.is_visible(obj.id),
+        rows.append(ObjectView(obj.id, obj.name, obj.rgb, editor.is_visible(obj.id),
                                obj.id == editor.selected_id, summary is not None,
                                None if summary is None else float(summary.scores[shown]), shown,
                                None if summary is None else summary.object_score, obj.crop is not None))
@@ -215,7 +214,7 @@ def candidates_view(frame: DisplayFrame, thumbnail_rgb: NDArray[np.uint8], edito
     selected = editor.selected
     if selected is None or selected_result is None:
         return (), (), None
-    color = color_for(selected.color_index)
+    color = selected.rgb
     region = None if display_rgb is None else candidates_region(frame.display_hw, selected_result)
     if region is None:
         thumb_hw = thumbnail_hw(frame.display_hw, THUMBNAIL_SIDE)

@@ -147,6 +147,75 @@ def test_two_objects_in_distinct_colours(service, photo):
     assert len(out[OUT["state"]].editor.objects) == 2
 
 
+def _pick(service, state, color):
+    """The colour control's ``pick`` event, as the page sends it."""
+    return app.pick_color(service, state, 0.5, True, _event({"color": color}))
+
+
+def test_a_chosen_colour_is_shown_everywhere_exported_saved_and_undone_in_one_step(service, photo, tmp_path):
+    out = _click(service, _open(service, photo), 250, 150)
+    out = _click(service, app.add_object(service, out[OUT["state"]], 0.5, True), 100, 80)
+    before = out
+    out = app.select_object(service, out[OUT["state"]], 1, 0.5, True)
+    assert out[OUT["object_color"]] == "#e69f00"  # the control shows the selected object's colour
+    plain = out
+    out = _pick(service, out[OUT["state"]], "#0A7f3C")
+    first, second = scene_of(out)["objects"]
+    assert (first["color"], second["color"]) == ("#0a7f3c", "#56b4e9") and out[OUT["object_color"]] == "#0a7f3c"
+    assert 'style="background:#0a7f3c"' in out[OUT["objects_html"]]  # the list's swatch
+    assert first["layer"] == scene_of(plain)["objects"][0]["layer"], "a colour needs no new layer (1-bit)"
+    # the candidate thumbnails: only the tinted pixels change, each by 1/2 (fill at opacity 0.5) or all (outline)
+    # of the step from the old colour to the new one
+    step = np.array((0x0A, 0x7F, 0x3C)) - np.array((230, 159, 0))
+    for (new, _), (old, _) in zip(out[OUT["candidates"]], plain[OUT["candidates"]]):
+        moved = new.astype(int) - old.astype(int)
+        changed = np.abs(moved).max(axis=-1) > 0
+        assert changed.sum() > 50
+        fill = np.abs(moved - step / 2).max(axis=-1) <= 1
+        outline = (moved == step).all(axis=-1)
+        assert (fill | outline)[changed].all()
+    # kept through rename, hide and a new prompt; undoing those keeps it, one more undo takes it back
+    state = app.rename_object(service, out[OUT["state"]], "cup", 0.5, True)[OUT["state"]]
+    state = app.toggle_object(service, app.toggle_object(service, state, 0.5, True)[OUT["state"]], 0.5, True)[
+        OUT["state"]]
+    out = _click(service, app.select_object(service, state, 1, 0.5, True), 260, 150)
+    assert scene_of(out)["objects"][0]["color"] == "#0a7f3c"
+    undone = out
+    for colour in ("#0a7f3c", "#0a7f3c", "#e69f00"):
+        undone = app.undo(service, undone[OUT["state"]], 0.5, True)
+        assert [o["color"] for o in scene_of(undone)["objects"]] == [colour, "#56b4e9"]
+    assert scene_of(undone) == scene_of(plain)
+    # exports carry it: GeoJSON feature and SVG path of the object; the prompts file, which loads it back
+    files = {Path(f).name: Path(f) for f in app.export_files(service, out[OUT["state"]])}
+    geo = json.loads(files["photo_polygons.geojson"].read_text())
+    assert [f["properties"]["color"] for f in geo["features"]] == ["#0a7f3c", "#56b4e9"]
+    assert 'fill="#0a7f3c"' in files["photo_outlines.svg"].read_text()
+    assert json.loads(files["photo_prompts.json"].read_text())["objects"][0]["color"] == "#0a7f3c"
+    reloaded = app.load_prompts(service, before[OUT["state"]], str(files["photo_prompts.json"]), 0.5, True)
+    assert [(o["color"], o["layer"]) for o in scene_of(reloaded)["objects"]] == [
+        (o["color"], o["layer"]) for o in scene_of(out)["objects"]]
+
+
+@pytest.mark.parametrize("data", [{"color": "#abc"}, {"color": "green"}, {"color": None}, {}, "#123456",
+                                  {"color": "rgb(0, 0, 0)"}, {"color": ["#123456"]}])
+def test_a_forged_colour_is_refused_and_changes_nothing(service, photo, data):
+    state = _click(service, _open(service, photo), 250, 150)[OUT["state"]]
+    with pytest.raises(gr.Error, match="#rrggbb"):
+        app.pick_color(service, state, 0.5, True, _event(data))
+    assert state.editor.objects[0].color is None and len(state.editor.undo_stack) == 1
+
+
+def test_a_prompts_file_with_a_bad_colour_is_a_message_and_changes_nothing(service, photo, tmp_path):
+    state = _click(service, _open(service, photo), 250, 150)[OUT["state"]]
+    data = bundle.prompts_file_dict(state.editor, state.record.key)
+    data["objects"][0]["color"] = "#12345"
+    saved = tmp_path / "p.json"
+    saved.write_text(json.dumps(data))
+    with pytest.raises(gr.Error, match="Object 1: A colour must be written #rrggbb"):
+        app.load_prompts(service, state, str(saved), 0.5, True)
+    assert state.editor.objects[0].prompts.points[0].x == 250
+
+
 def test_choosing_a_candidate_changes_what_is_shown_and_exported(service, photo, tmp_path):
     out = _click(service, _open(service, photo), 250, 150)
     best = shown_masks(service, out)[1]

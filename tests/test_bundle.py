@@ -56,6 +56,30 @@ def test_prompts_file_errors(mutate, message):
         bundle.editor_from_prompts_file(data, HW)
 
 
+# ---------------------------------------------------------------------------------------------- colours
+def test_a_chosen_colour_is_saved_and_loaded_and_files_without_one_show_the_palette_colour():
+    ed = Editor.start(HW).add_point(10, 20).set_color(1, "#0A0b0C").add_object().add_point(200, 100)
+    data = json.loads(json.dumps(bundle.prompts_file_dict(ed, "abc")))
+    assert [o["color"] for o in data["objects"]] == ["#0a0b0c", "#56b4e9"]  # the second: its palette colour
+    assert [o["color_index"] for o in data["objects"]] == [0, 1]
+    back = bundle.editor_from_prompts_file(data, HW)
+    assert back.objects == ed.objects and back.objects[1].color is None
+    for old in ({**data, "format": "sam_onnx.session/1"}, data):  # a version 1 file, and one saved before colours
+        objects = [{k: v for k, v in o.items() if k != "color"} for o in data["objects"]]
+        assert [o.rgb for o in bundle.editor_from_prompts_file({**old, "objects": objects}, HW).objects] == [
+            (230, 159, 0), (86, 180, 233)]
+    data["objects"][0]["color"] = None
+    assert bundle.editor_from_prompts_file(data, HW).objects[0].rgb == (230, 159, 0)
+
+
+@pytest.mark.parametrize("bad", ["#abc", "orange", "#12345G", 0, ["#123456"], {"r": 1}, "#1234567"])
+def test_a_bad_colour_in_a_prompts_file_is_refused_with_the_objects_number(bad):
+    data = bundle.prompts_file_dict(Editor.start(HW).add_point(1, 1).add_object().add_point(5, 5))
+    data["objects"][1]["color"] = bad
+    with pytest.raises(InvalidPromptError, match=r"^Object 2: A colour must be written #rrggbb"):
+        bundle.editor_from_prompts_file(data, HW)
+
+
 # ---------------------------------------------------------------------------------------------- strokes
 def _stroke(x, y, radius=4.0, erase=False):
     return Stroke(((float(x), float(y)), (float(x) + 10, float(y) + 5)), radius, erase)

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sam_demo.editor import MAX_HISTORY, MAX_OBJECTS, Editor
+from sam_demo.overlay import color_for
 from sam_onnx import Box, InvalidPromptError, Point, Prompts
 
 HW = (300, 500)
@@ -220,3 +221,37 @@ def test_a_click_in_a_ready_zoomed_view_decodes_the_object_there_in_one_step():
     assert Editor.start(HW).add_point(20, 20).add_point(200, 150, view_crop=view).selected.crop is None
     assert _refined().add_point(210, 160, view_crop=view).selected.crop == CROP
     assert Editor.start(HW).box_corner(110, 60).box_corner(390, 290, view_crop=view).selected.crop == view
+
+
+# ---------------------------------------------------------------------------- an object's colour
+def test_a_colour_change_is_one_undoable_step_and_kept_through_rename_hide_prompts_and_refine():
+    ed = Editor.start(HW).add_point(200, 150).add_object().add_point(20, 20)
+    steps = len(ed.undo_stack)
+    recoloured = ed.set_color(1, "#12AB9f")
+    assert recoloured.objects[0].rgb == (0x12, 0xAB, 0x9F) and len(recoloured.undo_stack) == steps + 1
+    assert recoloured.objects[1] == ed.objects[1] and recoloured.selected_id == ed.selected_id
+    assert recoloured.set_color(1, "#12ab9f") is recoloured  # the colour it has: no step
+    kept = recoloured.rename(1, "cup").set_visible(1, False).select(1).add_point(210, 160).refine(1, CROP)
+    assert kept.objects[0].rgb == (0x12, 0xAB, 0x9F) and kept.objects[0].crop == CROP
+    assert recoloured.undo().objects[0].rgb == color_for(0)
+    assert recoloured.undo().redo().objects[0].color == (18, 171, 159)
+    # its own palette colour again is stored as "no colour of its own" (an editor equal to one never recoloured)
+    assert recoloured.set_color(1, "#e69f00").objects == ed.objects
+
+
+def test_a_new_object_does_not_take_a_colour_another_object_was_given():
+    ed = Editor.start(HW).set_color(1, "#56b4e9")  # the palette's second colour, which object 2 would get
+    assert [o.rgb for o in ed.add_object().objects] == [color_for(1), color_for(2)]
+    assert [o.rgb for o in ed.add_objects([Prompts((Point(1, 1),))] * 2).objects] == [color_for(1), color_for(2),
+                                                                                      color_for(3)]
+
+
+@pytest.mark.parametrize("bad", ["#fff", "red", "rgb(1, 2, 3)", "#12345g", " #123456", "#1234567", "#123456\n",
+                                 "123456", "", None, 0x123456, ["#123456"], True])
+def test_a_colour_that_is_not_rrggbb_is_refused_and_changes_nothing(bad):
+    ed = Editor.start(HW).add_point(1, 1)
+    with pytest.raises(InvalidPromptError, match="#rrggbb"):
+        ed.set_color(1, bad)
+    assert ed.objects[0].color is None and len(ed.undo_stack) == 1
+    with pytest.raises(InvalidPromptError, match="no object 9"):
+        ed.set_color(9, "#123456")

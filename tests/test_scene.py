@@ -3,11 +3,13 @@
 * the schema: sizes, the tab's grant, prompts in original pixels, content-addressed layers;
 * its size, measured with 1, 10 and 256 objects (it travels after every click);
 * an independent oracle (issue 21 item 1, in the new design): after a seeded random walk of edits through
-  the app's handlers (points, boxes by clicks and by drags, objects added, selected, hidden, renamed and
-  deleted, candidates chosen, undo/redo, a prompts file loaded), on a scaled and an unscaled frame, the scene
-  and every layer equal what a fresh service (no caches) builds for the final editor, and each layer equals
-  the mask computed here from the predictor's own decoder output (``MaskResult.mask`` at the display size),
-  not through the service's layer code.
+  the app's handlers (points, boxes by clicks and by drags, objects added, selected, hidden, renamed,
+  recoloured and deleted, candidates chosen, undo/redo, a prompts file loaded), on a scaled and an unscaled
+  frame, the scene and every layer equal what a fresh service (no caches) builds for the final editor, and each
+  layer equals the mask computed here from the predictor's own decoder output (``MaskResult.mask`` at the display
+  size), not through the service's layer code; after every step each object's colour in the scene is the one the
+  walk's own record of colour choices says (kept through other edits, undone and redone with the history, saved
+  and loaded with the prompts file), not read from the editor.
 """
 
 from __future__ import annotations
@@ -22,14 +24,18 @@ from PIL import Image
 
 import app
 from sam_demo import layers, scene
+from sam_demo.overlay import color_for
 from sam_demo.service import SegmentationService
 from sam_onnx.types import NUM_CANDIDATES
+from sam_onnx.vector import hex_color
 from tests.app_support import OUT, scene_of
 from tests.conftest import make_rgb
 
 HW = (300, 500)
 STEPS = 60
 """Edits per random walk (each a handler call, as a user's click or button)."""
+COLOURS = ("#e69f00", "#56B4E9", "#d62728", "#7f3fbf", "#12ab9f")
+"""Colours the walk picks: the first two objects' palette colours (in either case) and three others."""
 
 
 def _open(service, path):
@@ -101,17 +107,56 @@ def test_scene_size_with_1_10_and_256_objects(predictor, photo, capsys):
 
 
 # ---------------------------------------------------------------------------- the independent oracle
-def random_walk(service, path, seed: int, steps: int = STEPS):
-    """``steps`` random edits through the app's handlers; returns the last answer."""
+class Colours:
+    """The walk's own record of the colours it chose (object id -> ``#rrggbb``), with its own undo/redo stacks.
+
+    An edit that made a new undo step (the editor's annotation changed) pushes the record; undo and redo move it
+    between the stacks; loading a prompts file restores the record made when it was saved and starts a new
+    history. Objects the walk never recoloured have their palette colour (``color_for(color_index)``).
+    """
+
+    def __init__(self) -> None:
+        self.chosen: dict[int, str] = {}
+        self.undo: list[dict[int, str]] = []
+        self.redo: list[dict[int, str]] = []
+        self.changes = self.undos = 0  # colour changes made, and undo/redo steps that changed a colour
+
+    def after(self, op: str, before, after, picked: str | None, loaded: dict[int, str] | None) -> None:
+        if after.current is before.current:
+            return
+        if op in ("undo", "redo"):
+            source, target = (self.undo, self.redo) if op == "undo" else (self.redo, self.undo)
+            target.append(self.chosen)
+            restored = source.pop()
+            self.undos += restored != self.chosen
+            self.chosen = restored
+        elif op == "load":
+            self.chosen, self.undo, self.redo = dict(loaded), [], []
+        else:
+            self.undo.append(self.chosen)
+            self.redo = []
+            if op == "colour":
+                self.chosen = {**self.chosen, before.selected_id: picked.lower()}
+                self.changes += 1
+
+    def expected(self, editor) -> list[str]:
+        return [self.chosen.get(o.id, hex_color(color_for(o.color_index))) for o in editor.objects]
+
+
+def random_walk(service, path, seed: int, steps: int = STEPS, colours: Colours | None = None):
+    """``steps`` random edits through the app's handlers; returns the last answer. After every step, each object's
+    colour in the scene is checked against ``colours`` (the walk's own record)."""
     rng = random.Random(seed)
     out = _open(service, path)
     h, w = HW
-    saved = None
+    saved, saved_colours = None, {}
+    colours = Colours() if colours is None else colours
     for _ in range(steps):
         state = out[OUT["state"]]
         editor = state.editor
         op = rng.choice(["point", "point", "point", "negative", "corner", "drag", "add", "select", "hide", "rename",
-                         "choose", "delete", "undo", "undo", "redo", "clear", "save", "load"])
+                         "colour", "colour", "choose", "delete", "undo", "undo", "redo", "clear", "save", "load"])
+        picked = rng.choice(COLOURS)
         try:
             if op in ("point", "negative", "corner"):
                 mode = {"point": app.MODE_POSITIVE, "negative": app.MODE_NEGATIVE, "corner": app.MODE_BOX}[op]
@@ -128,6 +173,8 @@ def random_walk(service, path, seed: int, steps: int = STEPS):
                 out = app.toggle_object(service, state, 0.5, True)
             elif op == "rename":
                 out = app.rename_object(service, state, f"thing {rng.randrange(100)}", 0.5, True)
+            elif op == "colour":
+                out = app.pick_color(service, state, 0.5, True, gr.EventData(None, {"color": picked}))
             elif op == "choose":
                 out = app.choose_candidate_api(service, state, rng.randrange(NUM_CANDIDATES + 1), 0.5, True)
             elif op == "delete" and len(editor.objects) > 1:
@@ -137,10 +184,15 @@ def random_walk(service, path, seed: int, steps: int = STEPS):
             elif op == "save" and any(not o.prompts.is_empty for o in editor.objects):
                 files = app.export_files(service, state, progress=lambda *a, **k: None)
                 saved = next(f for f in files if f.endswith("_prompts.json"))
+                saved_colours = {o.id: c for o, c in zip(editor.objects, colours.expected(editor))
+                                 if o.id in colours.chosen}
             elif op == "load" and saved is not None:
                 out = app.load_prompts(service, state, saved, 0.5, True)
         except gr.Error:
             pass  # a refused edit (a box with two corners on one row, an empty object...) changes nothing
+        after = out[OUT["state"]].editor
+        colours.after(op, editor, after, picked, saved_colours if op == "load" else None)
+        assert [o["color"] for o in scene_of(out)["objects"]] == colours.expected(after), f"colours after {op}"
     return out
 
 
@@ -152,13 +204,15 @@ def independent_layer(predictor, record, obj, display_hw) -> np.ndarray:
     return result.mask(candidate, display_hw)
 
 
-@pytest.mark.parametrize("display_side, seed", [(None, 11), (200, 9)], ids=["unscaled", "scaled"])
+@pytest.mark.parametrize("display_side, seed", [(None, 21), (200, 1)], ids=["unscaled", "scaled"])
 def test_after_a_random_walk_the_scene_equals_a_fresh_services_and_each_layer_the_predictors_mask(
         predictor, photo, display_side, seed):
     service = SegmentationService(predictor, image_cache_mb=64, display_max_side=display_side or 10_000)
-    out = random_walk(service, photo, seed)
+    colours = Colours()
+    out = random_walk(service, photo, seed, colours=colours)
     state = out[OUT["state"]]
     walked = scene_of(out)
+    assert colours.changes >= 2 and colours.undos >= 1, "test set-up: the walk should recolour and undo/redo that"
     assert sum(o["layer"] is not None for o in walked["objects"]) >= 2, "test set-up: the walk should leave masks"
     assert any(o.get("visible") is False for o in walked["objects"]), "test set-up: the walk should leave a hidden object"
 

@@ -37,7 +37,8 @@ HALO_PX = 2
 OKABE_ITO = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
              (204, 121, 167))
 """The colours of the first 7 objects (orange, sky blue, bluish green, yellow, blue, vermillion, reddish
-purple), as the README promises; the oracle knows no others (tests with more objects read them off the page)."""
+purple), as the README promises; the oracle knows no others (tests with more objects read them off the page),
+besides the colours a test chose for an object itself (:meth:`ObjectPrompt.from_session`)."""
 
 
 def colour(index: int) -> tuple[int, int, int]:
@@ -45,6 +46,11 @@ def colour(index: int) -> tuple[int, int, int]:
     if not 0 <= index < len(OKABE_ITO):
         raise ValueError(f"the oracle knows the colours of the first {len(OKABE_ITO)} objects, not {index}")
     return OKABE_ITO[index]
+
+
+def hex_rgb(text: str) -> tuple[int, int, int]:
+    """``"#rrggbb"`` -> ``(r, g, b)``."""
+    return int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16)
 
 
 def gradient_rgb(h: int, w: int, *, seed: int = 0) -> NDArray[np.uint8]:
@@ -90,7 +96,8 @@ class ObjectPrompt:
     """One object's prompts in ORIGINAL pixels, as the app records them, its colour index and shown mask.
 
     ``candidate`` 0..2 is the mask shown and exported; None (the default) means the one the app picks by
-    itself, the best-scored (resolved on creation, so two equal objects compare equal).
+    itself, the best-scored (resolved on creation, so two equal objects compare equal). ``color``: a colour the
+    test gave the object, ``(r, g, b)``; None = its palette colour (:func:`colour` of ``color_index``).
     """
 
     points: tuple[tuple[float, float], ...] = ()
@@ -98,18 +105,27 @@ class ObjectPrompt:
     box: tuple[float, float, float, float] | None = None
     color_index: int = 0
     candidate: int | None = None
+    color: tuple[int, int, int] | None = None
+
+    @property
+    def rgb(self) -> tuple[int, int, int]:
+        """The colour the object's fill must have."""
+        return colour(self.color_index) if self.color is None else self.color
 
     def __post_init__(self) -> None:
         if self.candidate is None:
             object.__setattr__(self, "candidate", best_candidate(self.labels))
 
     @classmethod
-    def from_session(cls, obj: dict) -> ObjectPrompt:
-        """From an object of the exported ``*_prompts.json``."""
+    def from_session(cls, obj: dict, chosen: Sequence[str] = ()) -> ObjectPrompt:
+        """From an object of the exported ``*_prompts.json``. Its ``"color"`` is taken only when it is one of the
+        ``chosen`` colours (``#rrggbb``, those the test picked); otherwise the oracle's own palette colour is."""
         points = tuple((float(x), float(y)) for x, y, _ in obj["points"])
         labels = tuple(int(label) for _, _, label in obj["points"])
         box = tuple(float(v) for v in obj["box"]) if obj["box"] is not None else None
-        return cls(points, labels, box, int(obj["color_index"]), obj["candidate"])
+        picked = obj.get("color")
+        color = hex_rgb(picked) if picked and picked.lower() in {c.lower() for c in chosen} else None
+        return cls(points, labels, box, int(obj["color_index"]), obj["candidate"], color)
 
     def _args(self, frame: DisplayFrame | None):
         """Arguments of ``analytic_models.expected_mask_original`` in the original or the display frame.
@@ -185,7 +201,7 @@ def check_overlay(overlay: NDArray[np.uint8], base: NDArray[np.uint8], prompts: 
     """
     hw = frame.display_hw
     assert overlay.shape[:2] == hw and base.shape[:2] == hw, (overlay.shape, base.shape, hw)
-    colours = [base.astype(np.int32)] + [blend(base, colour(p.color_index), opacity) for p in prompts]
+    colours = [base.astype(np.int32)] + [blend(base, p.rgb, opacity) for p in prompts]
     distance = np.stack([np.abs(overlay.astype(np.int32) - c).sum(axis=-1) for c in colours])
     got = distance.argmin(axis=0)
     expected = np.zeros(hw, dtype=np.int64)
