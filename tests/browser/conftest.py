@@ -197,8 +197,29 @@ def _open(request, browser, demo_url, screenshots, options: dict, touch: bool, p
         yield demo.open()
         if getattr(request.node, "browser_failed", False):
             demo.screenshot("failure")
+        elif os.environ.get(NO_WASM_ENV) == "1":
+            _check_no_wasm_notice(demo.page)
     finally:
         context.close()
+
+
+NO_WASM_NOTICE = ("Live previews are off: this browser has no WebAssembly. Clicks work as usual (the server draws "
+                  "every mask).")
+NOTICE_STATE_JS = """() => { const view = document.querySelector('#display')?.samView;
+  return { bars: document.querySelectorAll('#live-preview').length,
+           notices: [...document.querySelectorAll('#live-preview .sam-live-preview-notice')].map((n) => n.textContent),
+           embeddings: !!view?.scene?.image?.embeddings }; }"""
+
+
+def _check_no_wasm_notice(page) -> None:
+    """Without WebAssembly (``SAM_TEST_NO_WASM=1``), after a scenario that passed: one preview bar with one
+    notice, which says why previews are off once an image was offered to the page's decoder (empty before)."""
+    if page.is_closed():
+        return
+    state = page.evaluate(NOTICE_STATE_JS)
+    assert state["bars"] == 1, state
+    allowed = [[NO_WASM_NOTICE]] if state["embeddings"] else [[NO_WASM_NOTICE], [""]]
+    assert state["notices"] in allowed, state
 
 
 @pytest.fixture
