@@ -25,7 +25,8 @@ With ``--page-decoder`` (issue 23) it measures the page's own decoder too, each 
 context on the same server: **server only** (live previews off: every mask comes from the server; the clicks
 above), then **page decoder, threads on** (the page cross-origin isolated, as the app serves it) and **threads
 off** (COOP/COEP stripped from the page, so onnxruntime-web runs one thread). For each page-decoder setting:
-the **floor** (bare ``session.run`` of the page's decoder in its worker, ``--floor-runs`` times: what no page
+the **floor** (bare ``session.run`` of the page's decoder in its worker, ``--floor-runs`` times, one after each
+move's preview, interleaved with the moves so both see the same load: what no page
 code can beat), **pointer move -> preview painted** over ``--moves`` moves (from the ``pointermove`` event's
 time stamp to the frame painted after its preview was handed to the view; the pointer waits for each preview,
 so this is the latency, not the throughput), and **click -> first mask painted** (the page's instant paint or
@@ -312,7 +313,10 @@ def _page_decoder_setting(browser, url: str, photo: Path, args, threads_on: bool
         context.close()
         return {"threads_on": threads_on, "error": str(info)}
     page.evaluate(PREVIEW_INSTRUMENT_JS)
-    floor = page.evaluate(FLOOR_JS, args.floor_runs + 3)[3:]
+    # The floor is measured interleaved with the moves (one bare run after each move's preview is painted), so
+    # on a shared machine both see the same load; the rest of --floor-runs follow the moves.
+    floor = []
+    page.evaluate(FLOOR_JS, 3)  # warm-up
     rng = np.random.default_rng(args.seed + 1)
     preview = []
     for k in range(args.moves + args.warmup):
@@ -325,7 +329,11 @@ def _page_decoder_setting(browser, url: str, photo: Path, args, threads_on: bool
                                      "window.__bench.previews[window.__bench.previews.length - 1]]", before[1])
         if k >= args.warmup:
             preview.append(shown["painted"] - moved)
+            if len(floor) < args.floor_runs:
+                floor += page.evaluate(FLOOR_JS, 1)
         page.wait_for_timeout(30)
+    if len(floor) < args.floor_runs:
+        floor += page.evaluate(FLOOR_JS, args.floor_runs - len(floor))
     firsts = []
     for k in range(args.clicks + args.warmup):
         if k and k % CLICKS_PER_OBJECT == 0:
