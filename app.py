@@ -29,7 +29,7 @@ from typing import Generic, TypeVar
 
 import gradio as gr
 
-from sam_demo import page_decoder, routes, scene
+from sam_demo import page_decoder, previews, routes, scene
 from sam_demo.editor import MAX_OBJECTS, Editor
 from sam_demo.gradio_guard import SafeBlocks, guarded, request_limits_middleware, uploaded_image, user_error
 from sam_demo.limits import api_request, parse_json
@@ -1221,7 +1221,8 @@ def launch_kwargs(host: str, port: int, routes: list | tuple = ()) -> dict:
         "state_session_capacity": 1000, "css": CSS, "head": HEAD, "theme": gr.themes.Soft(),
         "footer_links": ["api"],
         # cross-origin isolation: the page's decoder runs multi-threaded (sam_demo.page_decoder)
-        "app_kwargs": {"middleware": [*request_limits_middleware(), *page_decoder.isolation_middleware()],
+        "app_kwargs": {"middleware": [*request_limits_middleware(), *page_decoder.isolation_middleware(),
+                                      *previews.middleware()],  # the upload box's preview: a small JPEG
                        "routes": list(routes)},
     }
 
