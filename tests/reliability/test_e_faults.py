@@ -47,7 +47,13 @@ def _start_app(args: list[str], env_extra: dict[str, str]) -> subprocess.Popen:
 
 STARTUPS_TIMEOUT_S = 4 * STARTUP_FAILURE_DEADLINE_S + HUB_UNREACHABLE_DEADLINE_S
 """The first test that needs the start-ups waits for all eight (two at a time, each bounded by its deadline)."""
-startup_timeout = pytest.mark.timeout(STARTUPS_TIMEOUT_S)
+
+
+def startup_test(test):
+    """E1-E6: the slow tier (``-m slow``, run by ``.ci/run`` after the default command): eight ``python app.py``
+    processes, each importing Gradio before it fails (2-3 minutes on the 2 shared cores under load), and a wait
+    through huggingface_hub's back-off; and a timeout covering all eight."""
+    return pytest.mark.slow(pytest.mark.timeout(STARTUPS_TIMEOUT_S)(test))
 
 
 @pytest.fixture(scope="module")
@@ -117,18 +123,18 @@ def assert_fails_fast(result, *fragments: str, deadline_s: float = STARTUP_FAILU
     assert seconds < deadline_s
 
 
-@startup_timeout
+@startup_test
 def test_E_model_dir_missing_fails_fast(startups):
     assert_fails_fast(startups["missing_dir"], "/nonexistent does not exist", "--model-dir")
 
 
-@startup_timeout
+@startup_test
 def test_E1_offline_with_nothing_cached_fails_fast(startups):
     assert_fails_fast(startups["offline_empty_cache"], "not in the Hugging Face cache", "HF_HUB_OFFLINE",
                       "--model-dir")
 
 
-@startup_timeout
+@startup_test
 def test_E2_hub_unreachable_with_downloads_allowed_fails_with_a_clear_message(startups):
     """The wrapper-level half (the exact huggingface_hub call) is tests/test_hub.py::
     test_unreachable_hub_fails_fast_with_a_clear_message."""
@@ -136,12 +142,12 @@ def test_E2_hub_unreachable_with_downloads_allowed_fails_with_a_clear_message(st
                       deadline_s=HUB_UNREACHABLE_DEADLINE_S)
 
 
-@startup_timeout
+@startup_test
 def test_E3_damaged_model_file_fails_fast_naming_it(startups):
     assert_fails_fast(startups["truncated_decoder"], "decoder.onnx", "damaged, truncated")
 
 
-@startup_timeout
+@startup_test
 def test_E4_wrong_file_fails_fast_naming_it(startups):
     assert_fails_fast(startups["html_as_encoder"], "encoder.onnx", "not a valid ONNX file")
 
@@ -150,13 +156,13 @@ def test_E4_wrong_file_fails_fast_naming_it(startups):
     ("missing_sidecar", ("encoder.onnx", "external-data file (.onnx_data) is missing")),
     ("truncated_sidecar", ("decoder.onnx", "damaged, truncated", ".onnx_data")),
 ])
-@startup_timeout
+@startup_test
 def test_E5_missing_or_truncated_onnx_data_fails_fast_naming_it(startups, case, fragments):
     """The hub-cache layouts of the same fault (size and hash checks) are in tests/test_hub.py."""
     assert_fails_fast(startups[case], *fragments)
 
 
-@startup_timeout
+@startup_test
 def test_E6_unavailable_provider_fails_fast_naming_it(startups):
     assert_fails_fast(startups["cuda_on_cpu_build"], "CUDAExecutionProvider is not available", "available:")
 
