@@ -14,6 +14,7 @@ SLOW_CHILDREN = pytest.mark.timeout(400)
 on an idle machine, 141 s and over at load average 17-25 on the 2 shared cores (pytest-timeout's 120 s hit)."""
 
 
+@pytest.mark.slow  # the slow tier: a child process per model size (32 s at load average 7-18)
 @SLOW_CHILDREN
 def test_models_benchmark_measures_every_size_and_ratios_to_small(analytic_dir, tmp_path, capsys):
     root = tmp_path / "models"

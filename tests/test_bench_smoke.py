@@ -19,6 +19,10 @@ from bench import bench_ab, bench_pipeline, bench_session_options
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(300)  # most start `python app.py` (up to 180 s on a loaded machine), then run
+SLOW = pytest.mark.slow
+"""The slow tier (``-m slow``; ``.ci/run`` runs it after the default command): the benchmarks that start app processes
+or run whole rounds, 12-135 s each, 318 s of this module's 328 s at load average 7-18; the quick ones stay in the
+default run."""
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +30,7 @@ def photos(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("photos")
 
 
+@SLOW
 def test_pipeline_benchmark_writes_every_section(analytic_dir, photos, tmp_path, capsys):
     out = tmp_path / "pipeline.json"
     code = bench_pipeline.main(["--model-dir", str(analytic_dir), "--sizes", "0.3", "0.6", "--formats", "jpeg", "png",
@@ -47,6 +52,7 @@ def test_pipeline_benchmark_writes_every_section(analytic_dir, photos, tmp_path,
     assert "Upload to ready" in printed and "Click to overlay" in printed and "Export at full resolution" in printed
 
 
+@SLOW
 def test_pipeline_benchmark_in_separate_processes(analytic_dir, photos, tmp_path):
     out = tmp_path / "pipeline.json"
     code = bench_pipeline.main(["--model-dir", str(analytic_dir), "--stages", "upload", "click", "--sizes", "0.3",
@@ -58,6 +64,7 @@ def test_pipeline_benchmark_in_separate_processes(analytic_dir, photos, tmp_path
     assert all(len(row["per_process"]) == 2 for row in result["click"])
 
 
+@SLOW
 def test_session_options_benchmark(analytic_dir, photos, tmp_path):
     out = tmp_path / "options.json"
     code = bench_session_options.main(["--model-dir", str(analytic_dir), "--configs", "app", "threads-1",
@@ -79,6 +86,7 @@ def test_ab_benchmarks(analytic_dir, photos, capsys):
     assert "load_image old" in printed and "beyond the encoder run" in printed
 
 
+@SLOW
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
 def test_browser_benchmark(analytic_dir, photos, tmp_path):
     pytest.importorskip("playwright")
@@ -92,6 +100,7 @@ def test_browser_benchmark(analytic_dir, photos, tmp_path):
     assert result["click to paint"]["p50"] > 0 and result["upload to ready ms"] > 0
 
 
+@SLOW
 def test_fairness_limits_and_estimate_benchmarks(analytic_dir, tmp_path):
     from bench import bench_estimate, bench_fairness, bench_limits
 
@@ -111,6 +120,7 @@ def test_fairness_limits_and_estimate_benchmarks(analytic_dir, tmp_path):
     assert len(json.loads(out.read_text())["runs"]) == 1
 
 
+@SLOW
 def test_encoder_benchmark_forces_each_variant_against_bare_fp32(analytic_dir, photos, tmp_path, capsys):
     from bench import bench_encoders
 
@@ -163,6 +173,7 @@ def test_intake_benchmark_times_shown_and_ready_against_bare(analytic_dir, photo
     assert "upload -> ready" in capsys.readouterr().out
 
 
+@SLOW
 def test_startup_benchmark_serves_before_the_check_and_times_uploads_during_it(analytic_dir, photos, tmp_path,
                                                                                capsys):
     from bench import bench_startup
