@@ -2,7 +2,7 @@
 
 Gradio's upload box loads the uploaded file back from the server to show it; ``sam_demo.previews`` answers
 that ``<img>`` load with a JPEG of at most ``PREVIEW_SIDE`` pixels (upright), while a download of the same
-address still gets the file itself.
+address still gets the file itself; no button of the box sits on its label (issue 22, item 11).
 """
 
 from __future__ import annotations
@@ -35,4 +35,10 @@ def test_the_upload_box_loads_a_small_preview_not_the_original(desktop: DemoPage
     assert (w, h) == (PREVIEW_SIDE, PREVIEW_SIDE * BIG_HW[0] // BIG_HW[1]), "a small upright preview"
     assert len(loaded[src].body()) <= PREVIEW_MAX_BYTES
     desktop.screenshot("preview")
+    covered = desktop.page.evaluate("""() => { const box = document.querySelector('#input_image');
+      const l = box.querySelector('label[data-testid=block-label]').getBoundingClientRect();
+      return [...box.querySelectorAll('button')].filter((b) => b.offsetParent).map((b) => [b.getAttribute('aria-label'),
+        b.getBoundingClientRect()]).filter(([, r]) => r.width && r.left < l.right && l.left < r.right
+        && r.top < l.bottom && l.top < r.bottom).map(([name]) => name); }""")
+    assert covered == [], f"buttons over the upload box's label: {covered}"
     assert desktop.page.request.get(src).body() == original, "a download of the same address gets the file"
