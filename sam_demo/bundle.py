@@ -52,8 +52,8 @@ additions to version 2 stay optional, so every version-2 reader ignores what it 
 PROMPTS_FILE_FORMATS = ("sam_onnx.session/1", PROMPTS_FILE_FORMAT)
 """Formats this app reads: version 1 files (before refinement) load as objects without a crop."""
 PROMPTS_FILE_MAX_BYTES = 2 * 1024 * 1024
-"""Largest prompts file accepted: the largest the app writes (256 objects of 32 points, 60-letter names) is under
-0.7 MB (tests/test_input_caps.py)."""
+"""Largest prompts file accepted: the largest the app writes (256 objects of 32 points, 60-letter names, each with
+its colour) is under 0.75 MB (tests/test_input_caps.py)."""
 
 
 # ---------------------------------------------------------------------------- prompts file
