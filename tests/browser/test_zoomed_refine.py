@@ -21,7 +21,7 @@ from tests import analytic_models as am
 from tests.browser.conftest import BIG_HW, DESKTOP, WIDE_HW, _open
 from tools.ports import free_port
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # slow tier: README, Tests
 
 DISPLAY_HW = (1152, 1536)
 WAIT_S = 60.0
@@ -38,9 +38,9 @@ class RecordingPredictor:
         self._inner = inner
         self.encoded: list[CropFrame | None] = []
 
-    def encode_pixels(self, pixels, geometry):
+    def encode_pixels(self, pixels, geometry, **options):
         self.encoded.append(geometry.crop)
-        return self._inner.encode_pixels(pixels, geometry)
+        return self._inner.encode_pixels(pixels, geometry, **options)
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
