@@ -27,7 +27,7 @@ from tests.browser.conftest import DESKTOP, _open, _serve
 from tests.browser.pixels import gradient_rgb
 from tests.browser.ui import UPLOAD_INPUT, DemoPage
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # slow tier: README, Tests
 
 ENCODE_S = 2.5
 """One encoder run here (a sleep, so the machine's load does not change it)."""

@@ -12,7 +12,7 @@ from sam_onnx.geometry import DisplayFrame
 from sam_onnx.image import DEFAULT_LIMITS
 from tests.test_big_photos import PHONE_WH, phone_jpeg  # noqa: F401 (the fixture)
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # slow tier: README, Tests
 
 WORK_HW = big_photos.working_size(PHONE_WH[::-1], DEFAULT_LIMITS)
 

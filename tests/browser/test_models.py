@@ -18,7 +18,7 @@ from tests.browser.conftest import DESKTOP, TIMEOUT_MS, WIDE_HW, _serve
 from tests.browser.ui import DemoPage
 from tools import content_models
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # slow tier: README, Tests
 
 CLICKS = ((200, 150), (520, 400))
 """Original pixels of the two objects' clicks."""
