@@ -350,12 +350,23 @@ class SafeBlocks(gr.Blocks):
     :meth:`order_per_session` names the state whose writers run one at a time
     per tab (:class:`SessionOrder`); every event runs with
     :data:`sam_demo.fair.current_owner` set to its tab.
+
+    A generator event takes one turn per step, and Gradio's message that ends
+    it repeats its last yield (``Blocks.handle_streaming_diffs``, ``final``).
+    An edit of the same tab that ran after that yield (a click on a photo
+    whose upload was still encoding) would be painted over by the repeat: the
+    page would show the upload's view without the click, and never the click's
+    answer. So when another ordered event of the tab ran since a generator's
+    last yield, its ending message changes nothing (the page already got that
+    yield as it was made).
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._ordered_state_ids: set[int] = set()
         self.session_order = SessionOrder()
+        self._turns_since_yield: dict[tuple[str, str], int] = {}
+        """(tab, generator run) -> ordered turns the tab took since that run's last yield (its own included)."""
         atomic_cache_writes()
 
     def order_per_session(self, *states: gr.State) -> None:
@@ -376,6 +387,9 @@ class SafeBlocks(gr.Blocks):
                                      session_hash=session_hash, event_id=event_id, **kwargs)
             if session_hash and self._is_ordered(fn):
                 async with self.session_order.turn(session_hash):
+                    for key in self._turns_since_yield:
+                        if key[0] == session_hash:
+                            self._turns_since_yield[key] += 1
                     return await call()
             return await call()
         except AppError as exc:
@@ -392,6 +406,25 @@ class SafeBlocks(gr.Blocks):
             raise gr.Error(message, print_exception=False) from None
         finally:
             fair.current_owner.reset(token)
+
+    def handle_streaming_diffs(self, block_fn, data: list, session_hash: str | None, run: str | None, final: bool,
+                               simple_format: bool = False) -> list:
+        """Gradio's, except that an ordered generator's ending message changes nothing when another event of
+        its tab ran since its last yield (see the class docstring); ``data`` is one value per output."""
+        key = (session_hash, run)
+        ordered = session_hash is not None and run is not None and self._is_ordered(block_fn)
+        edited_since = ordered and final and self._turns_since_yield.get(key, 0) > 1  # more than its own last turn
+        data = super().handle_streaming_diffs(block_fn, data, session_hash, run, final, simple_format)
+        if ordered and not final:
+            self._turns_since_yield[key] = 0  # this step's values are the newest the page has
+        if edited_since:
+            data = [None if block.stateful else {"__type__": "update"} for block in block_fn.outputs]
+        return data
+
+    def _pop_run_diffs(self, session_hash: str, run: str) -> None:
+        """Gradio's, and the run's turn count goes too (a generator that ended, failed or was dropped)."""
+        super()._pop_run_diffs(session_hash, run)
+        self._turns_since_yield.pop((session_hash, run), None)
 
     async def _all_or_nothing(self, block_fn, fn, inputs, state, *args, **kwargs):
         """Gradio's ``process_api``, with the event's ``gr.State`` outputs put back as they were if it fails.
