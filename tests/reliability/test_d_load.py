@@ -75,7 +75,12 @@ def test_D2_queue_full_is_refused_at_once_with_gradios_message_and_nothing_break
         accepted = [(s, r) for s, r in zip(sessions, submitted) if not isinstance(r, Outcome)]
         assert refused and accepted
         slowest_refusal = max(t for r, t in zip(submitted, seconds) if isinstance(r, Outcome))
-        assert slowest_refusal < QUEUE_REFUSAL_DEADLINE_S, f"a refusal took {slowest_refusal:.2f} s"
+        # "At once": no longer than the deadline, or than twice an accepted submit (the same HTTP round trip,
+        # measured in the same loop, so a loaded machine slows both alike; CI at load 4 took 1.25 s). A refusal
+        # that waited for the queue would wait for a 0.6 s stalled encode per place ahead of it.
+        slowest_accept = max(t for r, t in zip(submitted, seconds) if not isinstance(r, Outcome))
+        bound = max(QUEUE_REFUSAL_DEADLINE_S, 2 * slowest_accept)
+        assert slowest_refusal < bound, f"a refusal took {slowest_refusal:.2f} s (bound {bound:.2f} s)"
         for outcome in refused:
             assert outcome.status == 503  # Gradio's own status for a full queue; never a 500
             assert outcome.error.startswith("Queue is full. Max size is 3")
