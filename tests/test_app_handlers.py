@@ -7,11 +7,14 @@ check what a user would see (the layers, as the routes serve them) or download.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 import zipfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterator
 
 import gradio as gr
 import numpy as np
@@ -30,6 +33,26 @@ from sam_onnx.export import decode_rle, mask_bbox
 from tests import analytic_models as am
 from tests.conftest import make_rgb
 from tests.app_support import OUT, scene_of, shown_masks, shown_union
+
+
+@contextlib.contextmanager
+def turn_held_elsewhere(gate, who: str) -> Iterator[None]:
+    """A turn of ``gate`` held by ``who`` on another thread from entry (once it is held) until exit."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with gate.turn(who):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10), f"{who} never got its turn"
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join(10)
 
 
 @pytest.fixture(scope="module")
@@ -326,23 +349,10 @@ def test_the_everything_estimate_grows_with_another_tabs_work(service, photo, mo
     state = _open(service, photo)[OUT["state"]]
     time.sleep(0.6)  # the upload's own turns leave the window
     alone = service.everything_estimate(state.record, "fast", who="me")
-    holding, done = threading.Event(), threading.Event()
-
-    def other_tab():
-        with service.compute.turn("other"):
-            holding.set()
-            done.wait(10)
-
-    thread = threading.Thread(target=other_tab)
-    thread.start()
-    assert holding.wait(10)
-    time.sleep(0.6)
-    try:
+    with turn_held_elsewhere(service.compute, "other"):
+        time.sleep(0.6)
         busy = service.everything_estimate(state.record, "fast", who="me")
         mine = service.everything_estimate(state.record, "fast", who="other")
-    finally:
-        done.set()
-        thread.join(10)
     assert alone.load_factor == pytest.approx(1.0, abs=0.05) and busy.load_factor == pytest.approx(2.0)
     assert busy.seconds == pytest.approx(2 * alone.seconds, rel=0.05) and mine.load_factor == pytest.approx(1.0)
     monkeypatch.setattr(service, "everything_estimate", lambda record, preset: busy)
@@ -652,27 +662,16 @@ def test_a_new_image_cancels_the_zoomed_views_encode_and_drops_the_view(zoom_ser
     Image.fromarray(make_rgb(1200, 1600, seed=5)).save(big)
     state = app.zoomed(zoom_service, _open(zoom_service, big)[OUT["state"]], _event({"rect": [0, 0, 400, 300]}))
     loaded = app.open_image(zoom_service, str(photo))  # the new image, read and encoded before the encoder is busy
-    busy, release = threading.Event(), threading.Event()
-
-    def hold_the_encoder():
-        with zoom_service.encoder_gate.turn("another-upload"):
-            busy.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold_the_encoder)
-    holder.start()
-    assert busy.wait(10)
     outcome = []
-    encoder = threading.Thread(target=lambda: outcome.append(app.encode_zoomed(zoom_service, state)))
-    encoder.start()
-    deadline = time.monotonic() + 10
-    while zoom_service.encoder_gate.waiting() < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert zoom_service.encoder_gate.waiting() == 1, "the view's encode waits behind the busy encoder"
-    new = app.show_image(zoom_service, loaded, 0.5, True, state)
-    encoder.join(10)
-    release.set()
-    holder.join(10)
+    with turn_held_elsewhere(zoom_service.encoder_gate, "another-upload"):
+        encoder = threading.Thread(target=lambda: outcome.append(app.encode_zoomed(zoom_service, state)))
+        encoder.start()
+        deadline = time.monotonic() + 10
+        while zoom_service.encoder_gate.waiting() < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert zoom_service.encoder_gate.waiting() == 1, "the view's encode waits behind the busy encoder"
+        new = app.show_image(zoom_service, loaded, 0.5, True, state)
+        encoder.join(10)
     assert outcome == [None]
     assert zoom_service._images.get(("crop", state.record.key, (0, 0, 400, 300))) is None, "nothing encoded"
     assert new[OUT["state"]].view is None and new[OUT["state"]].view_crop is None
