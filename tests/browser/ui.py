@@ -51,6 +51,9 @@ _DRAWN_JS = """() => { const v = document.querySelector('#display .sam-view');
   return v && v.dataset.drawn ? Number(v.dataset.drawn) : 0; }"""
 _NEW_SCENE_JS = """old => { const v = document.querySelector('#display .sam-view');
   return !!v && Number(v.dataset.drawn || 0) > old && !v.dataset.loading; }"""
+_POINTS_JS = """n => { const d = document.querySelector('#display'); const v = d && d.samView;
+  const o = v && v.scene && v.scene.objects.find((x) => x.id === v.scene.selected);
+  return !!o && !!o.points && o.points.length === n && !v.box.dataset.loading; }"""
 _LOADED_JS = """([w, h, text]) => { const d = document.querySelector('#display'); const v = d && d.samView;
   const s = document.querySelector('#status');
   return !!v && !!v.scene && v.scene.image.w === w && v.scene.image.h === h && !v.box.dataset.loading
@@ -242,6 +245,10 @@ class DemoPage:
         """Wait until the view has drawn a scene newer than the ``drawn_before``-th; returns the new count."""
         self.page.wait_for_function(_NEW_SCENE_JS, arg=drawn_before, timeout=timeout_ms)
         return self.drawn()
+
+    def wait_for_points(self, count: int, timeout_ms: float | None = None) -> None:
+        """Wait until the view has drawn (all files loaded) a scene whose selected object has ``count`` points."""
+        self.page.wait_for_function(_POINTS_JS, arg=count, timeout=timeout_ms)
 
     def upload(self, path: Path, display_hw: tuple[int, int], original_hw: tuple[int, int] | None = None) -> None:
         """Upload a file with the image input and wait until it is shown."""
