@@ -197,27 +197,33 @@ def test_G7_body_limits_hold_at_the_boundary_by_every_route_and_content_type(ser
 
 def test_G7_a_chunked_body_is_refused_before_the_client_has_sent_it(served):
     """A 30 MB body without a Content-Length, sent in 64 kB chunks over a raw socket: the 413 arrives while most
-    of it is still unsent (the server reads no further than the limit plus what sits in socket buffers)."""
+    of it is still unsent (the server reads no further than the limit plus what sits in socket buffers).
+
+    The server closes the connection after its answer, so a send can meet a reset; what was sent is counted by
+    the bytes the socket accepted (``send``'s count, never a half-sent ``sendall``), and the answer is read after.
+    """
     host, port = served.url.split("//")[1].rstrip("/").split(":")
     body = oversized_body(30 * 1024 * 1024)
+    stream = memoryview(b"".join(f"{len(body[i:i + SOCKET_CHUNK]):x}\r\n".encode() + body[i:i + SOCKET_CHUNK]
+                                 + b"\r\n" for i in range(0, len(body), SOCKET_CHUNK)) + b"0\r\n\r\n")
     sent = 0
     with socket.create_connection((host, int(port)), timeout=30) as sock:
         sock.sendall(f"POST /gradio_api/queue/join HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
                      "Transfer-Encoding: chunked\r\n\r\n".encode())
         sock.setblocking(False)
-        answer = b""
-        while sent < len(body):
+        while sent < len(stream):
             readable, writable, _ = select.select([sock], [sock], [], 30)
             if readable:
-                answer = sock.recv(4096)
                 break
             assert writable, "the server neither read nor answered in 30 s"
-            piece = body[sent:sent + SOCKET_CHUNK]
             try:
-                sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                sent += sock.send(stream[sent:sent + SOCKET_CHUNK])
             except BlockingIOError:
                 continue  # the buffers are full: wait for the answer
-            sent += len(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                break  # the server answered and closed: read its answer
+        sock.settimeout(30)
+        answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert sent < MAX_BODY_BYTES + SENT_BEYOND_LIMIT_BOUND, sent
 
