@@ -151,7 +151,7 @@ def test_mouse_brush_and_eraser_paint_exactly_undo_per_stroke_keep_on_click_and_
                                    ".some(t => t.innerText.includes('first, then paint'))")
     desktop.page.wait_for_function(f"() => {PENDING_JS} === 0")
     assert len(sent) == 1 and strokes_in_scene(desktop) == 0
-    desktop.page.wait_for_timeout(150)  # the next animation frame
+    desktop.next_frame()
     left = desktop.display_pixels()[100, 120].astype(int)  # on the refused stroke: the photo again
     assert np.abs(left - base[100, 120].astype(int)).max() <= PREVIEW_TOLERANCE, (left, base[100, 120])
     del sent[:]
@@ -162,7 +162,7 @@ def test_mouse_brush_and_eraser_paint_exactly_undo_per_stroke_keep_on_click_and_
     strokes_before = events.count("ui_stroke")  # the refused stroke's
 
     def painting_is_shown_at_once():
-        desktop.page.wait_for_timeout(150)  # the next animation frame
+        desktop.next_frame()
         pixel = desktop.display_pixels()[120, 175].astype(int)  # on the stroke, outside SAM's mask
         want = blend(base[120:121, 175:176], colour(0))[0, 0]
         assert np.abs(pixel - want).max() <= PREVIEW_TOLERANCE, (pixel, want)
@@ -176,7 +176,7 @@ def test_mouse_brush_and_eraser_paint_exactly_undo_per_stroke_keep_on_click_and_
     assert readout(desktop) == "30 px"  # 24 x 1.25
 
     def erasing_shows_the_photo():
-        desktop.page.wait_for_timeout(150)
+        desktop.next_frame()
         pixel = desktop.display_pixels()[192, 262].astype(int)  # in SAM's mask, under the eraser, off the marker
         assert np.abs(pixel - base[192, 262].astype(int)).max() <= PREVIEW_TOLERANCE, (pixel, base[192, 262])
 
@@ -193,7 +193,7 @@ def test_mouse_brush_and_eraser_paint_exactly_undo_per_stroke_keep_on_click_and_
 
     # undo takes back one stroke per press (Z), redo (Y) puts them back
     desktop.press_key("z")
-    desktop.page.wait_for_timeout(150)
+    desktop.next_frame()
     pixel = desktop.display_pixels()[192, 262].astype(int)  # the page no longer draws the undone eraser stroke
     assert np.abs(pixel - blend(base[192:193, 262:263], colour(0))[0, 0]).max() <= PREVIEW_TOLERANCE, pixel
     assert_mask(desktop.export().mask(1), expected_mask(sam, [brush], hw))

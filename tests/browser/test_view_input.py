@@ -286,7 +286,7 @@ PLUGIN_JS = """() => {
 def test_a_plugin_adds_a_layer_and_an_input_mode_without_touching_the_view(desktop, pictures):
     start(desktop, pictures)
     desktop.page.evaluate(PLUGIN_JS)
-    desktop.page.wait_for_timeout(100)  # the redraw runs on the next animation frame
+    desktop.next_frame()  # the redraw runs on the next animation frame
     pixels = desktop.display_pixels()
     assert pixels[70, 120].tolist() == [255, 0, 0] and pixels[95, 120].tolist() != [255, 0, 0]
     sent = desktop.track_events()

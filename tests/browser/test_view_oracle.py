@@ -118,7 +118,7 @@ def test_after_a_random_walk_the_canvas_equals_a_fresh_page_and_the_fills_match_
                                                                                           demo_url, pictures):
     base = start(desktop, pictures)
     recoloured = walk(desktop, random.Random(SEED))
-    desktop.page.wait_for_timeout(200)  # a last page-only redraw (opacity) runs on the next animation frame
+    desktop.next_frame()  # a last page-only redraw (opacity) runs on the next animation frame
     desktop.screenshot("after_walk")
     walked = desktop.canvas_pixels()
     options = desktop.page.evaluate(_OPTIONS_JS)
@@ -131,7 +131,7 @@ def test_after_a_random_walk_the_canvas_equals_a_fresh_page_and_the_fills_match_
         fresh.page.evaluate(_SET_OPTIONS_JS, options)
         fresh.page.evaluate("s => document.querySelector('#display').samView.receive(JSON.parse(s))", scene_json)
         fresh.page.wait_for_function("() => document.querySelector('#display .sam-view').dataset.drawn === '1'")
-        fresh.page.wait_for_timeout(200)
+        fresh.next_frame()
         drawn = decode_data_url(fresh.page.evaluate(
             "() => document.querySelector('#display').samView.canvas.toDataURL('image/png')"))
     finally:

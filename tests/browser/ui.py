@@ -54,6 +54,7 @@ _NEW_SCENE_JS = """old => { const v = document.querySelector('#display .sam-view
 _POINTS_JS = """n => { const d = document.querySelector('#display'); const v = d && d.samView;
   const o = v && v.scene && v.scene.objects.find((x) => x.id === v.scene.selected);
   return !!o && !!o.points && o.points.length === n && !v.box.dataset.loading; }"""
+_NEXT_FRAME_JS = "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
 _LOADED_JS = """([w, h, text]) => { const d = document.querySelector('#display'); const v = d && d.samView;
   const s = document.querySelector('#status');
   return !!v && !!v.scene && v.scene.image.w === w && v.scene.image.h === h && !v.box.dataset.loading
@@ -249,6 +250,10 @@ class DemoPage:
     def wait_for_points(self, count: int, timeout_ms: float | None = None) -> None:
         """Wait until the view has drawn (all files loaded) a scene whose selected object has ``count`` points."""
         self.page.wait_for_function(_POINTS_JS, arg=count, timeout=timeout_ms)
+
+    def next_frame(self) -> None:
+        """Wait until the page has drawn its next animation frame (what an input changed is on the canvas)."""
+        self.page.evaluate(_NEXT_FRAME_JS)
 
     def upload(self, path: Path, display_hw: tuple[int, int], original_hw: tuple[int, int] | None = None) -> None:
         """Upload a file with the image input and wait until it is shown."""
