@@ -40,6 +40,7 @@ This module never changes Pillow's process-wide settings (``Image.MAX_IMAGE_PIXE
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import io
 import logging
@@ -132,12 +133,22 @@ MSG_HEIC: Final = "HEIC photos are not supported; export the photo as JPEG."
 MSG_AVIF: Final = f"AVIF images are not supported; {SUPPORTED_HINT}."
 MSG_SVG: Final = f"SVG files are not supported; {SUPPORTED_HINT}."
 
-NOTE_ANIMATED: Final = "Animated image: the first frame is used."
-NOTE_ROTATED: Final = "Rotated upright from its EXIF orientation."
-NOTE_16_BIT: Final = "16-bit image scaled to 8 bits."
-NOTE_32_BIT: Final = "32-bit image scaled to 8 bits."
-NOTE_FLOAT: Final = "Floating-point image scaled to 8 bits."
-NOTE_TRANSPARENT: Final = "Transparent areas shown on white."
+
+class Note(str, enum.Enum):
+    """What loading did to an image that the user should know, in the words the status line shows: the closed set
+    :func:`load_image` and :func:`load_upright` put in ``notes`` (later steps, e.g. the demo's downscale, may add
+    notes of their own). A member is its text (``str(note)``, ``f"{note}"``, ``==``, ``in``), as with
+    ``enum.StrEnum``, which Python 3.10 lacks."""
+
+    __str__ = str.__str__  # str() and f-strings give the text, not "Note.ROTATED"
+
+    ANIMATED = "Animated image: the first frame is used."
+    ROTATED = "Rotated upright from its EXIF orientation."
+    SIXTEEN_BIT = "16-bit image scaled to 8 bits."
+    THIRTY_TWO_BIT = "32-bit image scaled to 8 bits."
+    FLOAT = "Floating-point image scaled to 8 bits."
+    TRANSPARENT = "Transparent areas shown on white."
+
 
 # ------------------------------------------------------------------ constants
 
@@ -229,8 +240,8 @@ class LoadedImage:
             after the EXIF orientation; writable, C-contiguous, owned by the caller.
         format: Pillow format name of the file, from its magic bytes ("JPEG", "PNG",
             "WEBP", "GIF", "BMP"; multi-picture JPEG/MPO is reported as "JPEG").
-        notes: user-facing notes about what was done to the image, in order, e.g.
-            ``"Animated image: the first frame is used."``.
+        notes: user-facing notes about what was done to the image, in order: :class:`Note` members (each is its
+            text, e.g. ``"Animated image: the first frame is used."``).
     """
 
     rgb: NDArray[np.uint8]
@@ -573,10 +584,10 @@ def _load_from_stream(stream: BinaryIO, limits: ImageLimits,
             animated = bool(getattr(image, "is_animated", False))
             image.load()  # decodes the first frame only
         if animated and image.format not in _NOT_ANIMATED_FORMATS:
-            notes.append(NOTE_ANIMATED)
+            notes.append(Note.ANIMATED)
         orientation = _exif_orientation(image)
         if orientation is not None:
-            notes.insert(0, NOTE_ROTATED)
+            notes.insert(0, Note.ROTATED)
         finished, mode_notes = finish(image, orientation)
     return finished, format_name, (*notes, *mode_notes)
 
@@ -732,14 +743,14 @@ def _pil_to_rgb(image: Image.Image) -> tuple[NDArray[np.uint8], tuple[str, ...]]
             # convert("RGB") + a second copy would cost about 30 ms more at 12 MP.
             return _owned_rgb(image), ()
         if mode in _SIXTEEN_BIT_MODES:
-            return _array_to_rgb(np.asarray(image))[0], (NOTE_16_BIT,)
+            return _array_to_rgb(np.asarray(image))[0], (Note.SIXTEEN_BIT,)
         if mode == "I":
             grey = np.asarray(image)
             if grey.size and grey.min() >= 0 and grey.max() <= _UINT16_MAX:
-                return _array_to_rgb(grey.astype(np.uint16))[0], (NOTE_16_BIT,)
-            return _array_to_rgb(grey)[0], (NOTE_32_BIT,)
+                return _array_to_rgb(grey.astype(np.uint16))[0], (Note.SIXTEEN_BIT,)
+            return _array_to_rgb(grey)[0], (Note.THIRTY_TWO_BIT,)
         if mode == "F":
-            return _array_to_rgb(np.asarray(image))[0], (NOTE_FLOAT,)
+            return _array_to_rgb(np.asarray(image))[0], (Note.FLOAT,)
         if mode == _PREMULTIPLIED_GREY_ALPHA_MODE:
             rgb, transparent = _premultiplied_grey_alpha_on_white(np.asarray(image))
         elif image.has_transparency_data:
@@ -754,7 +765,7 @@ def _pil_to_rgb(image: Image.Image) -> tuple[NDArray[np.uint8], tuple[str, ...]]
             raise
         message = f"Images in mode {mode} are not supported; {SUPPORTED_HINT}."
         raise _rejected(message, exc) from exc
-    return rgb, ((NOTE_TRANSPARENT,) if transparent else ())
+    return rgb, ((Note.TRANSPARENT,) if transparent else ())
 
 
 def _owned_rgb(image: Image.Image) -> NDArray[np.uint8]:

@@ -33,13 +33,9 @@ from sam_onnx.image import (
     MSG_NOT_A_FILE,
     MSG_NOT_AN_IMAGE,
     MSG_SVG,
-    NOTE_16_BIT,
-    NOTE_ANIMATED,
-    NOTE_FLOAT,
-    NOTE_ROTATED,
-    NOTE_TRANSPARENT,
     ImageLimits,
     LoadedImage,
+    Note,
     check_size,
     load_image,
     to_rgb_uint8,
@@ -468,7 +464,7 @@ def test_a10_16_bit_grey_png_mid_grey_stays_mid_grey() -> None:
     loaded = load_image(data)
     assert Image.open(io.BytesIO(data)).mode == "I;16"
     assert np.all(loaded.rgb == MID_GREY_8)
-    assert loaded.notes == (NOTE_16_BIT,)
+    assert loaded.notes == (Note.SIXTEEN_BIT,)
 
 
 def test_a10_16_bit_ramp_spans_full_range_monotonically() -> None:
@@ -520,7 +516,9 @@ def test_a10_16_bit_pil_modes_of_both_byte_orders() -> None:
 
 
 def test_a10_loaded_float_notes_text() -> None:
-    assert NOTE_FLOAT == "Floating-point image scaled to 8 bits."
+    """A note is its text wherever the status line is built (``==``, ``str``, f-strings, ``join``)."""
+    text = "Floating-point image scaled to 8 bits."
+    assert Note.FLOAT == text and str(Note.FLOAT) == f"{Note.FLOAT}" == "".join((Note.FLOAT,)) == text
 
 
 # ----------------------------------------------------------------- A11 modes
@@ -542,7 +540,7 @@ def test_a11_palette_with_trns_transparent_on_white_opaque_kept() -> None:
     loaded = load_image(encode(image, "PNG", transparency=0))
     assert tuple(loaded.rgb[0, 0]) == WHITE
     assert tuple(loaded.rgb[0, 15]) == RED
-    assert loaded.notes == (NOTE_TRANSPARENT,)
+    assert loaded.notes == (Note.TRANSPARENT,)
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
@@ -553,7 +551,7 @@ def test_a11_rgba_transparent_red_is_white_opaque_red_is_red(fmt: str) -> None:
     loaded = load_image(encode(image, fmt, **params))
     assert tuple(loaded.rgb[0, 0]) == WHITE
     assert tuple(loaded.rgb[0, 15]) == RED
-    assert loaded.notes == (NOTE_TRANSPARENT,)
+    assert loaded.notes == (Note.TRANSPARENT,)
 
 
 def test_a11_half_transparent_red_is_pink() -> None:
@@ -652,7 +650,7 @@ def test_a12_exif_orientation_png_exact(orientation: int) -> None:
     expected = upright_from_stored(stored, orientation)
     np.testing.assert_array_equal(loaded.rgb, expected)
     assert_rgb_contract(loaded.rgb, *expected.shape[:2])
-    assert (NOTE_ROTATED in loaded.notes) == (orientation != 1)
+    assert (Note.ROTATED in loaded.notes) == (orientation != 1)
 
 
 def test_a12_exif_orientation_6_jpeg_swaps_width_and_height() -> None:
@@ -661,7 +659,7 @@ def test_a12_exif_orientation_6_jpeg_swaps_width_and_height() -> None:
     stored[:, 24:] = BLUE
     loaded = load_image(with_orientation(Image.fromarray(stored), "JPEG", 6, quality=95))
     assert loaded.rgb.shape == (48, 32, 3)
-    assert loaded.notes == (NOTE_ROTATED,)
+    assert loaded.notes == (Note.ROTATED,)
     # Turned clockwise: the stored left half (red) is now on top.
     assert np.abs(loaded.rgb[4, 16].astype(int) - RED).max() < 40
     assert np.abs(loaded.rgb[44, 16].astype(int) - BLUE).max() < 40
@@ -702,7 +700,7 @@ def test_a12_valid_raw_exif_block_does_rotate() -> None:
     """Guards the test above: the same hand-made EXIF with orientation 6 is honoured."""
     loaded = load_image(jpeg_with_raw_exif(one_entry_ifd(0x0112, 3, 1, struct.pack("<H", 6))))
     assert loaded.rgb.shape == (24, 16, 3)
-    assert loaded.notes == (NOTE_ROTATED,)
+    assert loaded.notes == (Note.ROTATED,)
 
 
 # ----------------------------------------------------------------- A13 animation
@@ -724,7 +722,7 @@ def test_a13_animated_first_frame_used_and_noted(fmt: str, params: dict[str, obj
     assert loaded.format == fmt
     assert_rgb_contract(loaded.rgb, 16, 20)
     assert tuple(loaded.rgb[8, 10]) == RED
-    assert NOTE_ANIMATED in loaded.notes
+    assert Note.ANIMATED in loaded.notes
 
 
 def test_a13_single_frame_gif_has_no_animation_note() -> None:
@@ -737,7 +735,7 @@ def test_a13_multi_picture_jpeg_is_reported_as_jpeg_first_picture() -> None:
     assert Image.open(io.BytesIO(data)).format == "MPO"
     loaded = load_image(data)
     assert loaded.format == "JPEG"
-    assert NOTE_ANIMATED not in loaded.notes
+    assert Note.ANIMATED not in loaded.notes
     assert np.abs(loaded.rgb[8, 10].astype(int) - RED).max() <= 8
 
 
@@ -885,7 +883,7 @@ def test_tiny_gif_claiming_a_large_transparent_canvas_loads_promptly() -> None:
     loaded = load_image(bytes(data))
     elapsed = time.process_time() - started
     assert_rgb_contract(loaded.rgb, height, width)
-    assert loaded.notes == (NOTE_TRANSPARENT,)  # the slow path: compositing on white
+    assert loaded.notes == (Note.TRANSPARENT,)  # the slow path: compositing on white
     assert tuple(loaded.rgb[8, 4]) == WHITE
     assert tuple(loaded.rgb[8, 20]) == RED
     assert elapsed < 2.0, f"{elapsed:.2f} s"

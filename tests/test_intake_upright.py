@@ -14,7 +14,7 @@ from sam_demo import view
 from sam_demo.service import SegmentationService, image_key
 from sam_onnx import Sam2Predictor
 from sam_onnx.geometry import DisplayFrame
-from sam_onnx.image import NOTE_ROTATED, load_image, load_upright, rgb_chunks
+from sam_onnx.image import Note, load_image, load_upright, rgb_chunks
 from sam_onnx.preprocess import preprocess_image, preprocess_pil
 from tests.conftest import make_rgb
 
@@ -56,7 +56,7 @@ def test_load_upright_gives_load_images_pixels_notes_and_format(name):
     np.testing.assert_array_equal(np.asarray(image), loaded.rgb)
     assert (upright.format, upright.notes) == (loaded.format, loaded.notes)
     rotated = name in {f"jpeg-exif-{k}" for k in range(2, 9)}
-    assert (NOTE_ROTATED in upright.notes) == rotated == (upright.orientation is not None)
+    assert (Note.ROTATED in upright.notes) == rotated == (upright.orientation is not None)
     assert (upright.stored is image) == (not rotated)  # turned upright only on demand; no copy when upright
 
 

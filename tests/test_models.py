@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 from dataclasses import replace
@@ -23,6 +25,24 @@ from tests.conftest import make_rgb
 from tests.test_hub import FILES, REPO, hub_files, make_cache, spec  # noqa: F401 - fixtures
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
+PINNED_TABLE_SHA256 = "c7ab52d4a20af7cf1e0a2dcc161d0636be59e594d7035b096db20fdc2934456a"
+"""SHA-256 of :func:`pinned_values` as the table stood on main at 3c13641 (four hand-written ``ModelSpec(...)``
+calls), before it became rows: change it only with a new published pin, and say where it comes from."""
+
+
+def pinned_values() -> list:
+    """Every size's name, repository, revision, sources and each file's path, size and hash (encoder, decoder,
+    fp16 encoder or None), in table order, as plain JSON-able lists."""
+    def files(onnx_files):
+        return None if onnx_files is None else [[f.path, f.size, f.sha256_prefix] for f in onnx_files.all]
+    return [[spec.size, spec.name, spec.repo_id, spec.revision, spec.sources,
+             files(spec.encoder), files(spec.decoder), files(spec.encoder_fp16)] for spec in MODELS.values()]
+
+
+def test_every_pin_is_unchanged():
+    """Every revision, size, hash, path and source is what it was before the table was restructured."""
+    digest = hashlib.sha256(json.dumps(pinned_values()).encode()).hexdigest()
+    assert digest == PINNED_TABLE_SHA256, json.dumps(pinned_values(), indent=1)
 
 
 def test_four_sizes_small_is_the_default():

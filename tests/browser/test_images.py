@@ -17,7 +17,7 @@ from PIL import Image
 
 from sam_demo.service import DEFAULT_DISPLAY_SIDE
 from sam_onnx.geometry import DisplayFrame
-from sam_onnx.image import NOTE_ROTATED
+from sam_onnx.image import Note
 from tests.browser.conftest import BIG_HW, PHONE_PHOTO_HW, WIDE_HW
 from tests.browser.pixels import ObjectPrompt, check_mask_png, check_overlay, gradient_rgb
 from tests.browser.test_prompts import FRAME as WIDE_FRAME
@@ -37,7 +37,7 @@ def test_exif_rotated_phone_jpeg(desktop, pictures):
     """Stored sideways with EXIF orientation 6: shown upright, and a click hits the pixel the user sees."""
     hw = PHONE_PHOTO_HW  # upright (H, W): portrait
     desktop.upload(pictures["exif"], hw)
-    assert NOTE_ROTATED in desktop.status()
+    assert Note.ROTATED in desktop.status()
     base = desktop.display_pixels()
     upright = gradient_rgb(*hw, seed=1)
     assert np.abs(base.astype(int) - upright).mean() < UPRIGHT_TOLERANCE, "the display is not the upright photo"

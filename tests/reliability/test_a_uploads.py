@@ -27,8 +27,7 @@ from sam_onnx.image import (
     MSG_HEIC,
     MSG_NOT_AN_IMAGE,
     MSG_SVG,
-    NOTE_ANIMATED,
-    NOTE_ROTATED,
+    Note,
 )
 from tests.conftest import make_rgb
 from tests.reliability.conftest import Watch, assert_message, hang_fault, smooth_rgb
@@ -174,7 +173,7 @@ def test_A12_exif_rotation_is_applied_and_clicks_land_upright(raw):
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90° clockwise to view"
     status = loads_everywhere(raw, encode(Image.fromarray(stored), "JPEG", quality=95, exif=exif), "phone.jpg")
-    assert "120×160" in status and NOTE_ROTATED in status  # shown portrait: width 120, height 160
+    assert "120×160" in status and Note.ROTATED in status  # shown portrait: width 120, height 160
     shown = raw.overlay().astype(int)
     assert shown.shape == (160, 120, 3)
     assert shown[20, 60, 0] > 200 > shown[20, 60, 2] and shown[140, 60, 2] > 200 > shown[140, 60, 0]
@@ -189,7 +188,7 @@ def test_A13_animated_gif_uses_the_first_frame(raw):
     frames = [Image.new("RGB", (48, 40), colour) for colour in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
     data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
     status = loads_everywhere(raw, data, "anim.gif")
-    assert NOTE_ANIMATED in status
+    assert Note.ANIMATED in status
     assert np.abs(raw.overlay().astype(int)[20, 24] - (255, 0, 0)).max() < 20
 
 
