@@ -39,15 +39,15 @@ class ModelFiles:
     """Paths of an encoder and a decoder graph (their ``.onnx_data`` files sit beside them).
 
     Attributes:
-        encoder: path of the encoder ``.onnx``.
-        decoder: path of the decoder ``.onnx``.
+        encoder_path: path of the encoder ``.onnx`` file.
+        decoder_path: path of the decoder ``.onnx`` file.
         source: where they came from, for logs and the UI.
         model: the model table's name of the size they are (``"sam2.1-hiera-small"``); for a local folder,
             the size the caller said it holds (default small).
     """
 
-    encoder: Path
-    decoder: Path
+    encoder_path: Path
+    decoder_path: Path
     source: str
     model: str = ""
 
@@ -218,12 +218,12 @@ def resolve_hub_files(spec: ModelSpec = DEFAULT_MODEL, *, fp16_encoder: bool = F
     Raises:
         ModelLoadError: with the file, the reason and what to do.
     """
-    encoder_files: OnnxFiles | None = spec.encoder_fp16 if fp16_encoder else spec.encoder
+    encoder_files: OnnxFiles | None = spec.encoder_fp16_files if fp16_encoder else spec.encoder_files
     if encoder_files is None:
         raise ModelLoadError(f"{spec.name} has no known fp16 encoder files (nobody publishes them); "
                              "use --encoder fp32 or auto.")
     cache = None if cache_dir is None else str(cache_dir)
-    entries = (*encoder_files.all, *spec.decoder.all)
+    entries = (*encoder_files.all, *spec.decoder_files.all)
     found: dict[str, Path] = {}
     for entry in entries:  # the cache first: no HTTP at all
         try:
@@ -255,7 +255,7 @@ def resolve_hub_files(spec: ModelSpec = DEFAULT_MODEL, *, fp16_encoder: bool = F
     for entry in entries:
         path = found.get(entry.path) or _download(spec, entry, cache_dir=cache, local_files_only=False)
         paths[entry.path] = _verified(spec, entry, path, cache_dir=cache, local_files_only=local_files_only)
-    return ModelFiles(paths[encoder_files.graph.path], paths[spec.decoder.graph.path],
+    return ModelFiles(paths[encoder_files.graph.path], paths[spec.decoder_files.graph.path],
                       f"{spec.repo_id}@{spec.revision[:12] if spec.revision else 'main'}", spec.name)
 
 

@@ -57,8 +57,8 @@ class ModelSpec:
         repo_id: the hub repository.
         revision: the pinned commit, or ``None`` when nobody publishes one (then the hub's ``main`` is used and
             the log says the revision is not pinned).
-        encoder, decoder: the fp32 encoder and the decoder, each with its external data.
-        encoder_fp16: the published half-precision encoder, if its files are known.
+        encoder_files, decoder_files: the fp32 encoder's and the decoder's files (graph and external data).
+        encoder_fp16_files: the published half-precision encoder's files, if they are known.
         size: the ``--model`` value (``"tiny"``, ``"small"``, ``"base-plus"``, ``"large"``).
         sources: where the pinned values come from (third-party code, by the search index's file id).
     """
@@ -66,16 +66,16 @@ class ModelSpec:
     name: str
     repo_id: str
     revision: str | None
-    encoder: OnnxFiles
-    decoder: OnnxFiles
-    encoder_fp16: OnnxFiles | None = None
+    encoder_files: OnnxFiles
+    decoder_files: OnnxFiles
+    encoder_fp16_files: OnnxFiles | None = None
     size: str = ""
     sources: str = ""
 
     @property
     def download_bytes(self) -> int | None:
         """Bytes of the default (fp32) encoder and decoder files, ``None`` when a size is unknown."""
-        sizes = [f.size for f in (*self.encoder.all, *self.decoder.all)]
+        sizes = [f.size for f in (*self.encoder_files.all, *self.decoder_files.all)]
         return None if None in sizes else sum(sizes)  # type: ignore[arg-type]
 
     @property
@@ -114,7 +114,7 @@ _PINS: Final[tuple[tuple[str, str, str, int, str], ...]] = (
 )
 """Every file somebody pins, one row each: (size, file stem, part, bytes, SHA-256). A file with no row is not pinned
 (size and hash ``None``, not checked), and an fp16 encoder none of whose parts has a row is not published as far as we
-know (``ModelSpec.encoder_fp16`` is ``None``)."""
+know (``ModelSpec.encoder_fp16_files`` is ``None``)."""
 
 _REVISIONS: Final[dict[str, str | None]] = {
     "tiny": "814a066640debee5a91e70aa401fb8e17e030503",
@@ -154,8 +154,8 @@ def _spec(size: str) -> ModelSpec:
     return ModelSpec(
         name=f"sam2.1-hiera-{size}", size=size, repo_id=f"onnx-community/sam2.1-hiera-{size}-ONNX",
         revision=_REVISIONS[size], sources=_SOURCES[size],
-        encoder=_onnx_files(size, _ENC), decoder=_onnx_files(size, _DEC),
-        encoder_fp16=_onnx_files(size, _ENC16) if fp16_pinned else None)
+        encoder_files=_onnx_files(size, _ENC), decoder_files=_onnx_files(size, _DEC),
+        encoder_fp16_files=_onnx_files(size, _ENC16) if fp16_pinned else None)
 
 
 MODELS: dict[str, ModelSpec] = {size: _spec(size) for size in _REVISIONS}

@@ -132,7 +132,7 @@ class Sam2Predictor:
     @classmethod
     def from_model_files(cls, files: ModelFiles, **kwargs) -> Sam2Predictor:
         """:meth:`from_files` for a :class:`~sam_onnx.hub.ModelFiles`."""
-        return cls.from_files(files.encoder, files.decoder, source=files.source, model=files.model, **kwargs)
+        return cls.from_files(files.encoder_path, files.decoder_path, source=files.source, model=files.model, **kwargs)
 
     @classmethod
     def from_pretrained(cls, spec: ModelSpec | None = None, *, model: str | None = None,

@@ -143,10 +143,10 @@ def versions(monkeypatch):
 
 CHANGES = {
     "encoder file": lambda ctx: ctx.update(source=dataclasses.replace(
-        ctx["source"], encoder=_other_model(ctx["source"].encoder, ctx["tmp"] / "new" / "encoder.onnx"))),
+        ctx["source"], encoder_path=_other_model(ctx["source"].encoder_path, ctx["tmp"] / "new" / "encoder.onnx"))),
     "decoder file": lambda ctx: ctx.update(decoder=_other_model(ctx["decoder"], ctx["tmp"] / "new" / "decoder.onnx")),
     "fp16 encoder file": lambda ctx: ctx.update(source=dataclasses.replace(
-        ctx["source"], fp16_encoder=_copy(ctx["decoder"], ctx["tmp"] / "fp16" / "encoder_fp16.onnx"))),
+        ctx["source"], fp16_encoder_path=_copy(ctx["decoder"], ctx["tmp"] / "fp16" / "encoder_fp16.onnx"))),
     "CPU model": lambda ctx: ctx["cpu"].update(model="Example CPU 9001"),
     "CPU flags": lambda ctx: ctx["cpu"].update(flags="fpu sse avx2 avx512f avx512_bf16"),
     "threads": lambda ctx: ctx.update(source=dataclasses.replace(ctx["source"], threads=2)),

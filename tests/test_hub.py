@@ -74,7 +74,7 @@ def make_cache(root: Path, hub_files: Path, *, skip: tuple[str, ...] = ()) -> Pa
 def test_cached_hub_files_with_external_data_load_and_segment(tmp_path, hub_files, spec):
     cache = make_cache(tmp_path, hub_files)
     files = resolve_hub_files(spec, cache_dir=cache, local_files_only=True)
-    assert files.encoder.name == "vision_encoder.onnx" and files.encoder.is_symlink()
+    assert files.encoder_path.name == "vision_encoder.onnx" and files.encoder_path.is_symlink()
     assert REVISION[:12] in files.source
     predictor = Sam2Predictor.from_model_files(files, threads=1)
     result = predictor.decode(predictor.encode(make_rgb(120, 200)), Prompts((Point(100, 60),)))
@@ -106,8 +106,8 @@ def test_one_start_hashes_each_model_file_once_for_all_its_checks(tmp_path, hub_
     monkeypatch.setattr(hashlib, "sha256", Counting)
     files = resolve_hub_files(spec, cache_dir=cache, local_files_only=True)
     for _ in range(2):  # e.g. auto's decision key, then the int8 copy's folder name
-        model_fingerprint(files.encoder)
-        model_fingerprint(files.decoder)
+        model_fingerprint(files.encoder_path)
+        model_fingerprint(files.decoder_path)
     model_bytes = sum((hub_files / name).stat().st_size for name in FILES)
     assert model_bytes <= hashed[0] <= model_bytes + 4096
 
@@ -254,7 +254,7 @@ def test_local_folder_layouts(tmp_path, layout):
 def test_model_dir_env_wins_over_the_hub(tmp_path, monkeypatch):
     am.save_models(tmp_path)
     monkeypatch.setenv("SAM_ONNX_MODEL_DIR", str(tmp_path))
-    assert resolve_model_files().encoder == tmp_path / "encoder.onnx"
+    assert resolve_model_files().encoder_path == tmp_path / "encoder.onnx"
 
 
 def test_missing_local_files_are_listed(tmp_path):
@@ -335,7 +335,8 @@ def test_spec_table_is_pinned():
 
     assert SAM21_HIERA_SMALL.repo_id == "onnx-community/sam2.1-hiera-small-ONNX"
     assert len(SAM21_HIERA_SMALL.revision) == 40 and int(SAM21_HIERA_SMALL.revision, 16) >= 0
-    assert all(f.size and f.sha256_prefix for f in (*SAM21_HIERA_SMALL.encoder.all, *SAM21_HIERA_SMALL.decoder.all))
+    small = SAM21_HIERA_SMALL
+    assert all(f.size and f.sha256_prefix for f in (*small.encoder_files.all, *small.decoder_files.all))
     assert np.isclose(SAM21_HIERA_SMALL.download_bytes / 1e6, 184.1, atol=0.1)
 
 

@@ -35,8 +35,8 @@ def pinned_values() -> list:
     fp16 encoder or None), in table order, as plain JSON-able lists."""
     def files(onnx_files):
         return None if onnx_files is None else [[f.path, f.size, f.sha256_prefix] for f in onnx_files.all]
-    return [[spec.size, spec.name, spec.repo_id, spec.revision, spec.sources,
-             files(spec.encoder), files(spec.decoder), files(spec.encoder_fp16)] for spec in MODELS.values()]
+    return [[spec.size, spec.name, spec.repo_id, spec.revision, spec.sources, files(spec.encoder_files),
+             files(spec.decoder_files), files(spec.encoder_fp16_files)] for spec in MODELS.values()]
 
 
 def test_every_pin_is_unchanged():
@@ -59,7 +59,8 @@ def test_every_published_value_is_a_whole_pin_and_the_rest_is_none():
     a file's size and hash are known together."""
     for spec in MODELS.values():
         assert spec.revision is None or re.fullmatch(r"[0-9a-f]{40}", spec.revision)
-        files = (*spec.encoder.all, *spec.decoder.all, *(spec.encoder_fp16.all if spec.encoder_fp16 else ()))
+        fp16 = spec.encoder_fp16_files.all if spec.encoder_fp16_files else ()
+        files = (*spec.encoder_files.all, *spec.decoder_files.all, *fp16)
         for f in files:
             assert (f.size is None) == (f.sha256_prefix is None), (spec.size, f.path)
             assert f.size is None or (f.size > 0 and SHA256.fullmatch(f.sha256_prefix)), (spec.size, f.path)
@@ -69,8 +70,8 @@ def test_every_published_value_is_a_whole_pin_and_the_rest_is_none():
 def test_what_nobody_publishes_stays_unknown():
     base_plus, large = MODELS["base-plus"], MODELS["large"]
     assert base_plus.revision is None and base_plus.revision_text == "main (not pinned)"
-    assert all(f.size is None for f in base_plus.encoder.all) and base_plus.download_bytes is None
-    assert large.encoder_fp16 is None
+    assert all(f.size is None for f in base_plus.encoder_files.all) and base_plus.download_bytes is None
+    assert large.encoder_fp16_files is None
     assert all(MODELS[s].revision for s in ("tiny", "small", "large"))
 
 
@@ -83,13 +84,13 @@ def test_small_keeps_its_earlier_pins():
     """The whole hashes start with the 8-digit prefixes the table pinned before (other sources, same files)."""
     small = MODELS["small"]
     prefixes = ["aacf1f71", "260fd1f0", "079c59b2", "f9e59a58"]
-    assert [f.sha256_prefix[:8] for f in (*small.encoder.all, *small.decoder.all)] == prefixes
+    assert [f.sha256_prefix[:8] for f in (*small.encoder_files.all, *small.decoder_files.all)] == prefixes
     assert small.revision.startswith("a7df49d8")
 
 
 def test_each_size_has_its_own_decoder_weights():
     """Same graph size for all, different weights: a decoder file of one size must not pass for another's."""
-    decoders = [spec.decoder for spec in MODELS.values()]
+    decoders = [spec.decoder_files for spec in MODELS.values()]
     assert {d.graph.size for d in decoders} == {213_114} and {d.data[0].size for d in decoders} == {20_958_208}
     assert len({d.data[0].sha256_prefix for d in decoders}) == len(decoders)
 
@@ -117,7 +118,7 @@ def test_an_unpinned_revision_uses_main_and_says_so(tmp_path, hub_files, spec, c
     nobody publishes are loaded unchecked, with a warning naming them."""
     cache = make_cache(tmp_path, hub_files)
     unpinned_encoder = OnnxFiles(RepoFile(FILES[0]), (RepoFile(FILES[1]),))
-    unpinned = replace(spec, name="sam2.1-analytic-unpinned", revision=None, encoder=unpinned_encoder)
+    unpinned = replace(spec, name="sam2.1-analytic-unpinned", revision=None, encoder_files=unpinned_encoder)
     with caplog.at_level(logging.WARNING, logger="sam_onnx.hub"):
         files = resolve_hub_files(unpinned, cache_dir=cache, local_files_only=True)
     assert files.source == f"{REPO}@main"
@@ -129,7 +130,7 @@ def test_an_unpinned_revision_uses_main_and_says_so(tmp_path, hub_files, spec, c
 
 def test_no_fp16_files_is_a_clear_error(tmp_path, hub_files, spec):
     with pytest.raises(ModelLoadError, match="no known fp16 encoder files"):
-        resolve_hub_files(replace(spec, encoder_fp16=None), fp16_encoder=True, cache_dir=tmp_path,
+        resolve_hub_files(replace(spec, encoder_fp16_files=None), fp16_encoder=True, cache_dir=tmp_path,
                           local_files_only=True)
 
 

@@ -189,5 +189,5 @@ def test_spaces_front_matter_preloads_only_the_default_model():
     assert len(preload) == 1
     repo, files, revision = preload[0].removeprefix("  - ").strip("- ").split()
     assert repo == DEFAULT_MODEL.repo_id and revision == DEFAULT_MODEL.revision
-    assert files.split(",") == [f.path for f in (*DEFAULT_MODEL.encoder.all, *DEFAULT_MODEL.decoder.all)]
+    assert files.split(",") == [f.path for f in (*DEFAULT_MODEL.encoder_files.all, *DEFAULT_MODEL.decoder_files.all)]
     assert re.findall(r"^  - (onnx-community/\S+)$", front, re.M) == [DEFAULT_MODEL.repo_id]  # models:

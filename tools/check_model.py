@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model-dir", help="folder with the ONNX files (default: the pinned hub model)")
     args = parser.parse_args(argv)
     files = resolve_model_files(args.model_dir)
-    print(f"model: {files.source}\n  encoder {files.encoder}\n  decoder {files.decoder}")
+    print(f"model: {files.source}\n  encoder {files.encoder_path}\n  decoder {files.decoder_path}")
     t0 = time.perf_counter()
     predictor = Sam2Predictor.from_model_files(files)
     fresh = Sam2Predictor.from_model_files(files)
@@ -123,7 +123,7 @@ def _control(files, emb, repaired_run: np.ndarray, repaired_concats: int) -> tup
     Returns ``(ok, line to print)``. With a repair, ``ok`` needs the unrepaired logits to differ from the
     repaired ones by more than ``CONTROL_MIN_DIFFERENCE``; without one, they must be identical.
     """
-    raw = unrepaired_decoder(files.decoder)
+    raw = unrepaired_decoder(files.decoder_path)
     (batch,) = encode_prompts(LAYOUTS["1 positive point"], emb.geometry)
     feeds = {**batch.feeds, **dict(zip(EMBEDDING_NAMES, emb.features))}
     runs = []

@@ -263,9 +263,9 @@ def decision_key(source: EncoderSource, candidates: Sequence[str], *, decoder: P
     """Everything a stored decision depends on (JSON-serialisable)."""
     return {
         "format": DECISION_FORMAT,
-        "encoder": model_fingerprint(source.encoder),
+        "encoder": model_fingerprint(source.encoder_path),
         "decoder": model_fingerprint(decoder) if decoder is not None else None,
-        "fp16_encoder": model_fingerprint(source.fp16_encoder) if source.fp16_encoder is not None else None,
+        "fp16_encoder": model_fingerprint(source.fp16_encoder_path) if source.fp16_encoder_path is not None else None,
         "cpu": cpu_identity(),
         "threads": source.threads,
         "providers": list(source.providers or ()),

@@ -64,20 +64,20 @@ class EncoderSource:
     """What an engine may use to build its encoder.
 
     Attributes:
-        encoder: the fp32 encoder ``.onnx`` (external data beside it); the
-            source of every derived variant.
+        encoder_path: the fp32 encoder's ``.onnx`` file (external data beside it);
+            the source of every derived variant.
         cache_dir: folder for derived files (created on demand).
         threads: CPU threads the encoder may use.
         providers: onnxruntime execution providers (``None`` = CPU).
-        fp16_encoder: the published float16 encoder file, or ``None`` when it
-            is not on this machine.
+        fp16_encoder_path: the published float16 encoder's ``.onnx`` file, or
+            ``None`` when it is not on this machine.
     """
 
-    encoder: Path
+    encoder_path: Path
     cache_dir: Path
     threads: int
     providers: tuple[str, ...] | None = None
-    fp16_encoder: Path | None = None
+    fp16_encoder_path: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ class OpenVinoEncoder:
 
 
 def load(source: EncoderSource, precision: str) -> OpenVinoEncoder:
-    """Compile ``source.encoder`` for this CPU at ``precision`` (``"bf16"`` or ``"f32"``).
+    """Compile ``source.encoder_path`` for this CPU at ``precision`` (``"bf16"`` or ``"f32"``).
 
     Raises:
         EncoderUnavailable: no openvino package, no CPU device, or the CPU lacks ``precision``.
@@ -109,7 +109,7 @@ def load(source: EncoderSource, precision: str) -> OpenVinoEncoder:
         runtime()  # no openvino at all: say that
         raise EncoderUnavailable(f"this CPU has no {precision} support in OpenVINO "
                                  f"(it offers: {', '.join(supported_precisions()) or 'nothing'})")
-    return compile_encoder(Path(source.encoder), source, precision, name=f"{OPENVINO}-{precision}")
+    return compile_encoder(Path(source.encoder_path), source, precision, name=f"{OPENVINO}-{precision}")
 
 
 def read_model(path: Path):

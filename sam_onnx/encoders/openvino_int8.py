@@ -59,8 +59,8 @@ def _nncf():
 
 
 def int8_ir_path(source: EncoderSource) -> Path:
-    """Where the int8 IR of ``source.encoder`` lives (keyed by its hash and the OpenVINO and NNCF versions)."""
-    key = f"{model_fingerprint(source.encoder)[:16]}-openvino{version()}-nncf{package_version('nncf') or 'none'}"
+    """Where the int8 IR of ``source.encoder_path`` lives (keyed by its hash and the OpenVINO and NNCF versions)."""
+    key = f"{model_fingerprint(source.encoder_path)[:16]}-openvino{version()}-nncf{package_version('nncf') or 'none'}"
     return source.cache_dir / "openvino-int8" / key / IR_NAME
 
 
@@ -124,7 +124,7 @@ def load(source: EncoderSource) -> OpenVinoEncoder:
         except ModelLoadError as exc:  # a damaged copy: make it again, once
             logger.warning("the cached OpenVINO int8 encoder %s is unusable (%s); quantizing again", path, exc)
             shutil.rmtree(path.parent, ignore_errors=True)
-    quantize(Path(source.encoder), path)
+    quantize(Path(source.encoder_path), path)
     return compile_encoder(path, source, hint, name=OPENVINO_INT8, description=description)
 
 

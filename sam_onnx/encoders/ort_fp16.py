@@ -12,9 +12,9 @@ from .ort_fp32 import FP16, OrtEncoder, load_file
 
 
 def load(source: EncoderSource) -> OrtEncoder:
-    if source.fp16_encoder is None:
+    if source.fp16_encoder_path is None:
         raise EncoderUnavailable("the fp16 encoder file is not on this machine (--encoder fp16 downloads it)")
-    return load_file(source.fp16_encoder, source, name=FP16)
+    return load_file(source.fp16_encoder_path, source, name=FP16)
 
 
 VARIANTS = (Variant(FP16, load),)

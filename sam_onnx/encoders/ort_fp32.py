@@ -80,7 +80,7 @@ def load_file(path: Path, source: EncoderSource, *, name: str | None = None, des
 
 def load(source: EncoderSource) -> OrtEncoder:
     """onnxruntime on the fp32 file: the reference every other variant is checked against."""
-    return load_file(source.encoder, source)
+    return load_file(source.encoder_path, source)
 
 
 VARIANTS = (Variant(FP32, load, auto_candidate=False),)

@@ -34,8 +34,8 @@ DESCRIPTION = "onnxruntime {version} int8 (dynamic quantization of the MatMul we
 
 
 def int8_path(source: EncoderSource) -> Path:
-    """Where the int8 copy of ``source.encoder`` lives (keyed by its hash and the onnxruntime version)."""
-    key = f"{model_fingerprint(source.encoder)[:16]}-onnxruntime{ort_session.version()}"
+    """Where the int8 copy of ``source.encoder_path`` lives (keyed by its hash and the onnxruntime version)."""
+    key = f"{model_fingerprint(source.encoder_path)[:16]}-onnxruntime{ort_session.version()}"
     return source.cache_dir / "int8" / key / INT8_FILE_NAME
 
 
@@ -89,7 +89,7 @@ def load(source: EncoderSource) -> OrtEncoder:
         except ModelLoadError as exc:  # e.g. truncated by a full disk: make it again, once
             logger.warning("the cached int8 encoder %s is unusable (%s); quantizing again", path, exc)
             path.unlink(missing_ok=True)
-    quantize(source.encoder, path)
+    quantize(source.encoder_path, path)
     return load_file(path, source, name=INT8, description=description)
 
 

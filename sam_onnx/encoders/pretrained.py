@@ -119,7 +119,7 @@ def pretrained_files(spec: ModelSpec, *, model_dir: str | os.PathLike | None = N
 
     Returns:
         The encoder and decoder files, and the fp16 encoder's path: the file itself for ``"fp16"``
-        (then ``files.encoder`` is it too, and no fp32 file is downloaded), an ``auto`` candidate
+        (then ``files.encoder_path`` is it too, and no fp32 file is downloaded), an ``auto`` candidate
         when it is already on this machine (never downloaded for ``auto``), else ``None``.
 
     Raises:
@@ -131,7 +131,7 @@ def pretrained_files(spec: ModelSpec, *, model_dir: str | os.PathLike | None = N
     kwargs = {"spec": spec, "cache_dir": cache_dir, "local_files_only": local_files_only}
     if variant == FP16:  # the half-precision file alone: no fp32 download
         files = resolve_model_files(model_dir, fp16_encoder=True, **kwargs)
-        return files, files.encoder
+        return files, files.encoder_path
     files = resolve_model_files(model_dir, **kwargs)
     if variant != AUTO:
         return files, None
@@ -139,7 +139,7 @@ def pretrained_files(spec: ModelSpec, *, model_dir: str | os.PathLike | None = N
         fp16 = resolve_model_files(model_dir, fp16_encoder=True, **{**kwargs, "local_files_only": True})
     except ModelLoadError:
         return files, None
-    return files, fp16.encoder
+    return files, fp16.encoder_path
 
 
 def from_pretrained(spec: ModelSpec | None = None, *, model: str | None = None,
@@ -168,6 +168,6 @@ def from_pretrained(spec: ModelSpec | None = None, *, model: str | None = None,
     files, fp16_path = pretrained_files(spec or requested_model(model), model_dir=model_dir, variant=variant,
                                         cache_dir=cache_dir,
                                         local_files_only=local_files_only)
-    encoder, _ = load_image_encoder(variant, files.encoder, fp16_encoder_path=fp16_path, providers=providers,
-                                    threads=threads, cache_dir=encoder_cache_dir, decoder_path=files.decoder)
+    encoder, _ = load_image_encoder(variant, files.encoder_path, fp16_encoder_path=fp16_path, providers=providers,
+                                    threads=threads, cache_dir=encoder_cache_dir, decoder_path=files.decoder_path)
     return encoder
