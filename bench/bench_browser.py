@@ -53,6 +53,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from urllib.parse import urlparse
 from pathlib import Path
 from typing import Any
 
@@ -136,15 +137,40 @@ PREVIEW_INSTRUMENT_JS = f"""
   const b = window.__bench, view = document.querySelector('#display').samView;
   b.moves = []; b.previews = []; b.instants = [];
   view.canvas.addEventListener('pointermove', (e) => b.moves.push(e.timeStamp), true);
-  const painted = (list, detail) => requestAnimationFrame(() => {{
+  // A preview's stage marks on this page's clock (worker.js marks are epoch ms): see STAGES.
+  const marks = (d) => {{
+    const r = d.result, m = r.marks || {{}}, o = performance.timeOrigin, drawn = view.lastDraw || {{}};
+    const ok = drawn.start >= d.shown;  // the view's frame callback ran before this one, after the hand-over
+    const at = (v) => (Number.isFinite(v) ? v : null);  // older pages record fewer marks
+    return {{asked: at(d.asked), sent: at(r.sent), got: at(m.got - o), fed: at(m.fed - o), ran: at(m.ran - o),
+             cropped: at(m.cropped - o), bitmap: at(m.bitmap - o), posted: at(m.posted - o),
+             received: at(r.received), shown: at(d.shown), draw_start: ok ? drawn.start : null,
+             draw_end: ok ? drawn.end : null}};
+  }};
+  const painted = (list, detail, stages) => requestAnimationFrame(() => {{
+    const at = stages ? stages(detail) : null;
     const channel = new MessageChannel();
-    channel.port1.onmessage = () => list.push({{x: detail.x, y: detail.y, painted: performance.now()}});
+    channel.port1.onmessage = () => list.push({{x: detail.x, y: detail.y, painted: performance.now(), marks: at}});
     channel.port2.postMessage(null);
   }});
-  view.element.addEventListener('sam-preview', (e) => painted(b.previews, e.detail));
+  view.element.addEventListener('sam-preview', (e) => painted(b.previews, e.detail, marks));
   view.element.addEventListener('sam-instant', (e) => painted(b.instants, e.detail));
 }}
 """
+STAGES = (("move", "asked", "pointer event -> preview asked (event dispatch, view's hover)"),
+          ("asked", "sent", "asked -> posted to the worker (embeddings ready, scheduling)"),
+          ("sent", "got", "postMessage -> worker receives it"),
+          ("got", "fed", "worker: prompt feeds built"),
+          ("fed", "ran", "worker: session.run (the floor's part)"),
+          ("ran", "cropped", "worker: best candidate upsampled + cropped (masks.js)"),
+          ("cropped", "bitmap", "worker: ImageBitmap painted"),
+          ("bitmap", "posted", "worker: result posted"),
+          ("posted", "received", "postMessage -> page receives it"),
+          ("received", "shown", "page: result handed to the view"),
+          ("shown", "draw_start", "view: wait for its frame"),
+          ("draw_start", "draw_end", "view: frame drawn"),
+          ("draw_end", "painted", "frame presented"))
+"""Stages of pointer move -> preview painted, between the marks the page and its worker record (page clock, ms)."""
 READY_JS = f"""async () => {{ for (let i = 0; i < 6000; i++) {{ const p = {LIVE};
     if (p && p.off) return p.off.reason;
     if (p && p.decoder && p.image) {{ await p.image.ready; return p.decoder.info; }}
@@ -258,8 +284,16 @@ def run(args) -> dict[str, Any]:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=args.chromium, headless=True, args=CHROMIUM_ARGS)
                 url = f"http://127.0.0.1:{port}/"
+                if args.ab_rev:
+                    settings = {"both": (True, False), "on": (True,), "off": (False,)}[args.threads]
+                    result["ab"] = [_ab_setting(browser, url, photo, args, on) for on in settings]
+                    result["loadavg"] = os.getloadavg()
+                    result["foreign_cpu_share"] = foreign.share()
+                    browser.close()
+                    return result
                 if args.page_decoder:
-                    result["settings"] = [_page_decoder_setting(browser, url, photo, args, on) for on in (True, False)]
+                    settings = {"both": (True, False), "on": (True,), "off": (False,)}[args.threads]
+                    result["settings"] = [_page_decoder_setting(browser, url, photo, args, on) for on in settings]
                 context = browser.new_context(viewport=VIEWPORT)
                 context.add_init_script(PREVIEWS_OFF_JS)  # server only: every mask comes from the server
                 page = context.new_page()
@@ -297,6 +331,120 @@ def _strip_isolation(route) -> None:
                   headers={k: v for k, v in response.headers.items() if k.lower() not in ISOLATION_HEADERS})
 
 
+STATIC_ROUTES = {"/view/static/": "sam_demo/static/view/", "/sam-page/js/": "sam_demo/static/decoder/"}
+"""URL path prefix of the page's own scripts -> their folder in the repository (sam_demo/routes.py, page_decoder.py)."""
+NOT_FORWARDED = {"etag", "content-length", "content-encoding", "last-modified", "cache-control"}
+
+
+def _scripts_of_revision(context, rev: str) -> None:
+    """Serve this context the page's scripts (view and decoder modules, worker included) as they are at git
+    revision ``rev`` of this repository, with the app's own headers (COOP/COEP kept): the A of an A/B run."""
+    def handle(route) -> None:
+        path = urlparse(route.request.url).path
+        prefix = next(p for p in STATIC_ROUTES if p in path)
+        name = path.split(prefix, 1)[1]
+        shown = subprocess.run(["git", "-C", str(common.REPO), "show", f"{rev}:{STATIC_ROUTES[prefix]}{name}"],
+                               capture_output=True, check=False)
+        response = route.fetch()
+        if shown.returncode:  # a file the revision does not have: the app's
+            route.fulfill(response=response)
+            return
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in NOT_FORWARDED}
+        route.fulfill(status=200, headers={**headers, "cache-control": "no-store"}, body=shown.stdout)
+    for prefix in STATIC_ROUTES:
+        context.route(f"**{prefix}**", handle)
+
+
+def _open_decoder_page(browser, url: str, photo: Path, threads_on: bool, rev: str | None = None):
+    """A fresh context with the photo open and the page decoder ready: (context, page, info | error text)."""
+    context = browser.new_context(viewport=VIEWPORT)
+    if rev:
+        _scripts_of_revision(context, rev)
+    page = context.new_page()
+    if not threads_on:
+        page.route(url, _strip_isolation)
+    page.goto(url)
+    page.wait_for_selector("#input_image", timeout=60_000)
+    page.evaluate(INSTRUMENT_JS)
+    page.locator("#input_image input[type=file]").set_input_files(str(photo))
+    _wait_paints(page, 0, UPLOAD_TIMEOUT_MS)
+    info = page.evaluate(READY_JS)
+    if isinstance(info, dict):
+        page.evaluate(PREVIEW_INSTRUMENT_JS)
+        page.evaluate(FLOOR_JS, 3)  # warm-up
+    return context, page, info
+
+
+def _one_move(page, rng_point: tuple[float, float]) -> tuple[float, dict[str, Any]]:
+    """Move the pointer to fractions (fx, fy) of the picture, wait for its preview to be painted:
+    (move -> painted ms, the preview's marks with move and painted added, or {})."""
+    box = _image_box(page)
+    x, y = box["left"] + rng_point[0] * box["width"], box["top"] + rng_point[1] * box["height"]
+    before = page.evaluate("() => window.__bench.previews.length")
+    page.mouse.move(x, y)
+    page.wait_for_function("(n) => window.__bench.previews.length > n", arg=before, timeout=PAINT_TIMEOUT_MS)
+    moved, shown = page.evaluate("(n) => [window.__bench.moves[window.__bench.moves.length - 1], "
+                                 "window.__bench.previews[window.__bench.previews.length - 1]]", before)
+    marks = {**shown["marks"], "move": moved, "painted": shown["painted"]} if shown.get("marks") else {}
+    return shown["painted"] - moved, marks
+
+
+def _ab_setting(browser, url: str, photo: Path, args, threads_on: bool) -> dict[str, Any]:
+    """A/B, interleaved: two pages on the same server, A with the page's scripts of ``args.ab_rev``, B with this
+    checkout's; each move goes to both (in alternating order) at the same picture position, and each page's
+    floor is measured one run after each of its moves, so both see the same load."""
+    pages = {}
+    for name, rev in (("A", args.ab_rev), ("B", None)):
+        context, page, info = _open_decoder_page(browser, url, photo, threads_on, rev)
+        if not isinstance(info, dict):
+            return {"threads_on": threads_on, "error": f"{name}: {info}"}
+        pages[name] = {"context": context, "page": page, "info": info, "floor": [], "preview": [], "marks": []}
+    rng = np.random.default_rng(args.seed + 1)
+    for k in range(args.moves + args.warmup):
+        point = tuple(rng.uniform(0.15, 0.85, 2))
+        for name in ("A", "B") if k % 2 == 0 else ("B", "A"):
+            p = pages[name]
+            ms, marks = _one_move(p["page"], point)
+            if k >= args.warmup:
+                p["preview"].append(ms)
+                if marks:
+                    p["marks"].append(marks)
+                p["floor"] += p["page"].evaluate(FLOOR_JS, 1)
+            p["page"].wait_for_timeout(30)
+    out = {"threads_on": threads_on, "ab_rev": args.ab_rev}
+    for name, p in pages.items():
+        p["context"].close()
+        out[name] = {"threads": p["info"]["threads"], "floor p50": common.percentile(p["floor"], 50),
+                     "floor p95": common.percentile(p["floor"], 95), "preview p50": common.percentile(p["preview"], 50),
+                     "preview p95": common.percentile(p["preview"], 95),
+                     "over floor p50": common.percentile(p["preview"], 50) - common.percentile(p["floor"], 50),
+                     "preview stages": stage_breakdown(p["marks"]), "floor": p["floor"], "preview": p["preview"],
+                     "preview marks": p["marks"]}
+    return out
+
+
+def ab_report(result: dict[str, Any]) -> str:
+    """The A/B table (A = the page's scripts at ``--ab-rev``, B = this checkout) and B's stage breakdown."""
+    lines = [f"Machine: {result['machine']['cpu']}; load average {result.get('loadavg')}; CPU share used by others: "
+             f"{result['foreign_cpu_share']:.2f}"]
+    for s in result["ab"]:
+        if "error" in s:
+            lines.append(f"threads {'on' if s['threads_on'] else 'off'}: {s['error']}")
+            continue
+        rows = [{"page scripts": f"{name}: {s['ab_rev'] if name == 'A' else 'this checkout'}",
+                 **{k: s[name][k] for k in ("floor p50", "floor p95", "preview p50", "preview p95", "over floor p50")}}
+                for name in ("A", "B")]
+        lines += ["", f"A/B interleaved, threads {'on' if s['threads_on'] else 'off'} ({s['B']['threads']} thread(s)), "
+                      f"pointer move -> preview painted (ms):",
+                  common.table(rows, ("page scripts", "floor p50", "floor p95", "preview p50", "preview p95",
+                                      "over floor p50"), 1)]
+        for name in ("A", "B"):
+            if any(r["n"] for r in s[name]["preview stages"]):
+                lines += ["", f"{name} by stage:", common.table(s[name]["preview stages"], ("stage", "n", "p50", "p95",
+                                                                                            "mean"), 1)]
+    return "\n".join(lines)
+
+
 def _page_decoder_setting(browser, url: str, photo: Path, args, threads_on: bool) -> dict[str, Any]:
     """One page-decoder setting in a fresh context: floor, preview latency over ``args.moves`` moves, clicks."""
     context = browser.new_context(viewport=VIEWPORT)
@@ -319,6 +467,7 @@ def _page_decoder_setting(browser, url: str, photo: Path, args, threads_on: bool
     page.evaluate(FLOOR_JS, 3)  # warm-up
     rng = np.random.default_rng(args.seed + 1)
     preview = []
+    stages: list[dict[str, float]] = []
     for k in range(args.moves + args.warmup):
         box = _image_box(page)
         x, y = _click_point(box, rng)
@@ -329,6 +478,8 @@ def _page_decoder_setting(browser, url: str, photo: Path, args, threads_on: bool
                                      "window.__bench.previews[window.__bench.previews.length - 1]]", before[1])
         if k >= args.warmup:
             preview.append(shown["painted"] - moved)
+            if shown.get("marks"):
+                stages.append({**shown["marks"], "move": moved, "painted": shown["painted"]})
             if len(floor) < args.floor_runs:
                 floor += page.evaluate(FLOOR_JS, 1)
         page.wait_for_timeout(30)
@@ -364,9 +515,22 @@ def _page_decoder_setting(browser, url: str, photo: Path, args, threads_on: bool
     return {"threads_on": threads_on, "threads": info["threads"], "isolated": info["isolated"],
             "floor": floor, "floor p50": common.percentile(floor, 50), "floor p95": common.percentile(floor, 95),
             "preview": preview, "preview p50": common.percentile(preview, 50),
-            "preview p95": common.percentile(preview, 95), "clicks": firsts,
+            "preview p95": common.percentile(preview, 95), "preview stages": stage_breakdown(stages),
+            "preview marks": stages, "clicks": firsts,
             "first mask p50": common.percentile(first, 50), "first mask p90": common.percentile(first, 90),
             "scene p50": common.percentile([f["scene"] for f in firsts], 50), "stats": stats}
+
+
+def stage_breakdown(marks: list[dict[str, float | None]]) -> list[dict[str, Any]]:
+    """Per stage of :data:`STAGES`: p50 / p95 / mean duration (ms) over the moves that recorded both marks."""
+    rows = []
+    for start, end, what in STAGES:
+        d = [m[end] - m[start] for m in marks if m.get(start) is not None and m.get(end) is not None]
+        rows.append({"stage": what, "from": start, "to": end, "n": len(d),
+                     "p50": common.percentile(d, 50) if d else float("nan"),
+                     "p95": common.percentile(d, 95) if d else float("nan"),
+                     "mean": float(np.mean(d)) if d else float("nan")})
+    return rows
 
 
 def _clicks(page, count: int, warmup: int, rng: np.random.Generator, received: Bytes) -> list[dict[str, float]]:
@@ -451,8 +615,15 @@ def page_decoder_report(result: dict[str, Any]) -> str:
                         f"{'met' if p50_ok else 'NOT met'}; p95 <= {PREVIEW_TARGET_P95_FLOORS:g} x floor "
                         f"{'met' if p95_ok else 'NOT met'}; click first mask p50 <= server only "
                         f"{'met' if click_ok else 'NOT met'}")
+    breakdowns = []
+    for s in result["settings"]:
+        if s.get("preview stages"):
+            breakdowns += ["", f"pointer move -> preview painted by stage, threads {'on' if s['threads_on'] else 'off'}"
+                           f" (floor p50 {s['floor p50']:.1f} ms, preview p50 {s['preview p50']:.1f} ms):",
+                           common.table(s["preview stages"], ("stage", "n", "p50", "p95", "mean"), 1)]
     return "\n".join([common.table(rows, ("setting", "floor p50", "floor p95", "preview p50", "preview p95",
-                                           "first mask p50", "first mask p90", "scene p50"), 1), *verdicts])
+                                           "first mask p50", "first mask p90", "scene p50"), 1), *verdicts,
+                      *breakdowns])
 
 
 def main(argv=None) -> int:
@@ -472,6 +643,11 @@ def main(argv=None) -> int:
     parser.add_argument("--page-decoder", action="store_true",
                         help="also measure the page's own decoder (floor, previews, clicks; threads on and off)")
     parser.add_argument("--moves", type=int, default=50, help="pointer moves per page-decoder setting")
+    parser.add_argument("--ab-rev", metavar="REV",
+                        help="A/B instead: previews only, pages with the page's scripts of git revision REV (A) and "
+                             "of this checkout (B), moves interleaved (e.g. --ab-rev main)")
+    parser.add_argument("--threads", choices=("both", "on", "off"), default="both",
+                        help="page-decoder thread settings to measure (on: cross-origin isolated; off: one thread)")
     parser.add_argument("--floor-runs", type=int, default=30, help="bare decoder runs per page-decoder setting")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
@@ -481,6 +657,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write the results here (default bench/results/browser-<time>.json)")
     args = parser.parse_args(argv)
     result = run(args)
+    if args.ab_rev:
+        return common.finish(result, args.json, "browser-ab", ab_report)
     return common.finish(result, args.json, "browser", report)
 
 

@@ -148,6 +148,8 @@ export class PageDecoder {
 
   /**
    * Decode for a preview: resolves to the result, or null when a newer preview replaced this one first.
+   * A result is worker.js's `mask` message plus `sent` and `received` (performance.now() here: the request
+   * posted to the worker, its answer received).
    * @param {{key: string, prompts: object, originalHW: number[], outHW: number[], colour?: string}} request
    *   with `colour` the mask comes back as an ImageBitmap in that colour (worker.js)
    */
@@ -195,6 +197,7 @@ export class PageDecoder {
     this._running = job;
     this._waiting.set(id, job);
     const { key, prompts, originalHW, outHW, colour, floorRuns } = job.request;
+    job.sent = performance.now();
     if (floorRuns) this.worker.postMessage({ type: 'floor', id, key, prompts, originalHW, runs: floorRuns });
     else this.worker.postMessage({ type: 'decode', id, key, prompts, originalHW, outHW, colour });
   }
@@ -211,7 +214,7 @@ export class PageDecoder {
     this._waiting.delete(data.id);
     this._running = null;
     if (job) {
-      if (data.type === 'mask') job.resolve(data);
+      if (data.type === 'mask') job.resolve({ ...data, sent: job.sent, received: performance.now() });
       else if (data.type === 'floor') job.resolve(data.ms);
       else job.reject(new Error(data.reason));
     }

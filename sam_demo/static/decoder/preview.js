@@ -234,7 +234,7 @@ export class LivePreview {
     const crop = request.result.crop;
     this.view.setOverlay(OVERLAY_PREVIEW, crop.width ? crop.bitmap : null, cropRect(crop, request.image),
                          PREVIEW_OPACITY);
-    request.drawn = performance.now();
+    request.shown = performance.now(); // handed to the view (drawn at its next frame: view.lastDraw)
     this.view.element?.dispatchEvent(new CustomEvent('sam-preview', { detail: request }));
   }
 

@@ -5,14 +5,17 @@
 // Messages in (postMessage({type, ...})):
 //   init   {ortUrl, wasmPrefix, decoderUrl, threads}      -> ready {threads, isolated, loadMs} | failed {reason, kind}
 //   image  {key, buffer: ArrayBuffer (transferred)}       -> image {key} | failed {key, reason}
-//   decode {id, key, prompts, originalHW, outHW, colour?}  -> mask {id, key, scores, best, crop, objectScore, ms}
-//                                                            | error {id, reason, kind}
+//   decode {id, key, prompts, originalHW, outHW, colour?}  -> mask {id, key, scores, best, crop, objectScore, ms,
+//                                                                  marks} | error {id, reason, kind}
 //          crop = {row0, col0, height, width, area} in display pixels (outHW) plus, without `colour`,
 //          bits (Uint8Array, 1 inside) or, with `colour` ('#rrggbb'), bitmap (an ImageBitmap: the mask in that
 //          colour, opaque inside and clear outside, ready to draw)
 //   forget {key}
 //   floor  {id, key, prompts, originalHW, runs}           -> floor {id, ms: [...]}: bare session.run times (the
 //                                                            benchmark's floor: no feeds building, no upsampling)
+// marks: when each stage of a decode ended, in epoch ms (performance.timeOrigin + now(): comparable with the
+// page's clock) {got (message received), fed (feeds built), ran (session.run returned), cropped (mask at outHW),
+// bitmap (ImageBitmap made), posted (result handed to postMessage)}; ms: {run, post} durations of the same.
 // `kind` is 'memory' when the failure looks like running out of memory (the page turns previews off).
 
 import { decoderFeeds, promptProblem } from './feeds.js';
@@ -108,7 +111,10 @@ async function paint(crop, colour) {
   return createImageBitmap(new ImageData(new Uint8ClampedArray(pixels.buffer), width, height));
 }
 
-async function decode({ key, prompts, originalHW, outHW, colour }) {
+/** Now in epoch ms: the worker's and the page's performance clocks have different origins. */
+const clock = () => performance.timeOrigin + performance.now();
+
+async function decode({ key, prompts, originalHW, outHW, colour }, marks) {
   const image = images.get(key);
   if (!image) throw new Error('no embeddings for this image');
   images.delete(key); // most recently used last
@@ -123,8 +129,10 @@ async function decode({ key, prompts, originalHW, outHW, colour }) {
   for (const [name, { data, dims }] of Object.entries(decoderFeeds(prompts, originalHW))) {
     feeds[name] = new ort.Tensor(data instanceof BigInt64Array ? 'int64' : 'float32', data, dims);
   }
+  marks.fed = clock();
   const out = await session.run(feeds);
   const ran = performance.now();
+  marks.ran = clock();
   const scores = Array.from(out.iou_scores.data.slice(0, CANDIDATES));
   const best = bestIndex(scores);
   const plane = LOW_RES * LOW_RES;
@@ -132,11 +140,13 @@ async function decode({ key, prompts, originalHW, outHW, colour }) {
   const crop = maskCrop(logits, LOW_RES, LOW_RES, outHW);
   const objectScore = 1 / (1 + Math.exp(-out.object_score_logits.data[0]));
   for (const tensor of Object.values(out)) tensor.dispose?.();
+  marks.cropped = clock();
   if (colour) {
     crop.bitmap = await paint(crop, colour);
     delete crop.bits;
   }
-  return { scores, best, crop, objectScore, ms: { run: ran - started, post: performance.now() - ran } };
+  marks.bitmap = clock();
+  return { scores, best, crop, objectScore, marks, ms: { run: ran - started, post: performance.now() - ran } };
 }
 
 async function floor({ key, prompts, originalHW, runs }) {
@@ -165,7 +175,8 @@ self.onmessage = async ({ data }) => {
       addImage(data.key, data.buffer);
       self.postMessage({ type: 'image', key: data.key });
     } else if (type === 'decode') {
-      const result = await decode(data);
+      const result = await decode(data, { got: clock() });
+      result.marks.posted = clock();
       const transfer = result.crop.bitmap ? [result.crop.bitmap] : [result.crop.bits.buffer];
       self.postMessage({ type: 'mask', id: data.id, key: data.key, ...result }, transfer);
     } else if (type === 'floor') {

@@ -17,7 +17,8 @@
 //   view.setLayerOverride(id, {bitmap, rect} | null)  draw object `id`'s mask from this bitmap (white on
 //                                        transparent over an edge-frame rectangle of ORIGINAL pixels) instead of
 //                                        its layer, exactly as layers are drawn (fill, outline); null: its layer.
-//   view.redraw()                        schedule a redraw (next animation frame).
+//   view.redraw()                        schedule a redraw (next animation frame). view.lastDraw: {start, end}
+//                                        (performance.now()) of the last frame drawn.
 //   view.geometry                        the current ViewTransform (css <-> original), view.scene the scene.
 //   view.registerMode(name, {cursor, onDown(p), onMove(p), onUp(p), onCancel(), onEnter(p)}) and
 //                                        view.setMode(name | null): an input mode takes the pointer (p = {x, y,
@@ -302,6 +303,11 @@ class View {
   }
 
   draw() {
+    const start = performance.now();
+    try { this.drawScene(); } finally { this.lastDraw = {start, end: performance.now()}; }
+  }
+
+  drawScene() {
     if (!this.scene || !this.t) {
       drawFrame(this.canvas, {t: null, photo: null}, this.cache);
       return;
