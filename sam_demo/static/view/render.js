@@ -198,29 +198,17 @@ export function drawCursor(g, t, x, y) {
 }
 
 // ---------------------------------------------------------------------------- the whole picture
-// frame: {t, dpr, photo, objects: [{id, colour, visible, selected, auto, points, box, bitmap, rect, layerId}],
-//         pending, options: {opacity, outline}, band: [a, b] | null, hooks: {overlays, layers}}
-// cache: a Map the caller keeps between frames (coloured bitmaps and outlines).
-export function drawFrame(cnv, frame, cache) {
+const BASE = 'base'; // cache key of the picture under the overlays: {key, c (canvas), used (cache keys it drew from)}
+
+// The photo, the objects' fills and their outlines, on a cleared context in device px.
+function drawBase(g, frame, cache, used, order, tkey, W, H) {
   const {t, dpr} = frame;
-  const g = cnv.getContext('2d');
-  const W = cnv.width, H = cnv.height;
-  g.setTransform(1, 0, 0, 1, 0, 0);
-  g.globalAlpha = 1;
-  g.globalCompositeOperation = 'source-over';
-  g.clearRect(0, 0, W, H);
-  if (!frame.photo) return;
   // the photo: the full-resolution copy when it is loaded and finer than the display copy on screen
   const [il, it, ir, ib] = t.imageCss();
   const photo = frame.photo;
   g.imageSmoothingEnabled = t.s * dpr < SMOOTH_BELOW;
   g.imageSmoothingQuality = 'high';
   g.drawImage(photo, il * dpr, it * dpr, (ir - il) * dpr, (ib - it) * dpr);
-
-  const used = new Set();
-  const drawn = frame.objects.filter((o) => o.visible && o.bitmap);
-  const order = [...drawn.filter((o) => !o.selected), ...drawn.filter((o) => o.selected)];
-  const tkey = `${t.tx},${t.ty},${t.s},${dpr},${W},${H}`;
   // fills
   g.imageSmoothingEnabled = false;
   g.globalAlpha = frame.options.opacity;
@@ -248,6 +236,47 @@ export function drawFrame(cnv, frame, cache) {
     if (edge.halo) g.drawImage(edge.halo, edge.x, edge.y);
     if (frame.options.outline) g.drawImage(edge.inner, edge.x, edge.y);
   }
+}
+
+// frame: {t, dpr, photo, objects: [{id, colour, visible, selected, auto, points, box, bitmap, rect, layerId}],
+//         pending, options: {opacity, outline}, band: [a, b] | null, hooks: {overlays, layers}}
+// cache: a Map the caller keeps between frames (coloured bitmaps and outlines).
+export function drawFrame(cnv, frame, cache) {
+  const {t, dpr} = frame;
+  const g = cnv.getContext('2d');
+  const W = cnv.width, H = cnv.height;
+  g.setTransform(1, 0, 0, 1, 0, 0);
+  g.globalAlpha = 1;
+  g.globalCompositeOperation = 'source-over';
+  g.clearRect(0, 0, W, H);
+  if (!frame.photo) return;
+  const used = new Set();
+  const drawn = frame.objects.filter((o) => o.visible && o.bitmap);
+  const order = [...drawn.filter((o) => !o.selected), ...drawn.filter((o) => o.selected)];
+  const tkey = `${t.tx},${t.ty},${t.s},${dpr},${W},${H}`;
+  // The layers under the plugins' overlays (photo, fills, outlines) change with the scene, the transform and the
+  // options, not with an overlay (a live preview): they are drawn once into BASE and copied one to one after.
+  const key = [tkey, frame.photo.currentSrc || frame.photo.src, frame.photo.naturalWidth ?? frame.photo.width,
+               frame.options.opacity, frame.options.outline,
+               ...order.map((o) => `${o.layerId}|${o.colour}|${o.selected}`)].join(';');
+  let base = cache.get(BASE);
+  if (!base || base.key !== key) {
+    const c = base && base.c.width === W && base.c.height === H ? base.c : canvas(W, H);
+    const b = c.getContext('2d');
+    b.setTransform(1, 0, 0, 1, 0, 0);
+    b.globalAlpha = 1;
+    b.globalCompositeOperation = 'source-over';
+    b.clearRect(0, 0, W, H);
+    drawBase(b, frame, cache, used, order, tkey, W, H);
+    base = {key, c};
+  } else {
+    for (const k of base.used) used.add(k);
+  }
+  base.used = used;
+  cache.set(BASE, base);
+  used.add(BASE);
+  g.drawImage(base.c, 0, 0);
+
   // plugin overlays (bitmaps over an edge-frame rectangle) and layers (draw callbacks), in the order added
   for (const ov of frame.hooks.overlays.values()) {
     const [x0, y0, x1, y1] = deviceRect(ov.rect, t, dpr);
