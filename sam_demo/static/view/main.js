@@ -609,6 +609,9 @@ class View {
         return;
       }
       if (!this.press || this.press.id !== e.pointerId) {
+        const early = this.rawHover === `${e.clientX},${e.clientY}`;  // pointerrawupdate emitted it already
+        this.rawHover = null;
+        if (early) return;
         if (p.x === null) this.emit('leave', {}); else this.emit('hover', {x: p.x, y: p.y, cx: p.cx, cy: p.cy});
         return;
       }
@@ -621,6 +624,18 @@ class View {
       this.band = [[s.x, s.y], end];
       this.redraw();
     });
+    // A pointer that hovers (not pressed) is reported as soon as the browser has it: `pointerrawupdate` (Chromium,
+    // secure pages) is not held back to the next animation frame as `pointermove` is, which saves a live preview
+    // up to a frame; the `pointermove` at the same position then emits nothing more.
+    this.rawHover = null;
+    if ('onpointerrawupdate' in window) {
+      c.addEventListener('pointerrawupdate', (e) => {
+        if (!this.scene || this.pinch || this.pan || this.press || this.pointers.has(e.pointerId)) return;
+        const p = this.point(e);
+        this.rawHover = `${e.clientX},${e.clientY}`;
+        if (p.x === null) this.emit('leave', {}); else this.emit('hover', {x: p.x, y: p.y, cx: p.cx, cy: p.cy});
+      });
+    }
     const finish = (e, cancelled) => {
       this.pointers.delete(e.pointerId);
       if (this.pinch) { if (this.pointers.size < 2) this.pinch = null; return; }
