@@ -244,6 +244,44 @@ def test_masks_js_is_the_servers_upsampling_bit_for_bit(analytic_page):
         assert js["best"] == int(np.argmax(case["scores"]))
 
 
+MASKS_FULL_JS = """async ({ cases }) => {
+  const { maskCrop } = await import('/sam-page/js/masks.js');
+  return cases.map(({ logits, outHW }) => {
+    const c = maskCrop(Float32Array.from(logits), 256, 256, outHW);
+    const p = maskCrop(Float32Array.from(logits), 256, 256, outHW, 0x80ff00ff);
+    return { row0: c.row0, col0: c.col0, height: c.height, width: c.width, bits: Array.from(c.bits), area: c.area,
+             painted: Array.from(p.pixels, (v) => (v === 0x80ff00ff ? 1 : v === 0 ? 0 : -1)), paintedArea: p.area };
+  });
+}"""
+
+
+def test_masks_js_shortcuts_are_exact_on_extreme_logits(analytic_page):
+    """masks.js skips the float32 interpolation between two cells of the same sign; on logits built to break that
+    (huge next to tiny or subnormal values, +-inf, NaN, -0, weights close to 1) its mask is still the server's
+    full upsampled mask (``mask_from_logits``) bit for bit, and the painted variant has the same pixels."""
+    from sam_onnx.postprocess import mask_from_logits
+
+    page, _ = analytic_page
+    rng = np.random.default_rng(13)
+    specials = np.array([3e38, -3e38, 1e-38, -1e-38, 1e-45, -1e-45, 0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0,
+                         1e-7, 65504.0], np.float32)
+    cases = []
+    for out_hw in ((97, 1031), (300, 500), (255, 257), (4095, 33)):
+        logits = rng.choice(specials, (256, 256)).astype(np.float32)
+        logits[:64] = np.abs(logits[:64])  # a band of positives only: the shortcut "both > 0" at every weight
+        cases.append({"logits": logits.ravel().tolist(), "outHW": list(out_hw)})
+    got = page.evaluate(MASKS_FULL_JS, {"cases": cases})
+    for case, js in zip(cases, got):
+        logits = np.asarray(case["logits"], np.float32).reshape(256, 256)
+        with np.errstate(invalid="ignore", over="ignore"):
+            full = mask_from_logits(logits, tuple(case["outHW"]))
+        mine = np.zeros_like(full)
+        r0, c0, h, w = js["row0"], js["col0"], js["height"], js["width"]
+        mine[r0:r0 + h, c0:c0 + w] = np.asarray(js["bits"], bool).reshape(h, w)
+        assert np.array_equal(mine, full), f"{case['outHW']}: {int((mine != full).sum())} pixels differ"
+        assert js["painted"] == js["bits"] and js["paintedArea"] == js["area"] == int(full.sum())
+
+
 # ---------------------------------------------------------------------------- cross-origin isolation
 def test_the_app_is_cross_origin_isolated_and_gradio_still_loads_its_theme(browser, fixture_server):
     """COOP/COEP (require-corp) must not cost Gradio anything: every file the page loads is the app's own,

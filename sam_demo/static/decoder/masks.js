@@ -48,11 +48,17 @@ function outputSpan(lo, hi, i0, i1) {
  * @param {Float32Array} logits - the candidate's h*w logits (row-major), model frame
  * @param {number} h @param {number} w - low-res size (256 x 256)
  * @param {[number, number]} outHW - output size (display pixels)
- * @returns {{row0: number, col0: number, height: number, width: number, bits: Uint8Array, area: number}}
+ * @param {number|null} [inside] - null: `bits` (Uint8Array, 1 inside); a number (a packed RGBA pixel, e.g. the
+ *   object's colour): `pixels` instead (Uint32Array, that value inside, 0 outside: an ImageData's buffer as is)
+ * @returns {{row0: number, col0: number, height: number, width: number, bits?: Uint8Array,
+ *            pixels?: Uint32Array, area: number}}
  *   bits[r * width + c] = 1 inside; everything outside the crop is outside the mask.
  */
-export function maskCrop(logits, h, w, outHW) {
+export function maskCrop(logits, h, w, outHW, inside = null) {
   const [outH, outW] = outHW;
+  const Out = inside === null ? Uint8Array : Uint32Array;
+  const value = inside === null ? 1 : inside;
+  const field = inside === null ? 'bits' : 'pixels';
   let loR = h, hiR = -1, loC = w, hiC = -1;
   for (let r = 0; r < h; r++) {
     const base = r * w;
@@ -65,7 +71,7 @@ export function maskCrop(logits, h, w, outHW) {
       }
     }
   }
-  const empty = { row0: 0, col0: 0, height: 0, width: 0, bits: new Uint8Array(0), area: 0 };
+  const empty = { row0: 0, col0: 0, height: 0, width: 0, [field]: new Out(0), area: 0 };
   if (hiR < 0) return empty;
   loR = Math.max(0, loR - MARGIN_CELLS); hiR = Math.min(h - 1, hiR + MARGIN_CELLS);
   loC = Math.max(0, loC - MARGIN_CELLS); hiC = Math.min(w - 1, hiC + MARGIN_CELLS);
@@ -80,25 +86,39 @@ export function maskCrop(logits, h, w, outHW) {
   const lastCol = cols.i1[colStop - 1];
   const band = lastCol - firstCol + 1;
   const f = Math.fround;
-  const bits = new Uint8Array(height * width);
+  // Per output column of the crop: its two cells in the row band and its float32 weight.
+  const left = new Int32Array(width), right = new Int32Array(width), weight = new Float32Array(width);
+  let weightsBelowOne = true;
+  for (let c = 0; c < width; c++) {
+    left[c] = cols.i0[colStart + c] - firstCol;
+    right[c] = cols.i1[colStart + c] - firstCol;
+    weight[c] = cols.w[colStart + c];
+    if (!(weight[c] < 1)) weightsBelowOne = false;
+  }
+  const out = new Out(height * width);
   const rowValues = new Float32Array(band);
   let area = 0;
   for (let r = 0; r < height; r++) {
     const y = rowStart + r;
-    const top = rows.i0[y] * w;
-    const bottom = rows.i1[y] * w;
+    const top = rows.i0[y] * w + firstCol;
+    const bottom = rows.i1[y] * w + firstCol;
     const wr = rows.w[y];
     for (let k = 0; k < band; k++) {
-      const a = logits[top + firstCol + k];
-      rowValues[k] = f(a + f(f(logits[bottom + firstCol + k] - a) * wr));
+      const a = logits[top + k];
+      rowValues[k] = f(a + f(f(logits[bottom + k] - a) * wr));
     }
-    const out = r * width;
+    const at = r * width;
     for (let c = 0; c < width; c++) {
-      const x = colStart + c;
-      const left = rowValues[cols.i0[x] - firstCol];
-      const value = f(left + f(f(rowValues[cols.i1[x] - firstCol] - left) * cols.w[x]));
-      if (value > MASK_THRESHOLD) { bits[out + c] = 1; area++; }
+      const a = rowValues[left[c]], b = rowValues[right[c]];
+      // Exact shortcuts of the float32 interpolation below: between two values <= 0 it is <= 0 (or NaN); between
+      // two finite values > 0 with a weight < 1 it is > 0 (a + (b - a) * w rounds to no less than the smaller).
+      if (a <= 0 && b <= 0) continue;
+      if (!(weightsBelowOne && a > 0 && b > 0 && a < Infinity && b < Infinity)) {
+        if (!(f(a + f(f(b - a) * weight[c])) > MASK_THRESHOLD)) continue;
+      }
+      out[at + c] = value;
+      area++;
     }
   }
-  return { row0: rowStart, col0: colStart, height, width, bits, area };
+  return { row0: rowStart, col0: colStart, height, width, [field]: out, area };
 }

@@ -101,14 +101,17 @@ function addImage(key, buffer) {
   while (images.size > MAX_IMAGES) images.delete(images.keys().next().value);
 }
 
-/** The crop's mask as an ImageBitmap in `colour`: made here, so the page's thread only draws it. */
-async function paint(crop, colour) {
-  const width = Math.max(1, crop.width), height = Math.max(1, crop.height);
-  const pixels = new Uint32Array(width * height);
+/** '#rrggbb' as one opaque RGBA pixel packed in a Uint32 (the byte order of an ImageData on this machine). */
+function packedColour(colour) {
   const [r, g, b] = [1, 3, 5].map((i) => parseInt(colour.slice(i, i + 2), 16));
-  const inside = ((255 << 24) | (b << 16) | (g << 8) | r) >>> 0; // RGBA bytes, little-endian
-  for (let i = 0; i < crop.bits.length; i++) if (crop.bits[i]) pixels[i] = inside;
-  return createImageBitmap(new ImageData(new Uint8ClampedArray(pixels.buffer), width, height));
+  const bytes = new Uint8Array([r, g, b, 255]);
+  return new Uint32Array(bytes.buffer)[0];
+}
+
+/** The painted crop (maskCrop's `pixels`) as an ImageBitmap: made here, so the page's thread only draws it. */
+function bitmapOf(crop) {
+  if (!crop.width) return createImageBitmap(new ImageData(1, 1));
+  return createImageBitmap(new ImageData(new Uint8ClampedArray(crop.pixels.buffer), crop.width, crop.height));
 }
 
 /** Now in epoch ms: the worker's and the page's performance clocks have different origins. */
@@ -137,13 +140,14 @@ async function decode({ key, prompts, originalHW, outHW, colour }, marks) {
   const best = bestIndex(scores);
   const plane = LOW_RES * LOW_RES;
   const logits = out.pred_masks.data.subarray(best * plane, (best + 1) * plane);
-  const crop = maskCrop(logits, LOW_RES, LOW_RES, outHW);
+  // With a colour the mask is painted while it is upsampled (one pass; no 0/1 copy to paint afterwards).
+  const crop = maskCrop(logits, LOW_RES, LOW_RES, outHW, colour ? packedColour(colour) : null);
   const objectScore = 1 / (1 + Math.exp(-out.object_score_logits.data[0]));
   for (const tensor of Object.values(out)) tensor.dispose?.();
   marks.cropped = clock();
   if (colour) {
-    crop.bitmap = await paint(crop, colour);
-    delete crop.bits;
+    crop.bitmap = await bitmapOf(crop);
+    delete crop.pixels;
   }
   marks.bitmap = clock();
   return { scores, best, crop, objectScore, marks, ms: { run: ran - started, post: performance.now() - ran } };
