@@ -81,43 +81,19 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, external_data_helper, helper, numpy_helper
+from onnx import TensorProto, external_data_helper, helper
+
+from tools.onnx_contract import *  # noqa: F403 - the shared contract is part of this module's interface
 
 logger = logging.getLogger(__name__)
 
-# --- the I/O contract of the real pair ---------------------------------------------------------
+# --- the I/O contract of the real pair (the shared part: tools/onnx_contract.py) -----------------
 
-MODEL_SIZE = 1024
-"""Side of the square model frame (pixels of the resized image)."""
-LOWRES_SIZE = 256
-"""Side of the low-resolution mask logits returned by the decoder."""
-CELL_SIZE = MODEL_SIZE // LOWRES_SIZE
-"""Model units covered by one low-res cell along each axis (4)."""
-NUM_CANDIDATES = 3
-"""Masks returned per prompt (multimask output)."""
-PIXEL_CENTRE_SHIFT = 0.5
-"""Added by the decoder graph to every point and box corner (model frame)."""
-
-ENCODER_INPUT = "pixel_values"
-EMBEDDING_NAMES = ("image_embeddings.0", "image_embeddings.1", "image_embeddings.2")
-EMBEDDING_CHW = ((32, 256, 256), (64, 128, 128), (256, 64, 64))
-"""(channels, height, width) of each embedding level, in EMBEDDING_NAMES order."""
 EMBEDDING_POOL = (4, 8, 16)
 """Average-pool kernel (= stride) in model pixels that produces each level."""
 
 DECODER_PROMPT_INPUTS = ("input_points", "input_labels", "input_boxes")
-DECODER_OUTPUTS = ("iou_scores", "pred_masks", "object_score_logits")
-
-BATCH_DIM = "batch_size"
-POINT_BATCH_DIM = "point_batch_size"
-NUM_POINTS_DIM = "num_points"
-NUM_BOXES_DIM = "num_boxes"
-NUM_MASKS_DIM = "num_masks"
-
-LABEL_POSITIVE = 1
-LABEL_NEGATIVE = 0
 LABEL_NOT_A_POINT = -1
-LABEL_PROCESSOR_PAD = -10
 
 # --- the analytic rule -------------------------------------------------------------------------
 
@@ -156,76 +132,13 @@ KEY_CHANNELS = (1, 2, 3)
 PIPELINE_EPS = 1e-3
 """Upsampled logits closer than this to 0 (model units) may round to either side in float32."""
 
-OPSET = 17
-IR_VERSION = 8
-"""IR version 8 / opset 17: loadable by any recent onnxruntime, like common exports."""
-
 BROKEN_DECODER_KINDS = ("missing_input", "renamed_output", "wrong_dtype")
 RENAMED_PRED_MASKS = "masks"
 """Name that the "renamed_output" broken decoder uses instead of ``pred_masks``."""
 
 
-def cell_centres() -> np.ndarray:
-    """Centres of the low-res cells along one axis: float64 ``(256,)``, model frame."""
-    return np.arange(LOWRES_SIZE, dtype=np.float64) * CELL_SIZE + CELL_SIZE / 2
-
-
-# --- graph building ----------------------------------------------------------------------------
-
-
-class _GraphBuilder:
-    """Collects nodes and initializers; every helper returns the name of its output."""
-
-    def __init__(self, prefix: str) -> None:
-        self._prefix = prefix
-        self._count = 0
-        self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
-
-    def _fresh(self, hint: str) -> str:
-        self._count += 1
-        return f"{self._prefix}/{hint}_{self._count}"
-
-    def const(self, hint: str, value: np.ndarray) -> str:
-        """Store ``value`` as an initializer (never as a node attribute, so that
-        ``save_as_external_data`` moves it to the sidecar)."""
-        name = self._fresh(hint)
-        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def ints(self, hint: str, *values: int) -> str:
-        return self.const(hint, np.array(values, dtype=np.int64))
-
-    def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs: object) -> str:
-        output = out if out is not None else self._fresh(op_type.lower())
-        self.nodes.append(helper.make_node(op_type, list(inputs), [output], **attrs))
-        return output
-
-    def model(
-        self,
-        name: str,
-        inputs: Sequence[onnx.ValueInfoProto],
-        outputs: Sequence[onnx.ValueInfoProto],
-        doc: str,
-    ) -> onnx.ModelProto:
-        graph = helper.make_graph(
-            self.nodes, name, list(inputs), list(outputs), initializer=self.initializers
-        )
-        graph.doc_string = doc
-        model = helper.make_model(
-            graph,
-            opset_imports=[helper.make_opsetid("", OPSET)],
-            producer_name="tests.analytic_models",
-            ir_version=IR_VERSION,
-        )
-        return model
-
-
-def _embedding_value_infos() -> list[onnx.ValueInfoProto]:
-    return [
-        helper.make_tensor_value_info(name, TensorProto.FLOAT, [BATCH_DIM, *chw])
-        for name, chw in zip(EMBEDDING_NAMES, EMBEDDING_CHW, strict=True)
-    ]
+PRODUCER = "tests.analytic_models"
+"""The saved models' ``producer_name``."""
 
 
 def key_normalised() -> np.ndarray:
@@ -255,7 +168,7 @@ def build_encoder() -> onnx.ModelProto:
     Levels 1 and 2 are 2x2 pools of the channel-mean average, which equals the 8x8 /
     16x16 pool of the full-resolution mean up to float rounding (~1e-7).
     """
-    g = _GraphBuilder("encoder")
+    g = GraphBuilder("encoder", PRODUCER)
     pool = EMBEDDING_POOL[0]
     level0 = g.op(
         "Conv",
@@ -277,25 +190,8 @@ def build_encoder() -> onnx.ModelProto:
         )
     ]
     return g.model(
-        "analytic_sam2_encoder", inputs, _embedding_value_infos(), build_encoder.__doc__ or ""
+        "analytic_sam2_encoder", inputs, embedding_value_infos(), build_encoder.__doc__ or ""
     )
-
-
-def _append_along(g: _GraphBuilder, tensor: str, filler: np.ndarray, axis: int) -> str:
-    """Concatenate one slice of ``filler`` (shape [1]*axis + [1] + rest) to ``tensor`` along
-    ``axis``, broadcasting the filler over the leading ``axis`` dims of ``tensor``."""
-    lead = g.op("Shape", tensor, start=0, end=axis)
-    target = g.op("Concat", lead, g.ints("filler_tail", 1, *filler.shape[axis + 1 :]), axis=0)
-    block = g.op("Expand", g.const("filler", filler), target)
-    return g.op("Concat", tensor, block, axis=axis)
-
-
-def _coordinate(g: _GraphBuilder, coords: str, index: int, rank_after: int) -> str:
-    """Slice component ``index`` of the last axis of ``coords`` and append singleton axes
-    so the result has ``rank_after`` dims (the last two being 1, 1)."""
-    start, end, last = g.ints("start", index), g.ints("end", index + 1), g.ints("axis", -1)
-    component = g.op("Slice", coords, start, end, last)  # [..., 1]
-    return g.op("Unsqueeze", component, g.ints("axes", rank_after - 1))
 
 
 def build_decoder(
@@ -317,7 +213,7 @@ def build_decoder(
 
     The keyword arguments exist only for ``build_broken_decoder``.
     """
-    g = _GraphBuilder("decoder")
+    g = GraphBuilder("decoder", PRODUCER)
     points, labels, boxes, emb0, _, emb2 = (*DECODER_PROMPT_INPUTS, *EMBEDDING_NAMES)
     if not with_boxes_input:
         boxes = g.const("absent_boxes", np.zeros((1, 0, 4), dtype=np.float32))
@@ -333,11 +229,11 @@ def build_decoder(
     minus_big = g.const("minus_big", np.array(-BIG))
 
     # Points: append one ignored point (label -10) so the point axis is never empty.
-    pts = _append_along(g, points, np.zeros((1, 1, 1, 2), np.float32), axis=2)  # [B,P,N+1,2]
-    labs = _append_along(g, labels, np.full((1, 1, 1), LABEL_PROCESSOR_PAD, np.int64), axis=2)
+    pts = append_along(g, points, np.zeros((1, 1, 1, 2), np.float32), axis=2)  # [B,P,N+1,2]
+    labs = append_along(g, labels, np.full((1, 1, 1), LABEL_PROCESSOR_PAD, np.int64), axis=2)
     pts = g.op("Add", g.op("Cast", pts, to=TensorProto.DOUBLE), shift)
-    px = _coordinate(g, pts, 0, rank_after=5)  # [B,P,N+1,1,1]
-    py = _coordinate(g, pts, 1, rank_after=5)
+    px = coordinate(g, pts, 0, rank_after=5)  # [B,P,N+1,1,1]
+    py = coordinate(g, pts, 1, rank_after=5)
     dx = g.op("Sub", grid_x, px)  # [B,P,N+1,1,256]
     dy = g.op("Sub", grid_y, py)  # [B,P,N+1,256,1]
     dx2, dy2 = g.op("Mul", dx, dx), g.op("Mul", dy, dy)
@@ -383,11 +279,11 @@ def build_decoder(
 
     # Boxes: append a dummy box and keep max(M, 1) of them, so the axis is never empty;
     # the dummy (used only when M == 0) is replaced by +BIG below.
-    bxs = _append_along(g, boxes, np.zeros((1, 1, 4), np.float32), axis=1)  # [B,M+1,4]
+    bxs = append_along(g, boxes, np.zeros((1, 1, 4), np.float32), axis=1)  # [B,M+1,4]
     kept = g.op("Max", num_boxes, g.ints("one", 1))
     bxs = g.op("Slice", bxs, g.ints("start", 0), kept, g.ints("axis", 1))  # [B,max(M,1),4]
     bxs = g.op("Add", g.op("Cast", bxs, to=TensorProto.DOUBLE), shift)
-    x0, y0, x1, y1 = (_coordinate(g, bxs, i, rank_after=4) for i in range(4))  # [B,K,1,1]
+    x0, y0, x1, y1 = (coordinate(g, bxs, i, rank_after=4) for i in range(4))  # [B,K,1,1]
     inside_x = g.op("Min", g.op("Sub", grid_x, x0), g.op("Sub", x1, grid_x))  # [B,K,1,256]
     inside_y = g.op("Min", g.op("Sub", grid_y, y0), g.op("Sub", y1, grid_y))  # [B,K,256,1]
     box = g.op("Where", has_box, g.op("Min", inside_x, inside_y), big)
@@ -472,7 +368,7 @@ def build_decoder(
                 "input_boxes", TensorProto.FLOAT, [BATCH_DIM, NUM_BOXES_DIM, 4]
             )
         )
-    inputs += _embedding_value_infos()
+    inputs += embedding_value_infos()
     outputs = [
         helper.make_tensor_value_info(
             "iou_scores", TensorProto.FLOAT, [BATCH_DIM, NUM_MASKS_DIM, NUM_CANDIDATES]

@@ -44,8 +44,8 @@ write the pair to a folder::
     python -m tools.content_models --out DIR
 
 It lives in ``tools/`` rather than beside ``tests/analytic_models.py`` because the benchmark runs it
-(``bench/`` and ``tools/`` import nothing from the tests); it restates the few contract constants
-and graph helpers it shares with the analytic models.
+(``bench/`` and ``tools/`` import nothing from the tests); the contract constants and graph helpers it
+shares with the analytic models are ``tools/onnx_contract.py``'s.
 """
 
 from __future__ import annotations
@@ -56,79 +56,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
-# --- the I/O contract of the real pair (docs/model-io.md; restated, as tests/analytic_models.py does) ----------
-MODEL_SIZE = 1024
-LOWRES_SIZE = 256
-CELL_SIZE = MODEL_SIZE // LOWRES_SIZE
-"""Model units covered by one low-res cell along each axis (4)."""
-NUM_CANDIDATES = 3
-PIXEL_CENTRE_SHIFT = 0.5
-"""Added by the decoder graph to every point and box corner (model frame)."""
-ENCODER_INPUT = "pixel_values"
-EMBEDDING_NAMES = ("image_embeddings.0", "image_embeddings.1", "image_embeddings.2")
-EMBEDDING_CHW = ((32, 256, 256), (64, 128, 128), (256, 64, 64))
-DECODER_OUTPUTS = ("iou_scores", "pred_masks", "object_score_logits")
-BATCH_DIM, POINT_BATCH_DIM, NUM_POINTS_DIM = "batch_size", "point_batch_size", "num_points"
-NUM_BOXES_DIM, NUM_MASKS_DIM = "num_boxes", "num_masks"
-LABEL_POSITIVE, LABEL_NEGATIVE, LABEL_PROCESSOR_PAD = 1, 0, -10
-OPSET, IR_VERSION = 17, 8
+from tools.onnx_contract import *  # noqa: F403 - the shared contract and graph helpers (its __all__)
 
-
-def cell_centres() -> np.ndarray:
-    """Centres of the low-res cells along one axis: float64 ``(256,)``, model frame."""
-    return np.arange(LOWRES_SIZE, dtype=np.float64) * CELL_SIZE + CELL_SIZE / 2
-
-
-class _GraphBuilder:
-    """Collects nodes and initializers; every helper returns the name of its output."""
-
-    def __init__(self, prefix: str) -> None:
-        self._prefix, self._count = prefix, 0
-        self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
-
-    def _fresh(self, hint: str) -> str:
-        self._count += 1
-        return f"{self._prefix}/{hint}_{self._count}"
-
-    def const(self, hint: str, value: np.ndarray) -> str:
-        name = self._fresh(hint)
-        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def ints(self, hint: str, *values: int) -> str:
-        return self.const(hint, np.array(values, dtype=np.int64))
-
-    def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs: object) -> str:
-        output = out if out is not None else self._fresh(op_type.lower())
-        self.nodes.append(helper.make_node(op_type, list(inputs), [output], **attrs))
-        return output
-
-    def model(self, name: str, inputs, outputs, doc: str) -> onnx.ModelProto:
-        graph = helper.make_graph(self.nodes, name, list(inputs), list(outputs), initializer=self.initializers)
-        graph.doc_string = doc
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                                 producer_name="tools.content_models", ir_version=IR_VERSION)
-
-
-def _embedding_value_infos() -> list[onnx.ValueInfoProto]:
-    return [helper.make_tensor_value_info(name, TensorProto.FLOAT, [BATCH_DIM, *chw])
-            for name, chw in zip(EMBEDDING_NAMES, EMBEDDING_CHW, strict=True)]
-
-
-def _append_along(g: _GraphBuilder, tensor: str, filler: np.ndarray, axis: int) -> str:
-    """Concatenate one slice of ``filler`` to ``tensor`` along ``axis``, broadcast over the leading dims."""
-    lead = g.op("Shape", tensor, start=0, end=axis)
-    target = g.op("Concat", lead, g.ints("filler_tail", 1, *filler.shape[axis + 1:]), axis=0)
-    return g.op("Concat", tensor, g.op("Expand", g.const("filler", filler), target), axis=axis)
-
-
-def _coordinate(g: _GraphBuilder, coords: str, index: int, rank_after: int) -> str:
-    """Component ``index`` of the last axis of ``coords``, with singleton axes up to ``rank_after`` dims."""
-    component = g.op("Slice", coords, g.ints("start", index), g.ints("end", index + 1), g.ints("axis", -1))
-    return g.op("Unsqueeze", component, g.ints("axes", rank_after - 1))
+PRODUCER = "tools.content_models"
+"""The saved models' ``producer_name``."""
 
 
 def save_model(model: onnx.ModelProto, path: str | Path) -> Path:
@@ -164,7 +97,7 @@ def _selection_weights(channels: int) -> np.ndarray:
 
 def build_encoder() -> onnx.ModelProto:
     """Content-model image encoder: average pools of normalised RGB at 256², 128² and 64² (see the module)."""
-    g = _GraphBuilder("content_encoder")
+    g = GraphBuilder("content_encoder", PRODUCER)
     pooled = ENCODER_INPUT
     previous = 1
     for name, (channels, _, _), pool in zip(EMBEDDING_NAMES, EMBEDDING_CHW, POOLS, strict=True):
@@ -173,12 +106,12 @@ def build_encoder() -> onnx.ModelProto:
         g.op("Conv", pooled, g.const("select", _selection_weights(channels)), kernel_shape=[1, 1], out=name)
         previous = pool
     inputs = [helper.make_tensor_value_info(ENCODER_INPUT, TensorProto.FLOAT, [BATCH_DIM, 3, MODEL_SIZE, MODEL_SIZE])]
-    return g.model("content_sam2_encoder", inputs, _embedding_value_infos(), build_encoder.__doc__ or "")
+    return g.model("content_sam2_encoder", inputs, embedding_value_infos(), build_encoder.__doc__ or "")
 
 
 def build_decoder() -> onnx.ModelProto:
     """Content-model prompt encoder + mask decoder with the real decoder's I/O contract (see the module)."""
-    g = _GraphBuilder("content_decoder")
+    g = GraphBuilder("content_decoder", PRODUCER)
     points, labels, boxes, emb0 = "input_points", "input_labels", "input_boxes", EMBEDDING_NAMES[0]
     centres = cell_centres()
     grid_x = g.const("cell_centre_x", centres)
@@ -188,8 +121,8 @@ def build_decoder() -> onnx.ModelProto:
     neg_inf, pos_inf = g.const("neg_inf", np.array(-np.inf)), g.const("pos_inf", np.array(np.inf))
 
     # Points: one ignored point appended (label -10) so the point axis is never empty.
-    pts = _append_along(g, points, np.zeros((1, 1, 1, 2), np.float32), axis=2)  # [B,P,N+1,2]
-    labs = _append_along(g, labels, np.full((1, 1, 1), LABEL_PROCESSOR_PAD, np.int64), axis=2)  # [B,Pl,N+1]
+    pts = append_along(g, points, np.zeros((1, 1, 1, 2), np.float32), axis=2)  # [B,P,N+1,2]
+    labs = append_along(g, labels, np.full((1, 1, 1), LABEL_PROCESSOR_PAD, np.int64), axis=2)  # [B,Pl,N+1]
     cells = g.op("Div", g.op("Add", pts, shift), g.const("cell", np.array(CELL_SIZE, np.float32)))
     cells = g.op("Clip", g.op("Floor", cells), g.const("lo", np.array(0.0, np.float32)),
                  g.const("hi", np.array(LOWRES_SIZE - 1, np.float32)))
@@ -238,11 +171,11 @@ def build_decoder() -> onnx.ModelProto:
                g.op("Where", has_box, big, minus_big))
     neg = g.op("Where", per_prompt(g.op("Greater", neg_count, zero)), g.op("Mul", scale, neg_best), big)
 
-    bxs = _append_along(g, boxes, np.zeros((1, 1, 4), np.float32), axis=1)
+    bxs = append_along(g, boxes, np.zeros((1, 1, 4), np.float32), axis=1)
     kept = g.op("Max", num_boxes, g.ints("one", 1))
     bxs = g.op("Slice", bxs, g.ints("start", 0), kept, g.ints("axis", 1))
     bxs = g.op("Add", g.op("Cast", bxs, to=TensorProto.DOUBLE), g.const("shift64", np.array(PIXEL_CENTRE_SHIFT)))
-    x0, y0, x1, y1 = (_coordinate(g, bxs, i, rank_after=4) for i in range(4))
+    x0, y0, x1, y1 = (coordinate(g, bxs, i, rank_after=4) for i in range(4))
     inside_x = g.op("Min", g.op("Sub", grid_x, x0), g.op("Sub", x1, grid_x))
     inside_y = g.op("Min", g.op("Sub", grid_y, y0), g.op("Sub", y1, grid_y))
     box = g.op("Where", has_box, g.op("Min", inside_x, inside_y), big)
@@ -261,7 +194,7 @@ def build_decoder() -> onnx.ModelProto:
         helper.make_tensor_value_info("input_points", TensorProto.FLOAT, [BATCH_DIM, POINT_BATCH_DIM, NUM_POINTS_DIM, 2]),
         helper.make_tensor_value_info("input_labels", TensorProto.INT64, [BATCH_DIM, POINT_BATCH_DIM, NUM_POINTS_DIM]),
         helper.make_tensor_value_info("input_boxes", TensorProto.FLOAT, [BATCH_DIM, NUM_BOXES_DIM, 4]),
-        *_embedding_value_infos(),
+        *embedding_value_infos(),
     ]
     names = dict(zip(DECODER_OUTPUTS, ([BATCH_DIM, NUM_MASKS_DIM, NUM_CANDIDATES],
                                        [BATCH_DIM, NUM_MASKS_DIM, NUM_CANDIDATES, LOWRES_SIZE, LOWRES_SIZE],
