@@ -45,13 +45,15 @@ COLUMNS = ("variant", "encoder ms", "upload-to-ready ms", "bare ORT fp32 ms", "e
            "CPU time: upload / bare", "target <= 0.45")
 
 
-def bare_encoder(encoder: Path, threads: int | None = None):
-    """One bare onnxruntime fp32 encoder run (default session options: what bench-model.md measured)."""
+def bare_encoder(encoder: Path, threads: int | None = None, options=None):
+    """One bare onnxruntime fp32 encoder run (default session options: what bench-model.md measured; or
+    ``options``, an ``onnxruntime.SessionOptions``, e.g. the app's :func:`sam_onnx.session.session_options`)."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    if threads:  # same thread count as the variants when --threads is given
-        options.intra_op_num_threads = threads
+    if options is None:
+        options = ort.SessionOptions()
+        if threads:  # same thread count as the variants when --threads is given
+            options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(encoder), sess_options=options, providers=["CPUExecutionProvider"])
     pixels = np.random.default_rng(0).standard_normal((1, 3, 1024, 1024), dtype=np.float32)
     session.run(None, {"pixel_values": pixels})  # warm-up

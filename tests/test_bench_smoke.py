@@ -169,8 +169,10 @@ def test_intake_benchmark_times_shown_and_ready_against_bare(analytic_dir, photo
                               str(photos), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert len(result["samples"]) == 2
-    assert all(s["ready"] >= s["shown"] > 0 and s["bare"] > 0 for s in result["samples"])
-    assert "upload -> ready" in capsys.readouterr().out
+    assert all(s["ready"] >= s["shown"] > 0 and s["bare"] > 0 and s["bare app options"] > 0
+               for s in result["samples"])
+    out = capsys.readouterr().out
+    assert "upload -> ready" in out and "bare with the app's session options" in out
 
 
 @SLOW
