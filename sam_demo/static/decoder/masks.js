@@ -86,15 +86,20 @@ export function maskCrop(logits, h, w, outHW, inside = null) {
   const lastCol = cols.i1[colStop - 1];
   const band = lastCol - firstCol + 1;
   const f = Math.fround;
-  // Per output column of the crop: its two cells in the row band and its float32 weight.
+  // Per output column of the crop: its two cells in the row band and its float32 weight; columns reading the same
+  // two cells form a run (about outW / w columns each).
   const left = new Int32Array(width), right = new Int32Array(width), weight = new Float32Array(width);
+  const runStart = [0];
   let weightsBelowOne = true;
   for (let c = 0; c < width; c++) {
     left[c] = cols.i0[colStart + c] - firstCol;
     right[c] = cols.i1[colStart + c] - firstCol;
     weight[c] = cols.w[colStart + c];
     if (!(weight[c] < 1)) weightsBelowOne = false;
+    if (c && (left[c] !== left[c - 1] || right[c] !== right[c - 1])) runStart.push(c);
   }
+  runStart.push(width);
+  const runs = runStart.length - 1;
   const out = new Out(height * width);
   const rowValues = new Float32Array(band);
   let area = 0;
@@ -108,16 +113,21 @@ export function maskCrop(logits, h, w, outHW, inside = null) {
       rowValues[k] = f(a + f(f(logits[bottom + k] - a) * wr));
     }
     const at = r * width;
-    for (let c = 0; c < width; c++) {
-      const a = rowValues[left[c]], b = rowValues[right[c]];
-      // Exact shortcuts of the float32 interpolation below: between two values <= 0 it is <= 0 (or NaN); between
-      // two finite values > 0 with a weight < 1 it is > 0 (a + (b - a) * w rounds to no less than the smaller).
+    for (let run = 0; run < runs; run++) {
+      const c0 = runStart[run], c1 = runStart[run + 1];
+      const a = rowValues[left[c0]], b = rowValues[right[c0]];
+      // Exact shortcuts of the float32 interpolation: between two values <= 0 it is <= 0 (or NaN); between two
+      // finite values > 0 with a weight < 1 it is > 0 (a + (b - a) * w rounds to no less than the smaller).
       if (a <= 0 && b <= 0) continue;
-      if (!(weightsBelowOne && a > 0 && b > 0 && a < Infinity && b < Infinity)) {
-        if (!(f(a + f(f(b - a) * weight[c])) > MASK_THRESHOLD)) continue;
+      if (weightsBelowOne && a > 0 && b > 0 && a < Infinity && b < Infinity) {
+        out.fill(value, at + c0, at + c1);
+        area += c1 - c0;
+        continue;
       }
-      out[at + c] = value;
-      area++;
+      const d = f(b - a);
+      for (let c = c0; c < c1; c++) {
+        if (f(a + f(d * weight[c])) > MASK_THRESHOLD) { out[at + c] = value; area++; }
+      }
     }
   }
   return { row0: rowStart, col0: colStart, height, width, [field]: out, area };
