@@ -108,10 +108,27 @@ function packedColour(colour) {
   return new Uint32Array(bytes.buffer)[0];
 }
 
-/** The painted crop (maskCrop's `pixels`) as an ImageBitmap: made here, so the page's thread only draws it. */
+let easel = null; // an OffscreenCanvas kept between previews (a pointer moving over one object: same crop size)
+
+/**
+ * The painted crop (maskCrop's `pixels`) as an ImageBitmap, made here so the page's thread only draws it:
+ * written into an OffscreenCanvas and transferred out of it, synchronously (createImageBitmap is a promise that
+ * settles in a later task of this worker).
+ */
 function bitmapOf(crop) {
-  if (!crop.width) return createImageBitmap(new ImageData(1, 1));
-  return createImageBitmap(new ImageData(new Uint8ClampedArray(crop.pixels.buffer), crop.width, crop.height));
+  const width = Math.max(1, crop.width), height = Math.max(1, crop.height);
+  if (typeof OffscreenCanvas !== 'function') { // an older browser: the promise
+    return createImageBitmap(crop.width ? new ImageData(new Uint8ClampedArray(crop.pixels.buffer), width, height)
+      : new ImageData(1, 1));
+  }
+  if (!easel) easel = new OffscreenCanvas(width, height);
+  if (easel.width !== width || easel.height !== height) {
+    easel.width = width;
+    easel.height = height;
+  }
+  const g = easel.getContext('2d');
+  if (crop.width) g.putImageData(new ImageData(new Uint8ClampedArray(crop.pixels.buffer), width, height), 0, 0);
+  return easel.transferToImageBitmap(); // leaves the canvas blank (transparent) for the next one
 }
 
 /** Now in epoch ms: the worker's and the page's performance clocks have different origins. */
