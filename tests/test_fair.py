@@ -185,14 +185,15 @@ def test_a_turn_whose_work_raises_releases_its_slot_and_the_next_owner_starts_at
         except RuntimeError:
             failed.append(who)
 
-    for k, held in enumerate(holding):
-        _run(hold_then_fail, f"holder{k}", held)
+    holders = [_run(hold_then_fail, f"holder{k}", held) for k, held in enumerate(holding)]
     assert all(held.wait(HANDOVER_S) for held in holding)  # every slot taken
     waiters = [_takes_a_turn(gate, f"waiter{k}") for k in range(slots + 1)]
     _wait_for_waiting(gate, slots + 1)
     assert not any(got.is_set() for got in waiters)
     release.set()  # every holder raises inside its turn
     assert all(got.wait(HANDOVER_S) for got in waiters), "a slot of a failed turn was never handed over"
+    for holder in holders:  # a holder's slot is free before its except clause has run: wait for the clause
+        holder.join(HANDOVER_S)
     assert len(failed) == slots
     assert all(got.wait(HANDOVER_S) for got in [_takes_a_turn(gate, f"after{k}") for k in range(slots)])
     assert gate.waiting() == 0
