@@ -162,7 +162,7 @@ CHANGES = {
 
 
 def _path(ctx) -> Path:
-    key = auto.decision_key(ctx["source"], ctx["candidates"], decoder=ctx["decoder"], agreement=ctx["agreement"],
+    key = auto.decision_key(ctx["source"], ctx["candidates"], decoder_path=ctx["decoder"], agreement=ctx["agreement"],
                             min_speedup=ctx["min_speedup"])
     return auto.decision_path(ctx["tmp"] / "cache", key)
 
@@ -183,14 +183,14 @@ def test_every_component_of_the_decision_key_changes_it(analytic_dir, tmp_path, 
 def test_a_stored_decision_is_reused_on_the_same_machine_and_checked_again_on_other_cpu_flags(
         analytic_dir, tmp_path, cpu, versions, analytic_decode):
     decode = decoder_that_alters(analytic_decode, None, "mask")
-    _, first = _choose(analytic_dir, tmp_path, decode, decoder=analytic_dir / "decoder.onnx")
+    _, first = _choose(analytic_dir, tmp_path, decode, decoder_path=analytic_dir / "decoder.onnx")
     assert not first.from_cache
-    _, again = _choose(analytic_dir, tmp_path, decode, decoder=analytic_dir / "decoder.onnx")
+    _, again = _choose(analytic_dir, tmp_path, decode, decoder_path=analytic_dir / "decoder.onnx")
     assert again.from_cache and again.chosen == first.chosen
     cpu["flags"] += " amx_tile"  # the same model name on a CPU that has other instructions
-    _, other_cpu = _choose(analytic_dir, tmp_path, decode, decoder=analytic_dir / "decoder.onnx")
+    _, other_cpu = _choose(analytic_dir, tmp_path, decode, decoder_path=analytic_dir / "decoder.onnx")
     assert not other_cpu.from_cache
     versions["openvino"] = "2027.0.0"
-    _, other_package = _choose(analytic_dir, tmp_path, decode, decoder=analytic_dir / "decoder.onnx")
+    _, other_package = _choose(analytic_dir, tmp_path, decode, decoder_path=analytic_dir / "decoder.onnx")
     assert not other_package.from_cache
     assert len(list((tmp_path / "auto").glob("*.json"))) == 3

@@ -72,7 +72,7 @@ def setup(analytic_dir, tmp_path):
     source = EncoderSource(analytic_dir / "encoder.onnx", tmp_path / "cache", threads=1)
     decoder, _ = mask_decoder.load_decoder(analytic_dir / "decoder.onnx", threads=1)
     encoder, decision = auto.choose(source, lambda *a: pytest.fail("no check at the start"),
-                                    decoder=analytic_dir / "decoder.onnx", table=table, later=True)
+                                    decoder_path=analytic_dir / "decoder.onnx", table=table, later=True)
     assert decision.pending is not None and encoder.name == FP32 and decision.summary().startswith("auto: fp32")
     service = SegmentationService(Sam2Predictor(encoder, decoder, threads=1, decision=decision))
 

@@ -327,7 +327,7 @@ def test_stored_decision_that_no_longer_loads_or_is_damaged_means_a_new_check(tm
 
 def test_decision_key_names_model_cpu_threads_packages_and_thresholds(tmp_path, analytic_dir):
     key = auto.decision_key(_source(analytic_dir / "encoder.onnx", tmp_path), ["int8"],
-                            decoder=analytic_dir / "decoder.onnx")
+                            decoder_path=analytic_dir / "decoder.onnx")
     assert len(key["encoder"]) == 64 and len(key["decoder"]) == 64
     assert key["cpu"]["model"] and len(key["cpu"]["flags"]) == 16
     assert key["threads"] == 1 and key["packages"]["onnxruntime"]

@@ -258,13 +258,13 @@ def cpu_identity() -> dict[str, str]:
     return {"model": model, "flags": hashlib.sha256(flags.encode()).hexdigest()[:16]}
 
 
-def decision_key(source: EncoderSource, candidates: Sequence[str], *, decoder: Path | None = None,
+def decision_key(source: EncoderSource, candidates: Sequence[str], *, decoder_path: Path | None = None,
                  agreement: Agreement = AGREEMENT, min_speedup: float = MIN_SPEEDUP) -> dict[str, object]:
     """Everything a stored decision depends on (JSON-serialisable)."""
     return {
         "format": DECISION_FORMAT,
         "encoder": model_fingerprint(source.encoder_path),
-        "decoder": model_fingerprint(decoder) if decoder is not None else None,
+        "decoder": model_fingerprint(decoder_path) if decoder_path is not None else None,
         "fp16_encoder": model_fingerprint(source.fp16_encoder_path) if source.fp16_encoder_path is not None else None,
         "cpu": cpu_identity(),
         "threads": source.threads,
@@ -312,7 +312,7 @@ def save_decision(path: Path, decision: Decision) -> None:
 
 
 # ---------------------------------------------------------------------------- the check
-def choose(source: EncoderSource, decode_many: Decode, *, decoder: Path | None = None,
+def choose(source: EncoderSource, decode_many: Decode, *, decoder_path: Path | None = None,
            table: Mapping[str, Variant] | None = None, candidates: Sequence[str] | None = None,
            runs: int = TIMED_RUNS, use_cache: bool = True, agreement: Agreement = AGREEMENT,
            min_speedup: float = MIN_SPEEDUP, later: bool = False) -> tuple[ImageEncoder, Decision]:
@@ -321,7 +321,7 @@ def choose(source: EncoderSource, decode_many: Decode, *, decoder: Path | None =
     Args:
         source: the model and the machine's settings.
         decode_many: decodes prompts from an embedding (the predictor's decoder); called only by a check.
-        decoder: the decoder file, for the decision key.
+        decoder_path: the decoder file, for the decision key.
         table: variants by name (default: every registered variant).
         candidates: names to try against fp32 (default: every ``auto_candidate``).
         runs: timed runs per encoder (after a warm-up).
@@ -338,7 +338,7 @@ def choose(source: EncoderSource, decode_many: Decode, *, decoder: Path | None =
     table = _table(table)
     if candidates is None:
         candidates = [name for name, v in table.items() if v.auto_candidate and name != FP32]
-    key = decision_key(source, candidates, decoder=decoder, agreement=agreement, min_speedup=min_speedup)
+    key = decision_key(source, candidates, decoder_path=decoder_path, agreement=agreement, min_speedup=min_speedup)
     check = Check(source, tuple(candidates), key, decision_path(source.cache_dir, key), use_cache, runs, agreement,
                   min_speedup)
     if use_cache and (stored := load_decision(check.stored_at, key)) is not None:

@@ -105,7 +105,7 @@ def load_image_encoder(variant: str | None, encoder_path: str | os.PathLike, *,
             raise ModelLoadError("The auto encoder check needs the decoder file (decoder_path).")
         if decode_many is None:
             decode_many = decoder_on_demand(decoder_path, providers=providers, threads=source.threads)
-        return auto.choose(source, decode_many, decoder=Path(decoder_path), later=check_later)
+        return auto.choose(source, decode_many, decoder_path=Path(decoder_path), later=check_later)
     try:
         return load_encoder(variant, source), None
     except EncoderUnavailable as exc:
