@@ -253,9 +253,10 @@ def test_E10_a_hung_encoder_does_not_stop_the_other_queues(work, served, faults)
         watch.wait_for(stuck.session_hash)  # the encoder hangs on that upload now
         for k in range(5):
             outcome = work.session.click(20 + 10 * k, 100)
-            # A click costs milliseconds on the analytic models (under 0.5 s beside two CPU burners); one that
-            # waited for the hung encoder would wait for its 30 s limit.
-            assert outcome.ok and outcome.seconds < 2.0, outcome
+            # A click costs milliseconds on the analytic models; one that waited for the hung encoder would wait
+            # out its 30 s limit and find it ended (the check below). No wall-clock bound: CI at load 12 once took
+            # 1.1 s for a click that did not wait (D3).
+            assert outcome.ok, outcome
         assert work.session.http.get("/config").status_code == 200
         assert work.session.call("undo", [0.5, True]).ok
         assert not watch.done[stuck.session_hash], "the encoder came back before the checks: nothing was measured"
