@@ -18,6 +18,13 @@ The demo serves the page's own decoder, as the app does; its live previews are t
 (the per-browser toggle, set by an init script) so the pixel checks see the server's picture only.
 tests/browser/test_live_preview.py turns them on.
 
+Each test gets a new page (a new tab: a new Gradio session, no page state, listeners, routes or network
+emulation of an earlier test) in a browser context shared by the tests on the same server with the same
+screen (``contexts``): its HTTP and code caches make a page open in about half the time of a new context's.
+What a context would carry from one test to the next is reset: the site's localStorage is cleared when a tab
+loads its first document (``FRESH_TAB_JS``), cookies and granted permissions when a test ends. Tests about
+what a first visit downloads or what a browser remembers (test_live_preview.py) keep a context of their own.
+
 Screenshots of key states go to ``artifacts/screenshots/<test>_<state>.png`` at
 the repository root (git-ignored); a failing test also saves ``<test>_failure.png``.
 """
@@ -48,6 +55,11 @@ PREVIEWS_OFF_JS = "localStorage.setItem('sam-live-preview', 'off');"
 without it has previews on, as a first visit does."""
 NO_WASM_JS = "Object.defineProperty(globalThis, 'WebAssembly', {value: undefined, configurable: true});"
 """Init script: a browser without WebAssembly."""
+FRESH_TAB_JS = """if (!sessionStorage.getItem('sam-test-tab')) {
+  localStorage.clear(); sessionStorage.setItem('sam-test-tab', '1'); }"""
+"""Init script of a shared context: the first document of each tab (sessionStorage is per tab and survives its
+reloads) starts with an empty localStorage (the brush size, the preview toggle), as in a new context; a reload
+within the test keeps what the test stored, as a browser does."""
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 INSTALL_HINT = ("browser tests skipped: install Chromium (apt-get install chromium) and "
                 "`pip install -r requirements-test.txt`")
@@ -182,16 +194,45 @@ def pytest_runtest_makereport(item, call):
         item.browser_failed = report.failed
 
 
-def _open(request, browser, demo_url, screenshots, options: dict, touch: bool, previews: bool = False):
-    name = request.node.name.replace("[", "_").replace("]", "").replace("/", "_")
-    for old in screenshots.glob(f"{name}_*.png"):
-        old.unlink()
+def _new_context(browser, options: dict, previews: bool, shared: bool = False):
+    """A browser context with the tests' timeout and init scripts (see the module docstring)."""
     context = browser.new_context(**options)
     context.set_default_timeout(TIMEOUT_MS)
+    if shared:
+        context.add_init_script(FRESH_TAB_JS)
     if os.environ.get(NO_WASM_ENV) == "1":
         context.add_init_script(NO_WASM_JS)
     elif not previews:
         context.add_init_script(PREVIEWS_OFF_JS)
+    return context
+
+
+@pytest.fixture(scope="session")
+def contexts(browser):
+    """``get(url, options)``: the shared context for pages on the server at ``url`` with the screen ``options``
+    (live previews off), made on first use and closed at the end of the run."""
+    made: dict[tuple, object] = {}
+
+    def get(url: str, options: dict):
+        key = (url, repr(sorted(options.items())))
+        if key not in made:
+            made[key] = _new_context(browser, options, previews=False, shared=True)
+        return made[key]
+
+    yield get
+    for context in made.values():
+        context.close()
+
+
+def _open(request, browser, demo_url, screenshots, options: dict, touch: bool, previews: bool = False,
+          contexts=None):
+    """Yields a DemoPage open on ``demo_url`` in a new tab: in the shared context of ``contexts`` when given
+    (previews off), else in a context of its own, closed after the test."""
+    name = request.node.name.replace("[", "_").replace("]", "").replace("/", "_")
+    for old in screenshots.glob(f"{name}_*.png"):
+        old.unlink()
+    shared = contexts is not None and not previews
+    context = contexts(demo_url, options) if shared else _new_context(browser, options, previews)
     demo = DemoPage(context.new_page(), demo_url, screenshots, name, touch=touch)
     try:
         yield demo.open()
@@ -200,7 +241,12 @@ def _open(request, browser, demo_url, screenshots, options: dict, touch: bool, p
         elif os.environ.get(NO_WASM_ENV) == "1":
             _check_no_wasm_notice(demo.page)
     finally:
-        context.close()
+        if shared:
+            demo.page.close()
+            context.clear_cookies()
+            context.clear_permissions()
+        else:
+            context.close()
 
 
 NO_WASM_NOTICE = ("Live previews are off: this browser has no WebAssembly. Clicks work as usual (the server draws "
@@ -223,27 +269,27 @@ def _check_no_wasm_notice(page) -> None:
 
 
 @pytest.fixture
-def desktop(request, browser, demo_url, screenshots):
-    """A fresh session in a 1440x1000 desktop page, driven with the mouse and keyboard."""
-    yield from _open(request, browser, demo_url, screenshots, DESKTOP, touch=False)
+def desktop(request, browser, demo_url, screenshots, contexts):
+    """A new session in a new 1440x1000 desktop page, driven with the mouse and keyboard."""
+    yield from _open(request, browser, demo_url, screenshots, DESKTOP, touch=False, contexts=contexts)
 
 
 @pytest.fixture
-def real_graph_desktop(request, browser, fixture_demo_url, screenshots):
+def real_graph_desktop(request, browser, fixture_demo_url, screenshots, contexts):
     """A desktop page on the demo that runs the reduced real-architecture model."""
-    yield from _open(request, browser, fixture_demo_url, screenshots, DESKTOP, touch=False)
+    yield from _open(request, browser, fixture_demo_url, screenshots, DESKTOP, touch=False, contexts=contexts)
 
 
 @pytest.fixture
-def laptop(request, browser, demo_url, screenshots):
+def laptop(request, browser, demo_url, screenshots, contexts):
     """A fresh session in a 1366x900 page (mouse and keyboard)."""
-    yield from _open(request, browser, demo_url, screenshots, LAPTOP, touch=False)
+    yield from _open(request, browser, demo_url, screenshots, LAPTOP, touch=False, contexts=contexts)
 
 
 @pytest.fixture
-def phone(request, browser, demo_url, screenshots):
+def phone(request, browser, demo_url, screenshots, contexts):
     """A fresh session in a 390x844 phone page with touch input (taps, no mouse)."""
-    yield from _open(request, browser, demo_url, screenshots, PHONE, touch=True)
+    yield from _open(request, browser, demo_url, screenshots, PHONE, touch=True, contexts=contexts)
 
 
 # ---------------------------------------------------------------------------- test pictures
