@@ -32,7 +32,15 @@ time stamp to the frame painted after its preview was handed to the view; the po
 so this is the latency, not the throughput), and **click -> first mask painted** (the page's instant paint or
 the server's scene, whichever is painted first; the pointer hovered the point first, as a hand does). The
 report checks the issue's targets: preview p50 <= floor + 40 ms and p95 <= 2 x floor; click first-mask p50 no
-slower than the server-only path.
+slower than the server-only path. It also breaks each preview down by stage, from marks the page and its worker
+record (``STAGES``: pointer event, asked, posted, worker received, feeds built, ``session.run`` done, mask cropped,
+bitmap made, result posted, received, handed to the view, frame drawn, frame painted), and reports the
+**overhead**: move -> painted minus that decode's own ``session.run``, i.e. what the page adds to the floor, free
+of the run's own spread on a shared machine. The script waits for each preview on a promise, not by polling every
+animation frame (which would keep the page rendering on the CPUs the decoder needs).
+
+``--ab-rev REV`` measures previews only, A/B: two pages on one server, A served the page's scripts (view and
+decoder modules) as they are at git revision REV, B this checkout's, moves interleaved at the same positions.
 
 Run from the repository root (needs Debian's ``chromium`` and the
 ``playwright`` Python package; no ``playwright install``)::
@@ -40,6 +48,7 @@ Run from the repository root (needs Debian's ``chromium`` and the
     python -m bench.bench_browser                      # stand-in model, 12 MP JPEG, 30 clicks
     python -m bench.bench_browser --model-dir DIR --clicks 50 --photo-mp 1
     python -m bench.bench_browser --page-decoder --clicks 20 --moves 50   # + the page's own decoder
+    python -m bench.bench_browser --ab-rev main --threads off --moves 40  # previews: main's scripts vs this checkout
 """
 
 from __future__ import annotations
@@ -135,7 +144,14 @@ LIVE = "document.querySelector('#display').samView.livePreview"
 PREVIEW_INSTRUMENT_JS = f"""
 () => {{
   const b = window.__bench, view = document.querySelector('#display').samView;
-  b.moves = []; b.previews = []; b.instants = [];
+  b.moves = []; b.previews = []; b.instants = []; b.previewWaiters = [];
+  // Resolves once more than n previews are painted: the script waits on this instead of polling every animation
+  // frame (wait_for_function), which would keep the page rendering frames on the CPUs the decoder needs.
+  b.waitPreview = (n, ms) => new Promise((resolve, reject) => {{
+    if (b.previews.length > n) {{ resolve(); return; }}
+    b.previewWaiters.push({{n, resolve}});
+    setTimeout(() => reject(new Error(`no preview painted within ${{ms}} ms`)), ms);
+  }});
   view.canvas.addEventListener('pointermove', (e) => b.moves.push(e.timeStamp), true);
   // A preview's stage marks on this page's clock (worker.js marks are epoch ms): see STAGES.
   const marks = (d) => {{
@@ -150,7 +166,12 @@ PREVIEW_INSTRUMENT_JS = f"""
   const painted = (list, detail, stages) => requestAnimationFrame(() => {{
     const at = stages ? stages(detail) : null;
     const channel = new MessageChannel();
-    channel.port1.onmessage = () => list.push({{x: detail.x, y: detail.y, painted: performance.now(), marks: at}});
+    channel.port1.onmessage = () => {{
+      list.push({{x: detail.x, y: detail.y, painted: performance.now(), marks: at}});
+      const due = b.previewWaiters.filter((w) => b.previews.length > w.n);
+      b.previewWaiters = b.previewWaiters.filter((w) => !due.includes(w));
+      for (const w of due) w.resolve();
+    }};
     channel.port2.postMessage(null);
   }});
   view.element.addEventListener('sam-preview', (e) => painted(b.previews, e.detail, marks));
@@ -225,6 +246,11 @@ def stop_app(proc: subprocess.Popen) -> None:
 def _wait_paints(page, count: int, timeout_ms: int) -> dict[str, Any]:
     page.wait_for_function("(n) => window.__bench.paints.length > n", arg=count, timeout=timeout_ms)
     return page.evaluate("() => window.__bench.paints[window.__bench.paints.length - 1]")
+
+
+def _wait_preview(page, count: int) -> None:
+    """Until more than ``count`` previews are painted (PREVIEW_INSTRUMENT_JS's waitPreview: no polling)."""
+    page.evaluate("([n, ms]) => window.__bench.waitPreview(n, ms)", [count, PAINT_TIMEOUT_MS])
 
 
 def _image_box(page) -> dict[str, float]:
@@ -382,7 +408,7 @@ def _one_move(page, rng_point: tuple[float, float]) -> tuple[float, dict[str, An
     x, y = box["left"] + rng_point[0] * box["width"], box["top"] + rng_point[1] * box["height"]
     before = page.evaluate("() => window.__bench.previews.length")
     page.mouse.move(x, y)
-    page.wait_for_function("(n) => window.__bench.previews.length > n", arg=before, timeout=PAINT_TIMEOUT_MS)
+    _wait_preview(page, before)
     moved, shown = page.evaluate("(n) => [window.__bench.moves[window.__bench.moves.length - 1], "
                                  "window.__bench.previews[window.__bench.previews.length - 1]]", before)
     marks = {**shown["marks"], "move": moved, "painted": shown["painted"]} if shown.get("marks") else {}
@@ -475,7 +501,7 @@ def _page_decoder_setting(browser, url: str, photo: Path, args, threads_on: bool
         x, y = _click_point(box, rng)
         before = page.evaluate("() => [window.__bench.moves.length, window.__bench.previews.length]")
         page.mouse.move(x, y)
-        page.wait_for_function("(n) => window.__bench.previews.length > n", arg=before[1], timeout=PAINT_TIMEOUT_MS)
+        _wait_preview(page, before[1])
         moved, shown = page.evaluate("(n) => [window.__bench.moves[window.__bench.moves.length - 1], "
                                      "window.__bench.previews[window.__bench.previews.length - 1]]", before[1])
         if k >= args.warmup:
@@ -497,7 +523,7 @@ def _page_decoder_setting(browser, url: str, photo: Path, args, threads_on: bool
         x, y = _click_point(box, rng)
         n_prev = page.evaluate("() => window.__bench.previews.length")
         page.mouse.move(x, y)  # a hand hovers the point before it clicks: its preview is on screen
-        page.wait_for_function("(n) => window.__bench.previews.length > n", arg=n_prev, timeout=PAINT_TIMEOUT_MS)
+        _wait_preview(page, n_prev)
         page.wait_for_timeout(SETTLE_MS)
         paints, instants, clicks = page.evaluate("() => [window.__bench.paints.length, window.__bench.instants.length,"
                                                  " window.__bench.clicks.length]")

@@ -101,6 +101,23 @@ def test_browser_benchmark(analytic_dir, photos, tmp_path):
 
 
 @SLOW
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
+def test_browser_benchmark_breaks_a_preview_down_by_stage(analytic_dir, photos, tmp_path):
+    """--ab-rev: both pages preview, and every stage of each preview has its marks (page and worker)."""
+    pytest.importorskip("playwright")
+    out = tmp_path / "ab.json"
+    subprocess.run([sys.executable, "-m", "bench.bench_browser", "--model-dir", str(analytic_dir), "--ab-rev", "HEAD",
+                    "--threads", "off", "--moves", "2", "--warmup", "0", "--photo-mp", "0.3", "--photos", str(photos),
+                    "--json", str(out)], check=True, timeout=600, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    (setting,) = json.loads(out.read_text())["ab"]
+    for name in ("A", "B"):
+        assert len(setting[name]["preview"]) == 2 and len(setting[name]["floor"]) == 2
+        stages = setting[name]["preview stages"]
+        assert [row["n"] for row in stages] == [2] * len(stages), stages
+        assert 0 < setting[name]["overhead p50"] < setting[name]["preview p50"]
+
+
+@SLOW
 def test_fairness_limits_and_estimate_benchmarks(analytic_dir, tmp_path):
     from bench import bench_estimate, bench_fairness, bench_limits
 
