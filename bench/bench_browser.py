@@ -660,9 +660,9 @@ def page_decoder_report(result: dict[str, Any]) -> str:
             breakdowns += ["", f"pointer move -> preview painted by stage, threads {'on' if s['threads_on'] else 'off'}"
                            f" (floor p50 {s['floor p50']:.1f} ms, preview p50 {s['preview p50']:.1f} ms):",
                            common.table(s["preview stages"], ("stage", "n", "p10", "p50", "p95", "mean"), 1)]
-    return "\n".join([common.table(rows, ("setting", "floor p50", "floor p95", "preview p50", "preview p95",
-                                           "overhead p50", "first mask p50", "first mask p90", "scene p50"), 1), *verdicts,
-                      *breakdowns])
+    columns = ("setting", "floor p50", "floor p95", "preview p50", "preview p95", "overhead p50", "first mask p50",
+               "first mask p90", "scene p50")
+    return "\n".join([common.table(rows, columns, 1), *verdicts, *breakdowns])
 
 
 def main(argv=None) -> int:
