@@ -26,7 +26,7 @@ from tests import analytic_models as am
 from tests.browser.conftest import BIG_HW, WIDE_HW
 from tests.browser.pixels import blend, colour
 from tests.browser.test_prompts import EXCLUDE, INCLUDE, click, start
-from tests.browser.ui import DemoPage, ViewBox
+from tests.browser.ui import MODE_LABELS, DemoPage, ViewBox
 from tests.test_strokes import brute_force
 
 pytestmark = pytest.mark.browser
@@ -236,6 +236,15 @@ def touch(page: DemoPage, kind: str, points: list[tuple[float, float]]) -> None:
         {"x": x, "y": y, "id": k} for k, (x, y) in enumerate(points)]})
 
 
+def choose_tool(page: DemoPage, mode: str) -> None:
+    """Choose the brush or the eraser on the mode radio and wait until the view has switched to it: the plugin
+    follows the radio one task after its input event (brush.js ``sync``), so a stroke started as soon as the radio
+    is checked could still meet the previous mode (a tap at load average 8 did). Then its control names the tool."""
+    page.set_mode(mode)
+    page.page.wait_for_function("mode => document.querySelector('#display').samView.mode === mode", arg=mode)
+    assert page.page.locator("#display .sam-brush span").text_content() == MODE_LABELS[mode]
+
+
 def finger_stroke(page: DemoPage, path: list[tuple[int, int]]) -> tuple[ViewBox, list[tuple[int, int]]]:
     """One finger down at original pixel ``path[0]``, through the others, up (as :func:`mouse_stroke`)."""
     box = page.view_box()
@@ -254,12 +263,11 @@ def test_touch_one_finger_paints_and_erases_two_fingers_still_zoom(phone, pictur
     phone.upload(pictures["wide"], hw)
     tapped = phone.click_image(352, 288).reported
     sent = track_strokes(phone)
-    phone.set_mode("brush")
+    choose_tool(phone, "brush")
     box, clients = finger_stroke(phone, [(250, 200), (300, 260), (420, 240)])
     assert box.s < 1, "control: the phone shows the picture scaled down, so CSS px are not original px"
     brush = expect_sent(sent, box, clients, SIZE_CSS, erase=False)
-    phone.set_mode("eraser")
-    assert phone.page.locator("#display .sam-brush span").text_content() == "Eraser"
+    choose_tool(phone, "eraser")
     box, clients = finger_stroke(phone, [(330, 280), (390, 300)])
     eraser = expect_sent(sent, box, clients, SIZE_CSS, erase=True)
     phone.screenshot("touch_strokes")
