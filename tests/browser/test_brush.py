@@ -26,7 +26,7 @@ from tests import analytic_models as am
 from tests.browser.conftest import BIG_HW, WIDE_HW
 from tests.browser.pixels import blend, colour
 from tests.browser.test_prompts import EXCLUDE, INCLUDE, click, start
-from tests.browser.ui import MODE_LABELS, DemoPage, ViewBox
+from tests.browser.ui import FINGER_REST_MS, MODE_LABELS, DemoPage, ViewBox
 from tests.test_strokes import brute_force
 
 pytestmark = pytest.mark.browser
@@ -253,6 +253,7 @@ def finger_stroke(page: DemoPage, path: list[tuple[int, int]]) -> tuple[ViewBox,
     touch(page, "touchStart", clients[:1])
     for c in clients[1:]:
         touch(page, "touchMove", [c])
+    page.page.wait_for_timeout(FINGER_REST_MS)
     touch(page, "touchEnd", [])
     page.wait_for_scene(before)
     return box, clients
@@ -277,6 +278,7 @@ def test_touch_one_finger_paints_and_erases_two_fingers_still_zoom(phone, pictur
     touch(phone, "touchStart", [(cx - 20, cy), (cx + 20, cy)])
     for k in range(1, 6):
         touch(phone, "touchMove", [(cx - 20 - 10 * k, cy), (cx + 20 + 10 * k, cy)])
+    phone.page.wait_for_timeout(FINGER_REST_MS)
     touch(phone, "touchEnd", [])
     phone.page.wait_for_timeout(300)
     assert phone.page.evaluate("() => document.querySelector('#display').samView.geometry.zoom") > 2

@@ -21,7 +21,7 @@ from sam_onnx.geometry import DisplayFrame
 from tests.browser.conftest import BIG_HW, PHONE_PHOTO_HW, WIDE_HW
 from tests.browser.pixels import ObjectPrompt, check_overlay
 from tests.browser.test_prompts import FRAME, INCLUDE, objects, start
-from tests.browser.ui import EXAMPLE_BUTTON, UPLOAD_INPUT, DemoPage
+from tests.browser.ui import EXAMPLE_BUTTON, FINGER_REST_MS, UPLOAD_INPUT, DemoPage
 
 pytestmark = pytest.mark.browser
 
@@ -132,6 +132,7 @@ def test_phone_pinch_zooms_and_a_tap_still_lands_exactly(phone, pictures):
     touch("touchStart", [(cx - 20, cy), (cx + 20, cy)])
     for k in range(1, 9):
         touch("touchMove", [(cx - 20 - 10 * k, cy), (cx + 20 + 10 * k, cy)])
+    phone.page.wait_for_timeout(FINGER_REST_MS)  # lifted at rest: a lift while moving is a fling, and the next tap stops it
     touch("touchEnd", [])
     zoom = phone.page.evaluate("() => document.querySelector('#display').samView.geometry.zoom")
     assert zoom == pytest.approx(5.0, rel=0.05), f"spreading two fingers from 40 to 200 px zooms 5x, got {zoom}"

@@ -43,6 +43,11 @@ OBJECT_ROWS = "#objects .obj-row"
 SELECTED_ROW = "#objects .obj-row.selected"
 EXAMPLE_BUTTON = "button.gallery-item:has(img[src$='/{name}'])"
 
+FINGER_REST_MS = 100
+"""A finger rests this long before it lifts, as a careful one does: Chromium takes a lift while moving (its velocity
+tracker assumes a pointer stopped after 40 ms) as a fling, and swallows the next tap to stop that fling; a tap on
+the Eraser button right after a quick stroke was lost that way in about 1 run in 3."""
+
 MODE_LABELS = {"include": "Include", "exclude": "Exclude", "box": "Box", "brush": "Brush", "eraser": "Eraser"}
 """Visible text of the mode radio choices (app.MODES)."""
 
