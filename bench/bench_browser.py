@@ -475,24 +475,13 @@ def ab_report(result: dict[str, Any]) -> str:
 
 def _page_decoder_setting(browser, url: str, photo: Path, args, threads_on: bool) -> dict[str, Any]:
     """One page-decoder setting in a fresh context: floor, preview latency over ``args.moves`` moves, clicks."""
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    if not threads_on:
-        page.route(url, _strip_isolation)
-    page.goto(url)
-    page.wait_for_selector("#input_image", timeout=60_000)
-    page.evaluate(INSTRUMENT_JS)
-    page.locator("#input_image input[type=file]").set_input_files(str(photo))
-    _wait_paints(page, 0, UPLOAD_TIMEOUT_MS)
-    info = page.evaluate(READY_JS)
+    context, page, info = _open_decoder_page(browser, url, photo, threads_on)
     if not isinstance(info, dict):
         context.close()
         return {"threads_on": threads_on, "error": str(info)}
-    page.evaluate(PREVIEW_INSTRUMENT_JS)
     # The floor is measured interleaved with the moves (one bare run after each move's preview is painted), so
     # on a shared machine both see the same load; the rest of --floor-runs follow the moves.
-    floor = []
-    page.evaluate(FLOOR_JS, 3)  # warm-up
+    floor = []  # (the page's decoder was warmed up by _open_decoder_page)
     rng = np.random.default_rng(args.seed + 1)
     preview = []
     stages: list[dict[str, float]] = []
