@@ -140,6 +140,7 @@ def test_mouse_brush_and_eraser_paint_exactly_undo_per_stroke_keep_on_click_and_
     events = desktop.track_events()
     desktop.page.keyboard.press("d")
     assert desktop.checked_mode() == "brush"
+    wait_for_view_mode(desktop, "brush")
     assert desktop.page.locator("#display .sam-brush").is_visible() and readout(desktop) == f"{SIZE_CSS} px"
     # an object without prompts cannot be painted: the server says so and the page stops drawing the stroke
     box = desktop.view_box()
@@ -156,8 +157,10 @@ def test_mouse_brush_and_eraser_paint_exactly_undo_per_stroke_keep_on_click_and_
     assert np.abs(left - base[100, 120].astype(int)).max() <= PREVIEW_TOLERANCE, (left, base[100, 120])
     del sent[:]
     desktop.page.keyboard.press("p")
+    wait_for_view_mode(desktop, None)
     click(desktop, 250, 190)
     desktop.page.keyboard.press("d")
+    wait_for_view_mode(desktop, "brush")
 
     strokes_before = events.count("ui_stroke")  # the refused stroke's
 
@@ -236,12 +239,18 @@ def touch(page: DemoPage, kind: str, points: list[tuple[float, float]]) -> None:
         {"x": x, "y": y, "id": k} for k, (x, y) in enumerate(points)]})
 
 
+def wait_for_view_mode(page: DemoPage, mode: str | None) -> None:
+    """Wait until the view's input mode is ``mode`` (None: the prompt modes): brush.js follows the mode radio one
+    task after its input event, so the radio can be checked before the view hands the pointer to the brush."""
+    page.page.wait_for_function("mode => document.querySelector('#display').samView.mode === mode", arg=mode)
+
+
 def choose_tool(page: DemoPage, mode: str) -> None:
     """Choose the brush or the eraser on the mode radio and wait until the view has switched to it: the plugin
     follows the radio one task after its input event (brush.js ``sync``), so a stroke started as soon as the radio
     is checked could still meet the previous mode (a tap at load average 8 did). Then its control names the tool."""
     page.set_mode(mode)
-    page.page.wait_for_function("mode => document.querySelector('#display').samView.mode === mode", arg=mode)
+    wait_for_view_mode(page, mode)
     assert page.page.locator("#display .sam-brush span").text_content() == MODE_LABELS[mode]
 
 
