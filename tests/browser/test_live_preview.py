@@ -39,7 +39,6 @@ PREVIEWED_JS = f"""async (n) => {{
 READY_JS = f"""async () => {{ for (let i = 0; i < 3000; i++) {{
     const p = {LIVE}; if (p && p.decoder && p.image) {{ await p.image.ready; return true; }}
     if (p && p.off) return p.off.reason; await new Promise((r) => setTimeout(r, 20)); }} return false; }}"""
-FRAME_JS = "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
 SNAPSHOT_JS = f"() => {VIEW}.snapshot()"
 
 
@@ -88,7 +87,7 @@ def _changed_by_preview(demo, before_leave) -> np.ndarray:
     natural = box.natural
     with_preview = _pixels(demo, natural)
     before_leave()
-    demo.page.evaluate(FRAME_JS)
+    demo.next_frame()
     assert demo.page.evaluate(f"() => [...{VIEW}.overlays.keys()]") == []
     without = _pixels(demo, natural)
     changed = (with_preview.astype(int) != without.astype(int)).any(axis=2)
@@ -181,7 +180,7 @@ def test_touch_and_hold_shows_the_preview_and_release_adds_the_point(live_phone,
     scene = demo.page.evaluate(f"() => {VIEW}.scene")
     assert scene["objects"][0]["points"] == [[x, y, 1]]  # the release committed exactly that point
     demo.page.evaluate(f"() => {LIVE}.onLeave()")
-    demo.page.evaluate(FRAME_JS)
+    demo.next_frame()
     assert demo.page.evaluate(f"() => [...{VIEW}.overlays.keys()]") == []
     # the held preview's pixels were the closed-form mask (snapshot: the phone's canvas is at 2 device px per CSS px)
     plain = _without_objects(demo)
@@ -267,11 +266,11 @@ def test_a_click_is_painted_by_the_page_first_and_replaced_by_the_servers_scene(
     live.page.mouse.click(*box.aim(x, y))
     painted = live.page.evaluate(f"() => [{VIEW}.layerOverrides.size, [...{VIEW}.overlays.keys()]]")
     assert painted == [1, []] and live.drawn() == before  # painted before the server answered
-    live.page.evaluate(FRAME_JS)
+    live.next_frame()
     instant = live.canvas_pixels()
     live.wait_for_scene(before)
     live.page.mouse.move(2, 2)  # away: no preview for a next click
-    live.page.evaluate(FRAME_JS)
+    live.next_frame()
     assert live.page.evaluate(f"() => [{VIEW}.layerOverrides.size, [...{VIEW}.overlays.keys()]]") == [0, []]
     server = live.canvas_pixels()
     assert live.page.evaluate(f"() => {LIVE}.stats.instantFromPreview") == 1
