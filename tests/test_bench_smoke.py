@@ -86,16 +86,20 @@ def test_ab_benchmarks(analytic_dir, photos, capsys):
     assert "load_image old" in printed and "beyond the encoder run" in printed
 
 
+def _run_bench_browser(analytic_dir, photos, out, *args: str) -> dict:
+    """``bench.bench_browser`` on the analytic models and a 0.3 MP photo, no warm-up, with ``args``: its JSON.
+    In its own process: Playwright's sync API refuses to start inside another test's event loop."""
+    subprocess.run([sys.executable, "-m", "bench.bench_browser", "--model-dir", str(analytic_dir), *args,
+                    "--warmup", "0", "--photo-mp", "0.3", "--photos", str(photos), "--json", str(out)],
+                   check=True, timeout=600, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return json.loads(out.read_text())
+
+
 @SLOW
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
 def test_browser_benchmark(analytic_dir, photos, tmp_path):
     pytest.importorskip("playwright")
-    out = tmp_path / "browser.json"
-    # In its own process: Playwright's sync API refuses to start inside another test's event loop.
-    subprocess.run([sys.executable, "-m", "bench.bench_browser", "--model-dir", str(analytic_dir), "--clicks", "2",
-                    "--warmup", "0", "--photo-mp", "0.3", "--photos", str(photos), "--json", str(out)],
-                   check=True, timeout=600, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    result = json.loads(out.read_text())
+    result = _run_bench_browser(analytic_dir, photos, tmp_path / "browser.json", "--clicks", "2")
     assert len(result["samples"]) == 2
     assert result["click to paint"]["p50"] > 0 and result["upload to ready ms"] > 0
 
@@ -105,11 +109,8 @@ def test_browser_benchmark(analytic_dir, photos, tmp_path):
 def test_browser_benchmark_breaks_a_preview_down_by_stage(analytic_dir, photos, tmp_path):
     """--ab-rev: both pages preview, and every stage of each preview has its marks (page and worker)."""
     pytest.importorskip("playwright")
-    out = tmp_path / "ab.json"
-    subprocess.run([sys.executable, "-m", "bench.bench_browser", "--model-dir", str(analytic_dir), "--ab-rev", "HEAD",
-                    "--threads", "off", "--moves", "2", "--warmup", "0", "--photo-mp", "0.3", "--photos", str(photos),
-                    "--json", str(out)], check=True, timeout=600, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    (setting,) = json.loads(out.read_text())["ab"]
+    (setting,) = _run_bench_browser(analytic_dir, photos, tmp_path / "ab.json", "--ab-rev", "HEAD", "--threads", "off",
+                                    "--moves", "2")["ab"]
     for name in ("A", "B"):
         assert len(setting[name]["preview"]) == 2 and len(setting[name]["floor"]) == 2
         stages = setting[name]["preview stages"]
