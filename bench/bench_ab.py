@@ -77,7 +77,7 @@ def display_copy_ab(args) -> None:
 
     def serial(path):
         rgb = load_image(path, limits=limits).rgb
-        svc.image_key(rgb)
+        svc.file_key(path)
         predictor.encode(rgb)
         view.display_images(rgb, DisplayFrame.fit(rgb.shape[:2], svc.DEFAULT_DISPLAY_SIDE))
 

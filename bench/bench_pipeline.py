@@ -66,9 +66,9 @@ def install_probes() -> common.Probe:
     probe.wrap(service, "load_upright", "read+decode")  # an upload (step 1)
     probe.wrap(service, "load_image", "read+decode")  # the image read again (exports, crops)
     probe.wrap(image.UprightImage, "upright", "EXIF")
-    probe.wrap(service, "image_key", "hash")
+    probe.wrap(service, "file_key", "hash")
     probe.wrap(predictor, "preprocess_image", "preprocess")  # Sam2Predictor.encode (re-encode, crops)
-    probe.wrap(service, "preprocess_pil", "preprocess")  # receive_image preprocesses itself, beside the hash
+    probe.wrap(service, "preprocess_upright", "preprocess")  # receive_image's input, beside the display copies
     # The encoder stage is the engine's own call, whichever engine it is (onnxruntime or OpenVINO).
     probe.wrap(encoders.OrtEncoder, "encode", "encoder")
     probe.wrap(openvino_cpu.OpenVinoEncoder, "encode", "encoder")

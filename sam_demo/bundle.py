@@ -194,8 +194,12 @@ def editor_from_prompts_file(data: Mapping[str, Any], image_hw: tuple[int, int])
     return Editor.from_objects(image_hw, objects, hidden)
 
 
-def read_prompts_file(path: str | Path, image_hw: tuple[int, int], image_sha256: str) -> Editor:
+def read_prompts_file(path: str | Path, image_hw: tuple[int, int], image_sha256: str, *,
+                      pixels_sha256: Callable[[], str] | None = None) -> Editor:
     """An editor from a prompts file on disk, checked against the open image.
+
+    ``image_sha256`` is the open image's file hash; a file saved with another hash is refused unless
+    ``pixels_sha256()``, the hash of the open image's pixels (the key files were saved with before), gives it.
 
     The file's size is checked before it is read, its nesting before it is
     parsed (:func:`sam_demo.limits.parse_json`), its structure before any
@@ -211,7 +215,7 @@ def read_prompts_file(path: str | Path, image_hw: tuple[int, int], image_sha256:
     parsed = parse_json(path.read_bytes(), "The prompts file", max_bytes=PROMPTS_FILE_MAX_BYTES)
     editor = editor_from_prompts_file(parsed, image_hw)
     saved_hash = parsed["image"].get("sha256")
-    if saved_hash and saved_hash != image_sha256:
+    if saved_hash and saved_hash != image_sha256 and (pixels_sha256 is None or saved_hash != pixels_sha256()):
         raise InvalidPromptError("These prompts were saved for a different image of the same size.")
     return editor
 
@@ -303,7 +307,7 @@ def write_bundle(out_dir: str | Path, name: str, image_file_name: str, image_sha
         out_dir: folder to write into (created if needed).
         name: file-name-safe stem for every file.
         image_file_name: the image's file name, recorded in the COCO JSON.
-        image_sha256: the image's content hash (COCO JSON and prompts file).
+        image_sha256: the SHA-256 of the image's file (COCO JSON and prompts file).
         rgb: ``(H, W, 3)`` uint8 original image (for the cut-out).
         editor: the user's editor (visibility, and the prompts file).
         objects: the objects to export, in order; label ``i + 1`` is ``objects[i]``.

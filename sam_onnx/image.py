@@ -271,9 +271,14 @@ class UprightImage:
         """``(H, W)`` of the upright image, original pixels."""
         return self.stored_hw((self.stored.height, self.stored.width))
 
+    @property
+    def swaps_axes(self) -> bool:
+        """Whether turning upright swaps rows and columns (EXIF orientations 5-8: a quarter turn)."""
+        return self.orientation in _SWAPPING_TRANSPOSES
+
     def stored_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
         """An ``(h, w)`` size in the upright frame as a size in the stored frame, or back (the same swap)."""
-        return (hw[1], hw[0]) if self.orientation in _SWAPPING_TRANSPOSES else hw
+        return (hw[1], hw[0]) if self.swaps_axes else hw
 
     def turn(self, image: Image.Image) -> Image.Image:
         """``image``, an image in the stored frame (e.g. a smaller copy of :attr:`stored`), turned upright."""

@@ -22,7 +22,7 @@ from PIL import Image
 
 from .errors import InvalidImageError
 from .geometry import MODEL_SIDE, CropFrame, Geometry
-from .image import is_rgb_uint8
+from .image import UprightImage, is_rgb_uint8
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -106,6 +106,41 @@ def preprocess_pil(image: Image.Image) -> tuple[NDArray[np.float32], Geometry]:
     if image.mode != "RGB":
         raise ValueError(f"expected an RGB image, got mode {image.mode}")
     return normalize(_squash(image)), Geometry((image.height, image.width))
+
+
+_COLUMNS_FIRST_MAX_ASPECT = 100
+"""Pillow (12) resizes columns first, then rows, except for an image over this many times taller than wide
+(``Image.resize``): :func:`preprocess_upright` turns such an image whole instead of following the rule."""
+
+
+def preprocess_upright(image: UprightImage) -> tuple[NDArray[np.float32], Geometry]:
+    """:func:`preprocess_pil` of ``image.upright()``, bit for bit, without turning the whole photo upright.
+
+    The stored pixels are squashed to 1024 x 1024 and the small result is turned (a 1 MP transposition instead
+    of a 12 MP one, ~40 ms of CPU less at 12 MP). Pillow resizes in two passes, columns first, then rows, each
+    rounded to uint8; a quarter turn swaps what is a column and what is a row, so for those orientations the
+    stored pixels get the rows pass first, as a resize of its own, then the columns pass: each pass sees the
+    same pixels with the same weights as in the upright image. An image over 100 times longer than wide, whose
+    passes Pillow orders otherwise, is turned whole. Checked for every EXIF orientation on shrunk, enlarged,
+    mixed and extreme sizes (tests/test_intake_upright.py).
+
+    Returns:
+        ``pixel_values`` ``(1, 3, 1024, 1024)`` float32 in the model frame, and the
+        :class:`~sam_onnx.geometry.Geometry` recording the upright original size ``(H, W)``.
+
+    Raises:
+        ValueError: the stored image is not in mode ``"RGB"``.
+    """
+    stored = image.stored
+    if stored.mode != "RGB":
+        raise ValueError(f"expected an RGB image, got mode {stored.mode}")
+    h, w = image.hw
+    if image.swaps_axes and max(h, w) > _COLUMNS_FIRST_MAX_ASPECT * min(h, w):
+        return preprocess_pil(image.upright())  # Pillow's own pass order differs there; such an image is small
+    if image.swaps_axes:  # the upright image's columns pass is the stored image's rows pass: do it first
+        stored = stored.resize((stored.width, MODEL_SIDE), Image.Resampling.BILINEAR)
+    squashed = stored.resize((MODEL_SIDE, MODEL_SIDE), Image.Resampling.BILINEAR)
+    return normalize(np.asarray(image.turn(squashed))), Geometry(image.hw)
 
 
 def preprocess_crop(rgb: NDArray[np.uint8], crop: CropFrame) -> tuple[NDArray[np.float32], Geometry]:

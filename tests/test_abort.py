@@ -19,11 +19,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from sam_demo.service import SegmentationService, image_key
+from sam_demo.service import SegmentationService, file_key
 from sam_onnx import Abort, Aborted
 from sam_onnx import abort as abort_module
 from sam_onnx import session as ort_session
-from sam_onnx.image import load_image, load_upright
+from sam_onnx.image import load_upright
 from tests.conftest import make_rgb
 
 CHAIN_SIDE = 256
@@ -171,7 +171,7 @@ def test_an_upload_stopped_in_its_encoder_run_caches_nothing_and_frees_the_encod
     assert isinstance(outcome[0], Aborted) and encoder.runs == ["stopped", "done"]
     assert elapsed < ENCODE_S + 0.5 * ENCODE_S, f"the next upload took {elapsed:.2f} s"
     assert not info["cache_hit"]
-    key = image_key(load_image(first).rgb)
+    key = file_key(first)
     assert service._images.get(key) is None, "a stopped run's embedding was cached"
     assert service._received.get(key) is not None, "the stopped upload's input was thrown away"
 

@@ -27,9 +27,10 @@ from shapely.geometry import Polygon, shape
 
 import app
 from sam_demo import bundle
-from sam_demo.service import SegmentationService
+from sam_demo.service import SegmentationService, image_key
 from sam_onnx import vector
 from sam_onnx.export import decode_rle, mask_bbox
+from sam_onnx.image import load_image
 from tests import analytic_models as am
 from tests.conftest import make_rgb
 from tests.app_support import OUT, scene_of, shown_masks, shown_union
@@ -292,6 +293,23 @@ def test_prompts_for_another_image_are_refused(service, photo, tmp_path):
     other_state = _open(service, other)[OUT["state"]]
     with pytest.raises(gr.Error, match="different image"):
         app.load_prompts(service, other_state, str(saved), 0.5, True)
+
+
+def test_a_prompts_file_saved_with_the_pixels_hash_still_loads(service, photo, tmp_path):
+    """Prompts files saved before the key was the file's hash name the image by its pixels' hash: the same image
+    takes them, another one of the same size does not."""
+    state = _click(service, _open(service, photo), 10, 10)[OUT["state"]]
+    saved = tmp_path / "p.json"
+    pixels_hash = image_key(load_image(photo).rgb)
+    assert pixels_hash != state.record.key
+    saved.write_text(json.dumps(bundle.prompts_file_dict(state.editor, pixels_hash)))
+    reloaded = app.load_prompts(service, _open(service, photo)[OUT["state"]], str(saved), 0.5, True)
+    assert scene_of(reloaded)["objects"][0]["points"] == scene_of(_click(service, _open(service, photo), 10, 10))[
+        "objects"][0]["points"]
+    other = tmp_path / "other.png"
+    Image.fromarray(make_rgb(*load_image(photo).rgb.shape[:2], seed=5)).save(other)
+    with pytest.raises(gr.Error, match="different image"):
+        app.load_prompts(service, _open(service, other)[OUT["state"]], str(saved), 0.5, True)
 
 
 def test_large_image_is_shown_downscaled_and_clicks_map_to_original_pixels(service, tmp_path):

@@ -1,9 +1,11 @@
 """The upload intake without a whole-image array (issue 24, item 2): :func:`sam_onnx.image.load_upright` keeps
-the decoded photo as a Pillow image, and the hash, the encoder input and the display copy are made from it.
-None of this may change a single value: the same pixels, key and ``pixel_values`` as the array route."""
+the decoded photo as a Pillow image as stored, and the encoder input and the display copy are made from it without
+turning the whole photo upright; the key is the file's hash. None of this may change a single value of the encoder
+input: the same ``pixel_values`` as the array route of the upright pixels."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 
 import numpy as np
@@ -11,11 +13,11 @@ import pytest
 from PIL import Image
 
 from sam_demo import view
-from sam_demo.service import SegmentationService, image_key
+from sam_demo.service import SegmentationService, file_key, image_key
 from sam_onnx import Sam2Predictor
 from sam_onnx.geometry import DisplayFrame
-from sam_onnx.image import Note, load_image, load_upright, rgb_chunks
-from sam_onnx.preprocess import preprocess_image, preprocess_pil
+from sam_onnx.image import Note, UprightImage, load_image, load_upright, rgb_chunks
+from sam_onnx.preprocess import preprocess_image, preprocess_pil, preprocess_upright
 from tests.conftest import make_rgb
 
 EXIF_ORIENTATION = 0x0112
@@ -90,6 +92,20 @@ def test_preprocess_pil_is_preprocess_image_bit_for_bit(hw):
     assert geometry == expected_geometry
 
 
+@pytest.mark.parametrize("hw", [(1500, 1100), (1100, 1500), (2049, 1031), (700, 1300), (300, 200), (1024, 777),
+                                (1, 1), (3, 2000)])  # shrink, mixed, enlarge, one side already 1024, extreme
+@pytest.mark.parametrize("orientation", list(Image.Transpose))
+def test_the_encoder_input_of_the_stored_pixels_is_the_upright_ones_bit_for_bit(hw, orientation):
+    """preprocess_upright squashes the stored pixels (rows pass first for a quarter turn) and turns the 1 MP
+    result: every value equals preprocess_pil of the photo turned upright as a whole."""
+    stored = Image.fromarray(make_rgb(*hw, seed=hw[0] + hw[1]))
+    upright = UprightImage(stored, orientation, "PNG")
+    pixels, geometry = preprocess_upright(upright)
+    expected, expected_geometry = preprocess_pil(upright.upright())
+    assert pixels.dtype == np.float32 and pixels.flags["C_CONTIGUOUS"]
+    assert np.array_equal(pixels, expected) and geometry == expected_geometry
+
+
 def test_preprocess_pil_refuses_other_modes():
     with pytest.raises(ValueError, match="RGB"):
         preprocess_pil(Image.new("L", (8, 8)))
@@ -112,15 +128,15 @@ def test_the_display_copy_of_the_stored_pixels_is_the_upright_ones_within_a_grey
 
 @pytest.mark.parametrize("orientation", [1, 6])
 def test_an_exif_rotated_upload_keeps_its_key_and_input(analytic_dir, tmp_path, orientation):
-    """The service's intake from the Pillow images: the same key and encoder input as the array route gives for
-    the upright pixels; the display copy within a grey level of the upright pixels'."""
+    """The service's intake from the Pillow images: the file's SHA-256 as the key, the same encoder input as the
+    array route gives for the upright pixels; the display copy within a grey level of the upright pixels'."""
     path = tmp_path / "photo.jpg"
     path.write_bytes(_file(Image.fromarray(make_rgb(180, 260, seed=orientation)), "JPEG", orientation))
     predictor = Sam2Predictor.from_files(analytic_dir / "encoder.onnx", analytic_dir / "decoder.onnx", threads=1)
     service = SegmentationService(predictor, display_max_side=96)
     record, _ = service.receive_image(path)
     rgb = load_image(path).rgb
-    assert record.key == image_key(rgb) and record.original_hw == rgb.shape[:2]
+    assert record.key == hashlib.sha256(path.read_bytes()).hexdigest() and record.original_hw == rgb.shape[:2]
     waiting = service._received.get(record.key)
     assert np.array_equal(waiting.pixel_values, preprocess_image(rgb)[0])
     expected_display = np.asarray(Image.fromarray(rgb).resize(record.frame.display_hw[::-1], Image.BILINEAR))
@@ -131,3 +147,22 @@ def test_the_encoder_input_is_c_contiguous():
     """onnxruntime copies a strided input before every encoder run; the input is made contiguous once."""
     pixels, _ = preprocess_pil(Image.fromarray(make_rgb(90, 70, seed=9)))
     assert pixels.flags["C_CONTIGUOUS"] and pixels.shape == (1, 3, 1024, 1024)
+
+
+def test_the_intake_never_turns_the_whole_photo(analytic_dir, tmp_path, monkeypatch):
+    """A quarter-turned photo is taken in without UprightImage.upright (a 12 MP turn, ~40 ms on the upload's
+    critical path); its encoder input is still the upright pixels' one."""
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(_file(Image.fromarray(make_rgb(120, 170, seed=3)), "JPEG", 6))
+    predictor = Sam2Predictor.from_files(analytic_dir / "encoder.onnx", analytic_dir / "decoder.onnx", threads=1)
+    service = SegmentationService(predictor, display_max_side=96)
+    expected = preprocess_image(load_image(path).rgb)[0]
+    monkeypatch.setattr(UprightImage, "upright", lambda self: pytest.fail("the whole photo was turned"))
+    record, _ = service.receive_image(path)
+    assert np.array_equal(service._received.get(record.key).pixel_values, expected)
+
+
+def test_the_key_is_the_files_sha256(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(make_rgb(40, 30, seed=8)).save(path)
+    assert file_key(path) == hashlib.sha256(path.read_bytes()).hexdigest()

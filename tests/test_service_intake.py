@@ -24,7 +24,7 @@ from tests.conftest import make_rgb
 
 ENCODE_S = 0.3
 """The slowed encoder run: far longer than the analytic model's own (a few ms)."""
-INTAKE_STAGES = ("load_upright", "image_key", "preprocess_pil")
+INTAKE_STAGES = ("load_upright", "file_key", "preprocess_upright")
 """Module-level functions of sam_demo.service that an upload's intake calls (plus view.display_images)."""
 
 
