@@ -116,13 +116,13 @@ _COLUMNS_FIRST_MAX_ASPECT = 100
 def preprocess_upright(image: UprightImage) -> tuple[NDArray[np.float32], Geometry]:
     """:func:`preprocess_pil` of ``image.upright()``, bit for bit, without turning the whole photo upright.
 
-    The stored pixels are squashed to 1024 x 1024 and the small result is turned (a 1 MP transposition instead
-    of a 12 MP one, ~40 ms of CPU less at 12 MP). Pillow resizes in two passes, columns first, then rows, each
-    rounded to uint8; a quarter turn swaps what is a column and what is a row, so for those orientations the
-    stored pixels get the rows pass first, as a resize of its own, then the columns pass: each pass sees the
-    same pixels with the same weights as in the upright image. An image over 100 times longer than wide, whose
-    passes Pillow orders otherwise, is turned whole. Checked for every EXIF orientation on shrunk, enlarged,
-    mixed and extreme sizes (tests/test_intake_upright.py).
+    Pillow's bilinear resize is two passes, each rounded to uint8: first the width changes (each row is
+    resampled), then the height (each column). Here the stored pixels are squashed and the 1 MP result is
+    turned (instead of the 12 MP photo: ~40 ms of CPU less at 12 MP). Under a quarter turn the upright image's
+    rows are the stored image's columns, so the stored height changes first, as a resize of its own, then the
+    width: each pass sees the same pixels with the same weights as in the upright image. An image over 100
+    times longer than wide, whose passes Pillow orders otherwise, is turned whole. Checked for every EXIF
+    orientation on shrunk, enlarged, mixed and extreme sizes (tests/test_intake_upright.py).
 
     Returns:
         ``pixel_values`` ``(1, 3, 1024, 1024)`` float32 in the model frame, and the
@@ -137,7 +137,7 @@ def preprocess_upright(image: UprightImage) -> tuple[NDArray[np.float32], Geomet
     h, w = image.hw
     if image.swaps_axes and max(h, w) > _COLUMNS_FIRST_MAX_ASPECT * min(h, w):
         return preprocess_pil(image.upright())  # Pillow's own pass order differs there; such an image is small
-    if image.swaps_axes:  # the upright image's columns pass is the stored image's rows pass: do it first
+    if image.swaps_axes:  # the upright image's first pass (its width) is the stored image's height
         stored = stored.resize((stored.width, MODEL_SIDE), Image.Resampling.BILINEAR)
     squashed = stored.resize((MODEL_SIDE, MODEL_SIDE), Image.Resampling.BILINEAR)
     return normalize(np.asarray(image.turn(squashed))), Geometry(image.hw)
