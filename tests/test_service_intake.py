@@ -124,3 +124,21 @@ def test_an_upload_pushed_out_before_its_encoder_run_is_read_again(setup, monkey
     service.encode_image(record)
     assert len(timeline.of("load_upright")) == loads + 1 and encoder.runs == 1
     assert service.cached_image(record).display_rgb.shape == (*record.frame.display_hw, 3)
+
+
+def test_the_same_file_uploaded_again_is_not_read_again(setup, tmp_path):
+    """A file already encoded (the same bytes under another name: another tab's upload, an example clicked
+    again) is known by its hash: nothing is decoded or encoded again, and the new record points at the new file;
+    a file with other bytes is read."""
+    service, encoder, timeline, photos = setup
+    first, _ = service.open_image(photos[0])
+    again = tmp_path / "again.png"
+    again.write_bytes(photos[0].read_bytes())
+    loads = len(timeline.of("load_upright"))
+    record, info = service.open_image(again)
+    assert len(timeline.of("load_upright")) == loads and encoder.runs == 1 and info["cache_hit"]
+    assert (record.key, record.frame, record.notes) == (first.key, first.frame, first.notes)
+    assert record.path == str(again) and record.name == "again"
+    assert np.array_equal(service.display_rgb(record), service.display_rgb(first))
+    service.open_image(photos[1])
+    assert len(timeline.of("load_upright")) == loads + 1 and encoder.runs == 2
