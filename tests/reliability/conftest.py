@@ -166,8 +166,7 @@ def serve(service: SegmentationService, *, queue_max_size: int | None = None) ->
     demo = app.build_demo(service)
     if queue_max_size is not None:
         demo.queue(max_size=queue_max_size)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True,
-                            **app.launch_kwargs("127.0.0.1", free_port(), routes=app.app_routes(service)))
+    url = app.launch(demo, service, "127.0.0.1", free_port())
     try:
         yield Served(url, demo, service)
     finally:
