@@ -30,3 +30,9 @@ def freeze_startup_objects() -> int:
     frozen = gc.get_freeze_count()
     logger.info("%d start-up objects frozen out of the garbage collector's passes", frozen)
     return frozen
+
+
+def thaw() -> None:
+    """Give the frozen objects back to the collector (``gc.unfreeze()``): for a process that serves more than once
+    (the tests), after a server closed, so that what it left in reference cycles can be freed."""
+    gc.unfreeze()

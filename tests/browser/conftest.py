@@ -155,7 +155,8 @@ def _serve(predictor, image_cache_mb: int, models=None):
     service = SegmentationService(predictor, image_cache_mb=image_cache_mb, models=models,
                                   page_decoder=page_decoder.prepare(predictor, default_cache_dir()))
     demo = app.build_demo(service)
-    url = app.launch(demo, service, "127.0.0.1", free_port())
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True,
+                            **app.launch_kwargs("127.0.0.1", free_port(), routes=app.app_routes(service)))
     try:
         yield url
     finally:

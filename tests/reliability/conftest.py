@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import app
-from sam_demo import fair
+from sam_demo import fair, gc_pauses
 from sam_demo.service import SegmentationService
 from sam_onnx import Sam2Predictor
 from sam_onnx.encoders import OrtEncoder
@@ -166,11 +166,12 @@ def serve(service: SegmentationService, *, queue_max_size: int | None = None) ->
     demo = app.build_demo(service)
     if queue_max_size is not None:
         demo.queue(max_size=queue_max_size)
-    url = app.launch(demo, service, "127.0.0.1", free_port())
+    url = app.launch(demo, service, "127.0.0.1", free_port())  # as app.main serves, start-up objects frozen
     try:
         yield Served(url, demo, service)
     finally:
         demo.close()
+        gc_pauses.thaw()  # this process serves again later: what the closed server left can be collected
 
 
 @pytest.fixture(scope="session", autouse=True)
