@@ -167,7 +167,8 @@ class ImageRecord:
         frame: original ↔ display pixel mapping.
         notes: user-facing notes from loading (EXIF rotation, first frame...).
         model: the model it is encoded with, as ``--models`` names it (``""`` = the server's default model).
-        sha256: the file's SHA-256 alone (:func:`file_key`) (``""`` = ``key``, for the default model); see :attr:`content_key`.
+        sha256: the file's SHA-256 alone, :func:`file_key` (``""`` = ``key``, for the default model); see
+            :attr:`content_key`.
     """
 
     key: str
@@ -234,9 +235,10 @@ class _TakenIn(NamedTuple):
 def file_key(path: str | os.PathLike) -> str:
     """The content key of an uploaded file: the SHA-256 of its bytes (hex), what ``sha256sum`` prints.
 
-    Read in pieces (no copy of the whole file); about 4 ms of CPU for a 4 MB 12 MP JPEG, made while the other
-    core decodes the photo. The same file gives the same key whatever its name; the same pixels saved in another
-    file do not (see :func:`image_key`).
+    Read in pieces (no copy of the whole file): about 4 ms of CPU for a 3.6 MB 12 MP JPEG, made before anything
+    is decoded, so that a file already encoded is not read at all. The same file gives the same key whatever
+    its name; the same pixels saved in another file do not (see :func:`image_key`). The caller checks the file's
+    size first (:func:`~sam_onnx.image.image_size`).
     """
     with open(path, "rb") as stream:
         return hashlib.file_digest(stream, "sha256").hexdigest()
@@ -428,6 +430,7 @@ class SegmentationService:
         with self.intake.turn(cancel=_cancel_of(abort)) as reading:  # upload_concurrency images in memory at once
             if reading is None:
                 raise Aborted()
+            image_size(path, limits=self.open_limits)  # the file's size and header checked before it is read
             sha256 = file_key(path)
             key = f"{sha256}@{model}" if model else sha256
             known = self._records.get(key)

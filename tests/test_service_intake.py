@@ -142,3 +142,22 @@ def test_the_same_file_uploaded_again_is_not_read_again(setup, tmp_path):
     assert np.array_equal(service.display_rgb(record), service.display_rgb(first))
     service.open_image(photos[1])
     assert len(timeline.of("load_upright")) == loads + 1 and encoder.runs == 2
+
+
+@pytest.mark.parametrize("what", ["missing", "not an image", "too large"])
+def test_a_bad_file_is_refused_before_it_is_hashed(analytic_dir, tmp_path, monkeypatch, what):
+    """The file's size and header are checked before its hash reads it all (a huge file costs no read)."""
+    from sam_onnx.errors import InvalidImageError
+    from sam_onnx.image import ImageLimits
+
+    path = tmp_path / "upload.png"
+    if what == "not an image":
+        path.write_bytes(b"hello" * 100)
+    elif what == "too large":
+        Image.fromarray(make_rgb(64, 64, seed=1)).save(path)
+    predictor = Sam2Predictor.from_files(analytic_dir / "encoder.onnx", analytic_dir / "decoder.onnx", threads=1)
+    limits = ImageLimits(max_bytes=100) if what == "too large" else service_module.big_photos.OPEN_LIMITS
+    service = SegmentationService(predictor, open_limits=limits)
+    monkeypatch.setattr(service_module, "file_key", lambda p: pytest.fail("a bad file was hashed"))
+    with pytest.raises(InvalidImageError):
+        service.receive_image(path)
