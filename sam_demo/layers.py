@@ -80,6 +80,25 @@ class LayerSpec:
 
 
 @dataclass(frozen=True)
+class Place:
+    """Where a layer is, without its pixels: all the scene needs of an object's layer (a few dozen bytes, kept
+    apart from the PNG, so that an edit of one object needs neither the PNGs nor the decoder results of the
+    others, whatever the caches of those hold).
+
+    Attributes:
+        offset, size, rect: as :class:`Layer`'s.
+    """
+
+    offset: tuple[int, int]
+    size: tuple[int, int]
+    rect: tuple[float, float, float, float]
+
+    @property
+    def empty(self) -> bool:
+        return self.size == (0, 0)
+
+
+@dataclass(frozen=True)
 class Layer:
     """A drawn layer: its PNG and its place.
 
@@ -98,6 +117,10 @@ class Layer:
     @property
     def empty(self) -> bool:
         return self.size == (0, 0)
+
+    @property
+    def place(self) -> Place:
+        return Place(self.offset, self.size, self.rect)
 
 
 def encode_png(crop: NDArray[np.bool_]) -> bytes:

@@ -56,7 +56,7 @@ from typing import Any
 from sam_onnx.geometry import MODEL_SIDE
 
 from .editor import Editor, ObjectState
-from .layers import Layer
+from .layers import Place
 from .view import ObjectView, View, ViewOptions
 
 SCENE_VERSION = 1
@@ -87,14 +87,14 @@ def image_urls(token: str) -> dict[str, str]:
     return {"display": base + "display.jpg", "full": base + "full.jpg", "layers": base + "layer/"}
 
 
-def _layer(entry: tuple[str, Layer] | None) -> dict[str, Any] | None:
+def _layer(entry: tuple[str, Place] | None) -> dict[str, Any] | None:
     if entry is None or entry[1].empty:
         return None
     layer_id, layer = entry
     return {"id": layer_id, "rect": [round(v, RECT_DIGITS) for v in layer.rect], "size": [layer.size[1], layer.size[0]]}
 
 
-def _object(obj: ObjectState, row: ObjectView, selected: bool, drawn: tuple[str, Layer] | None,
+def _object(obj: ObjectState, row: ObjectView, selected: bool, drawn: tuple[str, Place] | None,
             scores: tuple[float, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {"id": obj.id, "name": obj.name, "color": _hex(obj.rgb)}
     for key, value in (("visible", row.visible), ("selected", selected), ("auto", obj.auto),

@@ -58,7 +58,7 @@ from . import big_photos, bundle, fair, grants, jobs, layers, limits, view
 from .cache import BoundedCache
 from .editor import Editor, ObjectState
 from .encoder_check import EncoderCheck
-from .layers import Layer, LayerSpec
+from .layers import Layer, LayerSpec, Place
 from .page_decoder import PageDecoderAssets
 from .view import Summary, View, ViewOptions
 
@@ -76,6 +76,11 @@ PAGE_FILES_CACHE_MB = 96
 (~2-4 MB at 12 MP)."""
 LAYER_CACHE_MB = 32
 """Mask layers (1-bit PNGs of a few kB each, :mod:`sam_demo.layers`)."""
+PLACES_MB = 4
+PLACE_BYTES = 200
+"""Where each drawn layer is (:class:`sam_demo.layers.Place`, with its key): 20,000 layers, so that an edit of
+one object finds every other object's place without its PNG or decoder result (those caches hold far fewer
+objects of detailed masks: the 32 MB of PNGs about 250 of the stand-in's noise masks, the results cache 324)."""
 DISPLAY_JPEG_QUALITY = 90
 FULL_JPEG_QUALITY = 92
 """JPEG quality of the display and full-resolution copies the page loads."""
@@ -361,6 +366,7 @@ class SegmentationService:
         self._files: BoundedCache[bytes] = BoundedCache(PAGE_FILES_CACHE_MB * _MB, lambda b: len(b) + 64)
         self._layers: BoundedCache[Layer] = BoundedCache(LAYER_CACHE_MB * _MB, lambda layer: len(layer.png) + 200)
         self._layer_specs: BoundedCache[LayerSpec] = BoundedCache(RECORDS_MB * _MB, lambda v: RECORD_BYTES)
+        self._places: BoundedCache[Place] = BoundedCache(PLACES_MB * _MB, lambda v: PLACE_BYTES)
         self._records: BoundedCache[ImageRecord] = BoundedCache(RECORDS_MB * _MB, lambda v: RECORD_BYTES)
         """The last opened record of each image key: the file the routes re-read the image from."""
         self.grants = grants.Grants(ttl_s=grant_ttl_s)
@@ -769,21 +775,43 @@ class SegmentationService:
         found = self._layers.get(layer_id)
         if found is None:
             found = self._layers.put(layer_id, layers.draw_layer(result, candidate, record.frame, spec.strokes))
+        if self._places.get(layer_id) is None:
+            self._places.put(layer_id, found.place)
         if self._layer_specs.get(layer_id) is None:
             self._layer_specs.put(layer_id, spec)
         return layer_id, found
 
-    def object_layers(self, record: ImageRecord, editor: Editor, share=lambda: None) -> dict[int, tuple[str, Layer]]:
-        """Every object's layer by object id (objects without prompts have none); misses drawn in fair pieces."""
-        out: dict[int, tuple[str, Layer]] = {}
-        drawn = [o for o in editor.objects if not o.prompts.is_empty]
-        for start in range(0, len(drawn), view.DRAW_GROUP):
-            group = drawn[start:start + view.DRAW_GROUP]
+    def object_layers(self, record: ImageRecord, editor: Editor, summaries: Mapping[int, Summary],
+                      share=lambda: None) -> dict[int, tuple[str, Place]]:
+        """Every object's layer id and place by object id (objects without prompts have none).
+
+        An object whose layer was drawn before costs a look-up: its id comes from its prompts and the candidate
+        its ``summaries`` entry shows, its place from a cache of places apart from the PNGs (the page has the
+        PNG; :meth:`layer_png` draws it again if asked after an eviction). Only the others are decoded (when
+        their result is not cached) and drawn, in fair pieces.
+        """
+        placed: dict[int, tuple[str, Place]] = {}
+        missing = []
+        for obj in editor.objects:
+            if obj.prompts.is_empty:
+                continue
+            spec = LayerSpec(record.key, obj.prompts, view.shown_candidate(obj, summaries[obj.id]),
+                             record.frame.display_hw, obj.crop, tuple(obj.strokes))
+            place = self._places.get(spec.layer_id)
+            if place is None:
+                missing.append(obj)
+                continue
+            if self._layer_specs.get(spec.layer_id) is None:  # what layer_png draws it from, if asked
+                self._layer_specs.put(spec.layer_id, spec)
+            placed[obj.id] = (spec.layer_id, place)
+        for start in range(0, len(missing), view.DRAW_GROUP):
+            group = missing[start:start + view.DRAW_GROUP]
             for obj, result in zip(group, self.object_results(record, group)):
-                out[obj.id] = self.layer(record, obj.prompts, view.shown_candidate(obj, result), result, obj.crop,
-                                         obj.strokes)
+                layer_id, layer = self.layer(record, obj.prompts, view.shown_candidate(obj, result), result,
+                                             obj.crop, obj.strokes)
+                placed[obj.id] = (layer_id, layer.place)
             share()
-        return out
+        return {obj.id: placed[obj.id] for obj in editor.objects if obj.id in placed}  # in the editor's order
 
     def render(self, record: ImageRecord, editor: Editor, options: ViewOptions = ViewOptions()) -> View:
         """What the user sees after an edit: each object's mask layer, the rows and the candidates.
@@ -800,7 +828,7 @@ class SegmentationService:
             if selected is not None and not selected.prompts.is_empty:
                 selected_result = self.object_results(record, [selected])[0]
             summaries = self.summaries(record, editor)
-            drawn = self.object_layers(record, editor, share=turn.share)
+            drawn = self.object_layers(record, editor, summaries, share=turn.share)
             thumbs, scores, chosen = view.candidates_view(record.frame, cached.thumbnail_rgb, editor, selected_result,
                                                            cached.display_rgb)
             waited = turn.waited

@@ -22,7 +22,7 @@ from sam_onnx.image import UprightImage
 from sam_onnx.types import NUM_CANDIDATES, MaskResult
 
 from .editor import Editor, ObjectState
-from .layers import Layer
+from .layers import Place
 from .overlay import (
     DEFAULT_OPACITY,
     THUMBNAIL_SIDE,
@@ -60,7 +60,7 @@ class ObjectView:
 class View:
     """Everything a UI needs to show after an edit."""
 
-    layers: Mapping[int, tuple[str, Layer]]    # object id -> (layer id, layer) for objects with prompts
+    layers: Mapping[int, tuple[str, Place]]    # object id -> (layer id, where it is) for objects with prompts
     thumbnails: tuple[NDArray[np.uint8], ...]  # the selected object's 3 candidates (empty if none)
     candidate_scores: tuple[float, ...]        # their IoU scores
     chosen_candidate: int | None

@@ -18,6 +18,8 @@ from starlette.testclient import TestClient
 
 import app
 from sam_demo import layers
+from sam_demo.editor import Editor
+from sam_demo.layers import draw_layer
 from sam_demo.grants import Grants
 from sam_demo.service import SegmentationService
 from sam_onnx.types import Point, Prompts
@@ -178,3 +180,27 @@ def test_layer_pixels_are_the_display_mask_and_its_rectangle_maps_to_original_pi
     oh, ow = a.original_hw
     dh, dw = a.frame.display_hw
     assert layer.rect == pytest.approx((c0 * ow / dw, r0 * oh / dh, (c0 + w) * ow / dw, (r0 + h) * oh / dh))
+
+
+def test_an_edit_needs_neither_the_pngs_nor_the_results_of_the_other_objects(service, http, photos, monkeypatch):
+    """12 objects drawn; then every PNG and decoder result pushed out of their caches (other users' work): a
+    click on one object decodes and draws that object only, the scene still places the other 11 where they
+    were, and a page that asks for one of their PNGs gets the same bytes as before."""
+    a = photos["a"]
+    prompts = [Prompts((Point(30 + 35 * k, 40 + 18 * k),)) for k in range(12)]
+    editor = Editor.start(a.original_hw).add_objects(prompts)
+    before = service.render(a, editor)
+    token = service.grants.issue("tab-1", a.key)
+    layer_id, _ = before.layers[editor.objects[3].id]
+    png = http.get(f"/view/{token}/layer/{layer_id}.png").content
+    service._layers.clear()
+    service._results.clear()
+    drawn: list[int] = []
+    monkeypatch.setattr(layers, "draw_layer", lambda *args, **kw: (drawn.append(1), draw_layer(*args, **kw))[1])
+    edited = editor.select(editor.objects[5].id).add_point(220, 130)
+    after = service.render(a, edited)
+    assert after.timings_ms["decoded"] == 1 and len(drawn) == 1
+    assert {k: v for k, v in after.layers.items() if k != editor.objects[5].id} == \
+        {k: v for k, v in before.layers.items() if k != editor.objects[5].id}
+    assert after.layers[editor.objects[5].id] != before.layers[editor.objects[5].id]
+    assert http.get(f"/view/{token}/layer/{layer_id}.png").content == png  # drawn again on request, the same
