@@ -206,3 +206,15 @@ def test_startup_benchmark_serves_before_the_check_and_times_uploads_during_it(a
     assert page["first_page_s"] > 0 and page["checking_when_served"] and page["decision_stored"]
     assert len(result["uploads"]) == 1 and result["uploads"][0]["check_state"] in ("switched", "kept")
     assert "first page" in capsys.readouterr().out
+
+
+def test_crowded_benchmark_decodes_one_object_per_click(analytic_dir, tmp_path):
+    """bench_crowded on the analytic models with a results cache too small for the two users' objects: each click
+    still decodes one object."""
+    from bench import bench_crowded
+
+    out = tmp_path / "crowded.json"  # a 1 MB results cache: one object's logits, of the users' 2 x 5
+    assert bench_crowded.main(["--model-dir", str(analytic_dir), "--objects", "6", "--points", "2", "--clicks", "4",
+                               "--result-cache-mb", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [c["decoded"] for c in result["clicks"]] == [1, 1, 1, 1] and result["max_decoded"] == 1
