@@ -50,7 +50,7 @@ def run(args) -> dict[str, Any]:
             started = time.perf_counter()
             service.render(record, editor)
             first.append(time.perf_counter() - started)
-            _progress(f"first view of {args.objects} objects: {first[-1]:.1f} s")
+            common.progress(f"first view of {args.objects} objects: {first[-1]:.1f} s")
         rng = np.random.default_rng(0)
         clicks = []
         for c in range(args.clicks):
@@ -60,7 +60,7 @@ def run(args) -> dict[str, Any]:
             view = service.render(*user)
             clicks.append({"user": c % len(users) + 1, "ms": (time.perf_counter() - started) * 1e3,
                            "decoded": view.timings_ms["decoded"]})
-            _progress(f"user {clicks[-1]['user']} click: {clicks[-1]['ms']:.0f} ms, {clicks[-1]['decoded']} decoded")
+            common.progress(f"user {clicks[-1]['user']} click: {clicks[-1]['ms']:.0f} ms, {clicks[-1]['decoded']} decoded")
     return {"machine": common.machine_info(gradio=False), "model_dir": str(folder), "args": vars(args),
             "first_view_s": first, "clicks": clicks,
             "median_click_ms": statistics.median(c["ms"] for c in clicks),
@@ -75,10 +75,6 @@ def report(result: dict[str, Any]) -> str:
         + ", ".join(f"{s:.1f} s" for s in result["first_view_s"]),
         f"clicks in turn: median {result['median_click_ms']:.0f} ms, at most {result['max_decoded']} object(s) "
         f"decoded per click (1 expected)"])
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -28,7 +28,6 @@ import argparse
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -81,11 +80,11 @@ def load_variants(folder: Path, variants, threads: int | None, cache_dir: Path) 
                                                  variant=name, fp16_encoder_path=fp16 if fp16.is_file() else None,
                                                  encoder_cache_dir=cache_dir)
         except ModelLoadError as exc:
-            _progress(f"{name}: skipped ({exc})")
+            common.progress(f"{name}: skipped ({exc})")
             continue
         predictor.encode(np.zeros((64, 64, 3), np.uint8))  # the app's warm-up encode
         predictors[name] = predictor
-        _progress(f"{name}: {predictor.info.encoder_description}, ready in {time.perf_counter() - started:.1f} s")
+        common.progress(f"{name}: {predictor.info.encoder_description}, ready in {time.perf_counter() - started:.1f} s")
     return predictors
 
 
@@ -139,7 +138,7 @@ def run(args) -> dict[str, Any]:
                                       "upload / bare": total / bare_ms, "encoder / bare": encoder_ms / bare_ms,
                                       "bare cpu": bare_cpu, "upload cpu": cpu_ms,
                                       "upload cpu / bare cpu": cpu_ms / bare_cpu})
-            _progress(f"round {r + 1}/{args.rounds}: " + ", ".join(
+            common.progress(f"round {r + 1}/{args.rounds}: " + ", ".join(
                 f"{n} {samples[n][-1]['upload']:.0f}/{samples[n][-1]['bare']:.0f}" for n in predictors))
         result["rows"] = [_row(name, predictors[name], samples[name]) for name in predictors]
         if args.auto:
@@ -173,13 +172,9 @@ def run_auto(folder: Path, threads: int | None) -> dict[str, Any]:
                                              variant="auto", fp16_encoder_path=fp16 if fp16.is_file() else None,
                                              encoder_cache_dir=cache)
     decision = predictor.decision
-    _progress("auto:\n" + auto.describe(decision))
+    common.progress("auto:\n" + auto.describe(decision))
     return {"chosen": decision.chosen, "summary": decision.summary(),
             "reports": [r.__dict__ for r in decision.reports]}
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _fmt(value: Any) -> str:

@@ -91,7 +91,7 @@ def run(args) -> dict[str, Any]:
         sample["cpu ready / cpu bare"] = sample["cpu ready"] / sample["cpu bare"]
         sample["foreign share"] = round(foreign_round.share(), 3)
         samples.append(sample)
-        _progress(f"round {r + 1}/{args.rounds}: bare {sample['bare']:.0f} ms (app options "
+        common.progress(f"round {r + 1}/{args.rounds}: bare {sample['bare']:.0f} ms (app options "
                   f"{sample['bare app options']:.0f} ms), shown {sample['shown']:.0f} ms, "
                   f"ready {sample['ready']:.0f} ms ({sample['ready / bare']:.3f} x bare)")
     med = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
@@ -118,10 +118,6 @@ def report(result: dict[str, Any]) -> str:
         f"bare with the app's session options (spinning off): {med['bare app options']:.0f} ms = "
         f"{med['bare app options / bare']:.3f} x bare ({med['cpu bare app options']:.0f} ms CPU); the upload's "
         f"encoder step (ready - shown) = {med['encode / bare app options']:.3f} x it"])
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

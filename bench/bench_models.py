@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             foreign = common.ForeignLoad(children=True)
             this[size] = {**bare, **_run_child(args, "app", size, photo), "quiet before": waited,
                           "others' CPU share bare": bare_share, "others' CPU share app": foreign.share()}
-            _progress(f"round {r + 1}/{args.rounds} {size}: bare {this[size]['bare encoder ms']:.0f} ms, upload "
+            common.progress(f"round {r + 1}/{args.rounds} {size}: bare {this[size]['bare encoder ms']:.0f} ms, upload "
                       f"{this[size]['upload-to-ready ms']:.0f} ms, decoder {this[size]['decoder ms']:.1f} ms, "
                       f"peak RSS {this[size]['peak RSS MiB']:.0f} MiB")
         rounds.append(this)
@@ -276,10 +276,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("--child", "--child-size", "--child-photo", "--child-out"):
         parser.add_argument(name, help=argparse.SUPPRESS)
     return parser
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def main(argv=None) -> int:

@@ -121,7 +121,7 @@ def uploads(folder: Path, offsets: list[float], mp: float, photos: Path, threads
                    "check_running_throughout": running and still, "check_s": check.seconds,
                    "check_state": check.state, "engine_after": service.predictor.info.encoder_name}
             rounds.append(row)
-            _progress(f"round {r + 1}/{len(offsets)}: control {control:.2f} s, during the check (+{offset:g} s) "
+            common.progress(f"round {r + 1}/{len(offsets)}: control {control:.2f} s, during the check (+{offset:g} s) "
                       f"{during:.2f} s = {row['ratio']:.3f}; check {check.seconds:.0f} s, {check.state}")
         finally:
             shutil.rmtree(cache, ignore_errors=True)
@@ -144,7 +144,7 @@ def run(args) -> dict[str, Any]:
     loadavg_before = os.getloadavg()
     if not args.skip_first_page:
         result["first_page"] = first_page(folder)
-        _progress(f"first page: {result['first_page']}")
+        common.progress(f"first page: {result['first_page']}")
     if args.offsets:
         result["uploads"] = uploads(folder, args.offsets, args.mp, Path(args.photos), args.threads)
         result["upload_ratio_median"] = statistics.median(r["ratio"] for r in result["uploads"])
@@ -177,10 +177,6 @@ def report(result: dict[str, Any]) -> str:
         lines.append(f"median ratio {result['upload_ratio_median']:.3f} (target <= {TARGET_UPLOAD_RATIO}); "
                      f"worst {max(r['ratio'] for r in rows):.3f}; process peak RSS {result['peak_rss_mib']:.0f} MiB")
     return "\n".join(lines)
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

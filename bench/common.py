@@ -11,6 +11,7 @@ import os
 import platform
 import resource
 import statistics
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -306,6 +307,11 @@ def _jsonable(value: Any) -> Any:
 
 def timestamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
+
+
+def progress(message: str) -> None:
+    """A benchmark's progress line, on stderr (the report and the JSON's path go to stdout)."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def finish(result: dict[str, Any], json_arg: str | None, name: str, report: Callable[[dict[str, Any]], str]) -> int:

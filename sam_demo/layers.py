@@ -86,7 +86,9 @@ class Place:
     others, whatever the caches of those hold).
 
     Attributes:
-        offset, size, rect: as :class:`Layer`'s.
+        offset: ``(row0, col0)`` of the bitmap in display pixels.
+        size: ``(h', w')`` of the bitmap in display pixels (``(0, 0)`` for an empty mask).
+        rect: ``(x0, y0, x1, y1)`` the bitmap covers, in original pixel edges.
     """
 
     offset: tuple[int, int]
@@ -99,27 +101,18 @@ class Place:
 
 
 @dataclass(frozen=True)
-class Layer:
-    """A drawn layer: its PNG and its place.
+class Layer(Place):
+    """A drawn layer: its place and its PNG.
 
     Attributes:
         png: the 1-bit PNG (white inside, transparent outside); ``b""`` for an empty mask.
-        offset: ``(row0, col0)`` of the bitmap in display pixels.
-        size: ``(h', w')`` of the bitmap in display pixels (``(0, 0)`` for an empty mask).
-        rect: ``(x0, y0, x1, y1)`` the bitmap covers, in original pixel edges.
     """
 
     png: bytes
-    offset: tuple[int, int]
-    size: tuple[int, int]
-    rect: tuple[float, float, float, float]
-
-    @property
-    def empty(self) -> bool:
-        return self.size == (0, 0)
 
     @property
     def place(self) -> Place:
+        """The layer without its PNG."""
         return Place(self.offset, self.size, self.rect)
 
 
@@ -166,9 +159,9 @@ def draw_layer(result: MaskResult, candidate: int, frame: DisplayFrame, strokes:
     if strokes:
         crop, offset = paint_crop(np.array(crop), offset, in_frame(strokes, frame), frame.display_hw)
     if crop.size == 0 or not crop.any():
-        return Layer(b"", (0, 0), (0, 0), (0.0, 0.0, 0.0, 0.0))
+        return Layer((0, 0), (0, 0), (0.0, 0.0, 0.0, 0.0), b"")
     rows, cols = np.nonzero(crop.any(axis=1))[0], np.nonzero(crop.any(axis=0))[0]
     tight = crop[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     offset = (offset[0] + int(rows[0]), offset[1] + int(cols[0]))
     size = (int(tight.shape[0]), int(tight.shape[1]))
-    return Layer(encode_png(tight), offset, size, rect_of(offset, size, frame))
+    return Layer(offset, size, rect_of(offset, size, frame), encode_png(tight))
