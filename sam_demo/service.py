@@ -770,16 +770,26 @@ class SegmentationService:
         """The mask layer of one object (cached by its content address; see :mod:`sam_demo.layers`).
         ``crop``: the crop a refined object's ``result`` was decoded on (``None`` = the whole image);
         ``strokes``: the object's brush/eraser strokes, applied after the decoder's mask."""
-        spec = LayerSpec(record.key, prompts, candidate, record.frame.display_hw, crop, tuple(strokes))
+        spec = self._layer_spec(record, prompts, candidate, crop, strokes)
         layer_id = spec.layer_id
         found = self._layers.get(layer_id)
         if found is None:
             found = self._layers.put(layer_id, layers.draw_layer(result, candidate, record.frame, spec.strokes))
         if self._places.get(layer_id) is None:
             self._places.put(layer_id, found.place)
+        self._keep_spec(layer_id, spec)
+        return layer_id, found
+
+    @staticmethod
+    def _layer_spec(record: ImageRecord, prompts: Prompts, candidate: int, crop: CropFrame | None,
+                    strokes: Sequence[Stroke]) -> LayerSpec:
+        """What an object's layer on ``record``'s image is drawn from: its content address's fields."""
+        return LayerSpec(record.key, prompts, candidate, record.frame.display_hw, crop, tuple(strokes))
+
+    def _keep_spec(self, layer_id: str, spec: LayerSpec) -> None:
+        """Remember what layer ``layer_id`` is drawn from, for :meth:`layer_png` to draw it again after an eviction."""
         if self._layer_specs.get(layer_id) is None:
             self._layer_specs.put(layer_id, spec)
-        return layer_id, found
 
     def object_layers(self, record: ImageRecord, editor: Editor, summaries: Mapping[int, Summary],
                       share=lambda: None) -> dict[int, tuple[str, Place]]:
@@ -795,15 +805,15 @@ class SegmentationService:
         for obj in editor.objects:
             if obj.prompts.is_empty:
                 continue
-            spec = LayerSpec(record.key, obj.prompts, view.shown_candidate(obj, summaries[obj.id]),
-                             record.frame.display_hw, obj.crop, tuple(obj.strokes))
-            place = self._places.get(spec.layer_id)
+            spec = self._layer_spec(record, obj.prompts, view.shown_candidate(obj, summaries[obj.id]), obj.crop,
+                                    obj.strokes)
+            layer_id = spec.layer_id  # a hash of every prompt point: computed once per object
+            place = self._places.get(layer_id)
             if place is None:
                 missing.append(obj)
                 continue
-            if self._layer_specs.get(spec.layer_id) is None:  # what layer_png draws it from, if asked
-                self._layer_specs.put(spec.layer_id, spec)
-            placed[obj.id] = (spec.layer_id, place)
+            self._keep_spec(layer_id, spec)
+            placed[obj.id] = (layer_id, place)
         for start in range(0, len(missing), view.DRAW_GROUP):
             group = missing[start:start + view.DRAW_GROUP]
             for obj, result in zip(group, self.object_results(record, group)):
