@@ -528,7 +528,6 @@ class SegmentationService:
             if received is None:
                 logger.info("image %s is not in memory; reading it again", record.key[:12])
                 path = self._reopened_path(record)
-                self._checked(record, file_key(path))
                 received = self._take_in(path, record.content_key, frame=record.frame).received
             try:
                 with self.encoder_gate.turn(cancel=cancel) as encoding:
@@ -566,20 +565,16 @@ class SegmentationService:
     def _reload(self, record: ImageRecord) -> NDArray[np.uint8]:
         """The original ``(H, W, 3)`` uint8 pixels, read again from the uploaded file and checked against the key."""
         path = self._reopened_path(record)
-        self._checked(record, file_key(path))
         return big_photos.working_copy(load_image(path, limits=self.open_limits), self.limits).rgb
 
     @staticmethod
     def _reopened_path(record: ImageRecord) -> str:
+        """The record's uploaded file, to be read again: still there, and its hash still the record's key."""
         if not Path(record.path).is_file():
             raise InvalidImageError("This image is no longer on the server; please upload it again.")
-        return record.path
-
-    @staticmethod
-    def _checked(record: ImageRecord, sha256: str) -> None:
-        """Raise unless ``sha256``, the hash of the file read again, is still the record's."""
-        if sha256 != record.content_key:
+        if file_key(record.path) != record.content_key:
             raise InvalidImageError("This image changed on the server; please upload it again.")
+        return record.path
 
     # ------------------------------------------------------------------ masks
     def decode(self, embedding: ImageEmbedding, objects: Sequence[Prompts],

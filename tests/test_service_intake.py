@@ -161,3 +161,17 @@ def test_a_bad_file_is_refused_before_it_is_hashed(analytic_dir, tmp_path, monke
     monkeypatch.setattr(service_module, "file_key", lambda p: pytest.fail("a bad file was hashed"))
     with pytest.raises(InvalidImageError):
         service.receive_image(path)
+
+
+def test_a_file_changed_on_the_server_is_not_read_again_as_the_same_image(setup):
+    """An upload pushed out before its encoder run is read again from its file; a file whose bytes changed
+    meanwhile (its hash is no longer the record's key) is refused, not encoded under the old key."""
+    from sam_onnx.errors import InvalidImageError
+
+    service, encoder, timeline, photos = setup
+    record, _ = service.receive_image(photos[2])
+    assert service._received.pop(record.key) is not None  # as if three newer uploads had pushed it out
+    Image.fromarray(make_rgb(160, 240, seed=99)).save(photos[2])
+    with pytest.raises(InvalidImageError, match="changed on the server"):
+        service.encode_image(record)
+    assert encoder.runs == 0 and service._images.get(record.key) is None
