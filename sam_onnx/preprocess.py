@@ -57,8 +57,13 @@ def resize_to_model(rgb: NDArray[np.uint8], *, image: Image.Image | None = None)
 
 
 def _squash(image: Image.Image) -> NDArray[np.uint8]:
-    """The one resize of every encoder input: an RGB PIL image to ``(1024, 1024, 3)`` uint8, bilinear."""
-    return np.asarray(image.resize((MODEL_SIDE, MODEL_SIDE), Image.Resampling.BILINEAR))
+    """An RGB PIL image squashed (:func:`_squashed`) as a ``(1024, 1024, 3)`` uint8 array."""
+    return np.asarray(_squashed(image))
+
+
+def _squashed(image: Image.Image) -> Image.Image:
+    """The one resize of every encoder input: an RGB PIL image to 1024 x 1024, bilinear."""
+    return image.resize((MODEL_SIDE, MODEL_SIDE), Image.Resampling.BILINEAR)
 
 
 def as_pil(rgb: NDArray[np.uint8]) -> Image.Image:
@@ -134,13 +139,12 @@ def preprocess_upright(image: UprightImage) -> tuple[NDArray[np.float32], Geomet
     stored = image.stored
     if stored.mode != "RGB":
         raise ValueError(f"expected an RGB image, got mode {stored.mode}")
-    h, w = image.hw
-    if image.swaps_axes and max(h, w) > _COLUMNS_FIRST_MAX_ASPECT * min(h, w):
-        return preprocess_pil(image.upright())  # Pillow's own pass order differs there; such an image is small
-    if image.swaps_axes:  # the upright image's first pass (its width) is the stored image's height
+    if image.swaps_axes:
+        if max(image.hw) > _COLUMNS_FIRST_MAX_ASPECT * min(image.hw):
+            return preprocess_pil(image.upright())  # Pillow's own pass order differs there; such an image is small
+        # the upright image's first pass (its width) is the stored image's height
         stored = stored.resize((stored.width, MODEL_SIDE), Image.Resampling.BILINEAR)
-    squashed = stored.resize((MODEL_SIDE, MODEL_SIDE), Image.Resampling.BILINEAR)
-    return normalize(np.asarray(image.turn(squashed))), Geometry(image.hw)
+    return normalize(np.asarray(image.turn(_squashed(stored)))), Geometry(image.hw)
 
 
 def preprocess_crop(rgb: NDArray[np.uint8], crop: CropFrame) -> tuple[NDArray[np.float32], Geometry]:
