@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from bench import common
+from sam_demo.service import DEFAULT_RESULT_CACHE_MB
 
 IMAGE_HW = (600, 900)
 """The users' images (original pixels), as bench_fairness's."""
@@ -37,7 +38,7 @@ def run(args) -> dict[str, Any]:
 
     folder = common.model_dir(args.model_dir)
     predictor = Sam2Predictor.from_files(folder / "encoder.onnx", folder / "decoder.onnx", threads=args.threads)
-    service = SegmentationService(predictor, **({"result_cache_mb": args.result_cache_mb} if args.result_cache_mb else {}))
+    service = SegmentationService(predictor, result_cache_mb=args.result_cache_mb)
     users = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(args.users):
@@ -85,7 +86,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--points", type=int, default=32)
     parser.add_argument("--clicks", type=int, default=4)
     parser.add_argument("--threads", type=int, default=None, help="threads per onnxruntime session (default: cores)")
-    parser.add_argument("--result-cache-mb", type=int, help="what-if: the decoder results cache (default: the app's)")
+    parser.add_argument("--result-cache-mb", type=int, default=DEFAULT_RESULT_CACHE_MB,
+                        help="what-if: the decoder results cache, MB (default: the app's)")
     parser.add_argument("--json", help="write the results here (default bench/results/crowded-<time>.json)")
     return parser.parse_args(argv)
 
